@@ -1,0 +1,3 @@
+from framecolor.cli import main
+
+main()
