@@ -1,0 +1,66 @@
+"""Turning library errors into one `error: ...` line and exit code 1."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import typer
+
+from framecolor.errors import FramecolorError
+
+_DEBUG_ENV = "FRAMECOLOR_DEBUG"
+
+
+def set_debug(on: bool) -> None:
+    if on:
+        os.environ[_DEBUG_ENV] = "1"
+
+
+def debugging() -> bool:
+    return os.environ.get(_DEBUG_ENV) == "1"
+
+
+def fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(command):
+    """Wrap a command so user errors print one line instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FramecolorError as exc:
+            if debugging():
+                raise
+            fail(str(exc))
+        except KeyboardInterrupt:
+            if debugging():
+                raise
+            fail("interrupted", code=130)
+
+    return wrapper
+
+
+def run(app) -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except FramecolorError as exc:  # raised outside a guarded command
+        if debugging():
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def print_rows(rows) -> None:
+    """Print (label, value) pairs as an aligned two-column table."""
+    rows = [(str(k), str(v)) for k, v in rows]
+    width = max((len(k) for k, _ in rows), default=0)
+    for key, value in rows:
+        typer.echo(f"{key.ljust(width)}  {value}")

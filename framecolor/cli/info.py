@@ -1,0 +1,47 @@
+"""`framecolor info`: what is in a video, an image, a model file, or a model config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from framecolor.cli.common import guarded, print_rows
+
+
+def info(
+    path: Optional[Path] = typer.Argument(None, help="A video, image, or .fcm model file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    decoder: str = typer.Option("unet", help="Without PATH: the decoder of the model to describe (unet, seed)."),
+    mode: str = typer.Option("lab", help="Without PATH: what the model predicts (lab, rgb)."),
+    size: int = typer.Option(224, help="Without PATH: the input size to count parameters at."),
+    width: float = typer.Option(1.0, help="Without PATH: the backbone's width multiplier."),
+):
+    """Describe a video or model file; without PATH, build a model config and count its parameters."""
+    if path is None:
+        from framecolor.models.colorizer import ModelConfig
+        from framecolor.modelfile import describe_config
+
+        config = ModelConfig(decoder=decoder, mode=mode, size=size, width=width)
+        rows = describe_config(config, size)
+    elif path.suffix.lower() == ".fcm":
+        from framecolor.modelfile import describe_model
+
+        rows = describe_model(path)
+    else:
+        from framecolor import video
+
+        if as_json:
+            typer.echo(json.dumps(video.probe(path).to_dict(), indent=2))
+            return
+        rows = video.describe(video.probe(path))
+    if as_json:
+        typer.echo(json.dumps(dict(rows), indent=2))
+    else:
+        print_rows(rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(guarded(info))
