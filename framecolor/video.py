@@ -1,0 +1,784 @@
+"""Video and image I/O: probing, decoding, encoding, with PyAV.
+
+Everything that touches FFmpeg lives here so that the other stages see only
+numpy arrays, pts and plain metadata. Resizing and pixel-format conversion are
+done by swscale (in C) through PyAV, never with numpy.
+
+Timestamps are kept as the container gives them (`pts` in the stream's
+`time_base`) and written back unchanged, so variable-frame-rate input stays
+variable and audio stays in sync when it is copied packet for packet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from framecolor.errors import InputError, OutputError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+FORMATS = ("rgb24", "gray", "luma")
+
+# Counting packets gives the exact frame count where the container does not
+# state it (MKV, WebM, raw streams). Demuxing without decoding is fast, but it
+# still reads the whole file, so only do it for files up to this size.
+COUNT_PACKETS_MAX_BYTES = 256 * 2**20
+
+# 8-bit YUV formats whose plane 0 is the Y plane at full resolution: "luma"
+# reads it as is. Anything else (RGB, gray, 10-bit) is converted to yuv420p.
+_YUV8 = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+     "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "nv24", "nv42"}
+)
+# Chroma-subsampled formats that cannot hold an odd width/height, and the
+# full-chroma format to use instead.
+_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuvj420p": "yuvj444p", "yuv422p": "yuv444p",
+                      "yuvj422p": "yuvj444p", "nv12": "yuv444p", "nv21": "yuv444p",
+                      "yuv420p10le": "yuv444p10le"}
+_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p"})
+_CRF_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"})
+_PRESET_CODECS = frozenset({"libx264", "libx265"})
+
+
+class VideoWarning(UserWarning):
+    """Something was read or written, but not all of it (truncated input, skipped stream)."""
+
+
+# ---------------------------------------------------------------------------
+# Probing
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str
+    codec: str
+    language: str | None
+    channels: int | None
+    sample_rate: int | None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    frame_count: int
+    frame_count_exact: bool
+    fps: Fraction
+    time_base: Fraction
+    duration: float
+    codec: str
+    pix_fmt: str
+    audio: tuple[StreamInfo, ...]
+    subtitles: tuple[StreamInfo, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-able: fractions as "num/den" strings, streams as lists of dicts."""
+        d = dataclasses.asdict(self)
+        d["fps"] = str(self.fps)
+        d["time_base"] = str(self.time_base)
+        d["audio"] = [dataclasses.asdict(s) for s in self.audio]
+        d["subtitles"] = [dataclasses.asdict(s) for s in self.subtitles]
+        return d
+
+
+def _check_input_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, expected a video file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {path}: permission denied")
+    return path
+
+
+def _open_input(path: Path):
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise InputError(f"not a video file (or damaged): {path} ({reason})") from None
+
+
+def _is_attached_picture(stream) -> bool:
+    # Cover art in audio files shows up as a one-frame video stream.
+    try:
+        return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    except AttributeError:  # PyAV without Disposition
+        return False
+
+
+def _video_stream(container, path):
+    for stream in container.streams.video:
+        if not _is_attached_picture(stream):
+            if not stream.codec_context.width:
+                # FFmpeg found no picture size: a text file named .png, or damage.
+                raise InputError(f"not a video file (or damaged): {path} (no picture size)")
+            return stream
+    raise InputError(f"no video stream in {path}")
+
+
+def _language(stream) -> str | None:
+    lang = getattr(stream, "language", None) or stream.metadata.get("language")
+    return None if lang in (None, "", "und") else lang
+
+
+# Decoder names that differ from their codec's name (for PyAV without canonical_name).
+_DECODER_ALIASES = {"srt": "subrip", "ssa": "ass", "libdav1d": "av1", "libaom-av1": "av1"}
+
+
+def _codec_name(stream) -> str:
+    """The codec's own name ("subrip", "av1"), not the decoder's ("srt", "libdav1d")."""
+    cc = stream.codec_context
+    if cc is None:
+        return "unknown"
+    canonical = getattr(cc.codec, "canonical_name", None)
+    return canonical or _DECODER_ALIASES.get(cc.name, cc.name)
+
+
+def _stream_info(stream) -> StreamInfo:
+    cc = stream.codec_context
+    audio = stream.type == "audio"
+    return StreamInfo(
+        index=stream.index,
+        kind=stream.type,
+        codec=_codec_name(stream),
+        language=_language(stream),
+        channels=cc.channels if audio else None,
+        sample_rate=cc.sample_rate if audio else None,
+    )
+
+
+def _parse_clock(text: str) -> float | None:
+    # Matroska's DURATION tag: "HH:MM:SS.nnnnnnnnn".
+    m = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", text.strip())
+    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+def _stream_duration(container, stream) -> float | None:
+    """Seconds of the video stream itself (not the longest stream), when stated."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    for key, value in stream.metadata.items():
+        if key.upper().startswith("DURATION"):
+            seconds = _parse_clock(value)
+            if seconds:
+                return seconds
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _stated_frames(stream) -> int:
+    """Frame count the container states: the sample count, or mkvmerge's statistics tag."""
+    if stream.frames > 0:
+        return stream.frames
+    for key, value in stream.metadata.items():
+        if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _frame_rate(stream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(0)
+
+
+def probe(path) -> VideoInfo:
+    """Describe a video file without decoding it.
+
+    The frame count is exact when the container states it (MP4/MOV sample
+    tables, mkvmerge's NUMBER_OF_FRAMES tag) or, for files up to
+    COUNT_PACKETS_MAX_BYTES, by counting the video packets; otherwise it is
+    duration * frame rate and `frame_count_exact` is False.
+    """
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        fps = _frame_rate(stream)
+        duration = _stream_duration(container, stream)
+        frames, exact = _stated_frames(stream), True
+        if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
+            frames = _count_packets(container, stream)
+        if frames <= 0:
+            frames, exact = round((duration or 0.0) * fps), False
+        if duration is None:
+            duration = float(frames / fps) if fps else 0.0
+        cc = stream.codec_context
+        return VideoInfo(
+            path=str(path),
+            width=cc.width,
+            height=cc.height,
+            frame_count=int(frames),
+            frame_count_exact=exact,
+            fps=fps,
+            time_base=Fraction(stream.time_base),
+            duration=float(duration),
+            codec=_codec_name(stream),
+            pix_fmt=cc.pix_fmt or "unknown",
+            audio=tuple(_stream_info(s) for s in container.streams.audio),
+            subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
+        )
+
+
+def _count_packets(container, stream) -> int:
+    try:
+        return sum(1 for p in container.demux(stream) if p.size > 0)
+    except av.error.FFmpegError:
+        return 0  # damaged: fall back to the estimate
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+
+
+def _format_rate(fps: Fraction) -> str:
+    if fps.denominator == 1:
+        return f"{fps.numerator} fps"
+    return f"{float(fps):.3f} fps ({fps.numerator}/{fps.denominator})"
+
+
+def _describe_stream(s: StreamInfo) -> str:
+    parts = [f"#{s.index}", s.codec]
+    if s.sample_rate:
+        parts.append(f"{s.sample_rate} Hz")
+    if s.channels:
+        parts.append(f"{s.channels} ch")
+    if s.language:
+        parts.append(f"[{s.language}]")
+    return " ".join(parts)
+
+
+def describe(info: VideoInfo) -> list[tuple[str, str]]:
+    """(label, value) rows for a human-readable table of `info`."""
+    frames = str(info.frame_count) if info.frame_count_exact else f"~{info.frame_count} (estimated)"
+    return [
+        ("file", info.path),
+        ("size", f"{info.width} x {info.height}"),
+        ("frames", frames),
+        ("frame rate", _format_rate(info.fps)),
+        ("duration", f"{_format_seconds(info.duration)} ({info.duration:.3f} s)"),
+        ("codec", f"{info.codec} ({info.pix_fmt})"),
+        ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
+        ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
+        ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Images
+
+
+def is_image_path(path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _natural_key(path: Path):
+    # frame_2 before frame_10, as a person numbering files expects.
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def list_images(folder) -> list[Path]:
+    """Image files in `folder` (not recursive, hidden files skipped), in natural name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"no such folder: {folder}")
+    files = [p for p in folder.iterdir() if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
+    return sorted(files, key=_natural_key)
+
+
+def _decode_image(path: Path):
+    path = _check_input_file(path)
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return frame
+    except (av.error.FFmpegError, IndexError):
+        pass
+    raise InputError(f"not an image file (or damaged): {path}")
+
+
+def read_image(path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (alpha is dropped)."""
+    frame = _decode_image(Path(path))
+    return frame.to_ndarray(format="rgb24")
+
+
+_IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
+                 ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24"),
+                 ".webp": ("libwebp", "yuv420p")}
+
+
+def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
+    """Write an (H, W, 3) uint8 RGB image; the format follows the suffix. Atomic."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _IMAGE_CODECS:
+        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} (use .png or .jpg)")
+    check_output_path(path, overwrite=overwrite)
+    rgb = _as_rgb(rgb)
+    codec, pix_fmt = _IMAGE_CODECS[suffix]
+    tmp = _temp_path(path)
+    try:
+        with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
+            stream = out.add_stream(codec, rate=1)
+            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], pix_fmt
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _as_rgb(rgb) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.dtype} {rgb.shape}")
+    return np.ascontiguousarray(rgb)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class Frame:
+    image: np.ndarray
+    pts: int | None  # in the stream's time_base; the image index for image sources
+    time: float | None  # seconds from the start of the stream; None for image folders
+    index: int  # position in the source, counted from the first frame at or after `start`
+
+
+def _output_size(width, height, size, short_side) -> tuple[int, int]:
+    if size is not None:
+        return int(size[0]), int(size[1])
+    if short_side is not None:
+        scale = short_side / min(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+    return width, height
+
+
+def _plane(frame, i: int) -> np.ndarray:
+    """Plane `i` as (h, w) uint8, dropping the padding at the end of each line."""
+    plane = frame.planes[i]
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width].copy()
+
+
+def _convert(frame, fmt: str, size, short_side) -> np.ndarray:
+    w, h = _output_size(frame.width, frame.height, size, short_side)
+    resize = (w, h) != (frame.width, frame.height)
+    # AREA averages when shrinking (no aliasing in training crops).
+    interp = ("AREA" if w * h < frame.width * frame.height else "BICUBIC") if resize else None
+    if fmt == "luma":
+        name = frame.format.name
+        if name not in _YUV8 or resize:
+            frame = frame.reformat(width=w, height=h, format=name if name in _YUV8 else "yuv420p",
+                                   interpolation=interp)
+        return _plane(frame, 0)
+    # Recent PyAV passes the frame's colour range (full/limited) on to swscale itself.
+    return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)
+
+
+def _check_read_args(size, short_side, fmt, every, max_frames):
+    if size is not None and short_side is not None:
+        raise ValueError("give size or short_side, not both")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if int(every) < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
+
+
+def read_frames(
+    path,
+    *,
+    size: tuple[int, int] | None = None,
+    short_side: int | None = None,
+    format: str = "rgb24",
+    every: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> Iterator[Frame]:
+    """Decode frames of a video, an image file or a folder of images.
+
+    The source is checked now (InputError for a missing/unreadable file, a text
+    file, an audio-only file); frames are decoded lazily as the iterator is used.
+
+    size=(w, h) or short_side=n resize (aspect kept for short_side) in swscale.
+    format: "rgb24" (H, W, 3), "gray" (H, W) full-range gray, or "luma" (H, W)
+    the decoded Y plane's code values as they are (no range conversion).
+    every=k keeps frames 0, k, 2k, ... counted from `start`; start/end are
+    seconds from the start of the stream (end exclusive); max_frames caps the
+    number yielded. A truncated video yields what decodes and warns
+    (VideoWarning) with the count; nothing decodable is an InputError.
+    """
+    _check_read_args(size, short_side, format, every, max_frames)
+    path = Path(path)
+    if path.is_dir():
+        if start is not None or end is not None:
+            raise ValueError("start/end need a video, not a folder of images")
+        images = list_images(path)
+        if not images:
+            raise InputError(f"no images (.jpg, .png, ...) in folder {path}")
+        return _image_frames(images, size, short_side, format, int(every), max_frames)
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        _video_stream(container, path)
+    return _video_frames(path, size, short_side, format, int(every), start, end, max_frames)
+
+
+def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[Frame]:
+    selected = images[::every][:max_frames]
+    for k, image_path in enumerate(selected):
+        index = k * every
+        yield Frame(_convert(_decode_image(image_path), fmt, size, short_side), index, None, index)
+
+
+def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) -> Iterator[Frame]:
+    if max_frames == 0:
+        return
+    container = _open_input(path)
+    try:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        tb = Fraction(stream.time_base) if stream.time_base else None
+        t0 = stream.start_time or 0
+        if start is not None and start > 0 and tb:
+            # Seek lands on the keyframe at or before `start`; the frames
+            # between it and `start` are decoded and dropped below.
+            container.seek(t0 + math.floor(start / tb), stream=stream)
+        decoded = kept = yielded = 0
+        last_time = None
+        error = None
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:
+                error = e
+                break
+            decoded += 1
+            time = float((frame.pts - t0) * tb) if frame.pts is not None and tb else None
+            if time is not None:
+                if start is not None and time < start - 1e-9:
+                    continue
+                if end is not None and time >= end:
+                    break
+                last_time = time
+            index = kept
+            kept += 1
+            if index % every:
+                continue
+            yield Frame(_convert(frame, fmt, size, short_side), frame.pts, time, index)
+            yielded += 1
+            if max_frames is not None and yielded >= max_frames:
+                return
+        _report_end(path, container, stream, error, decoded, kept, last_time,
+                    whole=start is None and end is None)
+    finally:
+        container.close()
+
+
+def _report_end(path, container, stream, error, decoded, kept, last_time, whole):
+    """After the last frame: fail if nothing decoded, warn if the file ended early."""
+    if decoded == 0 and (error is not None or whole):
+        reason = f" ({getattr(error, 'strerror', None) or error})" if error is not None else ""
+        raise InputError(f"no frames could be decoded from {path}{reason}")
+    if error is not None:
+        warnings.warn(f"{path}: decoding stopped early ({getattr(error, 'strerror', None) or error}); "
+                      f"read {kept} frames", VideoWarning, stacklevel=3)
+        return
+    if not whole:
+        return
+    stated = _stated_frames(stream)
+    if stated and decoded < stated:
+        warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
+                      VideoWarning, stacklevel=3)
+        return
+    duration = _stream_duration(container, stream)
+    fps = _frame_rate(stream)
+    if not stated and duration and fps and last_time is not None:
+        # No frame count in the container: compare how far we got with its duration.
+        if last_time + 2 / fps < duration:
+            warnings.warn(f"{path} is truncated or damaged: read {decoded} frames "
+                          f"({last_time:.2f} s of {duration:.2f} s)", VideoWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) -> None:
+    """Raise OutputError if `output` cannot or must not be written."""
+    output = Path(output)
+    for source in inputs:
+        if source is not None and _same_file(output, Path(source)):
+            raise OutputError(f"output {output} is the same file as input {source}")
+    parent = output.parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if output.is_dir():
+        raise OutputError(f"output {output} is a folder, expected a file name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
+
+
+def _temp_path(path: Path) -> Path:
+    # Same folder, so os.replace is an atomic rename; same suffix, so the
+    # muxer is chosen as for the final name.
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _fraction(x) -> Fraction:
+    if isinstance(x, float):
+        return Fraction(x).limit_denominator(1_000_000)
+    return Fraction(x)
+
+
+class VideoWriter:
+    """Encode frames to `path`, keeping their pts, optionally copying audio and subtitles.
+
+    Use as a context manager. The file is written as `.<stem>.partial<suffix>`
+    next to `path` and renamed over it only when the `with` block ends without
+    an exception; on an exception the partial file is removed.
+
+    `pix_fmt` is the requested format; `.pix_fmt` is the one used (yuv420p
+    falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
+    `write_yuv` expects for u and v.
+    """
+
+    def __init__(
+        self,
+        path,
+        *,
+        width: int,
+        height: int,
+        fps,
+        time_base,
+        codec: str = "libx264",
+        crf: int | None = 18,
+        preset: str = "medium",
+        pix_fmt: str = "yuv420p",
+        copy_streams_from=None,
+        overwrite: bool = False,
+        inputs: Iterable = (),
+    ):
+        self.path = Path(path)
+        check_output_path(self.path, [*inputs, copy_streams_from], overwrite)
+        self.width, self.height = int(width), int(height)
+        self.fps = _fraction(fps)
+        self.time_base = _fraction(time_base)
+        self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt)
+        self.frames_written = 0
+        self._last_pts = None
+        self._source = None
+        self._copy = {}
+        self._pending = None
+        self._tmp = _temp_path(self.path)
+        try:
+            self._out = av.open(str(self._tmp), "w")
+        except ValueError:
+            raise OutputError(f"cannot write {self.path}: unknown container type {self.path.suffix!r}") from None
+        except av.error.FFmpegError as e:
+            raise OutputError(f"cannot write {self.path}: {e}") from None
+        try:
+            self._stream = self._add_video_stream(codec, crf, preset)
+            if copy_streams_from is not None:
+                self._add_copied_streams(Path(copy_streams_from))
+        except BaseException:
+            self._abort()
+            raise
+
+    # -- setup
+
+    def _choose_pix_fmt(self, codec: str, pix_fmt: str) -> str:
+        try:
+            supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
+        except av.error.FFmpegError:
+            raise OutputError(f"unknown video encoder {codec!r}") from None
+        except ValueError:
+            raise OutputError(f"unknown video encoder {codec!r}") from None
+        if (self.width % 2 or self.height % 2) and pix_fmt in _ODD_SIZE_FALLBACK:
+            fallback = _ODD_SIZE_FALLBACK[pix_fmt]
+            if supported and fallback not in supported:
+                raise OutputError(f"{codec} cannot encode the odd size {self.width}x{self.height} "
+                                  f"({pix_fmt} needs an even width and height)")
+            warnings.warn(f"{self.width}x{self.height} is odd, which {pix_fmt} cannot hold: "
+                          f"writing {self.path} as {fallback}", VideoWarning, stacklevel=3)
+            pix_fmt = fallback
+        if supported and pix_fmt not in supported:
+            raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
+        return pix_fmt
+
+    def _add_video_stream(self, codec, crf, preset):
+        stream = self._out.add_stream(codec, rate=self.fps)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+        # The encoder and the stream count in the caller's time base, so pts go
+        # through unchanged (the muxer may refine the stream's base, e.g. MKV's 1/1000).
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        options = {}
+        if crf is not None and codec in _CRF_CODECS:
+            options["crf"] = str(crf)
+        if preset and codec in _PRESET_CODECS:
+            options["preset"] = preset
+        stream.options = options
+        return stream
+
+    def _add_copied_streams(self, source: Path):
+        self._source = _open_input(_check_input_file(source))
+        supported = getattr(self._out, "supported_codecs", None)
+        for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
+            codec = _codec_name(stream)
+            names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
+            if supported is not None and not names & set(supported):
+                warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
+                              f"a {self.path.suffix} file cannot hold it", VideoWarning, stacklevel=3)
+                continue
+            self._copy[stream.index] = self._out.add_stream_from_template(stream)
+        if self._copy:
+            wanted = [s for s in self._source.streams if s.index in self._copy]
+            self._packets = self._source.demux(*wanted)
+        else:
+            self._source.close()
+            self._source = None
+
+    @property
+    def chroma_shape(self) -> tuple[int, int]:
+        if self.pix_fmt in ("yuv444p", "yuvj444p"):
+            return self.height, self.width
+        return (self.height + 1) // 2, (self.width + 1) // 2
+
+    # -- writing
+
+    def _next_pts(self, pts):
+        if pts is None:  # next frame at the nominal rate
+            step = max(1, round(1 / (self.fps * self.time_base))) if self.fps else 1
+            pts = 0 if self._last_pts is None else self._last_pts + step
+        pts = int(pts)
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        self._last_pts = pts
+        return pts
+
+    def _encode(self, frame, pts):
+        frame.pts = self._next_pts(pts)
+        frame.time_base = self.time_base
+        self._mux_copies(until=float(frame.pts * self.time_base))
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+        self.frames_written += 1
+
+    def write_rgb(self, rgb: np.ndarray, pts: int | None = None) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame at `pts` (in `time_base`; None = next nominal)."""
+        rgb = _as_rgb(rgb)
+        if rgb.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer is {self.width}x{self.height}")
+        self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts)
+
+    def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int | None = None) -> None:
+        """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`).
+
+        No colour conversion happens, so the encoder sees exactly these Y codes.
+        """
+        if self.pix_fmt not in _WRITE_YUV_FORMATS:
+            raise ValueError(f"write_yuv needs a yuv420p or yuv444p writer, this one is {self.pix_fmt}")
+        frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
+        for plane, data, shape in zip(frame.planes, (y, u, v),
+                                      ((self.height, self.width), self.chroma_shape, self.chroma_shape)):
+            data = np.asarray(data)
+            if data.dtype != np.uint8 or data.shape != shape:
+                raise ValueError(f"plane must be {shape} uint8, got {data.shape} {data.dtype}")
+            rows = np.zeros((plane.height, plane.line_size), np.uint8)
+            rows[:, : plane.width] = data
+            plane.update(rows)
+        self._encode(frame, pts)
+
+    def _mux_copies(self, until: float | None):
+        """Mux copied packets up to time `until` (all if None): keeps the file interleaved."""
+        if self._source is None:
+            return
+        while True:
+            packet = self._pending
+            if packet is None:
+                packet = next(self._packets, None)
+                if packet is None:
+                    self._source.close()
+                    self._source = None
+                    return
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.dts is None:
+                    if packet.pts is None:
+                        continue  # no time at all: the muxer would reject it
+                    packet.dts = packet.pts
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and float(stamp * packet.time_base) > until:
+                self._pending = packet
+                return
+            self._pending = None
+            packet.stream = self._copy[packet.stream.index]
+            self._out.mux(packet)
+
+    # -- finishing
+
+    def close(self) -> None:
+        """Flush, write the trailer and move the file to its final name."""
+        try:
+            if self.frames_written == 0:
+                raise OutputError(f"no frames were written to {self.path}")
+            for packet in self._stream.encode(None):
+                self._out.mux(packet)
+            self._mux_copies(until=None)
+            self._out.close()
+        except BaseException:
+            self._abort()
+            raise
+        os.replace(self._tmp, self.path)
+
+    def _abort(self) -> None:
+        for c in (self._out, self._source):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # already failing; the partial file goes anyway
+                    pass
+        self._source = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+        return False

@@ -1,0 +1,197 @@
+"""Tiny generated test media, written with PyAV directly (not with framecolor.video,
+so that a bug there cannot hide itself in the fixtures).
+
+The content is deterministic: `frame_image(i, w, h)` is exactly what `make_video`
+feeds the encoder for frame `i`, so a test can compare decoded frames with it.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+AUDIO_RATE = 48000
+TONE_HZ = 440.0
+
+# Frame durations (in units of one nominal frame) that make a clip VFR.
+VFR_STEPS = (1, 2, 1, 3, 1, 1, 2)
+
+_SRT = """1
+00:00:00,000 --> 00:00:00,150
+first line
+
+2
+00:00:00,200 --> 00:00:00,350
+second line
+"""
+
+_ASS = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 64
+PlayResY: 48
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Arial,12,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,2,2,2,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.00,0:00:00.15,Default,,0,0,0,,first line
+Dialogue: 0,0:00:00.20,0:00:00.35,Default,,0,0,0,,second line
+"""
+
+
+def frame_image(i: int, width: int, height: int) -> np.ndarray:
+    """Frame `i`: a gradient background with a red box and a green disc that move."""
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.uint8)
+    img[..., 0] = 40 + (x * 120) // max(width - 1, 1)
+    img[..., 1] = 60 + (y * 100) // max(height - 1, 1)
+    img[..., 2] = 150
+    bw, bh = max(width // 4, 2), max(height // 4, 2)
+    bx = (3 * i) % max(width - bw, 1)
+    by = height // 6
+    img[by : by + bh, bx : bx + bw] = (230, 30, 30)
+    r = max(min(width, height) // 6, 2)
+    cx = width - 1 - r - (2 * i) % max(width - 2 * r, 1)
+    cy = height - 1 - r
+    img[(x - cx) ** 2 + (y - cy) ** 2 <= r * r] = (30, 200, 60)
+    return img
+
+
+def frame_pts(frames: int, step: int, vfr: bool) -> list[int]:
+    """The pts `make_video` gives its frames: regular, or irregular when `vfr`."""
+    if not vfr:
+        return [i * step for i in range(frames)]
+    pts, t = [], 0
+    for i in range(frames):
+        pts.append(t)
+        t += step * VFR_STEPS[i % len(VFR_STEPS)]
+    return pts
+
+
+def _video_time_base(rate: Fraction) -> tuple[Fraction, int]:
+    """A time base in which one nominal frame is a whole number of ticks."""
+    rate = Fraction(rate)
+    return Fraction(1, rate.numerator), rate.denominator
+
+
+def _add_tone_stream(container):
+    return container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+
+
+def _encode_tone(container, stream, seconds: float) -> None:
+    n = 1024
+    total = int(math.ceil(seconds * AUDIO_RATE / n)) * n
+    t = np.arange(total) / AUDIO_RATE
+    samples = (0.3 * np.sin(2 * math.pi * TONE_HZ * t)).astype(np.float32)
+    for start in range(0, total, n):
+        frame = av.AudioFrame.from_ndarray(samples[None, start : start + n], format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def make_video(
+    path,
+    *,
+    width: int = 64,
+    height: int = 48,
+    frames: int = 12,
+    rate=Fraction(30000, 1001),
+    audio: bool = True,
+    vfr: bool = False,
+    subtitles: bool | str = False,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict | None = None,
+) -> Path:
+    """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
+
+    `subtitles` is False, True/"srt" or "ass" (MKV only): the track is remuxed from
+    a generated subtitle file, the way a real file would carry it.
+    `options` are container (muxer) options, e.g. {"movflags": "+faststart"}.
+    """
+    path = Path(path)
+    time_base, step = _video_time_base(rate)
+    pts_list = frame_pts(frames, step, vfr)
+    with av.open(str(path), "w", options=options or {}) as out:
+        video = out.add_stream(codec, rate=Fraction(rate))
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.time_base = time_base
+        video.codec_context.time_base = time_base
+        if codec == "libx264":
+            video.options = {"preset": "ultrafast", "crf": "20"}
+        subtitle_src = None
+        if subtitles:
+            kind = "ass" if subtitles == "ass" else "srt"
+            sub_file = path.with_name(f".{path.stem}.{kind}")
+            sub_file.write_text(_ASS if kind == "ass" else _SRT, encoding="utf-8")
+            subtitle_src = av.open(str(sub_file))
+            sub_out = out.add_stream_from_template(subtitle_src.streams.subtitles[0])
+        # Every stream must exist before the first packet is muxed (the header).
+        tone = _add_tone_stream(out) if audio else None
+        for i, pts in enumerate(pts_list):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+            frame.pts = pts
+            frame.time_base = time_base
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if tone is not None:
+            _encode_tone(out, tone, float((pts_list[-1] + step) * time_base))
+        if subtitle_src is not None:
+            for packet in subtitle_src.demux(subtitle_src.streams.subtitles[0]):
+                if packet.size == 0 or packet.dts is None:
+                    continue
+                packet.stream = sub_out
+                out.mux(packet)
+            subtitle_src.close()
+            sub_file.unlink()
+    return path
+
+
+def make_audio(path, seconds: float = 0.5) -> Path:
+    """An audio-only file (AAC in the container the suffix names, e.g. .m4a)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        _encode_tone(out, _add_tone_stream(out), seconds)
+    return path
+
+
+def make_images(folder, n: int, size=(40, 30), suffix: str = ".png") -> list[Path]:
+    """`n` images named img_1, img_2, ... img_n (so name order != plain string order
+    once n >= 10), frame `i` of `frame_image` each, size=(width, height)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    codec = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp"}[suffix]
+    paths = []
+    for i in range(n):
+        path = folder / f"img_{i + 1}{suffix}"
+        with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
+            stream = out.add_stream(codec, rate=1)
+            stream.width, stream.height = size
+            stream.pix_fmt = {"png": "rgb24", "mjpeg": "yuvj444p", "bmp": "bgr24"}[codec]
+            frame = av.VideoFrame.from_ndarray(frame_image(i, *size), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        paths.append(path)
+    return paths
+
+
+def truncate_copy(src, dst, fraction: float) -> Path:
+    """A copy of `src` cut after `fraction` of its bytes: a download that stopped."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * fraction)])
+    return Path(dst)

@@ -1,0 +1,425 @@
+"""framecolor.video: probing, reading, writing and the errors users can cause."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from framecolor import video
+from framecolor.errors import InputError, OutputError
+from framecolor.video import VideoWarning, VideoWriter, check_output_path, probe, read_frames
+from tests import media
+
+RATE = Fraction(30000, 1001)
+
+
+def _packets(path, kind):
+    """(bytes, pts) of every non-empty packet of the first stream of `kind`, demuxed directly."""
+    with av.open(str(path)) as c:
+        stream = getattr(c.streams, kind)[0]
+        return [(bytes(p), p.pts) for p in c.demux(stream) if p.size]
+
+
+def _decoded(path):
+    """(pts list, time_base, VideoFrames) of the video stream, decoded directly with PyAV."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return [f.pts for f in frames], Fraction(s.time_base), frames
+
+
+def _copy_video(src, dst, **writer_kwargs):
+    """Read `src` and write its frames to `dst`, keeping pts and copying other streams."""
+    info = probe(src)
+    kwargs = dict(width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                  copy_streams_from=src, preset="ultrafast")
+    kwargs.update(writer_kwargs)
+    with VideoWriter(dst, **kwargs) as w:
+        for frame in read_frames(src):
+            w.write_rgb(frame.image, frame.pts)
+    return dst
+
+
+# ---------------------------------------------------------------------------
+# probe
+
+
+def test_probe_mp4_states_everything(clip):
+    info = probe(clip)
+    assert (info.width, info.height) == (64, 48)
+    assert info.frame_count == 12 and info.frame_count_exact
+    assert info.fps == RATE
+    assert info.time_base == Fraction(1, 30000)
+    assert info.duration == pytest.approx(12 * 1001 / 30000)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    assert [(s.kind, s.codec, s.channels, s.sample_rate) for s in info.audio] == [("audio", "aac", 1, 48000)]
+    assert info.subtitles == ()
+    d = json.loads(json.dumps(info.to_dict()))
+    assert d["fps"] == "30000/1001" and d["audio"][0]["codec"] == "aac"
+
+
+def test_probe_mkv_counts_packets_and_lists_subtitles(mkv_subs):
+    info = probe(mkv_subs)
+    assert info.frame_count == 12 and info.frame_count_exact  # MKV states no count
+    assert info.fps == RATE
+    assert info.duration == pytest.approx(0.4, abs=0.002)  # the video's, not the longer audio's
+    assert [s.codec for s in info.subtitles] == ["subrip"]
+    assert [s.codec for s in info.audio] == ["aac"]
+
+
+def test_probe_estimates_count_of_large_files(mkv_subs, monkeypatch):
+    monkeypatch.setattr(video, "COUNT_PACKETS_MAX_BYTES", 0)
+    info = probe(mkv_subs)
+    assert not info.frame_count_exact
+    assert info.frame_count == 12  # 0.4 s * 29.97 fps, rounded
+
+
+def test_describe_rows(clip, mkv_subs):
+    rows = dict(video.describe(probe(clip)))
+    assert rows["size"] == "64 x 48"
+    assert rows["frames"] == "12"
+    assert "30000/1001" in rows["frame rate"]
+    assert rows["audio"].startswith("#1 aac 48000 Hz 1 ch")
+    assert rows["subtitles"] == "none"
+    assert "subrip" in dict(video.describe(probe(mkv_subs)))["subtitles"]
+
+
+def test_describe_marks_estimates():
+    info = video.VideoInfo("v.mkv", 2, 2, 10, False, Fraction(25), Fraction(1, 1000), 0.4, "h264", "yuv420p", (), ())
+    assert dict(video.describe(info))["frames"] == "~10 (estimated)"
+
+
+# ---------------------------------------------------------------------------
+# bad inputs
+
+
+def test_bad_inputs_are_input_errors(tmp_path, text_mp4, audio_only, truncated_mp4):
+    with pytest.raises(InputError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="is a folder"):
+        probe(tmp_path)
+    with pytest.raises(InputError, match="not a video file.*x.mp4"):
+        probe(text_mp4)
+    with pytest.raises(InputError, match="no video stream"):
+        probe(audio_only)
+    with pytest.raises(InputError, match="cut.mp4"):  # moov never written: nothing decodes
+        probe(truncated_mp4)
+    fake_png = tmp_path / "fake.png"
+    fake_png.write_text("not an image")
+    with pytest.raises(InputError, match="fake.png"):
+        probe(fake_png)
+
+
+def test_bad_inputs_fail_when_reading_starts(tmp_path, text_mp4, audio_only, truncated_mp4):
+    # Checked when read_frames is called, not later when the iterator is first used.
+    with pytest.raises(InputError, match="no such file"):
+        read_frames(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="not a video file"):
+        read_frames(text_mp4)
+    with pytest.raises(InputError, match="no video stream"):
+        read_frames(audio_only)
+    with pytest.raises(InputError):
+        list(read_frames(truncated_mp4))
+
+
+def test_truncated_video_yields_what_decodes_and_warns(truncated_clip):
+    with pytest.warns(VideoWarning, match=r"truncated.*read (\d+) frames") as record:
+        frames = list(read_frames(truncated_clip))
+    assert 1 <= len(frames) < 30
+    assert f"read {len(frames)} frames" in str(record[0].message)
+    assert [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_video_without_decodable_frames_is_input_error(media_dir, clip):
+    # Headers intact but the frame data zeroed: it opens, yet nothing decodes.
+    data = bytearray(clip.read_bytes())
+    with av.open(str(clip)) as c:
+        for p in c.demux(c.streams.video[0]):
+            if p.size:
+                data[p.pos : p.pos + p.size] = bytes(p.size)
+    broken = media_dir / "zeroed.mp4"
+    broken.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InputError, match="no frames could be decoded from .*zeroed.mp4"):
+            list(read_frames(broken))
+
+
+def test_read_argument_errors(clip):
+    with pytest.raises(ValueError):
+        read_frames(clip, size=(8, 8), short_side=8)
+    with pytest.raises(ValueError):
+        read_frames(clip, format="bgr")
+    with pytest.raises(ValueError):
+        read_frames(clip, every=0)
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+
+def test_read_rgb_full_resolution_keeps_pts(clip):
+    frames = list(read_frames(clip))
+    assert len(frames) == 12
+    assert [f.pts for f in frames] == media.frame_pts(12, 1001, vfr=False)
+    assert [f.index for f in frames] == list(range(12))
+    assert frames[5].time == pytest.approx(5 * 1001 / 30000)
+    for i in (0, 7):
+        img = frames[i].image
+        assert img.shape == (48, 64, 3) and img.dtype == np.uint8
+        # lossy H.264 + 4:2:0: close to what was encoded, and far from another frame
+        err = np.abs(img.astype(int) - media.frame_image(i, 64, 48)).mean()
+        other = np.abs(img.astype(int) - media.frame_image(i + 3, 64, 48)).mean()
+        assert err < 6 < other
+
+
+def test_read_resized_in_swscale(clip):
+    small = next(read_frames(clip, short_side=24))
+    assert small.image.shape == (24, 32, 3)
+    sized = next(read_frames(clip, size=(20, 10), format="gray"))
+    assert sized.image.shape == (10, 20) and sized.image.dtype == np.uint8
+    luma = next(read_frames(clip, size=(32, 24), format="luma"))
+    assert luma.image.shape == (24, 32)
+    # The box and the background keep their place: compare with a plain downscale.
+    full = next(read_frames(clip)).image.astype(float)
+    expected = full.reshape(24, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert np.abs(small.image - expected).mean() < 6
+
+
+def test_gray_is_full_range_and_luma_is_raw_y(clip):
+    pts, _, frames = _decoded(clip)
+    raw_y = frames[3].to_ndarray()[:48]  # yuv420p as one (H*3/2, W) array: Y rows first
+    luma = list(read_frames(clip, format="luma"))[3].image
+    np.testing.assert_array_equal(luma, raw_y)
+    gray = list(read_frames(clip, format="gray"))[3].image
+    expected = np.clip(np.round((raw_y.astype(float) - 16) * 255 / 219), 0, 255)
+    assert np.abs(gray - expected).max() <= 1
+
+
+def test_luma_of_odd_size_drops_line_padding(odd_clip):
+    frames = list(read_frames(odd_clip, format="luma"))
+    assert len(frames) == 4
+    y = frames[2].image
+    assert y.shape == (143, 175)
+    _, _, decoded = _decoded(odd_clip)
+    planes = decoded[2].to_ndarray()  # yuv444p: (3, H, W) or, in some PyAV versions, (H, W, 3)
+    np.testing.assert_array_equal(y, planes[0] if planes.shape[0] == 3 else planes[..., 0])
+
+
+def test_every_start_end_max_frames(clip):
+    every = list(read_frames(clip, every=3))
+    assert [f.index for f in every] == [0, 3, 6, 9]
+    assert [f.pts for f in every] == [0, 3003, 6006, 9009]
+    # Frames 3..8 lie in [0.1, 0.3) s (frame i starts at i * 0.0334 s).
+    window = list(read_frames(clip, start=0.1, end=0.3))
+    assert [f.pts for f in window] == [i * 1001 for i in range(3, 9)]
+    assert [f.index for f in window] == list(range(6))
+    assert all(0.1 <= f.time < 0.3 for f in window)
+    assert len(list(read_frames(clip, max_frames=5))) == 5
+    assert list(read_frames(clip, max_frames=0)) == []
+    assert [f.pts for f in read_frames(clip, start=0.2, every=2, max_frames=2)] == [6006, 8008]
+
+
+def test_vfr_pts_are_kept(vfr_clip):
+    frames = list(read_frames(vfr_clip))
+    assert [f.pts for f in frames] == media.frame_pts(12, 1001, vfr=True)
+    assert len({b.pts - a.pts for a, b in zip(frames, frames[1:])}) > 1
+
+
+# ---------------------------------------------------------------------------
+# images
+
+
+def test_image_folder_and_files(image_folder, tmp_path):
+    names = [p.name for p in video.list_images(image_folder)]
+    assert names == [f"img_{i}.png" for i in range(1, 12)]  # natural order: img_2 before img_10
+    frames = list(read_frames(image_folder))
+    assert [(f.index, f.pts, f.time) for f in frames[:3]] == [(0, 0, None), (1, 1, None), (2, 2, None)]
+    assert len(frames) == 11
+    np.testing.assert_array_equal(frames[10].image, media.frame_image(10, 40, 30))  # PNG is lossless
+    picked = list(read_frames(image_folder, every=4, max_frames=2, short_side=15, format="gray"))
+    assert [f.index for f in picked] == [0, 4] and picked[0].image.shape == (15, 20)
+    single = list(read_frames(image_folder / "img_3.png"))
+    assert len(single) == 1
+    np.testing.assert_array_equal(single[0].image, media.frame_image(2, 40, 30))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no images"):
+        read_frames(empty)
+
+
+def test_read_and_write_image(tmp_path, text_mp4):
+    rgb = media.frame_image(4, 33, 21)
+    video.write_image(tmp_path / "a.png", rgb)
+    np.testing.assert_array_equal(video.read_image(tmp_path / "a.png"), rgb)
+    video.write_image(tmp_path / "a.jpg", rgb)
+    assert np.abs(video.read_image(tmp_path / "a.jpg").astype(int) - rgb).mean() < 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png"]  # no temp files left
+    assert video.is_image_path("x/Y.JPG") and not video.is_image_path("clip.mp4")
+    with pytest.raises(InputError, match="not an image"):
+        video.read_image(text_mp4)
+    with pytest.raises(OutputError, match="already exists"):
+        video.write_image(tmp_path / "a.png", rgb, overwrite=False)
+
+
+# ---------------------------------------------------------------------------
+# output paths
+
+
+def test_check_output_path(tmp_path, clip):
+    check_output_path(tmp_path / "new.mp4", [clip])
+    with pytest.raises(OutputError, match="same file as input"):
+        check_output_path(clip.parent / ".." / clip.parent.name / clip.name, [clip], overwrite=True)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    with pytest.raises(OutputError, match="same file as input"):
+        check_output_path(link, [clip], overwrite=True)
+    existing = tmp_path / "old.mp4"
+    existing.write_bytes(b"x")
+    with pytest.raises(OutputError, match="already exists"):
+        check_output_path(existing)
+    check_output_path(existing, overwrite=True)
+    with pytest.raises(OutputError, match="folder does not exist"):
+        check_output_path(tmp_path / "nowhere" / "out.mp4")
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_path(tmp_path, overwrite=True)
+
+
+def test_writer_refuses_to_overwrite_its_input(clip):
+    with pytest.raises(OutputError, match="same file as input"):
+        VideoWriter(clip, width=64, height=48, fps=RATE, time_base=Fraction(1, 30000),
+                    copy_streams_from=clip, overwrite=True)
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+@pytest.fixture(scope="module")
+def round_trip(clip, tmp_path_factory):
+    return _copy_video(clip, tmp_path_factory.mktemp("rt") / "out.mp4", preset="medium")
+
+
+def test_round_trip_keeps_frames_pts_rate_and_audio(clip, round_trip):
+    src_pts, src_tb, _ = _decoded(clip)
+    out_pts, out_tb, frames = _decoded(round_trip)
+    assert out_tb == src_tb == Fraction(1, 30000)  # same container type: same time base
+    assert out_pts == src_pts  # medium preset has B-frames: pts survive reordering too
+    assert (frames[0].width, frames[0].height) == (64, 48)
+    info = probe(round_trip)
+    assert info.frame_count == 12 and info.fps == RATE
+    assert _packets(round_trip, "audio") == _packets(clip, "audio")  # byte-identical, same pts
+    assert not any(p.name.startswith(".") for p in round_trip.parent.iterdir())
+
+
+def test_round_trip_keeps_vfr(vfr_clip, tmp_path):
+    out = _copy_video(vfr_clip, tmp_path / "vfr_out.mp4")
+    assert _decoded(out)[0] == media.frame_pts(12, 1001, vfr=True)
+    assert _decoded(out)[1] == Fraction(1, 30000)
+    assert _packets(out, "audio") == _packets(vfr_clip, "audio")
+
+
+def test_round_trip_mkv_keeps_subtitles(mkv_subs, tmp_path):
+    out = _copy_video(mkv_subs, tmp_path / "out.mkv")
+    src_pts, src_tb, _ = _decoded(mkv_subs)
+    out_pts, out_tb, _ = _decoded(out)
+    assert (out_pts, out_tb) == (src_pts, src_tb)
+    assert [s.codec for s in probe(out).subtitles] == ["subrip"]
+    assert _packets(out, "subtitles") == _packets(mkv_subs, "subtitles")
+    assert _packets(out, "audio") == _packets(mkv_subs, "audio")
+
+
+def test_stream_the_container_cannot_hold_is_skipped(mkv_subs, tmp_path):
+    with pytest.warns(VideoWarning, match="skipping subtitle stream #1 \\(subrip\\)"):
+        out = _copy_video(mkv_subs, tmp_path / "out.mp4")
+    info = probe(out)
+    assert info.subtitles == () and [s.codec for s in info.audio] == ["aac"]
+    assert [b for b, _ in _packets(out, "audio")] == [b for b, _ in _packets(mkv_subs, "audio")]
+
+
+def test_writer_is_atomic(tmp_path, clip):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        # Copying audio makes the muxer start the file at once (the encoder holds frames back).
+        with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), copy_streams_from=clip) as w:
+            for i in range(3):
+                w.write_rgb(media.frame_image(i, 64, 48), i)
+            assert not out.exists() and (tmp_path / ".out.partial.mp4").exists()
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match="no frames"):
+        with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25)):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_yuv_lossless_keeps_y_exactly(tmp_path):
+    out = tmp_path / "yuv.mp4"
+    rng = np.random.default_rng(0)
+    planes = [(rng.integers(16, 236, (48, 64), dtype=np.uint8),
+               rng.integers(16, 241, (24, 32), dtype=np.uint8),
+               rng.integers(16, 241, (24, 32), dtype=np.uint8)) for _ in range(3)]
+    with VideoWriter(out, width=64, height=48, fps=RATE, time_base=Fraction(1, 30000), crf=0) as w:
+        assert w.chroma_shape == (24, 32)
+        for i, (y, u, v) in enumerate(planes):
+            w.write_yuv(y, u, v, pts=i * 1001)
+        with pytest.raises(ValueError, match="plane must be"):
+            w.write_yuv(y, u[:10], v, pts=5000)
+    got = list(read_frames(out, format="luma"))
+    assert [f.pts for f in got] == [0, 1001, 2002]
+    for f, (y, u, v) in zip(got, planes):
+        np.testing.assert_array_equal(f.image, y)
+    decoded = _decoded(out)[2][1].to_ndarray()  # yuv420p: Y rows, then U and V packed
+    np.testing.assert_array_equal(decoded[48:].reshape(2, 24, 32), np.stack(planes[1][1:]))
+
+
+def test_odd_size_falls_back_to_yuv444p(odd_clip, tmp_path):
+    out = tmp_path / "odd_out.mp4"
+    with pytest.warns(VideoWarning, match="175x143 is odd"):
+        w = VideoWriter(out, width=175, height=143, fps=25, time_base=Fraction(1, 12800), crf=0,
+                        preset="ultrafast")
+    with w:
+        assert w.pix_fmt == "yuv444p" and w.chroma_shape == (143, 175)
+        for f in read_frames(odd_clip, format="luma"):
+            w.write_yuv(f.image, np.full((143, 175), 100, np.uint8), np.full((143, 175), 150, np.uint8),
+                        pts=f.pts)
+    info = probe(out)
+    assert (info.width, info.height, info.pix_fmt, info.frame_count) == (175, 143, "yuv444p", 4)
+    for a, b in zip(read_frames(odd_clip, format="luma"), read_frames(out, format="luma")):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_writer_defaults_pts_and_rejects_bad_frames(tmp_path):
+    out = tmp_path / "auto.mkv"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 1000), preset="ultrafast") as w:
+        for i in range(3):
+            w.write_rgb(media.frame_image(i, 64, 48))
+        with pytest.raises(ValueError, match="pts must increase"):
+            w.write_rgb(media.frame_image(0, 64, 48), pts=40)
+        with pytest.raises(ValueError, match="writer is 64x48"):
+            w.write_rgb(np.zeros((10, 10, 3), np.uint8), pts=1000)
+    assert [f.pts for f in read_frames(out)] == [0, 40, 80]
+    assert probe(out).fps == 25
+
+
+def test_writer_option_errors(tmp_path):
+    with pytest.raises(OutputError, match="unknown video encoder"):
+        VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), codec="nope")
+    with pytest.raises(OutputError, match="unknown container"):
+        VideoWriter(tmp_path / "a.zzz", width=8, height=8, fps=25, time_base=Fraction(1, 25))
+    with pytest.raises(OutputError, match="folder does not exist"):
+        VideoWriter(tmp_path / "no" / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_codec_and_pix_fmt(clip, tmp_path):
+    out = _copy_video(clip, tmp_path / "mpeg4.mkv", codec="mpeg4", copy_streams_from=None)
+    info = probe(out)
+    assert (info.codec, info.frame_count, info.audio) == ("mpeg4", 12, ())
+    out = _copy_video(clip, tmp_path / "444.mp4", pix_fmt="yuv444p")
+    assert probe(out).pix_fmt == "yuv444p"
