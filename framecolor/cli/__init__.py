@@ -26,11 +26,11 @@ def _root(
 
 
 def _register_commands():
-    # Imported here, not at module top, so that each command module can
-    # `from framecolor.cli import app`-free register itself by function.
-    from framecolor.cli import info
+    # Command modules are light (they import the library inside each command),
+    # so registering them all keeps `framecolor --help` fast.
+    from framecolor.cli import apply, info, train
 
-    for module in (info,):
+    for module in (info, train, apply):
         module.register(app)
 
 
