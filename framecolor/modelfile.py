@@ -1,0 +1,257 @@
+"""The model file (.fcm): one self-describing file with a model's config and variables.
+
+Layout (integers little-endian)::
+
+    MAGIC (8 bytes) | format version (uint32) | header length (uint64) | header (UTF-8 JSON)
+    | payload length (uint64) | payload (flax.serialization msgpack of {"params", "batch_stats"})
+
+The header holds the model config, the normalization the model was trained
+with, the framecolor version, the parameter count, a SHA-256 of the payload
+and the training summary, so `framecolor info` reads it without the payload.
+msgpack holds only plain data: loading never unpickles or executes anything.
+Every length is checked against the file, so a truncated file is named as
+such, and the variables are checked against the shapes the config implies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import math
+import os
+import struct
+import uuid
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import serialization
+
+import framecolor
+from framecolor import color
+from framecolor.errors import ModelFileError, OutputError
+from framecolor.models.colorizer import ModelConfig, count_params, variable_shapes
+
+SUFFIX = ".fcm"
+MAGIC = b"\x89FCM\r\n\x1a\n"  # PNG-style: a non-ASCII byte and line endings show text-mode damage
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
+_LENGTH = struct.Struct("<Q")
+_COLLECTIONS = ("params", "batch_stats")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    config: ModelConfig
+    variables: dict  # {"params": ..., "batch_stats": ...} of float32 NumPy arrays
+    header: dict
+
+
+def normalization() -> dict:
+    """The constants that map Lab to the model's inputs and outputs (framecolor.color)."""
+    return {"l_offset": color.L_OFFSET, "l_scale": color.L_SCALE, "ab_scale": color.AB_SCALE}
+
+
+def default_model_path() -> Path | None:
+    """The model shipped with framecolor (framecolor/assets/default.fcm), if there is one."""
+    path = importlib.resources.files(framecolor) / "assets" / "default.fcm"
+    return Path(str(path)) if path.is_file() else None
+
+
+def save_model(path, config: ModelConfig, variables, summary: dict | None = None) -> Path:
+    """Write `variables` of a `config` model to `path` atomically (temp file + rename)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; expected a model file name ending in {SUFFIX}")
+    state = {c: _to_numpy(variables[c]) for c in _COLLECTIONS if c in variables}
+    _check_variables(state, config, f"variables to save as {path}")
+    payload = serialization.msgpack_serialize(state)
+    header = {
+        "format_version": FORMAT_VERSION,
+        "framecolor_version": framecolor.__version__,
+        "config": config.to_dict(),
+        "normalization": normalization(),
+        "param_count": sum(x.size for x in jax.tree.leaves(state)),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "summary": summary or {},
+    }
+    head = json.dumps(header, default=_json_value, sort_keys=True).encode("utf8")
+    # Same directory, so os.replace is an atomic rename; os.open (not mkstemp)
+    # so the file gets the usual umask permissions rather than 0600.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)))
+            f.write(head)
+            f.write(_LENGTH.pack(len(payload)))
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_header(path) -> dict:
+    """The header of a model file, without reading the variables."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        header, _ = _read_layout(f, path)
+    return header
+
+
+def load_model(path) -> LoadedModel:
+    """Read and check a model file; ModelFileError on any problem."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        header, length = _read_layout(f, path)
+        payload = f.read(length)
+    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+        raise ModelFileError(f"{path}: corrupt model file: its variables do not match their checksum")
+    config = ModelConfig.from_dict(header.get("config"))
+    if header.get("normalization") != normalization():
+        raise ModelFileError(
+            f"{path}: the model was trained with normalization {header.get('normalization')}, "
+            f"this framecolor uses {normalization()}"
+        )
+    try:
+        state = serialization.msgpack_restore(payload)
+    except Exception as exc:  # msgpack raises many kinds; all mean the same thing here
+        raise ModelFileError(f"{path}: corrupt model file: cannot decode its variables ({exc})") from None
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: corrupt model file: its variables are not a dictionary")
+    _check_variables(state, config, str(path))
+    return LoadedModel(config=config, variables=state, header=header)
+
+
+def describe_model(path) -> list[tuple[str, str]]:
+    """(label, value) rows for `framecolor info MODEL.fcm`, from the header alone."""
+    path = Path(path)
+    header = read_header(path)
+    config = ModelConfig.from_dict(header.get("config"))
+    rows = [("file", str(path)), ("file size", _human_bytes(path.stat().st_size))]
+    rows += _config_rows(config, config.size)
+    rows += [
+        ("parameters", f"{header.get('param_count', 0):,}"),
+        ("framecolor version", str(header.get("framecolor_version"))),
+        ("format version", str(header.get("format_version"))),
+    ]
+    for key, value in (header.get("summary") or {}).items():
+        rows.append((f"training {key}", value if isinstance(value, str) else json.dumps(value)))
+    return rows
+
+
+def describe_config(config: ModelConfig, size: int | None = None) -> list[tuple[str, str]]:
+    """(label, value) rows for `framecolor info` without a file: the config and its parameter count."""
+    size = size or config.size
+    return _config_rows(config, size) + [("parameters", f"{count_params(config, size):,}")]
+
+
+def _config_rows(config: ModelConfig, size: int) -> list[tuple[str, str]]:
+    predicts = {"lab": "ab (Lab chroma), tanh", "rgb": "RGB, sigmoid"}[config.mode]
+    return [
+        ("backbone", f"{config.backbone} (width {config.width})"),
+        ("decoder", config.decoder),
+        ("mode", f"{config.mode}: predicts {predicts}"),
+        ("input size", f"{size}x{size}"),
+        ("compute dtype", config.compute_dtype),
+    ]
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    return path
+
+
+def _read_layout(f, path: Path) -> tuple[dict, int]:
+    """(header, payload length) with `f` at the payload; checks magic, version and every length."""
+    size = os.fstat(f.fileno()).st_size
+    raw = f.read(_PREFIX.size)
+    if len(raw) < _PREFIX.size or raw[: len(MAGIC)] != MAGIC:
+        raise ModelFileError(f"{path}: not a framecolor model file ({SUFFIX})")
+    _, version, header_length = _PREFIX.unpack(raw)
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: made by a newer framecolor (model format {version}; this framecolor "
+            f"{framecolor.__version__} reads up to {FORMAT_VERSION}); upgrade framecolor"
+        )
+    if _PREFIX.size + header_length + _LENGTH.size > size:
+        raise ModelFileError(f"{path}: truncated model file (ends inside its header)")
+    try:
+        header = json.loads(f.read(header_length).decode("utf8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: corrupt model file header ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: corrupt model file header (not a JSON object)")
+    (length,) = _LENGTH.unpack(f.read(_LENGTH.size))
+    expected = _PREFIX.size + header_length + _LENGTH.size + length
+    if size != expected:
+        what = "truncated model file" if size < expected else "model file has trailing bytes"
+        raise ModelFileError(f"{path}: {what}: expected {expected} bytes, found {size}")
+    return header, length
+
+
+def _to_numpy(tree):
+    return jax.tree.map(lambda x: np.asarray(x, np.float32), jax.device_get(_plain(tree)))
+
+
+def _plain(tree):
+    """Nested mappings (FrozenDict included) as plain dicts, which msgpack writes as maps."""
+    if hasattr(tree, "items"):
+        return {str(k): _plain(v) for k, v in tree.items()}
+    return tree
+
+
+def _check_variables(state: dict, config: ModelConfig, what: str) -> None:
+    expected = variable_shapes(config, config.size)
+    got = _flat(state)
+    want = _flat(expected)
+    missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+    if missing or extra:
+        detail = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise ModelFileError(
+            f"{what}: variables do not match the model config ({len(missing)} missing, "
+            f"{len(extra)} unexpected, e.g. {detail})"
+        )
+    for key, spec in want.items():
+        value = got[key]
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != tuple(spec.shape) or np.dtype(getattr(value, "dtype", None)) != np.float32:
+            raise ModelFileError(
+                f"{what}: variable {key} is {shape} {getattr(value, 'dtype', type(value).__name__)}, "
+                f"the model config needs {tuple(spec.shape)} float32"
+            )
+
+
+def _flat(tree, prefix="") -> dict:
+    out = {}
+    if hasattr(tree, "items"):
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}/{k}" if prefix else str(k)))
+    else:
+        out[prefix] = tree
+    return out
+
+
+def _json_value(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size < 64:
+        return value.tolist()
+    return str(value)
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    exp = min(int(math.log(n, 1024)), 3)
+    return f"{n / 1024 ** exp:.1f} {['B', 'KiB', 'MiB', 'GiB'][exp]}"

@@ -1,0 +1,1 @@
+"""Neural network definitions: the Inception backbone and the colorizer built on it."""

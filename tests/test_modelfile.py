@@ -1,0 +1,137 @@
+"""The .fcm model file: round trip, header, and every way a file can be wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+
+import jax
+import numpy as np
+import pytest
+
+from framecolor import modelfile
+from framecolor.errors import ModelFileError, OutputError
+from framecolor.models.colorizer import TINY_MODEL, ModelConfig, build_colorizer, count_params, init_variables
+
+SUMMARY = {"epochs": 3, "best_val_loss": np.float32(0.25), "inputs": ["a.mp4"]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compiles():
+    """XLA's optimizations cost more compile time than the tiny model's run saves."""
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    variables = init_variables(TINY_MODEL, jax.random.PRNGKey(3))
+    path = tmp_path_factory.mktemp("models") / "tiny.fcm"
+    assert modelfile.save_model(path, TINY_MODEL, variables, summary=SUMMARY) == path
+    return path, variables
+
+
+def _pieces(path):
+    """(header dict, payload bytes) of a file, to build damaged variants."""
+    data = path.read_bytes()
+    (header_len,) = struct.unpack_from("<Q", data, 12)
+    header = json.loads(data[20:20 + header_len])
+    return header, data[20 + header_len + 8:]
+
+
+def _pack(header, payload, version=modelfile.FORMAT_VERSION, magic=modelfile.MAGIC):
+    head = json.dumps(header).encode()
+    return struct.pack("<8sIQ", magic, version, len(head)) + head + struct.pack("<Q", len(payload)) + payload
+
+
+def test_round_trip_is_bit_exact(saved):
+    path, variables = saved
+    loaded = modelfile.load_model(path)
+    assert loaded.config == TINY_MODEL
+    assert jax.tree.structure(loaded.variables) == jax.tree.structure(variables)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded.variables), jax.tree.leaves(variables)))
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 80, 80, 1), minval=-1, maxval=1)
+    apply = jax.jit(build_colorizer(TINY_MODEL).apply)
+    assert np.array_equal(np.asarray(apply(loaded.variables, x)), np.asarray(apply(variables, x)))
+
+
+def test_header_describes_the_model(saved):
+    path, _ = saved
+    header = modelfile.read_header(path)
+    assert header["config"] == TINY_MODEL.to_dict()
+    assert header["normalization"] == {"l_offset": 50.0, "l_scale": 50.0, "ab_scale": 110.0}
+    assert header["summary"] == {"epochs": 3, "best_val_loss": 0.25, "inputs": ["a.mp4"]}
+    assert header["param_count"] == count_params(TINY_MODEL)
+    rows = dict(modelfile.describe_model(path))
+    assert rows["parameters"] == f"{count_params(TINY_MODEL):,}" and rows["decoder"] == "unet"
+    assert rows["training epochs"] == "3"
+
+
+def test_describe_config_counts_the_seed_model():
+    assert dict(modelfile.describe_config(ModelConfig(decoder="seed", mode="rgb"), 224))["parameters"] == "24,441,313"
+
+
+def test_damaged_files_are_refused(saved, tmp_path):
+    path, _ = saved
+    data = path.read_bytes()
+    header, payload = _pieces(path)
+    cases = {
+        "not a framecolor model": b"PK\x03\x04" + data[4:],
+        "made by a newer framecolor": _pack(header, payload, version=modelfile.FORMAT_VERSION + 1),
+        "truncated model file: expected": data[:-100],
+        "truncated model file \\(ends inside its header\\)": data[:40],
+        "trailing bytes": data + b"\0",
+        "do not match their checksum": data[:-50] + bytes([data[-50] ^ 1]) + data[-49:],
+        "corrupt model file header": data[:20] + b"\xff" + data[21:],
+        "unknown fields": _pack({**header, "config": {**header["config"], "depth": 2}}, payload),
+        "normalization": _pack({**header, "normalization": {**header["normalization"], "ab_scale": 128.0}}, payload),
+    }
+    for message, content in cases.items():
+        bad = tmp_path / "bad.fcm"
+        bad.write_bytes(content)
+        with pytest.raises(ModelFileError, match=message):
+            modelfile.load_model(bad)
+    with pytest.raises(ModelFileError, match="no such model file"):
+        modelfile.load_model(tmp_path / "missing.fcm")
+
+
+def test_variables_must_fit_the_config(saved, tmp_path):
+    path, variables = saved
+    header, payload = _pieces(path)
+    wider = dataclasses.replace(TINY_MODEL, width=0.25).to_dict()
+    bad = tmp_path / "wider.fcm"
+    bad.write_bytes(_pack({**header, "config": wider}, payload))
+    with pytest.raises(ModelFileError, match=r"wider.fcm: variable params/backbone/\w+/\w+ is \(8,\) float32, the model config needs \(16,\)"):
+        modelfile.load_model(bad)
+    rgb = dataclasses.replace(TINY_MODEL, mode="rgb")
+    with pytest.raises(ModelFileError, match=r"rgb.fcm: variable params/decoder/head/\w+ is \(2,\) float32, the model config needs \(3,\)"):
+        modelfile.save_model(tmp_path / "rgb.fcm", rgb, variables)
+
+
+def test_save_is_atomic(saved, tmp_path, monkeypatch):
+    path, variables = saved
+    target = tmp_path / "model.fcm"
+    target.write_bytes(b"previous")
+
+    def crash(*args):
+        raise KeyboardInterrupt  # e.g. Ctrl-C after the data is written, before the rename
+
+    with monkeypatch.context() as m:
+        m.setattr(modelfile.os, "replace", crash)
+        with pytest.raises(KeyboardInterrupt):
+            modelfile.save_model(target, TINY_MODEL, variables)
+    assert target.read_bytes() == b"previous"  # the old file is intact and no temp file is left
+    assert [p.name for p in tmp_path.iterdir()] == ["model.fcm"]
+    modelfile.save_model(target, TINY_MODEL, variables)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.fcm"]
+    assert modelfile.load_model(target).config == TINY_MODEL
+    with pytest.raises(OutputError, match="does not exist"):
+        modelfile.save_model(tmp_path / "no" / "such" / "dir.fcm", TINY_MODEL, variables)
+
+
+def test_default_model_path_is_a_model_or_none():
+    path = modelfile.default_model_path()
+    assert path is None or modelfile.read_header(path)["format_version"] <= modelfile.FORMAT_VERSION
