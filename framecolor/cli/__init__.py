@@ -10,30 +10,28 @@ import typer
 
 from framecolor.cli import common
 
-app = typer.Typer(
-    help="Colorize black-and-white video with a Flax encoder-decoder.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-
-@app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ):
     common.set_debug(debug)
 
 
-def _register_commands():
-    # Command modules are light (they import the library inside each command),
-    # so registering them all keeps `framecolor --help` fast.
-    from framecolor.cli import apply, info, train
+def make_app() -> typer.Typer:
+    """The whole command-line app; built on demand so tests get a fresh one."""
+    from framecolor.cli import apply, eval, info, train
 
-    for module in (info, train, apply):
+    app = typer.Typer(
+        help="Colorize black-and-white video with a Flax encoder-decoder.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_root)
+    for module in (info, train, apply, eval):
         module.register(app)
+    return app
 
 
 def main():
-    _register_commands()
-    common.run(app)
+    common.run(make_app())

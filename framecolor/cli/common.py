@@ -14,8 +14,12 @@ _DEBUG_ENV = "FRAMECOLOR_DEBUG"
 
 
 def set_debug(on: bool) -> None:
+    # Kept in the environment so that worker threads and `python -m` children
+    # see it too; reset on every invocation so one --debug run does not leak.
     if on:
         os.environ[_DEBUG_ENV] = "1"
+    else:
+        os.environ.pop(_DEBUG_ENV, None)
 
 
 def debugging() -> bool:

@@ -1,0 +1,288 @@
+"""Throughput and memory of `framecolor apply`.
+
+One run measures, on a generated video of the given size:
+  apply_fps      end to end: decode, model, smoothing, recombination, encode, audio copy
+  transcode_fps  the codec alone with the same settings: decode luma -> write_yuv with
+                 neutral chroma (what apply could reach with an infinitely fast model)
+  device_fps     everything apply does on the device (predict + smoothing + recombination
+                 at full resolution), synthetic frames, no codec
+  model_fps      the network alone at the render size, synthetic input
+Compile time is measured apart (first call) and excluded from the rates.
+
+--memory instead runs apply on generated videos of several lengths (default
+1 and 5 minutes), each in a fresh process, and reports its peak RSS: a
+streaming pipeline keeps it flat whatever the length.
+
+    python benchmarks/apply_throughput.py --height 720 --seconds 5 --width 0.25
+    python benchmarks/apply_throughput.py --model model.fcm --height 1080 720 --preset medium veryfast
+    python benchmarks/apply_throughput.py --memory --height 720 --minutes 1 5 --width 0.125
+
+Prints one JSON object (several heights/presets: {"runs": [...]}).
+`measure(...)` and `memory(...)` return the same dicts for benchmarks/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+FPS = 25
+
+
+def make_video(path, width: int, height: int, seconds: float, fps: int = FPS, seed: int = 0) -> Path:
+    """A clip with camera-like motion and texture (a panned smooth noise field plus
+    a little grain), so the encoder works about as hard as on footage; AAC audio too."""
+    import av
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    # A texture twice the frame size, smoothed by averaging shifted copies.
+    big = rng.integers(0, 256, (2 * height + 8, 2 * width + 8)).astype(np.float32)
+    for axis in (0, 1):
+        big = sum(np.roll(big, k, axis) for k in range(-4, 5)) / 9
+    big = (big - big.mean()) * 4 + 128
+    grain = rng.normal(0, 3, (8, height, width)).astype(np.float32)  # cycled: cheap to make
+    frames = int(round(seconds * fps))
+    # yuv420p written directly: Y is the picture, chroma neutral (a B&W film).
+    planes = np.full((height * 3 // 2, width), 128, np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "23"}
+        audio = out.add_stream("aac", rate=48000, layout="mono")
+        for i in range(frames):
+            dy = int(height / 2 * (1 + np.sin(i / 50)))
+            dx = int(width / 2 * (1 + np.cos(i / 70)))
+            y = big[dy:dy + height, dx:dx + width] + grain[i % len(grain)]
+            planes[:height] = np.clip(y, 16, 235)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        n, total = 1024, int(seconds * 48000)
+        for start in range(0, total - n + 1, n):
+            samples = 0.2 * np.sin(2 * np.pi * 440 * np.arange(start, start + n) / 48000)
+            frame = av.AudioFrame.from_ndarray(samples[None].astype(np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _model(model_path, width: float, size: int | None):
+    """A model file, or a freshly initialized one of the given width (speed does not need training)."""
+    import jax
+
+    from framecolor import apply
+    from framecolor.models.colorizer import ModelConfig, init_variables
+
+    if model_path:
+        return apply.load(model_path)
+    config = ModelConfig(width=width, **({"size": size} if size else {}))
+    # What apply.Colorizer reads of a loaded model file.
+    return SimpleNamespace(config=config, variables=init_variables(config, jax.random.PRNGKey(0)))
+
+
+def transcode_fps(path, out, *, codec, crf, preset, pix_fmt) -> float:
+    """Decode the Y plane and write it back with neutral chroma: the codec's share of apply."""
+    from framecolor import video
+
+    info = video.probe(path)
+    started, count = time.perf_counter(), 0
+    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                           codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams_from=path,
+                           overwrite=True) as writer:
+        u = v = np.full(writer.chroma_shape, 128, np.uint8)
+        for frame in video.read_frames(path, format="luma"):
+            writer.write_yuv(frame.image, u, v, frame.pts)
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def device_rates(colorizer, width: int, height: int, repeats: int = 5) -> dict:
+    """Predict + smooth + recombine on synthetic full-resolution frames, and the bare network."""
+    import jax
+    import jax.numpy as jnp
+
+    from framecolor import apply
+
+    b = colorizer.batch_size
+    rng = np.random.default_rng(0)
+    y = rng.integers(16, 236, (b, height, width), dtype=np.uint8)
+    valid = np.ones(b, bool)
+    kw = dict(full_range=False, matrix="bt709" if height >= 720 else "bt601", subsample=True)
+
+    def step(state):
+        p = colorizer.predict(y, valid, full_range=False)
+        return colorizer.finish(state, p, p, **kw)
+
+    state = colorizer.initial_state(width, height)
+    started = time.perf_counter()
+    jax.block_until_ready(step(state))
+    compile_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(repeats):
+        out = step(state)
+        state = out[0]
+    jax.block_until_ready(out)
+    device_fps = repeats * b / (time.perf_counter() - started)
+
+    h, w = apply.render_shape(width, height, colorizer.render_size)
+    x = jax.device_put(jnp.asarray(rng.uniform(-1, 1, (b, h, w, 1)), jnp.float32), colorizer._batch)
+    forward = jax.jit(lambda v, x: colorizer.module.apply(v, x, train=False))
+    jax.block_until_ready(forward(colorizer.variables, x))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        out = forward(colorizer.variables, x)
+    jax.block_until_ready(out)
+    model_fps = repeats * b / (time.perf_counter() - started)
+    return {"device_fps": device_fps, "model_fps": model_fps, "compile_s": compile_s, "render_hw": [h, w]}
+
+
+def _aspect_width(height: int) -> int:
+    return int(round(height * 16 / 9 / 2)) * 2
+
+
+def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
+            size: int | None = None, render_size: int | None = None, batch_size: int = 8,
+            codec: str = "libx264", crf: int = 18, preset: str = "medium", smoothing: float | None = None,
+            workdir=None) -> dict:
+    """Apply, transcode-only, device and model-only rates on a generated 16:9 video."""
+    return measure_grid((height,), (preset,), seconds, model=model, width=width, size=size,
+                        render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
+                        smoothing=smoothing, workdir=workdir)[0]
+
+
+def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
+                 size: int | None = None, render_size: int | None = None, batch_size: int = 8,
+                 codec: str = "libx264", crf: int = 18, smoothing: float | None = None, workdir=None) -> list:
+    """measure() for every height x preset, in one process: one model, one video per height."""
+    import jax
+
+    from framecolor import apply
+
+    loaded = _model(model, width, size)
+    runs = []
+    for height in heights:
+        frame_w = _aspect_width(height)
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            tmp = Path(tmp)
+            started = time.perf_counter()
+            source = make_video(tmp / "in.mp4", frame_w, height, seconds)
+            generate_s = time.perf_counter() - started
+            for preset in presets:
+                config = apply.ApplyConfig(render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
+                                           preset=preset)
+                if smoothing is not None:
+                    config = dataclasses.replace(config, smoothing=smoothing)
+                colorizer = apply.Colorizer(loaded, config)
+                rates = device_rates(colorizer, frame_w, height)  # also compiles apply's steps for this size
+                result = apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)
+                transcode = transcode_fps(source, tmp / "plain.mp4", codec=codec, crf=crf, preset=preset,
+                                          pix_fmt=config.pix_fmt)
+                runs.append({
+                    "benchmark": "apply_throughput",
+                    "device": str(jax.devices()[0]),
+                    "device_count": jax.device_count(),
+                    "platform": platform.node(),
+                    "video": {"width": frame_w, "height": height, "frames": result["frames"], "fps": FPS},
+                    "model": {"path": model, **loaded.config.to_dict()},
+                    "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
+                                 "codec": codec, "crf": crf, "preset": preset, "smoothing": config.smoothing},
+                    "apply_fps": result["frames"] / result["seconds"],
+                    "transcode_fps": transcode,
+                    **rates,
+                    "generate_s": generate_s,
+                })
+    return runs
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _child(args) -> None:
+    """--child: apply one video and print peak RSS (a fresh process, so nothing earlier counts)."""
+    from framecolor import apply
+
+    loaded = _model(args.model, args.width, args.size)
+    colorizer = apply.Colorizer(loaded, apply.ApplyConfig(batch_size=args.batch_size, preset=args.preset[0]))
+    before = _peak_rss_mb()
+    result = apply.colorize_video(colorizer, args.child, Path(args.child).with_suffix(".out.mp4"),
+                                  overwrite=True, progress=False)
+    print(json.dumps({"frames": result["frames"], "fps": result["fps"], "peak_rss_mb": _peak_rss_mb(),
+                      "rss_before_apply_mb": before}))
+
+
+def memory(height: int = 720, minutes=(1.0, 5.0), *, model: str | None = None, width: float = 0.125,
+           size: int | None = None, batch_size: int = 8, preset: str = "ultrafast", workdir=None) -> dict:
+    """Peak RSS of apply on videos of different lengths, each in its own process."""
+    runs = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for m in minutes:
+            source = make_video(Path(tmp) / f"in_{m}.mp4", _aspect_width(height), height, 60 * m)
+            cmd = [sys.executable, __file__, "--child", str(source), "--width", str(width),
+                   "--batch-size", str(batch_size), "--preset", preset]
+            cmd += ["--model", model] if model else []
+            cmd += ["--size", str(size)] if size else []
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            runs.append({"minutes": m, **json.loads(done.stdout.strip().splitlines()[-1])})
+            source.unlink()
+    return {"benchmark": "apply_memory", "height": height, "width_px": _aspect_width(height),
+            "batch_size": batch_size, "runs": runs,
+            "growth_mb": runs[-1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, nargs="+", default=[720], help="one or more frame heights")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--model", help="model file (.fcm); default: a fresh model of --width")
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of a fresh model")
+    parser.add_argument("--size", type=int, help="training size of a fresh model (its default render size)")
+    parser.add_argument("--render-size", type=int)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--codec", default="libx264")
+    parser.add_argument("--crf", type=int, default=18)
+    parser.add_argument("--preset", nargs="+", default=["medium"], help="one or more x264 presets")
+    parser.add_argument("--smoothing", type=float)
+    parser.add_argument("--memory", action="store_true", help="peak RSS for videos of --minutes")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
+    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args)
+    if args.memory:
+        result = memory(args.height[0], tuple(args.minutes), model=args.model, width=args.width, size=args.size,
+                        batch_size=args.batch_size, preset=args.preset[0])
+    else:
+        runs = measure_grid(args.height, args.preset, args.seconds, model=args.model, width=args.width,
+                            size=args.size, render_size=args.render_size, batch_size=args.batch_size,
+                            codec=args.codec, crf=args.crf, smoothing=args.smoothing)
+        result = runs[0] if len(runs) == 1 else {"benchmark": "apply_throughput", "runs": runs}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+    main()

@@ -1,0 +1,239 @@
+"""framecolor's throughput benchmarks in one run: JSON plus a markdown table.
+
+    python benchmarks/run.py                       # CPU-sized preset
+    python benchmarks/run.py --preset gpu --out results/gpu
+
+Measured in the same process, so every figure is read against its baseline
+from the same machine and moment:
+  codec      PyAV decode fps (RGB and luma) and libx264 encode fps
+  forward    model forward img/s per decoder, batch and render size (JAX),
+             beside the PyTorch reference of the seed model (eager and
+             torch.compile) when torch is installed
+  train      train-step img/s (JAX) beside the PyTorch reference, eager
+  apply      end-to-end apply fps beside decode+encode-only and model-only fps
+Compile time is reported apart and excluded from every rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+
+import apply_throughput  # noqa: E402
+import torch_reference  # noqa: E402
+import train_throughput  # noqa: E402
+
+# Sizes that fit a 2-core CPU in a few minutes, and a GPU run in a few minutes.
+PRESETS = {
+    "cpu": {
+        "heights": [360], "seconds": 2.0,
+        "forward": [("unet", 0.25, 4, 128), ("seed", 1.0, 2, 224)],
+        "train": [("unet", 0.25, 4, 128), ("seed", 1.0, 2, 224)],
+        "apply": {"width": 0.25, "size": 128, "batch_size": 4},
+        "torch_compile": False, "steps": 3,
+    },
+    "gpu": {
+        "heights": [720, 1080], "seconds": 6.0,
+        "forward": [("seed", 1.0, 256, 224), ("unet", 1.0, 256, 224), ("unet", 0.5, 64, 224)],
+        "train": [("seed", 1.0, 64, 224), ("seed", 1.0, 256, 224), ("unet", 1.0, 64, 224), ("unet", 0.5, 64, 224)],
+        "apply": {"width": 0.5, "size": 224, "batch_size": 32},
+        "torch_compile": True, "steps": 20,
+    },
+}
+
+
+def codec_rates(path, preset: str) -> dict:
+    """Decode fps as RGB and as the raw Y plane; encode fps of libx264 at `preset`."""
+    from framecolor import video
+
+    rates = {}
+    for fmt in ("rgb24", "luma"):
+        started = time.perf_counter()
+        planes = [f.image for f in video.read_frames(path, format=fmt)]
+        rates[f"decode_{fmt}_fps"] = len(planes) / (time.perf_counter() - started)
+    info = video.probe(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        with video.VideoWriter(Path(tmp, "o.mp4"), width=info.width, height=info.height, fps=info.fps,
+                               time_base=info.time_base, preset=preset) as writer:
+            u = v = np.full(writer.chroma_shape, 128, np.uint8)
+            for y in planes:
+                writer.write_yuv(y, u, v)
+        rates[f"encode_{preset}_fps"] = len(planes) / (time.perf_counter() - started)
+    return rates
+
+
+def jax_forward(decoder: str, width: float, batch: int, size: int, steps: int) -> dict:
+    """Forward img/s of a fresh model on a device-resident batch (what apply's model stage runs)."""
+    import jax
+    import jax.numpy as jnp
+
+    from framecolor.models.colorizer import ModelConfig, build_colorizer, init_variables
+
+    config = ModelConfig(decoder=decoder, width=width, size=size)
+    module, variables = build_colorizer(config), init_variables(config, jax.random.PRNGKey(0), size)
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 1)), jnp.float32)
+    forward = jax.jit(lambda v, x: module.apply(v, x, train=False))
+    started = time.perf_counter()
+    compiled = forward.lower(variables, x).compile()
+    compile_s = time.perf_counter() - started
+    jax.block_until_ready(compiled(variables, x))
+    started = time.perf_counter()
+    for _ in range(steps):
+        out = compiled(variables, x)
+    jax.block_until_ready(out)
+    step_s = (time.perf_counter() - started) / steps
+    return {"img_per_s": batch / step_s, "step_s": step_s, "compile_s": compile_s}
+
+
+def _torch(fn, **kw) -> dict:
+    """A PyTorch reference figure, or why there is none (torch is an optional extra)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {"skipped": "torch not installed"}
+    try:
+        return fn(**kw)
+    except Exception as exc:  # a reference that fails must not hide the JAX figures
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+
+
+def environment() -> dict:
+    import av
+    import flax
+    import jax
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    devices = jax.devices()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit, "host": platform.node(),
+        "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+        "av": av.__version__, "torch": torch_version, "backend": jax.default_backend(),
+        "device": devices[0].device_kind, "device_count": len(devices),
+    }
+
+
+def run(preset: str, only: set[str]) -> dict:
+    p = PRESETS[preset]
+    results = {"environment": environment(), "preset": preset}
+    if "codec" in only:
+        results["codec"] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for height in p["heights"]:
+                width = apply_throughput._aspect_width(height)
+                path = apply_throughput.make_video(Path(tmp, f"{height}.mp4"), width, height, p["seconds"])
+                for enc in ("veryfast", "medium"):
+                    results["codec"].append({"height": height, **codec_rates(path, enc)})
+    if "forward" in only:
+        results["forward"] = []
+        for decoder, width, batch, size in p["forward"]:
+            row = {"decoder": decoder, "width": width, "batch": batch, "size": size,
+                   "jax": jax_forward(decoder, width, batch, size, p["steps"])}
+            if decoder == "seed" and width == 1.0:
+                row["torch_eager"] = _torch(torch_reference.time_inference, batch=batch, size=size,
+                                            compile=False, steps=p["steps"])
+                if p["torch_compile"]:
+                    row["torch_compile"] = _torch(torch_reference.time_inference, batch=batch, size=size,
+                                                  compile=True, steps=p["steps"])
+            results["forward"].append(row)
+    if "train" in only:
+        results["train"] = []
+        for decoder, width, batch, size in p["train"]:
+            row = {"decoder": decoder, "width": width, "batch": batch, "size": size,
+                   "jax": train_throughput.measure(size=size, batch=batch, decoder=decoder, width=width,
+                                                   steps=p["steps"])}
+            if decoder == "seed" and width == 1.0:
+                row["torch_eager"] = _torch(torch_reference.time_training, batch=batch, size=size,
+                                            compile=False, steps=p["steps"])
+            results["train"].append(row)
+    if "apply" in only:
+        results["apply"] = [
+            apply_throughput.measure(height=h, seconds=p["seconds"], preset="veryfast", **p["apply"])
+            for h in p["heights"]
+        ]
+    return results
+
+
+def _rate(entry) -> str:
+    return f"{entry['img_per_s']:,.1f}" if "img_per_s" in entry else entry.get("skipped", "-")
+
+
+def markdown(results: dict) -> str:
+    env = results["environment"]
+    lines = [
+        f"### {env['date']} · {env['device']} x{env['device_count']} ({env['backend']}) · commit {env['commit']}",
+        "",
+        f"python {env['python']}, jax {env['jax']}, flax {env['flax']}, av {env['av']}, torch {env['torch']}",
+        "",
+    ]
+    if "codec" in results:
+        lines += ["| video | decode RGB fps | decode luma fps | encode fps (preset) |", "|---|---|---|---|"]
+        for r in results["codec"]:
+            enc = next(k for k in r if k.startswith("encode_"))
+            lines.append(f"| {r['height']}p | {r['decode_rgb24_fps']:.1f} | {r['decode_luma_fps']:.1f} | "
+                         f"{r[enc]:.1f} ({enc.split('_')[1]}) |")
+        lines.append("")
+    for section, title in (("forward", "forward img/s"), ("train", "train step img/s")):
+        if section not in results:
+            continue
+        lines += [f"| {title} | batch | size | JAX | PyTorch eager | PyTorch compile | JAX compile s |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in results[section]:
+            lines.append(
+                f"| {r['decoder']} w{r['width']} | {r['batch']} | {r['size']} | {_rate(r['jax'])} | "
+                f"{_rate(r['torch_eager']) if 'torch_eager' in r else '-'} | "
+                f"{_rate(r['torch_compile']) if 'torch_compile' in r else '-'} | {r['jax']['compile_s']:.1f} |")
+        lines.append("")
+    if "apply" in results:
+        lines += ["| apply | apply fps | decode+encode-only fps | ratio | model-only fps | device-stage fps |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["apply"]:
+            v = r["video"]
+            lines.append(f"| {v['width']}x{v['height']}, unet w{r['model']['width']} render "
+                         f"{r['settings']['render_size']}, batch {r['settings']['batch_size']} | "
+                         f"{r['apply_fps']:.1f} | {r['transcode_fps']:.1f} | "
+                         f"{r['apply_fps'] / r['transcode_fps']:.2f} | {r['model_fps']:.1f} | {r['device_fps']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--only", nargs="+", choices=["codec", "forward", "train", "apply"],
+                        default=["codec", "forward", "train", "apply"])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest"),
+                        help="writes OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+    results = run(args.preset, set(args.only))
+    table = markdown(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,602 @@
+"""Colorize videos and images with a trained model: the streaming apply pipeline.
+
+    decode thread --(bounded queue)--> main thread: batches of B luma planes,
+    jitted forward on all devices --(bounded queue)--> encode thread
+
+The decode thread reads each frame's raw Y plane (video.read_frames(format=
+"luma")); the main thread pads the frames into fixed batches of B (the last
+batch too, so nothing recompiles), dispatches the model on a Mesh over all
+local devices (batch sharded, parameters replicated) and, thanks to JAX's
+asynchronous dispatch, already starts batch k+1 before the encode thread
+pulls batch k's chroma back to the host. Queues are small, so memory stays
+flat whatever the length of the video.
+
+On the device, per batch: Y code values -> gray -> L at full resolution;
+L resized to the render size -> model -> ab; ab smoothed over time
+(framecolor.smoothing, one batch of look-ahead); ab resized back to full
+resolution and joined with the full-resolution L -> RGB -> Cb/Cr, subsampled
+to the output's chroma size. The encoder writes the *input's* Y plane
+untouched with the new chroma (VideoWriter.write_yuv), so the picture's
+luminance and detail are the original's; only color is added.
+
+Images take the same path without the time axis: L of the image is kept,
+ab is predicted, Lab -> RGB.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from framecolor import color, smoothing, video
+from framecolor.errors import FramecolorError, InputError, ModelFileError, OutputError
+
+log = logging.getLogger(__name__)
+
+# InceptionV3's smallest input (as Keras allows): smaller renders fail in the backbone.
+MIN_RENDER_SIZE = 75
+# Chroma formats write_yuv can fill; any other pix_fmt would re-derive luma from RGB.
+PIX_FMTS = ("yuv420p", "yuv444p")
+VIDEO_SUFFIXES = frozenset(
+    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp".split()
+)
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    """How to colorize; the CLI maps its options onto this with dataclasses.replace."""
+
+    render_size: int | None = None  # short side the model sees; None: the model's training size
+    batch_size: int = 8  # frames per forward (rounded up to a multiple of the device count)
+    saturation: float = 1.0  # scales the predicted ab
+    smoothing: float = 0.6  # temporal smoothing strength in [0, 1); 0 turns it off
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+    queue_size: int = 2  # batches waiting between the threads
+
+    def validate(self) -> "ApplyConfig":
+        if self.render_size is not None and self.render_size < MIN_RENDER_SIZE:
+            raise InputError(f"render size must be at least {MIN_RENDER_SIZE}, got {self.render_size}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise InputError(f"smoothing strength must be in [0, 1), got {self.smoothing}")
+        if not 0.0 <= self.saturation <= 4.0:
+            raise InputError(f"saturation must be in [0, 4], got {self.saturation}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
+        if self.queue_size < 1:
+            raise InputError(f"queue size must be at least 1, got {self.queue_size}")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# The model
+
+
+def load(model_path=None):
+    """The model file at `model_path`, or the shipped default model.
+
+    Raises ModelFileError when there is none, or the file is not a lab/rgb colorizer.
+    """
+    from framecolor import modelfile
+
+    if model_path is None:
+        model_path = modelfile.default_model_path()
+        if model_path is None:
+            raise ModelFileError("no default model shipped; pass --model")
+    model = modelfile.load_model(model_path)
+    if model.config.mode not in ("lab", "rgb"):
+        raise ModelFileError(f"{model_path}: model mode {model.config.mode!r} is not 'lab' or 'rgb'")
+    return model
+
+
+def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
+    """(h, w) the model sees: short side = render_size, aspect kept, sides multiples of 8."""
+    short, long_ = min(width, height), max(width, height)
+    side_short = max(8, 8 * round(render_size / 8))
+    side_long = max(side_short, 8 * round(render_size * long_ / short / 8))
+    return (side_short, side_long) if height <= width else (side_long, side_short)
+
+
+class Prediction(NamedTuple):
+    """One batch's model output at the render size, still on the device."""
+
+    track: smoothing.Track
+    y: jax.Array  # (B, H, W) uint8 luma codes at full resolution
+
+
+class Colorizer:
+    """A model placed on all local devices, and the per-batch steps that use it.
+
+    The jitted steps are module-level functions with the Flax module as a
+    static argument; modules compare by their fields, so every Colorizer of
+    an equal model config shares the compiled code: one compile per (batch,
+    frame size). Variables, smoothing strength and saturation are traced
+    arguments, so new weights or settings (reconfigured()) reuse it too.
+    """
+
+    def __init__(self, model, config: ApplyConfig = ApplyConfig()):
+        from framecolor.models.colorizer import build_colorizer
+
+        self.model_config = model.config
+        devices = jax.devices()
+        self.mesh = Mesh(np.array(devices), ("data",))
+        self._configure(config)
+        self._batch = NamedSharding(self.mesh, PartitionSpec("data"))
+        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.variables = jax.device_put(model.variables, self._replicated)
+        # Flax modules compare by their fields, so every Colorizer of an equal
+        # model config shares the jitted steps' compiled code (jit's cache).
+        self.module = build_colorizer(model.config)
+
+    def _configure(self, config: ApplyConfig) -> None:
+        self.config = config.validate()
+        self.render_size = config.render_size or self.model_config.size
+        devices = self.mesh.devices.size
+        self.batch_size = math.ceil(config.batch_size / devices) * devices  # the batch splits evenly
+
+    def reconfigured(self, **changes) -> "Colorizer":
+        """A copy with some ApplyConfig fields changed, sharing the model already on the devices."""
+        new = copy.copy(self)
+        new._configure(dataclasses.replace(self.config, **changes))
+        return new
+
+    # Video: the caller pipelines predict(k+1) before finish(k) (see _run_model).
+    def predict(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool) -> Prediction:
+        y = jax.device_put(y, self._batch)
+        valid = jax.device_put(valid, self._batch)
+        h, w = render_shape(y.shape[2], y.shape[1], self.render_size)
+        track = _predict(
+            self.module, self.model_config.mode, self.variables, y, valid, render_hw=(h, w), full_range=full_range
+        )
+        return Prediction(track, y)
+
+    def initial_state(self, width: int, height: int) -> smoothing.State:
+        # Placed as finish() returns it, so the second batch does not recompile.
+        state = smoothing.initial_state(*render_shape(width, height, self.render_size))
+        return jax.device_put(state, self._replicated)
+
+    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, subsample):
+        return _finish(
+            state,
+            current.track,
+            ahead.track,
+            current.y,
+            jnp.float32(self.config.smoothing),
+            jnp.float32(self.config.saturation),
+            full_range=full_range,
+            matrix=matrix,
+            subsample=subsample,
+        )
+
+    def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """One image (H, W, 3) uint8 -> colorized (H, W, 3) uint8 with the same L."""
+        h, w = render_shape(rgb.shape[1], rgb.shape[0], self.render_size)
+        out = _colorize_rgb(
+            self.module, self.model_config.mode, self.variables, rgb, jnp.float32(self.config.saturation),
+            render_hw=(h, w),
+        )
+        return np.asarray(out)
+
+
+def _lightness_from_y(y, full_range: bool):
+    """Luma codes -> L (0..100). Gray has a = b = 0, so its L is its lightness."""
+    gray = y.astype(jnp.float32) / 255.0 if full_range else color.limited_y_to_gray(y)
+    return color.gray_to_lightness(gray)
+
+
+def _model_ab(module, mode, variables, lightness):
+    """(B, h, w) L -> (B, h, w, 2) predicted ab in Lab units."""
+    out = module.apply(variables, color.normalize_l(lightness)[..., None], train=False)
+    out = out.astype(jnp.float32)
+    if mode == "rgb":
+        return color.rgb_to_lab(out)[..., 1:]
+    return color.denormalize_ab(out)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw", "full_range"))
+def _predict(module, mode, variables, y, valid, *, render_hw, full_range):
+    lightness = _lightness_from_y(y, full_range)
+    small = jax.image.resize(lightness, (y.shape[0], *render_hw), "linear", antialias=True)
+    ab = _model_ab(module, mode, variables, small)
+    return smoothing.Track(ab, small, smoothing.histograms(small), valid)
+
+
+@functools.partial(jax.jit, static_argnames=("full_range", "matrix", "subsample"))
+def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
+    """Smooth, recombine with the full-resolution L, convert to output chroma codes."""
+    state, ab = smoothing.smooth(state, track, ahead, strength)
+    n, height, width = y.shape
+    ab = jax.image.resize(ab * saturation, (n, height, width, 2), "linear")
+    lab = jnp.concatenate([_lightness_from_y(y, full_range)[..., None], ab], axis=-1)
+    cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
+    if subsample:  # 4:2:0: one chroma sample per 2x2 block (height and width are even)
+        cb = cb.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+        cr = cr.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+
+    def code(c):  # valid limited-range chroma codes
+        return jnp.clip(jnp.round(c), 16, 240).astype(jnp.uint8)
+
+    return state, code(cb), code(cr)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw"))
+def _colorize_rgb(module, mode, variables, rgb, saturation, *, render_hw):
+    lightness = color.rgb_to_lab(rgb.astype(jnp.float32) / 255.0)[..., 0]
+    small = jax.image.resize(lightness, render_hw, "linear", antialias=True)
+    ab = _model_ab(module, mode, variables, small[None])[0]
+    ab = jax.image.resize(ab * saturation, (*lightness.shape, 2), "linear")
+    out = color.lab_to_rgb(jnp.concatenate([lightness[..., None], ab], axis=-1))
+    return jnp.round(out * 255.0).astype(jnp.uint8)
+
+
+# ---------------------------------------------------------------------------
+# The streaming video pipeline
+
+_END = object()
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the pipeline is stopping; never blocks forever on a full queue."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def _decode(path, info, batch_size: int, out: queue.Queue, stop: threading.Event) -> None:
+    """Decode thread: lists of up to batch_size Frames (luma planes), then _END.
+
+    A video that stops decoding early is an error here, not a warning: a
+    shorter output with the audio of the whole would look like success.
+    """
+    frames = None
+    try:
+        frames = video.read_frames(path, format="luma")
+        batch, count, last_time = [], 0, None
+        for frame in frames:
+            batch.append(frame)
+            count += 1
+            last_time = frame.time if frame.time is not None else last_time
+            if len(batch) == batch_size:
+                if not _put(out, batch, stop):
+                    return
+                batch = []
+        problem = _incomplete(info, count, last_time)
+        if problem:
+            raise InputError(f"{path} is truncated or damaged: {problem}; nothing written")
+        if batch and not _put(out, batch, stop):
+            return
+        _put(out, _END, stop)
+    except BaseException as exc:  # handed to the main thread, which raises it
+        _put(out, _Failed(exc), stop)
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()  # closes the container now, also when the pipeline stops early
+
+
+def _incomplete(info, count: int, last_time: float | None) -> str | None:
+    """Why `count` decoded frames are not the whole video, or None if they are.
+
+    Same rules as video.read_frames' warning: fewer frames than the container
+    states, or the last frame more than two frame periods before the end.
+    """
+    if info.frame_count_exact and count < info.frame_count:
+        return f"decoded {count} of {info.frame_count} frames"
+    if info.fps and info.duration and last_time is not None and last_time + 2 / info.fps < info.duration:
+        return f"decoding stopped at {last_time:.2f} s of {info.duration:.2f} s"
+    return None
+
+
+def _encode(writer, pending: queue.Queue, stop: threading.Event, progress, errors: list) -> None:
+    """Encode thread: pulls chroma off the device and writes frames in order."""
+    try:
+        while True:
+            item = _get(pending, stop)
+            if item is _END:
+                return
+            u, v, frames = item
+            u, v = np.asarray(u), np.asarray(v)  # waits for the device
+            for i, frame in enumerate(frames):
+                writer.write_yuv(frame.image, u[i], v[i], frame.pts)  # pts None: the next nominal one
+            progress(len(frames))
+    except BaseException as exc:
+        errors.append(exc)
+        stop.set()
+
+
+def _batches(frames_q: queue.Queue, stop: threading.Event) -> Iterator[list]:
+    while not stop.is_set():  # the encoder failed: no point in computing more
+        item = _get(frames_q, stop)
+        if item is _END:
+            return
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item
+
+
+def _padded(frames: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack luma planes into a full batch; padding frames are zeros, marked invalid."""
+    y = np.zeros((batch_size, *frames[0].image.shape), np.uint8)
+    for i, frame in enumerate(frames):
+        y[i] = frame.image
+    return y, np.arange(batch_size) < len(frames)
+
+
+def _run_model(colorizer: Colorizer, batches: Iterable[list], encode: Callable, *, width, height, **finish_kw) -> int:
+    """Main loop: dispatch batch k+1, then finish batch k (it needs k+1 as look-ahead)."""
+    state = colorizer.initial_state(width, height)
+    previous, count = None, 0
+    for frames in batches:
+        y, valid = _padded(frames, colorizer.batch_size)
+        current = (colorizer.predict(y, valid, full_range=finish_kw["full_range"]), frames)
+        if previous is not None:
+            state, u, v = colorizer.finish(state, previous[0], current[0], **finish_kw)
+            encode(u, v, previous[1])
+        previous = current
+        count += len(frames)
+    if previous is not None:  # nothing follows the last batch: an all-invalid look-ahead
+        prediction = previous[0]
+        no_frames = prediction.track._replace(valid=jnp.zeros_like(prediction.track.valid))
+        state, u, v = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
+        encode(u, v, previous[1])
+    return count
+
+
+def is_full_range(info) -> bool:
+    """Does the source store full-range (JPEG) luma codes, 0..255 instead of 16..235?"""
+    return info.pix_fmt.startswith("yuvj")
+
+
+def colorize_video(
+    colorizer: Colorizer, source, output, *, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Colorize one video file into `output` (atomic; nothing is left behind on error).
+
+    Same size, frames, pts, time base and frame rate as the source; audio and
+    subtitles copied. Returns a summary: frames, seconds, fps.
+    """
+    from tqdm import tqdm
+
+    source, output = Path(source), Path(output)
+    video.check_output_path(output, inputs=(source,), overwrite=overwrite)
+    info = video.probe(source)
+    config = colorizer.config
+    width, height = info.width, info.height
+    full_range = is_full_range(info)
+    stop = threading.Event()
+    frames_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    chroma_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    errors: list = []
+    started = time.perf_counter()
+    writer = video.VideoWriter(
+        output,
+        width=width,
+        height=height,
+        fps=info.fps,
+        time_base=info.time_base,
+        codec=config.codec,
+        crf=config.crf,
+        preset=config.preset,
+        # Full-range luma codes stay full range (yuvj*), so the Y plane is
+        # copied exactly and still displays as it did.
+        pix_fmt=config.pix_fmt.replace("yuv", "yuvj") if full_range else config.pix_fmt,
+        copy_streams_from=source,
+        overwrite=overwrite,
+        inputs=(source,),
+    )
+    finish_kw = dict(
+        full_range=full_range,
+        matrix="bt709" if height >= 720 else "bt601",
+        # The writer picks the final format (an odd size cannot be 4:2:0).
+        subsample=writer.chroma_shape != (height, width),
+    )
+    bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)
+    with writer, bar:
+        decoder = threading.Thread(
+            target=_decode, args=(source, info, colorizer.batch_size, frames_q, stop), name="decode", daemon=True
+        )
+        encoder = threading.Thread(
+            target=_encode,
+            args=(writer, chroma_q, stop, bar.update, errors),
+            name="encode",
+            daemon=True,
+        )
+        decoder.start()
+        encoder.start()
+        try:
+            count = _run_model(
+                colorizer,
+                _batches(frames_q, stop),
+                lambda u, v, frames: _put(chroma_q, (u, v, frames), stop),
+                width=width,
+                height=height,
+                **finish_kw,
+            )
+            _put(chroma_q, _END, stop)
+            encoder.join()
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            # Raising inside `with writer` makes it delete its temporary file.
+            stop.set()
+            encoder.join()
+            decoder.join()
+        if errors:
+            raise errors[0]
+        if count == 0:
+            raise InputError(f"{source}: no video frames could be decoded")
+    seconds = time.perf_counter() - started
+    return {"input": str(source), "output": str(output), "frames": count, "seconds": seconds,
+            "fps": count / seconds if seconds > 0 else 0.0}
+
+
+def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = False) -> dict:
+    """Colorize one still image (same size; its Lab lightness is kept)."""
+    source, output = Path(source), Path(output)
+    started = time.perf_counter()
+    video.check_output_path(output, inputs=(source,), overwrite=overwrite)
+    rgb = video.read_image(source)
+    video.write_image(output, colorizer.colorize_rgb(rgb))
+    seconds = time.perf_counter() - started
+    return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,
+            "fps": 1 / seconds if seconds > 0 else 0.0}
+
+
+def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True) -> dict:
+    """An image or a video, by the source's kind."""
+    if video.is_image_path(source):
+        return colorize_image(colorizer, source, output, overwrite=overwrite)
+    return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress)
+
+
+# ---------------------------------------------------------------------------
+# Several files
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    output: Path
+
+
+def is_media_path(path) -> bool:
+    path = Path(path)
+    return path.suffix.lower() in VIDEO_SUFFIXES or video.is_image_path(path)
+
+
+def _folder_media(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_media_path(p))
+    if not files:
+        raise InputError(f"{folder}: no videos or images in this folder")
+    return files
+
+
+# Containers that cannot hold H.264 video: their colored copies become .mkv.
+_NO_H264 = frozenset({".webm", ".ogv"})
+
+
+def _output_name(source: Path) -> str:
+    return source.stem + ".mkv" if source.suffix.lower() in _NO_H264 else source.name
+
+
+def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
+    """What to write where, from the command line's paths.
+
+    - `out_dir` given: every path is an input (folders are expanded to their
+      videos and images); outputs are out_dir/<input name> (.webm/.ogv
+      become .mkv: they cannot hold H.264).
+    - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
+      OUTPUT, means files into that folder; otherwise OUTPUT is the file.
+    Returns (jobs, batch): batch is True when several files may be written.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no input given")
+    if out_dir is None:
+        if len(paths) != 2:
+            raise InputError(
+                "give INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or several inputs with --out-dir"
+                if len(paths) > 2 else f"{paths[0]}: no output given (add an output path or --out-dir)"
+            )
+        source, target = paths
+        if not (source.is_dir() or target.is_dir()):
+            return [Job(source, target)], False
+        paths, out_dir = [source], target
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: output folder is a file")
+    sources = []
+    for path in paths:
+        if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():
+            raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
+        sources.extend(_folder_media(path) if path.is_dir() else [path])
+    jobs = [Job(source, out_dir / _output_name(source)) for source in sources]
+    names = [job.output for job in jobs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise OutputError(f"{duplicate}: several inputs would be written to this same output")
+    return jobs, True
+
+
+@dataclass(frozen=True)
+class Result:
+    source: str
+    output: str
+    status: str  # "done", "skipped" or "failed"
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def colorize_jobs(
+    colorizer: Colorizer,
+    jobs: Sequence[Job],
+    *,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    progress: bool = True,
+    report: Callable[[Result], None] = lambda result: None,
+) -> list[Result]:
+    """Run every job; a failing file is reported and the rest still run."""
+    if overwrite and skip_existing:
+        raise InputError("--overwrite and --skip-existing contradict each other")
+    results = []
+    for job in jobs:
+        if skip_existing and job.output.exists():
+            result = Result(str(job.source), str(job.output), "skipped")
+        else:
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress)
+                result = Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
+            except FramecolorError as exc:
+                result = Result(str(job.source), str(job.output), "failed", error=str(exc))
+            except Exception as exc:  # a bug or a codec error on one file must not stop the batch
+                log.debug("failed on %s", job.source, exc_info=True)
+                result = Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
+        results.append(result)
+        report(result)
+    return results
+
+
+def summary(results: Sequence[Result]) -> str:
+    counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
+    frames = sum(r.frames for r in results)
+    seconds = sum(r.seconds for r in results)
+    return (f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+            f"({frames} frames in {seconds:.1f} s)")

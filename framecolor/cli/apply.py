@@ -1,0 +1,94 @@
+"""`framecolor apply`: colorize videos and images with a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from framecolor.cli.common import guarded
+
+_HELP = """Colorize black-and-white videos or images.
+
+\b
+  framecolor apply bw.mp4 color.mp4
+  framecolor apply a.mp4 b.mkv photo.jpg --out-dir colored/
+  framecolor apply bw_folder/ colored_folder/
+
+The output keeps the input's size, frames, timing, luminance, audio and
+subtitles; only color is added.
+"""
+
+
+def apply(
+    paths: List[Path] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm); default: the shipped one."),
+    render_size: Optional[int] = typer.Option(
+        None, "--render-size", help="Short side the model sees (default: the model's training size)."
+    ),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per forward pass (default: 8)."),
+    saturation: Optional[float] = typer.Option(None, "--saturation", help="Scale the predicted color (default: 1.0)."),
+    smoothing: Optional[float] = typer.Option(
+        None, "--smoothing", help="Temporal smoothing strength in [0, 1) (default: 0.6)."
+    ),
+    no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264)."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Encoder quality, lower is better (default: 18)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: medium)."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p (default: yuv420p)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    from dataclasses import replace
+
+    from framecolor import apply as pipeline
+    from framecolor import video
+    from framecolor.errors import InputError
+
+    options = {
+        "render_size": render_size,
+        "batch_size": batch_size,
+        "saturation": saturation,
+        "smoothing": 0.0 if no_smoothing else smoothing,
+        "codec": codec,
+        "crf": crf,
+        "preset": preset,
+        "pix_fmt": pix_fmt,
+    }
+    config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
+    jobs, batch = pipeline.plan_jobs(paths, out_dir)
+    if overwrite and skip_existing:
+        raise InputError("--overwrite and --skip-existing contradict each other")
+    if not batch:  # one file: its error is the command's error
+        job = jobs[0]
+        if skip_existing and job.output.exists():
+            typer.echo(f"skipped: {job.output} exists", err=True)
+            return
+        # Refuse a bad output before loading (and compiling) anything.
+        video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
+        colorizer = pipeline.Colorizer(pipeline.load(model), config)
+        done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet)
+        if not quiet:
+            typer.echo(f"{job.output}: {done['frames']} frames in {done['seconds']:.1f} s", err=True)
+        return
+    colorizer = pipeline.Colorizer(pipeline.load(model), config)
+
+    def report(result):
+        if result.status == "failed":
+            typer.echo(f"failed: {result.source}: {result.error}", err=True)
+        elif not quiet:
+            typer.echo(f"{result.status}: {result.source} -> {result.output}", err=True)
+
+    results = pipeline.colorize_jobs(
+        colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report
+    )
+    typer.echo(pipeline.summary(results), err=True)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply", help=_HELP)(guarded(apply))

@@ -1,0 +1,47 @@
+"""`framecolor eval`: score colorization of color clips against their own colors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from framecolor.cli.common import guarded, print_rows
+
+
+def evaluate(
+    clips: List[Path] = typer.Argument(..., help="Color clips: each is made gray, colorized and compared."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm); default: the shipped one."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
+    strips: Optional[Path] = typer.Option(None, "--strips", help="Write gray | output | truth PNG strips here."),
+    train_split: Optional[float] = typer.Option(
+        None, "--train-split", help="Score only the part of each clip after this fraction (0..1)."
+    ),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Score at most this many frames per clip."),
+    render_size: Optional[int] = typer.Option(None, "--render-size", help="Short side the model sees."),
+    no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Colorize gray versions of color clips and report PSNR, SSIM, colorfulness, CDC and luma error."""
+    from dataclasses import replace
+
+    from framecolor import apply as pipeline
+    from framecolor import evaluate as ev
+    from framecolor import video
+
+    if json_path is not None:
+        video.check_output_path(json_path, inputs=clips, overwrite=True)
+    config = ev.EvalConfig(train_split=train_split, max_frames=max_frames).validate()
+    changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None}
+    apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None})
+    colorizer = pipeline.Colorizer(pipeline.load(model), apply_config)
+    report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)
+    report["model"] = str(model) if model else "default"
+    print_rows(ev.report_rows(report))
+    if json_path is not None:
+        ev.write_json(json_path, report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(guarded(evaluate))

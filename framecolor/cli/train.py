@@ -1,0 +1,129 @@
+"""`framecolor train`: train a colorizer on videos, images and image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from framecolor.cli.common import guarded
+
+_HELP = """Train a colorizer on color videos, images and image folders.
+
+\b
+  framecolor train a.mp4 b.mkv photos/ --out runs/first --epochs 20
+  framecolor train a.mp4 --out runs/ft --init default --freeze-backbone-epochs 2
+  framecolor train a.mp4 b.mkv photos/ --out runs/first --resume
+
+RUN_DIR (--out) gets model.fcm (the best epoch), metrics.jsonl, loss.png,
+previews/ and checkpoints/. Ctrl-C saves a checkpoint; --resume continues
+with the same options exactly where the run stopped.
+"""
+
+
+def train(
+    inputs: List[Path] = typer.Argument(..., help="Color videos, images or image folders to learn from."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold a run unless --resume)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: 20)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per step, all devices (default: 16)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Training crop side in pixels (default: 224)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber or l1 (default: mse)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="lab (predict ab) or rgb (default: lab)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="unet or seed (default: unet)."),
+    width: Optional[float] = typer.Option(None, "--width", help="Channel width multiplier (default: 1.0)."),
+    frames_per_video: Optional[int] = typer.Option(
+        None, "--frames-per-video", help="Frames spread over each video (default: 200)."
+    ),
+    every: Optional[int] = typer.Option(None, "--every", help="Take every k-th frame instead of --frames-per-video."),
+    val_fraction: Optional[float] = typer.Option(
+        None, "--val-fraction", help="Last part of each video held out for validation (default: 0.1)."
+    ),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stop after N epochs without gain; 0 = never (default: 5)."),
+    plateau_patience: Optional[int] = typer.Option(
+        None, "--plateau-patience", help="Halve the LR after N epochs without gain (default: 2)."
+    ),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Lowest LR on plateaus (default: 1e-6)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (init, data order, crops) (default: 0)."),
+    init: Optional[str] = typer.Option(
+        None, "--init", help="Fine-tune this model file (.fcm), or 'default' for the shipped model."
+    ),
+    backbone_weights: Optional[Path] = typer.Option(
+        None, "--backbone-weights", help="ImageNet InceptionV3 weights (Keras .h5) for the backbone."
+    ),
+    freeze_backbone_epochs: Optional[int] = typer.Option(
+        None, "--freeze-backbone-epochs", help="Train only the decoder for the first N epochs (default: 0)."
+    ),
+    keep: Optional[int] = typer.Option(None, "--keep", help="Latest checkpoints kept, besides the best (default: 3)."),
+    feed: Optional[str] = typer.Option(
+        None, "--feed", help="auto, device (all frames on the accelerator) or host (prefetch thread) (default: auto)."
+    ),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Where decoded frames are cached (default: $FRAMECOLOR_CACHE or ~/.cache/framecolor)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    from dataclasses import replace
+
+    from framecolor import train as training
+    from framecolor.errors import ModelFileError, TrainingError
+
+    if init is not None and any(v is not None for v in (width, decoder, mode)):
+        raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode")
+    if init is not None and backbone_weights is not None:
+        raise TrainingError("--init already holds trained weights; drop --backbone-weights")
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "size": size,
+        "lr": lr,
+        "loss": loss,
+        "mode": mode,
+        "decoder": decoder,
+        "width": width,
+        "val_fraction": val_fraction,
+        "patience": patience,
+        "plateau_patience": plateau_patience,
+        "min_lr": min_lr,
+        "seed": seed,
+        "freeze_backbone_epochs": freeze_backbone_epochs,
+        "keep_checkpoints": keep,
+        "feed": feed,
+    }
+    if every is not None:
+        options.update(every=every, frames_per_video=None)
+    elif frames_per_video is not None:
+        options["frames_per_video"] = frames_per_video
+    config = replace(training.TrainConfig(), **{k: v for k, v in options.items() if v is not None})
+
+    init_path = None
+    if init == "default":
+        from framecolor import modelfile
+
+        init_path = modelfile.default_model_path()
+        if init_path is None:
+            raise ModelFileError("--init default: no model is shipped with this installation")
+    elif init is not None:
+        init_path = Path(init)
+
+    result = training.train(
+        inputs,
+        out,
+        config,
+        init=init_path,
+        backbone_weights=backbone_weights,
+        resume=resume,
+        cache_dir=cache_dir,
+        progress=not quiet,
+        log=lambda message: typer.echo(message, err=True),
+    )
+    if result.interrupted:
+        raise typer.Exit(130)
+    best = f"best epoch {result.best_epoch + 1}, loss {result.best_loss:.5f}" if result.best_epoch >= 0 else "no epoch"
+    typer.echo(f"{result.model_path} ({best})", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=_HELP)(guarded(train))

@@ -1,0 +1,191 @@
+"""`framecolor eval`: make a color clip gray, colorize it as `apply` would, and score it.
+
+Every figure is reported for the model and for the gray baseline (the gray
+input itself), so a number is always read against "no color at all".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from framecolor import metrics, video
+from framecolor.errors import InputError
+
+STRIP_POSITIONS = (0.1, 0.5, 0.9)  # where in each clip the side-by-side strips are taken
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    train_split: float | None = None  # evaluate only the part of each clip after this fraction
+    max_frames: int | None = None  # cap per clip, for quick looks at long clips
+    cdc_deltas: tuple[int, ...] = (1, 2, 4)
+
+    def validate(self) -> "EvalConfig":
+        if self.train_split is not None and not 0.0 <= self.train_split < 1.0:
+            raise InputError(f"--train-split must be in [0, 1), got {self.train_split}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise InputError(f"--max-frames must be at least 2 (CDC needs frame pairs), got {self.max_frames}")
+        return self
+
+
+def make_gray_clip(source, output, *, start: float | None, max_frames: int | None) -> int:
+    """Write `source`'s own luma with neutral chroma, losslessly, pts kept: the B&W input.
+
+    Using the clip's Y plane (not a recomputed gray) means the gray input is
+    exactly what a B&W transfer of this footage would carry.
+    """
+    info = video.probe(source)
+    full_range = info.pix_fmt.startswith("yuvj")
+    count = 0
+    with video.VideoWriter(
+        output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+        crf=0, preset="ultrafast", pix_fmt="yuvj420p" if full_range else "yuv420p", overwrite=True,
+    ) as writer:
+        neutral = np.full(writer.chroma_shape, 128, np.uint8)
+        for frame in video.read_frames(source, format="luma", start=start, max_frames=max_frames):
+            writer.write_yuv(frame.image, neutral, neutral, frame.pts)
+            count += 1
+    return count
+
+
+def _plane_error(y_out: np.ndarray, y_in: np.ndarray) -> np.ndarray:
+    return np.abs(y_out.astype(np.int16) - y_in.astype(np.int16)).ravel()
+
+
+def _rgb(path, **kw):
+    return (f.image for f in video.read_frames(path, **kw))
+
+
+def score_clip(truth_path, gray_path, output_path, *, start, max_frames, deltas) -> dict:
+    """Per-clip figures for the output and the gray baseline against the truth."""
+    read = dict(start=start, max_frames=max_frames)
+    psnr = {"model": [], "gray": []}
+    ssim = {"model": [], "gray": []}
+    cf = {"model": [], "gray": [], "truth": []}
+    cf_abs = {"model": [], "gray": [], "truth": []}
+    for truth, gray, out in zip(_rgb(truth_path, **read), _rgb(gray_path), _rgb(output_path), strict=True):
+        for name, image in (("model", out), ("gray", gray)):
+            psnr[name].append(metrics.psnr(image, truth))
+            ssim[name].append(metrics.ssim(image, truth))
+        for name, image in (("model", out), ("gray", gray), ("truth", truth)):
+            cf[name].append(metrics.colorfulness(image))
+            cf_abs[name].append(metrics.colorfulness_abs(image))
+    luma = np.concatenate([
+        _plane_error(o.image, g.image)
+        for o, g in zip(video.read_frames(output_path, format="luma"), video.read_frames(gray_path, format="luma"))
+    ])
+    cdc = {
+        "model": metrics.cdc(_rgb(output_path), deltas),
+        "gray": metrics.cdc(_rgb(gray_path), deltas),
+        "truth": metrics.cdc(_rgb(truth_path, **read), deltas),
+    }
+    mean = lambda values: float(np.mean(values))  # noqa: E731
+    result = {"frames": len(psnr["model"])}
+    for name in ("model", "gray"):
+        result[name] = {
+            "psnr": mean(psnr[name]),
+            "ssim": mean(ssim[name]),
+            "colorfulness": mean(cf[name]),
+            "colorfulness_abs": mean(cf_abs[name]),
+            "colorfulness_ratio": mean(cf[name]) / max(mean(cf["truth"]), 1e-9),
+            "cdc": cdc[name],
+        }
+    result["truth"] = {"colorfulness": mean(cf["truth"]), "colorfulness_abs": mean(cf_abs["truth"]),
+                       "cdc": cdc["truth"]}
+    result["luma_error"] = {"mean_abs": float(luma.mean()), "p999": float(np.percentile(luma, 99.9))}
+    return result
+
+
+def write_strip(path, truth_path, gray_path, output_path, *, start, frames: int) -> None:
+    """One PNG: a row of gray | output | truth at each of STRIP_POSITIONS."""
+    wanted = sorted({min(frames - 1, int(p * frames)) for p in STRIP_POSITIONS})
+    rows = []
+    streams = zip(_rgb(truth_path, start=start), _rgb(gray_path), _rgb(output_path))
+    for index, (truth, gray, out) in enumerate(streams):
+        if index in wanted:
+            rows.append(np.concatenate([gray, out, truth], axis=1))
+        if index >= wanted[-1]:
+            break
+    video.write_image(path, np.concatenate(rows, axis=0))
+
+
+def _overall(clips: list[dict]) -> dict:
+    """Means over clips, weighting each clip equally (CDC is a per-clip figure)."""
+    overall = {}
+    for name in ("model", "gray", "truth"):
+        keys = clips[0][name].keys()
+        overall[name] = {k: float(np.mean([c[name][k] for c in clips])) for k in keys}
+    overall["luma_error"] = {
+        "mean_abs": float(np.mean([c["luma_error"]["mean_abs"] for c in clips])),
+        "p999": float(np.max([c["luma_error"]["p999"] for c in clips])),
+    }
+    return overall
+
+
+def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, strips_dir=None,
+             progress: bool = False) -> dict:
+    """Score `colorizer` on each color clip; returns {"clips": {...}, "overall": {...}}."""
+    from framecolor.apply import colorize_video
+
+    config = config.validate()
+    if not clips:
+        raise InputError("no clips to evaluate")
+    if strips_dir is not None and not Path(strips_dir).is_dir():
+        Path(strips_dir).mkdir(parents=True)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
+        for i, clip in enumerate(map(Path, clips)):
+            info = video.probe(clip)
+            start = info.duration * config.train_split if config.train_split else None
+            gray, out = Path(work, f"{i}-gray.mkv"), Path(work, f"{i}-out.mkv")
+            frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
+            if frames < 2:
+                raise InputError(f"{clip}: only {frames} frame(s) to evaluate; need at least 2")
+            colorize_video(colorizer, gray, out, progress=progress)
+            scores = score_clip(clip, gray, out, start=start, max_frames=config.max_frames,
+                                deltas=config.cdc_deltas)
+            if strips_dir is not None:
+                strip = Path(strips_dir, f"{clip.stem}.png")
+                write_strip(strip, clip, gray, out, start=start, frames=frames)
+                scores["strip"] = str(strip)
+            results[str(clip)] = scores
+    return {"clips": results, "overall": _overall(list(results.values()))}
+
+
+def report_rows(report: dict) -> list[tuple[str, str]]:
+    """A readable table: each figure for the model beside the gray baseline."""
+    rows = []
+    for name, scores in [*report["clips"].items(), ("overall", report["overall"])]:
+        m, g, t = scores["model"], scores["gray"], scores["truth"]
+        rows += [
+            (f"{Path(name).name}", f"{scores['frames']} frames" if "frames" in scores else "mean over clips"),
+            ("  PSNR (dB)", f"{m['psnr']:.2f}   gray {g['psnr']:.2f}"),
+            ("  SSIM", f"{m['ssim']:.4f}   gray {g['ssim']:.4f}"),
+            ("  colorfulness M3", f"{m['colorfulness']:.2f}   truth {t['colorfulness']:.2f}   "
+                                  f"ratio {m['colorfulness_ratio']:.2f}"),
+            ("  colorfulness |.| (DDColor)", f"{m['colorfulness_abs']:.2f}   truth {t['colorfulness_abs']:.2f}"),
+            ("  CDC (lower is steadier)", f"{m['cdc']:.5f}   gray {g['cdc']:.5f}   truth {t['cdc']:.5f}"),
+            ("  luma error vs input", f"mean {scores['luma_error']['mean_abs']:.3f}   "
+                                      f"p99.9 {scores['luma_error']['p999']:.1f}"),
+        ]
+    return rows
+
+
+def write_json(path, report: dict) -> None:
+    """Atomic, so an interrupted eval never leaves half a report."""
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=2)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

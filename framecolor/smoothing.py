@@ -1,0 +1,129 @@
+"""Temporal smoothing of predicted chroma: steady colors without smeared motion.
+
+A per-frame colorizer guesses every frame afresh, so a static wall can drift
+between hues from one frame to the next (flicker). We replace each pixel's
+predicted ab by a weighted mean over neighbouring frames, with weights that
+decay exponentially in both time directions. Computed as a normalized
+recursive filter (one causal and one anticausal pass), this costs O(1) per
+frame and needs only a bounded look-ahead, so it streams.
+
+The weight linking frame t-1 to frame t is, per pixel,
+
+    w_t = strength * exp(-((L_t - L_{t-1}) / SIGMA_L)^2)
+
+and 0 across a scene cut. Weights multiply along the chain, so the average
+stops wherever the luminance changes (a moving edge, a new shot) and colors
+of one object are not dragged onto the next. L is compared at the render
+size, where the antialiased downscale has already averaged away most of the
+codec's noise.
+
+Scene cut: the total-variation distance (half the L1 distance, in [0, 1])
+between the HIST_BINS-bin lightness histograms of consecutive frames exceeds
+CUT_THRESHOLD. Measured on the sample clips at render size 224: within a
+shot the distance has a median of 0.005-0.015 and a maximum of 0.12 (a fast
+pan in bikes.mp4); the five real cuts in bikes.mp4 measure 0.22-0.72. A cut
+missed still mostly stops at the per-pixel L weights; a false one only
+restarts the average, so the threshold sits low in that gap: 0.15.
+
+Everything here is jax.numpy and runs inside the apply pipeline's jitted
+step, on the device, at the render size.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+HIST_BINS = 32
+CUT_THRESHOLD = 0.15
+# L units (0..100). Codec noise moves L by ~1-2 (weight ~0.97); an edge moving
+# across a pixel changes it by 10-50 (weight ~0.2 down to 0).
+SIGMA_L = 6.0
+
+
+class Track(NamedTuple):
+    """Per-frame values the filter needs for a block of T frames (render size)."""
+
+    ab: jax.Array  # (T, h, w, 2) predicted ab (Lab units)
+    lightness: jax.Array  # (T, h, w) L (0..100)
+    hist: jax.Array  # (T, HIST_BINS) normalized lightness histograms
+    valid: jax.Array  # (T,) bool: False for padding frames
+
+
+class State(NamedTuple):
+    """What the causal pass carries from one block to the next."""
+
+    num: jax.Array  # (h, w, 2) running weighted sum of ab
+    den: jax.Array  # (h, w) running sum of weights
+    lightness: jax.Array  # (h, w) the last frame's L
+    hist: jax.Array  # (HIST_BINS,)
+    valid: jax.Array  # () bool: is there a previous frame at all
+
+
+def histograms(lightness) -> jax.Array:
+    """(T, h, w) L in 0..100 -> (T, HIST_BINS) histograms that sum to 1."""
+    bins = jnp.clip((lightness * (HIST_BINS / 100.0)).astype(jnp.int32), 0, HIST_BINS - 1)
+    counts = jax.vmap(lambda b: jnp.bincount(b.ravel(), length=HIST_BINS))(bins)
+    return counts.astype(jnp.float32) / bins[0].size
+
+
+def initial_state(height: int, width: int) -> State:
+    return State(
+        num=jnp.zeros((height, width, 2), jnp.float32),
+        den=jnp.zeros((height, width), jnp.float32),
+        lightness=jnp.zeros((height, width), jnp.float32),
+        hist=jnp.zeros((HIST_BINS,), jnp.float32),
+        valid=jnp.zeros((), bool),
+    )
+
+
+def cut_distance(hist_a, hist_b) -> jax.Array:
+    """Total-variation distance between histograms (last axis), in [0, 1]."""
+    return 0.5 * jnp.abs(hist_a - hist_b).sum(-1)
+
+
+def _links(prev_l, prev_hist, prev_valid, track: Track, strength) -> jax.Array:
+    """(T, h, w) weights w_t linking frame t-1 (prev_* for t = 0) to frame t."""
+    prev_l = jnp.concatenate([prev_l[None], track.lightness[:-1]])
+    prev_hist = jnp.concatenate([prev_hist[None], track.hist[:-1]])
+    prev_valid = jnp.concatenate([prev_valid[None], track.valid[:-1]])
+    same_shot = (cut_distance(prev_hist, track.hist) <= CUT_THRESHOLD) & prev_valid & track.valid
+    similar = jnp.exp(-jnp.square((track.lightness - prev_l) / SIGMA_L))
+    return strength * similar * same_shot[:, None, None]
+
+
+def smooth(state: State, block: Track, ahead: Track, strength) -> tuple[State, jax.Array]:
+    """Smooth the ab of `block`, looking ahead into the next block `ahead`.
+
+    `state` carries the causal pass over all earlier frames; `ahead` bounds
+    the anticausal pass (pass its frames with valid=False at the end of the
+    video). Returns the new state and the smoothed ab of `block`.
+    strength in [0, 1): 0 returns the ab unchanged.
+    """
+    n = block.ab.shape[0]
+    both = Track(*(jnp.concatenate([a, b]) for a, b in zip(block, ahead)))
+    w = _links(state.lightness, state.hist, state.valid, both, strength)  # (2n, h, w)
+
+    def forward(carry, x):
+        num, den = carry
+        ab, wt = x
+        num = ab + wt[..., None] * num
+        den = 1.0 + wt * den
+        return (num, den), (num, den)
+
+    (num, den), (f_num, f_den) = jax.lax.scan(forward, (state.num, state.den), (block.ab, w[:n]))
+
+    # Anticausal: G_t = ab_t + w_{t+1} G_{t+1}; the last frame of `ahead` starts it.
+    w_next = jnp.concatenate([w[1:], jnp.zeros_like(w[:1])])
+    zeros = (jnp.zeros_like(state.num), jnp.zeros_like(state.den))
+    _, (b_num, b_den) = jax.lax.scan(
+        lambda carry, x: forward((carry[0], carry[1]), x), zeros, (both.ab, w_next), reverse=True
+    )
+    # Both passes count frame t itself once: subtract it once.
+    total = f_num + b_num[:n] - block.ab
+    weight = f_den + b_den[:n] - 1.0
+    smoothed = total / weight[..., None]
+    last = State(num, den, block.lightness[-1], block.hist[-1], block.valid[-1])
+    return last, smoothed

@@ -1,0 +1,326 @@
+"""framecolor apply: the streaming pipeline, temporal smoothing, batch mode, the CLI.
+
+One tiny freshly initialized model and one Colorizer config for the whole
+module; clips are 64x48 except the odd-size one, so each jitted step compiles
+once per shape (Colorizers of an equal model share compiled code).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import av
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from framecolor import apply, color, metrics, smoothing, video
+from framecolor.errors import InputError, ModelFileError, OutputError
+from tests import media
+
+BATCH = 4
+CONFIG = apply.ApplyConfig(batch_size=BATCH, preset="ultrafast")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    from framecolor import modelfile
+    from framecolor.models.colorizer import TINY_MODEL, init_variables
+
+    path = tmp_path_factory.mktemp("model") / "tiny.fcm"
+    modelfile.save_model(path, TINY_MODEL, init_variables(TINY_MODEL, jax.random.PRNGKey(0)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return apply.load(model_path)
+
+
+@pytest.fixture(scope="module")
+def colorizer(model):
+    return apply.Colorizer(model, CONFIG)
+
+
+@pytest.fixture(scope="module")
+def colored(colorizer, clip, tmp_path_factory):
+    """The clip colored losslessly (crf 0): the pipeline itself must not touch luma."""
+    out = tmp_path_factory.mktemp("colored") / "out.mp4"
+    apply.colorize_video(colorizer.reconfigured(crf=0), clip, out, progress=False)
+    return out
+
+
+def _packets(path, kind):
+    with av.open(str(path)) as c:
+        return [(bytes(p), p.pts) for p in c.demux(getattr(c.streams, kind)[0]) if p.size]
+
+
+def _luma(path):
+    return np.stack([f.image for f in video.read_frames(path, format="luma")])
+
+
+def _pts(path):
+    return [f.pts for f in video.read_frames(path, format="luma")]
+
+
+def _cli():
+    from framecolor.cli import apply as apply_cli
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # keep "apply" a subcommand, as in the real app
+    apply_cli.register(app)
+    return app
+
+
+def _run_cli(*args):
+    return CliRunner().invoke(_cli(), ["apply", *map(str, args)])
+
+
+# ---------------------------------------------------------------------------
+# The video pipeline
+
+
+def test_output_keeps_frames_pts_audio_and_luma(clip, colored):
+    src, out = video.probe(clip), video.probe(colored)
+    assert (out.width, out.height, out.frame_count, out.fps, out.time_base) == (
+        src.width, src.height, src.frame_count, src.fps, src.time_base)
+    assert out.duration == pytest.approx(src.duration)
+    assert _pts(colored) == _pts(clip)
+    assert _packets(colored, "audio") == _packets(clip, "audio")
+    np.testing.assert_array_equal(_luma(colored), _luma(clip))  # the input's Y plane, exactly
+    # ... and something was colored: the chroma is not all neutral.
+    rgb = next(video.read_frames(colored)).image.astype(int)
+    assert np.abs(rgb - rgb.mean(-1, keepdims=True)).max() > 2
+    assert not any(p.name.startswith(".") for p in colored.parent.iterdir())
+
+
+def test_vfr_pts_are_kept_and_lossy_luma_stays_close(colorizer, vfr_clip, tmp_path):
+    out = tmp_path / "vfr.mp4"
+    summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default crf 18
+    assert summary["frames"] == 12
+    assert _pts(out) == _pts(vfr_clip) == media.frame_pts(12, 1001, vfr=True)
+    assert _packets(out, "audio") == _packets(vfr_clip, "audio")
+    # Lossy re-encoding moves some luma codes (x264 at crf 18: ~99% within +-1
+    # here); a pipeline that changed luma itself would be far off.
+    error = np.abs(_luma(out).astype(int) - _luma(vfr_clip))
+    assert error.mean() < 0.5 and np.mean(error <= 1) >= 0.97
+
+
+def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
+    out = tmp_path / "odd.mp4"
+    with pytest.warns(video.VideoWarning, match="yuv444p"):  # 4:2:0 cannot hold an odd size
+        apply.colorize_video(colorizer.reconfigured(crf=0), odd_clip, out, progress=False)
+    info = video.probe(out)
+    assert (info.width, info.height, info.frame_count, info.pix_fmt) == (175, 143, 4, "yuv444p")
+    np.testing.assert_array_equal(_luma(out), _luma(odd_clip))
+
+
+def _static_noisy_clip(path, frames=12, seed=0):
+    """One still picture with fresh luma noise in every frame, nearly lossless."""
+    rng = np.random.default_rng(seed)
+    still = media.frame_image(0, 64, 48).astype(float)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(frames):
+            noisy = np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(noisy, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def test_smoothing_steadies_colors_of_a_static_scene(colorizer, tmp_path):
+    # The untrained model's colors jump with the luma noise of each frame.
+    clip = _static_noisy_clip(tmp_path / "static.mp4")
+    change = {}
+    for strength in (0.0, CONFIG.smoothing):  # off, and the default
+        out = tmp_path / f"s{strength}.mp4"
+        apply.colorize_video(colorizer.reconfigured(smoothing=strength, crf=0), clip, out, progress=False)
+        change[strength] = metrics.flicker(f.image for f in video.read_frames(out))
+    assert CONFIG.smoothing > 0  # on by default
+    assert change[0.0] > 0.1  # the test has teeth: without smoothing the colors do flicker
+    assert change[CONFIG.smoothing] < 0.4 * change[0.0]
+
+
+def test_truncated_input_fails_and_leaves_nothing(colorizer, truncated_clip, tmp_path):
+    out = tmp_path / "out.mkv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", video.VideoWarning)
+        with pytest.raises(InputError, match="truncated"):
+            apply.colorize_video(colorizer, truncated_clip, out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused(colorizer, clip, colored):
+    with pytest.raises(OutputError, match="already exists"):
+        apply.colorize_video(colorizer, clip, colored, progress=False)
+    with pytest.raises(OutputError, match="same file"):
+        apply.colorize_video(colorizer, clip, clip, overwrite=True, progress=False)
+
+
+def test_recombination_writes_the_chroma_of_the_predicted_lab():
+    # Full-res L from the Y codes + predicted ab -> Cb/Cr codes, as skimage and BT.601 say.
+    from skimage.color import lab2rgb
+
+    y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) limited-range codes
+    ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
+    track = _track(np.zeros((2, 2, 2)), ab)
+    _, u, v = apply._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
+                            jnp.asarray(y), 0.0, 1.0, full_range=False, matrix="bt601", subsample=False)
+    gray = (y.astype(float) - 16) / 219
+    lightness = np.asarray(color.gray_to_lightness(gray))
+    rgb = lab2rgb(np.concatenate([lightness[..., None], ab], -1))
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    cb = 128 + 224 * (rgb[..., 2] - luma) / 1.772
+    cr = 128 + 224 * (rgb[..., 0] - luma) / 1.402
+    np.testing.assert_allclose(np.asarray(u), cb, atol=1.01)
+    np.testing.assert_allclose(np.asarray(v), cr, atol=1.01)
+    assert (np.asarray(v) > 128).all() and (np.asarray(u) > 128).all()  # a > 0: red; b < 0: blue
+
+
+# ---------------------------------------------------------------------------
+# Images
+
+
+def test_image_keeps_size_and_lightness(colorizer, tmp_path):
+    src = media.make_images(tmp_path / "in", 1, size=(64, 48))[0]
+    out = tmp_path / "out.png"
+    apply.colorize_image(colorizer, src, out)
+    rgb_in, rgb_out = video.read_image(src), video.read_image(out)
+    assert rgb_out.shape == rgb_in.shape
+    l_in = np.asarray(color.rgb_to_lab(rgb_in / 255.0))[..., 0]
+    l_out = np.asarray(color.rgb_to_lab(rgb_out / 255.0))[..., 0]
+    assert np.mean(np.abs(l_out - l_in) < 1.5) > 0.99
+
+
+# ---------------------------------------------------------------------------
+# Smoothing on its own
+
+
+# One shape for all of them: (T, h, w) = (6, 3, 4), so `_smooth` compiles once.
+_smooth = jax.jit(smoothing.smooth)
+T, H, W = 6, 3, 4
+
+
+def _track(lightness, ab, valid=True):
+    lightness = jnp.asarray(lightness, jnp.float32)
+    return smoothing.Track(jnp.asarray(ab, jnp.float32), lightness, smoothing.histograms(lightness),
+                           jnp.full(lightness.shape[0], valid))
+
+
+def _smooth_all(lightness, ab, strength):
+    """Smooth 2T frames as the pipeline does: two blocks, the last with an empty look-ahead."""
+    first, second = _track(lightness[:T], ab[:T]), _track(lightness[T:], ab[T:])
+    state = smoothing.initial_state(H, W)
+    state, out1 = _smooth(state, first, second, strength)
+    _, out2 = _smooth(state, second, second._replace(valid=jnp.zeros(T, bool)), strength)
+    return np.concatenate([out1, out2])
+
+
+def test_smoothing_is_a_two_sided_exponential_mean_that_stops_at_cuts():
+    rng = np.random.default_rng(0)
+    s, cut = 0.7, 9
+    lightness = np.full((2 * T, H, W), 30.0)
+    lightness[cut:] = 80.0  # a new shot: the histogram moves wholesale
+    ab = rng.normal(0, 10, (2 * T, H, W, 2))
+    got = _smooth_all(lightness, ab, s)
+    for t in range(2 * T):
+        shot = range(0, cut) if t < cut else range(cut, 2 * T)
+        weights = np.array([s ** abs(k - t) for k in shot])
+        np.testing.assert_allclose(got[t], np.tensordot(weights, ab[list(shot)], 1) / weights.sum(), atol=1e-4)
+    assert got.std() < 0.6 * ab.std()
+
+
+def test_smoothing_does_not_drag_color_across_motion():
+    lightness = np.full((2 * T, H, W), 40.0)
+    lightness[4:, 0, 0] = 90.0  # pixel (0, 0): something bright moves in at frame 4
+    ab = np.zeros((2 * T, H, W, 2))
+    ab[4:, 0, 0] = 50.0
+    got = _smooth_all(lightness, ab, 0.9)
+    np.testing.assert_allclose(got[:, 0, 0, 0], [0] * 4 + [50] * 8, atol=0.5)
+    np.testing.assert_allclose(got[:, 1:], 0, atol=1e-6)
+
+
+def test_strength_zero_is_identity():
+    ab = np.random.default_rng(1).normal(0, 10, (2 * T, H, W, 2))
+    np.testing.assert_allclose(_smooth_all(np.full((2 * T, H, W), 50.0), ab, 0.0), ab, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Planning and the command line
+
+
+def test_plan_jobs(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.png"
+    a.touch(), b.touch()
+    (tmp_path / "notes.txt").touch()
+    assert apply.plan_jobs([a, tmp_path / "o.mp4"]) == ([apply.Job(a, tmp_path / "o.mp4")], False)
+    out = tmp_path / "out"
+    assert apply.plan_jobs([a, b], out) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
+    assert apply.plan_jobs([tmp_path, out]) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
+    webm = tmp_path / "c.webm"
+    webm.touch()
+    assert apply.plan_jobs([webm], out)[0] == [apply.Job(webm, out / "c.mkv")]
+    with pytest.raises(OutputError, match="output folder is the input folder"):
+        apply.plan_jobs([tmp_path, tmp_path])
+    webm.unlink()
+    with pytest.raises(InputError, match="no output"):
+        apply.plan_jobs([a])
+    with pytest.raises(InputError, match="--out-dir"):
+        apply.plan_jobs([a, b, a])
+    with pytest.raises(OutputError, match="same output"):
+        apply.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no videos or images"):
+        apply.plan_jobs([empty, out])
+
+
+def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4, tmp_path):
+    out = tmp_path / "out"
+    args = [clip, text_mp4, "--out-dir", out, "--model", model_path, "--batch-size", BATCH,
+            "--preset", "ultrafast", "--quiet"]
+    result = _run_cli(*args)
+    assert result.exit_code == 1, result.output
+    assert f"failed: {text_mp4}" in result.output
+    assert "1 done, 0 skipped, 1 failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
+    assert video.probe(out / "clip.mp4").frame_count == 12
+    # Again with --skip-existing: the done file is left alone.
+    result = _run_cli(*args, "--skip-existing")
+    assert "0 done, 1 skipped, 1 failed" in result.output
+
+
+def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
+    result = _run_cli(clip, colored, "--model", model_path)
+    assert result.exit_code == 1 and "error: output already exists" in result.output
+    bad_model = tmp_path / "bad.fcm"
+    bad_model.write_text("not a model")
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", bad_model)
+    assert result.exit_code == 1 and "error:" in result.output and "bad.fcm" in result.output
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--smoothing", "1.5")
+    assert result.exit_code == 1 and "error: smoothing strength" in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_no_default_model_is_a_clear_error(monkeypatch):
+    from framecolor import modelfile
+
+    monkeypatch.setattr(modelfile, "default_model_path", lambda: None)
+    with pytest.raises(ModelFileError, match="no default model shipped; pass --model"):
+        apply.load(None)
+
+
+def test_cli_single_image(model_path, tmp_path):
+    src = media.make_images(tmp_path, 1, size=(64, 48), suffix=".jpg")[0]
+    result = _run_cli(src, tmp_path / "color.jpg", "--model", model_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert video.read_image(tmp_path / "color.jpg").shape == (48, 64, 3)

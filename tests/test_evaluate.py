@@ -1,0 +1,102 @@
+"""`framecolor eval` end to end on a tiny generated clip with a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from framecolor import apply, evaluate, metrics, modelfile, video
+from framecolor.models.colorizer import TINY_MODEL, init_variables
+
+CONFIG = apply.ApplyConfig(batch_size=4, preset="ultrafast")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.fcm"
+    modelfile.save_model(path, TINY_MODEL, init_variables(TINY_MODEL, jax.random.PRNGKey(0)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def colorizer(model_path):
+    return apply.Colorizer(apply.load(model_path), CONFIG)
+
+
+@pytest.fixture(scope="module")
+def report(colorizer, clip, tmp_path_factory):
+    strips = tmp_path_factory.mktemp("strips")
+    return evaluate.evaluate(colorizer, [clip], strips_dir=strips), strips
+
+
+def test_report_has_every_figure_for_model_gray_and_truth(report, clip):
+    result, _ = report
+    scores = result["clips"][str(clip)]
+    assert scores["frames"] == video.probe(clip).frame_count
+    for name in ("model", "gray"):
+        assert set(scores[name]) == {"psnr", "ssim", "colorfulness", "colorfulness_abs", "colorfulness_ratio", "cdc"}
+        assert 0 < scores[name]["psnr"] < metrics.PSNR_CAP
+    # The gray baseline carries no color at all, and the shapes of the clip are colored.
+    assert scores["gray"]["colorfulness"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["truth"]["colorfulness"] > 10
+    # apply keeps the gray input's luma; only the codec (crf 18) moves it a little.
+    assert scores["luma_error"]["mean_abs"] < 1.0
+    assert result["overall"]["model"]["psnr"] == pytest.approx(scores["model"]["psnr"])
+
+
+def test_scores_compare_aligned_frames(clip, tmp_path):
+    """Scoring the truth as the output gives the PSNR cap and the truth's own CDC."""
+    gray = tmp_path / "gray.mkv"
+    evaluate.make_gray_clip(clip, gray, start=None, max_frames=None)
+    scores = evaluate.score_clip(clip, gray, clip, start=None, max_frames=None, deltas=(1, 2, 4))
+    assert scores["model"]["psnr"] == pytest.approx(metrics.PSNR_CAP)
+    assert scores["model"]["cdc"] == pytest.approx(scores["truth"]["cdc"])
+    assert scores["model"]["colorfulness_ratio"] == pytest.approx(1.0)
+
+
+def test_gray_clip_is_the_source_luma_with_neutral_chroma(clip, tmp_path):
+    gray = tmp_path / "gray.mkv"
+    count = evaluate.make_gray_clip(clip, gray, start=None, max_frames=5)
+    assert count == 5
+    source = [f.image for f in video.read_frames(clip, format="luma", max_frames=5)]
+    made = [f.image for f in video.read_frames(gray, format="luma")]
+    np.testing.assert_array_equal(np.stack(made), np.stack(source))  # lossless, exact
+    rgb = next(video.read_frames(gray)).image.astype(int)
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 1 and np.abs(rgb[..., 1] - rgb[..., 2]).max() <= 1
+
+
+def test_strips_show_gray_output_truth_side_by_side(report, clip):
+    _, strips = report
+    info = video.probe(clip)
+    image = video.read_image(strips / f"{clip.stem}.png")
+    assert image.shape == (len(evaluate.STRIP_POSITIONS) * info.height, 3 * info.width, 3)
+
+
+def test_train_split_scores_only_the_tail(colorizer, clip):
+    result = evaluate.evaluate(colorizer, [clip], evaluate.EvalConfig(train_split=0.5))
+    total = video.probe(clip).frame_count
+    frames = result["clips"][str(clip)]["frames"]
+    assert total // 2 - 1 <= frames <= total - total // 2 + 1
+
+
+def _run_cli(*args):
+    from framecolor.cli import make_app
+
+    return CliRunner().invoke(make_app(), list(map(str, args)))
+
+
+def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
+    out = tmp_path / "r.json"
+    result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 6)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["clips"][str(clip)]["frames"] == 6 and "gray" in data["overall"]
+    bad = _run_cli("eval", text_mp4, "--model", model_path, "-q")
+    assert bad.exit_code == 1
+    assert bad.output.strip().splitlines()[-1].startswith("error: ")
+    bad_split = _run_cli("eval", clip, "--model", model_path, "--train-split", 1.5)
+    assert bad_split.exit_code == 1 and "train-split" in bad_split.output
