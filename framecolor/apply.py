@@ -397,6 +397,7 @@ def colorize_video(
     config = colorizer.config
     width, height = info.width, info.height
     full_range = is_full_range(info)
+    matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
     stop = threading.Event()
     frames_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
     chroma_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -417,10 +418,11 @@ def colorize_video(
         copy_streams_from=source,
         overwrite=overwrite,
         inputs=(source,),
+        matrix=matrix,
     )
     finish_kw = dict(
         full_range=full_range,
-        matrix="bt709" if height >= 720 else "bt601",
+        matrix=matrix,
         # The writer picks the final format (an odd size cannot be 4:2:0).
         subsample=writer.chroma_shape != (height, width),
     )

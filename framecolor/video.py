@@ -562,6 +562,11 @@ def _fraction(x) -> Fraction:
     return Fraction(x)
 
 
+# FFmpeg's AVColorSpace numbers of the Y'CbCr matrices framecolor writes
+# (PyAV >= 15 takes them on frames and codec contexts; older PyAV writes untagged).
+_COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
+
+
 class VideoWriter:
     """Encode frames to `path`, keeping their pts, optionally copying audio and subtitles.
 
@@ -589,8 +594,10 @@ class VideoWriter:
         copy_streams_from=None,
         overwrite: bool = False,
         inputs: Iterable = (),
+        matrix: str | None = None,
     ):
         self.path = Path(path)
+        self._colorspace = _COLORSPACES[matrix]
         check_output_path(self.path, [*inputs, copy_streams_from], overwrite)
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
@@ -609,6 +616,7 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
         try:
+            self._check_container_holds(codec)
             self._stream = self._add_video_stream(codec, crf, preset)
             if copy_streams_from is not None:
                 self._add_copied_streams(Path(copy_streams_from))
@@ -637,6 +645,11 @@ class VideoWriter:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
 
+    def _check_container_holds(self, codec: str) -> None:
+        supported = getattr(self._out, "supported_codecs", None)
+        if supported is not None and codec not in supported and av.Codec(codec, "w").name not in supported:
+            raise OutputError(f"a {self.path.suffix} file cannot hold {codec} video; choose another suffix or --codec")
+
     def _add_video_stream(self, codec, crf, preset):
         stream = self._out.add_stream(codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
@@ -650,6 +663,9 @@ class VideoWriter:
         if preset and codec in _PRESET_CODECS:
             options["preset"] = preset
         stream.options = options
+        if self._colorspace is not None and hasattr(stream.codec_context, "colorspace"):
+            # Players must decode the chroma with the matrix it was made with.
+            stream.codec_context.colorspace = self._colorspace
         return stream
 
     def _add_copied_streams(self, source: Path):
@@ -689,6 +705,8 @@ class VideoWriter:
         return pts
 
     def _encode(self, frame, pts):
+        if self._colorspace is not None and hasattr(frame, "colorspace"):
+            frame.colorspace = self._colorspace
         frame.pts = self._next_pts(pts)
         frame.time_base = self.time_base
         self._mux_copies(until=float(frame.pts * self.time_base))

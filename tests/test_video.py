@@ -423,3 +423,29 @@ def test_other_codec_and_pix_fmt(clip, tmp_path):
     assert (info.codec, info.frame_count, info.audio) == ("mpeg4", 12, ())
     out = _copy_video(clip, tmp_path / "444.mp4", pix_fmt="yuv444p")
     assert probe(out).pix_fmt == "yuv444p"
+
+
+def test_writer_tags_the_chroma_matrix_so_readers_convert_with_it(tmp_path):
+    """Chroma written for BT.709 must be read back as BT.709, or HD colors shift."""
+    import av
+
+    y = np.full((48, 64), 128, np.uint8)
+    u = np.full((24, 32), 128, np.uint8)
+    v = np.full((24, 32), 200, np.uint8)
+    rgb = {}
+    for matrix in ("bt601", "bt709"):
+        path = tmp_path / f"{matrix}.mp4"
+        with video.VideoWriter(path, width=64, height=48, fps=25, time_base=Fraction(1, 25), crf=0,
+                               matrix=matrix) as writer:
+            writer.write_yuv(y, u, v, 0)
+        rgb[matrix] = next(video.read_frames(path)).image[0, 0].astype(int)
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_context.colorspace == {"bt601": 6, "bt709": 1}[matrix]
+    # The same code values mean a redder red under BT.709 (smaller Kr): the tag was honored.
+    assert rgb["bt709"][0] > rgb["bt601"][0] + 5
+
+
+def test_container_that_cannot_hold_the_codec_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match="cannot hold"):
+        video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25))
+    assert list(tmp_path.iterdir()) == []
