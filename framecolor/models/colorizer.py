@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framecolor import color
+from framecolor import abbins, color
 from framecolor.errors import FramecolorError, InputError, ModelFileError
 from framecolor.models.inception import MIN_SIZE, InceptionV3, channels
 
@@ -50,6 +50,7 @@ BACKBONES = ("inception_v3",)
 DECODERS = ("unet", "seed")
 MODES = {"lab": 2, "rgb": 3}  # output channels
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+HEADS = ("regress", "bins")  # ab by regression, or by classification over ab bins (framecolor.abbins)
 
 # The seed's decoder: filters of its six stages (the last one is not scaled by width).
 SEED_FILTERS = (128, 128, 64, 64, 32)
@@ -66,6 +67,7 @@ class ModelConfig:
     mode: str = "lab"
     size: int = 224  # the square training size; the model runs at any size >= 75
     compute_dtype: str = "auto"
+    head: str = "regress"
 
     def __post_init__(self):
         def one_of(field, allowed):
@@ -77,6 +79,9 @@ class ModelConfig:
         one_of("decoder", DECODERS)
         one_of("mode", tuple(MODES))
         one_of("compute_dtype", COMPUTE_DTYPES)
+        one_of("head", HEADS)
+        if self.head == "bins" and (self.mode != "lab" or self.decoder != "unet"):
+            raise FramecolorError("the bins head predicts Lab ab with the unet decoder (mode lab, decoder unet)")
         if not isinstance(self.width, (int, float)) or not 0 < self.width <= 4:
             raise FramecolorError(f"model width must be a number in (0, 4], not {self.width!r}")
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < MIN_SIZE:
@@ -85,7 +90,7 @@ class ModelConfig:
 
     @property
     def out_channels(self) -> int:
-        return MODES[self.mode]
+        return abbins.num_bins() if self.head == "bins" else MODES[self.mode]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -201,7 +206,9 @@ class Colorizer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, l_norm, train: bool = False):
+    def __call__(self, l_norm, train: bool = False, logits: bool = False):
+        """ab_norm or RGB at the input's size; with `logits` (bins head) the raw
+        class scores at stride 4, which training scores with abbins.loss."""
         cfg = self.config
         if l_norm.ndim != 4 or l_norm.shape[-1] != 1:
             raise InputError(f"the colorizer takes lightness of shape (N, H, W, 1), not {tuple(l_norm.shape)}")
@@ -215,8 +222,16 @@ class Colorizer(nn.Module):
             )
         else:
             features = backbone(_backbone_input(l_norm), train)
-            out = UNetDecoder(cfg.width, cfg.out_channels, self.dtype, name="decoder")(features, l_norm, train)
+            out = UNetDecoder(cfg.width, cfg.out_channels, self.dtype, bins=cfg.head == "bins", name="decoder")(
+                features, l_norm, train
+            )
         out = out.astype(jnp.float32)
+        if cfg.head == "bins":
+            if logits:
+                return out
+            ab = abbins.annealed_mean(out, jnp.asarray(abbins.bin_centers()))
+            # Chroma is smooth: predicting it at stride 4 and upsampling loses little (as in the paper).
+            return _resize(color.normalize_ab(ab), l_norm.shape[1:3], "bilinear")
         return jnp.tanh(out) if cfg.mode == "lab" else nn.sigmoid(out)
 
 
@@ -269,6 +284,7 @@ class UNetDecoder(nn.Module):
     width: float
     out_channels: int
     dtype: Any = jnp.float32
+    bins: bool = False  # stop at stride 4 with class logits: a full-resolution Q-way head costs more than the rest
 
     @nn.compact
     def __call__(self, features, l_norm, train: bool):
@@ -283,6 +299,9 @@ class UNetDecoder(nn.Module):
             x = jnp.concatenate([x, skip], axis=-1)
             for i in range(convs):
                 x = _ConvBN(ch(filters), 3, dtype=self.dtype, name=f"{name}_fuse{i}")(x, train)
+            if self.bins and name == "stem_s4":
+                return nn.Conv(self.out_channels, (1, 1), dtype=self.dtype, param_dtype=jnp.float32,
+                               name="bins_head")(x)
         x = _resize(x, l_norm.shape[1:3], "bilinear")
         # The lightness itself at full resolution: edges the stride-2 features blur.
         x = jnp.concatenate([x, l_norm.astype(self.dtype)], axis=-1)
