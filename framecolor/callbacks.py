@@ -1,0 +1,159 @@
+"""What happens between epochs: early stopping, plateau LR, metrics, previews, loss curve.
+
+All of it is plain data in, plain data out (the monitor is a frozen dataclass
+stored in each checkpoint), so a resumed run continues exactly where the
+interrupted one stopped. Images are drawn with numpy + skimage.draw; no
+plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """Early stopping and reduce-LR-on-plateau on one monitored loss (lower is better)."""
+
+    lr: float
+    best: float = math.inf
+    best_epoch: int = -1  # 0-based epoch of the best loss
+    best_step: int = -1  # the checkpoint step holding the best model
+    bad_epochs: int = 0  # epochs since the best (early stopping)
+    plateau_epochs: int = 0  # epochs since the best or the last LR cut
+    stopped: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["best"] = None if math.isinf(self.best) else self.best
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Monitor":
+        d = dict(d)
+        d["best"] = math.inf if d.get("best") is None else d["best"]
+        return cls(**d)
+
+
+def update_monitor(
+    monitor: Monitor,
+    loss: float,
+    *,
+    epoch: int,
+    step: int,
+    patience: int,
+    plateau_patience: int,
+    plateau_factor: float,
+    min_lr: float,
+    min_delta: float = 1e-4,
+) -> Monitor:
+    """The monitor after one epoch with ``loss``; ``.lr`` may be lowered, ``.stopped`` set.
+
+    An improvement must beat the best by a relative ``min_delta`` so that noise
+    in the last digits does not reset the patience forever.
+    """
+    improved = not math.isfinite(monitor.best) or loss < monitor.best * (1.0 - min_delta)
+    if improved:
+        return replace(monitor, best=loss, best_epoch=epoch, best_step=step, bad_epochs=0, plateau_epochs=0)
+    bad, plateau, lr = monitor.bad_epochs + 1, monitor.plateau_epochs + 1, monitor.lr
+    if plateau_patience > 0 and plateau >= plateau_patience and lr > min_lr:
+        lr, plateau = max(lr * plateau_factor, min_lr), 0
+    stopped = patience > 0 and bad >= patience
+    return replace(monitor, bad_epochs=bad, plateau_epochs=plateau, lr=lr, stopped=stopped)
+
+
+# ------------------------------------------------------------------ files
+
+
+def write_atomic(path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the history (used on resume: drops epochs never checkpointed)."""
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in history).encode())
+
+
+def append_metrics(path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def write_png(path, rgb: np.ndarray) -> None:
+    """Atomic PNG write (a killed run never leaves half an image)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    write_atomic(path, iio.imwrite("<bytes>", np.asarray(rgb, np.uint8), extension=".png"))
+
+
+# ---------------------------------------------------------------- previews
+
+
+def preview_grid(gray: np.ndarray, pred: np.ndarray, truth: np.ndarray, min_side: int = 160) -> np.ndarray:
+    """Rows of gray | prediction | truth, (n, s, s, 3) uint8 each -> one RGB image."""
+    n, s = gray.shape[0], gray.shape[1]
+    zoom = max(1, -(-min_side // s))
+    gap = 4
+    tile = s * zoom
+    out = np.full((n * tile + (n + 1) * gap, 3 * tile + 4 * gap, 3), 255, np.uint8)
+    for r in range(n):
+        for c, img in enumerate((gray[r], pred[r], truth[r])):
+            big = np.repeat(np.repeat(img, zoom, axis=0), zoom, axis=1)
+            y, x = gap + r * (tile + gap), gap + c * (tile + gap)
+            out[y : y + tile, x : x + tile] = big
+    return out
+
+
+def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.ndarray:
+    """A line plot of train (blue) and validation (orange) loss per epoch, log scale."""
+    from skimage.draw import disk, line
+
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 40, width - 15, 15, height - 30
+    img[top:bottom + 1, left] = 0
+    img[bottom, left:right + 1] = 0
+    series = [("train_loss", (31, 119, 180)), ("val_loss", (255, 127, 14))]
+    values = [r[k] for r in history for k, _ in series if r.get(k) is not None and r[k] > 0 and math.isfinite(r[k])]
+    if not values:
+        return img
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.5, hi + 0.5
+    # Horizontal grid lines at each power of ten in range (a scale without text).
+    for p in range(math.ceil(lo), math.floor(hi) + 1):
+        y = int(round(bottom - (p - lo) / (hi - lo) * (bottom - top)))
+        img[y, left + 1 : right + 1 : 3] = 170
+    n = len(history)
+
+    def xy(i, v):
+        x = left + (i / (n - 1) if n > 1 else 0.5) * (right - left)
+        y = bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)
+        return int(round(y)), int(round(x))
+
+    for key, color in series:
+        pts = [xy(i, r[key]) for i, r in enumerate(history) if r.get(key) and r[key] > 0 and math.isfinite(r[key])]
+        for (y0, x0), (y1, x1) in zip(pts, pts[1:]):
+            for dy in (0, 1):  # two pixels thick
+                rr, cc = line(y0 + dy, x0, y1 + dy, x1)
+                keep = (rr >= 0) & (rr < height)
+                img[rr[keep], cc[keep]] = color
+        for y, x in pts:
+            rr, cc = disk((y, x), 3, shape=img.shape[:2])
+            img[rr, cc] = color
+    return img

@@ -1,0 +1,139 @@
+"""Training checkpoints with orbax: the train state plus a small JSON of loop state.
+
+The state is stored packed: all leaves of one dtype raveled into one vector.
+Orbax spends about a millisecond per array, and a model state has ~900 of
+them, so packing makes a save ~10x faster (~0.1 s instead of ~1 s); the
+packed vectors are unpacked along the pytree of a freshly built state.
+
+Orbax writes each checkpoint into a temporary directory and renames it when
+complete, so a run killed mid-save leaves only a temporary directory, which
+is ignored (and cleaned up) when the run is resumed. We keep the latest
+``keep`` checkpoints plus the one with the best monitored loss (for the final
+model file); checkpoints saved on interruption carry no metrics and are kept
+only while they are among the latest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from framecolor.errors import TrainingError
+
+
+def _options(keep: int) -> ocp.CheckpointManagerOptions:
+    policies = getattr(ocp.checkpoint_managers, "AnyPreservationPolicy", None)
+    if policies is not None:
+        from orbax.checkpoint.checkpoint_managers import BestN, LatestN
+
+        policy = policies(
+            [
+                LatestN(n=keep),
+                # BestN keeps the *largest* metrics unless reversed.
+                BestN(get_metric_fn=lambda m: m["loss"], reverse=True, n=1, keep_checkpoints_without_metrics=False),
+            ]
+        )
+        return ocp.CheckpointManagerOptions(preservation_policy=policy, cleanup_tmp_directories=True)
+    # Older orbax: best-N only; keep interruption checkpoints too.
+    return ocp.CheckpointManagerOptions(
+        max_to_keep=keep + 1,
+        best_fn=lambda m: m["loss"],
+        best_mode="min",
+        keep_checkpoints_without_metrics=True,
+        cleanup_tmp_directories=True,
+    )
+
+
+class Checkpoints:
+    """The checkpoints of one run directory: ``save``, ``latest_step``, ``restore``."""
+
+    def __init__(self, directory, keep: int = 3):
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(self.directory, options=_options(max(1, keep)))
+
+    def steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state, meta: dict, loss: float | None = None) -> None:
+        """Save ``state`` (a pytree of arrays) and ``meta`` (JSON) as ``step``.
+
+        ``loss`` (the monitored loss) ranks the checkpoint for "best"; None for
+        mid-epoch saves. The device->host copy happens before this returns, so
+        the caller may donate ``state`` to the next step right away.
+        """
+        if step in self._manager.all_steps():
+            return
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(pack(state)), meta=ocp.args.JsonSave(meta)),
+            metrics=None if loss is None else {"loss": float(loss)},
+        )
+
+    def restore(self, step: int, like, sharding):
+        """(state, meta) of ``step``, placed with ``sharding``.
+
+        ``like`` (arrays or jax.ShapeDtypeStruct) gives the structure and dtypes;
+        a checkpoint written on any number of devices restores onto this mesh.
+        """
+        sizes = _packed_sizes(like)
+        abstract = {dt: jax.ShapeDtypeStruct((n,), np.dtype(dt)) for dt, n in sizes.items()}
+        try:
+            out = self._manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+            )
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise TrainingError(f"cannot restore checkpoint {step} in {self.directory}: {exc}") from exc
+        state = jax.device_put(unpack({k: np.asarray(v) for k, v in out["state"].items()}, like), sharding)
+        return state, out["meta"]
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _packed_sizes(tree) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for leaf in jax.tree.leaves(tree):
+        key = np.dtype(leaf.dtype).name
+        sizes[key] = sizes.get(key, 0) + int(np.prod(leaf.shape))
+    return sizes
+
+
+def pack(tree) -> dict[str, np.ndarray]:
+    """{dtype name: all leaves of that dtype raveled and concatenated, in leaf order} (on the host)."""
+    leaves = jax.device_get(jax.tree.leaves(tree))
+    groups: dict[str, list] = {}
+    for leaf in leaves:
+        leaf = np.asarray(leaf)
+        groups.setdefault(leaf.dtype.name, []).append(leaf.ravel())
+    return {dt: np.concatenate(parts) for dt, parts in groups.items()}
+
+
+def unpack(packed: dict[str, np.ndarray], like):
+    """The inverse of ``pack``: a pytree shaped like ``like`` (arrays or ShapeDtypeStructs)."""
+    leaves, treedef = jax.tree.flatten(like)
+    if _packed_sizes(like) != {dt: int(v.size) for dt, v in packed.items()}:
+        raise TrainingError("the checkpoint does not fit this model (another architecture or optimizer?)")
+    offsets = dict.fromkeys(packed, 0)
+    out = []
+    for leaf in leaves:
+        dt, n = np.dtype(leaf.dtype).name, int(np.prod(leaf.shape))
+        out.append(packed[dt][offsets[dt] : offsets[dt] + n].reshape(leaf.shape))
+        offsets[dt] += n
+    return jax.tree.unflatten(treedef, out)

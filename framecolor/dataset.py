@@ -1,0 +1,434 @@
+"""Training frames: sample videos and images once, cache them as uint8, split, feed.
+
+Frames are decoded and resized in PyAV (swscale, in C) to a short side a bit
+larger than the training size and center-cropped to a square, so that every
+stored frame has one shape, they stack into one uint8 array, and the training
+step can take random crops of ``size`` from them. Decoding is by far the slowest
+part of preparing data, so the stacked array is cached on disk and a second run
+with the same inputs and sampling loads it instantly.
+
+The validation split never mixes neighbouring frames of one shot into both
+sides: each video gives its *last* ``val_fraction`` of sampled frames (one
+contiguous stretch of time) to validation; single images go by a hash of their
+name, so the split does not change when images are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framecolor import video
+from framecolor.errors import InputError, TrainingError
+
+CACHE_VERSION = 1
+# Stored frames are this much larger than the training crop, so random crops
+# (translation augmentation) are possible; 1.15 matches the usual
+# resize-256/crop-224 recipe.
+CROP_MARGIN = 1.15
+# Consecutive sampled frames closer than this (mean absolute difference of 0-255
+# gray thumbnails) are frozen or repeated frames: they add no information.
+DEFAULT_DEDUP_THRESHOLD = 0.5
+_THUMB = 32
+
+
+def stored_side(size: int) -> int:
+    """The side of the square frames kept for a training crop of ``size``."""
+    return int(round(size * CROP_MARGIN))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a run of consecutive stored frames came from."""
+
+    path: str
+    kind: str  # "video" or "image"
+    start: int  # index of its first frame in FrameSet.frames
+    count: int
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """All sampled frames, (N, S, S, 3) uint8 (possibly memory-mapped), and their sources."""
+
+    frames: np.ndarray
+    sources: tuple[Source, ...]
+    key: str  # the cache key: identifies inputs + sampling
+    cached: bool  # True when loaded from the cache instead of decoded
+
+    @property
+    def side(self) -> int:
+        return int(self.frames.shape[1])
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def _center_square(image: np.ndarray, side: int) -> np.ndarray:
+    """Crop the middle side x side of a frame whose short side is already ``side``."""
+    h, w = image.shape[:2]
+    if h < side or w < side:  # a decoder that rounded down: pad by edge replication
+        image = np.pad(image, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="edge")
+        h, w = image.shape[:2]
+    top, left = (h - side) // 2, (w - side) // 2
+    return np.ascontiguousarray(image[top : top + side, left : left + side])
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    step = max(1, image.shape[0] // _THUMB)
+    return image[::step, ::step].mean(axis=-1, dtype=np.float32)
+
+
+def sample_video(
+    path,
+    side: int,
+    *,
+    frames_per_video: int | None = 200,
+    every: int | None = None,
+    dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD,
+) -> np.ndarray:
+    """Decode a spread of frames from one video as (n, side, side, 3) uint8.
+
+    ``every`` keeps every k-th frame; otherwise about ``frames_per_video``
+    frames are spread evenly over the whole video. Near-duplicates of the
+    previously kept frame are skipped.
+    """
+    if every is None:
+        target = max(1, int(frames_per_video or 200))
+        total = max(1, video.probe(path).frame_count)
+        every = max(1, total // target)
+    else:
+        target = None
+    kept, last = [], None
+    for frame in video.read_frames(path, short_side=side, every=max(1, int(every))):
+        image = _center_square(frame.image, side)
+        thumb = _thumbnail(image)
+        if last is not None and float(np.abs(thumb - last).mean()) < dedup_threshold:
+            continue
+        kept.append(image)
+        last = thumb
+    if target is not None and len(kept) > target:
+        # The frame count of a container is only an estimate: thin evenly.
+        picks = np.linspace(0, len(kept) - 1, target).round().astype(int)
+        kept = [kept[i] for i in picks]
+    if not kept:
+        return np.zeros((0, side, side, 3), np.uint8)
+    return np.stack(kept)
+
+
+def read_still(path, side: int) -> np.ndarray:
+    """One image file as (side, side, 3) uint8, resized in PyAV like video frames."""
+    frame = next(iter(video.read_frames(path, short_side=side)))
+    return _center_square(frame.image, side)
+
+
+def _expand_inputs(inputs) -> list[tuple[str, str]]:
+    """Inputs -> [(path, "video"|"image")], folders expanded into their images."""
+    items = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{raw}: no such file or folder")
+        if path.is_dir():
+            images = video.list_images(path)
+            if not images:
+                raise InputError(f"{raw}: folder holds no images (jpg, png, bmp, tif)")
+            items.extend((str(p), "image") for p in images)
+        elif video.is_image_path(path):
+            items.append((str(path), "image"))
+        else:
+            items.append((str(path), "video"))
+    if not items:
+        raise TrainingError("no training inputs given")
+    return items
+
+
+# ------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("FRAMECOLOR_CACHE"):
+        return Path(os.environ["FRAMECOLOR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "framecolor"
+
+
+def cache_key(items, side, frames_per_video, every, dedup_threshold) -> str:
+    """Hash of everything that decides the stored frames (paths, sizes, mtimes, sampling)."""
+    files = []
+    for path, kind in items:
+        st = os.stat(path)
+        files.append([os.path.abspath(path), kind, st.st_size, st.st_mtime_ns])
+    blob = json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "files": files,
+            "side": side,
+            "frames_per_video": None if every else frames_per_video,
+            "every": every,
+            "dedup": dedup_threshold,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_cached(cache_dir: Path, key: str) -> FrameSet | None:
+    meta_path, data_path = cache_dir / f"frames-{key}.json", cache_dir / f"frames-{key}.npy"
+    if not (meta_path.is_file() and data_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        frames = np.load(data_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is rebuilt, not fatal
+    if meta.get("version") != CACHE_VERSION or frames.shape[0] != meta.get("count"):
+        return None
+    sources = tuple(Source(**s) for s in meta["sources"])
+    return FrameSet(frames, sources, key, cached=True)
+
+
+def _store_cache(cache_dir: Path, frameset: FrameSet) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        key = frameset.key
+        _atomic_write(cache_dir / f"frames-{key}.npy", lambda f: np.save(f, frameset.frames))
+        meta = {
+            "version": CACHE_VERSION,
+            "count": int(frameset.frames.shape[0]),
+            "side": frameset.side,
+            "sources": [s.__dict__ for s in frameset.sources],
+        }
+        # The JSON is written last: its presence marks a complete entry.
+        _atomic_write(cache_dir / f"frames-{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as exc:  # a read-only cache must not stop training
+        import warnings
+
+        warnings.warn(f"could not write the frame cache in {cache_dir}: {exc}", stacklevel=2)
+
+
+def load_frames(
+    inputs,
+    *,
+    size: int,
+    frames_per_video: int | None = 200,
+    every: int | None = None,
+    dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD,
+    cache_dir=None,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> FrameSet:
+    """Sample training frames from videos, image files and image folders (any mix).
+
+    Returns all frames stacked at ``stored_side(size)``; cached on disk under
+    ``cache_dir`` (default ``$FRAMECOLOR_CACHE`` or ``~/.cache/framecolor``).
+    """
+    side = stored_side(size)
+    items = _expand_inputs(inputs)
+    key = cache_key(items, side, frames_per_video, every, dedup_threshold)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if use_cache:
+        hit = _load_cached(cache_dir, key)
+        if hit is not None:
+            return hit
+
+    chunks, sources, start = [], [], 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="reading frames", unit="file", leave=False)
+    for path, kind in items:
+        if kind == "video":
+            block = sample_video(
+                path, side, frames_per_video=frames_per_video, every=every, dedup_threshold=dedup_threshold
+            )
+        else:
+            block = read_still(path, side)[None]
+        if len(block):
+            chunks.append(block)
+            sources.append(Source(path, kind, start, len(block)))
+            start += len(block)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not chunks:
+        raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}")
+    frameset = FrameSet(np.concatenate(chunks), tuple(sources), key, cached=False)
+    if use_cache:
+        _store_cache(cache_dir, frameset)
+    return frameset
+
+
+# ------------------------------------------------------------------- split
+
+
+def _hash_fraction(name: str) -> float:
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split(frameset: FrameSet, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train_indices, val_indices) into ``frameset.frames``, both sorted."""
+    train, val = [], []
+    for src in frameset.sources:
+        idx = np.arange(src.start, src.start + src.count)
+        if src.kind == "video":
+            n_val = int(round(src.count * val_fraction)) if src.count >= 2 else 0
+            n_val = min(n_val, src.count - 1)
+            if val_fraction > 0 and src.count >= 5:
+                n_val = max(n_val, 1)
+            train.append(idx[: src.count - n_val])
+            val.append(idx[src.count - n_val :])
+        elif _hash_fraction(Path(src.path).name) < val_fraction:
+            val.append(idx)
+        else:
+            train.append(idx)
+    cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return cat(train), cat(val)
+
+
+# ---------------------------------------------------------------- batching
+
+
+def epoch_batches(train_idx: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """(steps, batch) frame indices of one epoch; the partial last batch is dropped.
+
+    The order depends only on (seed, epoch), so a resumed run sees exactly the
+    batches an uninterrupted run would have seen.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(len(train_idx))
+    steps = len(train_idx) // batch_size
+    return train_idx[order[: steps * batch_size]].reshape(steps, batch_size)
+
+
+def eval_batches(idx: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed-shape (indices, mask) batches covering ``idx``; the last one padded."""
+    out = []
+    for start in range(0, len(idx), batch_size):
+        part = idx[start : start + batch_size]
+        mask = np.zeros(batch_size, np.float32)
+        mask[: len(part)] = 1.0
+        padded = np.concatenate([part, np.full(batch_size - len(part), part[0], part.dtype)])
+        out.append((padded, mask))
+    return out
+
+
+def device_budget(devices, fraction: float = 0.4) -> int:
+    """Bytes of frames we allow on each device.
+
+    The data is replicated on every device, so the smallest one decides. The
+    CPU backend reports no limit: there "device" memory is host memory, and a
+    moderate fixed budget keeps us from doubling a huge memory-mapped cache.
+    """
+    limits = []
+    for d in devices:
+        stats = d.memory_stats() if hasattr(d, "memory_stats") else None
+        if stats and stats.get("bytes_limit"):
+            limits.append(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)))
+    if not limits:
+        return 2 << 30
+    return int(min(limits) * fraction)
+
+
+class DeviceFeed:
+    """All frames live on the devices (replicated); a batch is a gather by index.
+
+    No host work and no host->device copy per step: the gather is a tiny
+    jitted program whose output is already sharded along the batch.
+    """
+
+    def __init__(self, frames: np.ndarray, mesh, batch_sharding):
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        replicated = NamedSharding(mesh, PartitionSpec())
+        self._replicated = replicated
+        self._data = jax.device_put(np.asarray(frames), replicated)
+        self._gather = jax.jit(lambda data, idx: data[idx], out_shardings=batch_sharding)
+
+    def batches(self, index_batches):
+        import jax
+
+        for idx in index_batches:
+            yield self._gather(self._data, jax.device_put(np.asarray(idx, np.int32), self._replicated))
+
+
+class HostFeed:
+    """Frames stay on the host (e.g. memory-mapped); a thread prefetches batches.
+
+    The thread gathers the next batches and starts their transfer while the
+    device runs the current step, so the step rarely waits for data.
+    """
+
+    def __init__(self, frames: np.ndarray, batch_sharding, depth: int = 3):
+        self._frames = frames
+        self._sharding = batch_sharding
+        self._depth = depth
+
+    def batches(self, index_batches):
+        import jax
+
+        q: queue.Queue = queue.Queue(maxsize=self._depth)
+        stop = threading.Event()
+        done = object()
+
+        def produce():
+            try:
+                for idx in index_batches:
+                    if stop.is_set():
+                        return
+                    batch = np.ascontiguousarray(self._frames[np.asarray(idx)])
+                    q.put(jax.device_put(batch, self._sharding))
+                q.put(done)
+            except BaseException as exc:  # hand the error to the consumer
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, name="framecolor-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)
+
+
+def make_feed(frames: np.ndarray, mesh, batch_sharding, mode: str = "auto"):
+    """DeviceFeed when the frames fit the device budget (or ``mode='device'``), else HostFeed."""
+    if mode not in ("auto", "device", "host"):
+        raise TrainingError(f"feed must be auto, device or host, not {mode!r}")
+    if mode == "auto":
+        mode = "device" if frames.nbytes <= device_budget(mesh.devices.flat) else "host"
+    if mode == "device":
+        return DeviceFeed(frames, mesh, batch_sharding)
+    return HostFeed(frames, batch_sharding)

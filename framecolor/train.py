@@ -1,0 +1,750 @@
+"""Training: TrainState, the pure jitted train/eval steps, and the epoch loop.
+
+Everything per pixel happens on the device inside the jitted step: the random
+crop and flip of the stored uint8 frames, RGB -> Lab (framecolor.color), the
+model, the loss and the optimizer. The host only hands over batch indices,
+so the step is limited by the device, not by Python or skimage.
+
+Data parallelism: the batch is sharded along a ``data`` mesh axis over all
+devices and the state is replicated; ``jax.jit`` inserts the gradient
+all-reduce (what ``pmap`` + ``psum`` did by hand). BatchNorm statistics are
+over the whole global batch, so N devices compute what one device would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from framecolor import callbacks, color, dataset
+from framecolor.errors import TrainingError
+from framecolor.models.colorizer import BACKBONE, TINY_MODEL, ModelConfig, build_colorizer, init_variables
+
+LOSSES = ("mse", "huber", "l1")
+# Huber's quadratic zone, in normalized units (ab/110 or RGB in [0, 1]):
+# errors above ~0.1 (11 ab units) are treated linearly, the usual robust choice.
+HUBER_DELTA = 0.1
+_MODEL_FIELDS = ("backbone", "width", "decoder", "mode", "compute_dtype")
+# Options that may differ when a run is resumed (they do not change the math).
+# A new --lr on resume replaces the run's current one (the way to go on after
+# a non-finite loss).
+_RESUMABLE_CHANGES = {"epochs", "lr", "patience", "log_every", "preview_frames", "keep_checkpoints", "feed"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training option with its default; the CLI maps options onto it."""
+
+    # model (the architecture; taken from the file with --init)
+    backbone: str = "inception_v3"
+    width: float = 1.0
+    decoder: str = "unet"
+    mode: str = "lab"
+    compute_dtype: str = "auto"
+    size: int = 224  # training crop side
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    loss: str = "mse"
+    clip_norm: float = 1.0
+    seed: int = 0
+    freeze_backbone_epochs: int = 0
+    # data
+    frames_per_video: int | None = 200
+    every: int | None = None
+    dedup_threshold: float = dataset.DEFAULT_DEDUP_THRESHOLD
+    val_fraction: float = 0.1
+    feed: str = "auto"  # auto | device | host
+    # callbacks
+    patience: int = 5  # early stopping; 0 = never stop early
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    keep_checkpoints: int = 3
+    preview_frames: int = 4
+    log_every: int = 20
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            backbone=self.backbone,
+            width=self.width,
+            decoder=self.decoder,
+            mode=self.mode,
+            size=self.size,
+            compute_dtype=self.compute_dtype,
+        )
+
+
+TINY_TRAIN = TrainConfig(
+    backbone=TINY_MODEL.backbone,
+    width=TINY_MODEL.width,
+    decoder=TINY_MODEL.decoder,
+    mode=TINY_MODEL.mode,
+    size=TINY_MODEL.size,
+    epochs=2,
+    batch_size=4,
+    frames_per_video=16,
+    val_fraction=0.25,
+    preview_frames=2,
+    log_every=2,
+    keep_checkpoints=2,
+)
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: global step, also the checkpoint number
+    rng: jax.Array  # raw uint32[2] key; step keys are fold_in(rng, step)
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path | None
+    history: list[dict]
+    best_epoch: int
+    best_loss: float
+    interrupted: bool = False
+    early_stopped: bool = False
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def make_optimizer(lr: float, clip_norm: float) -> optax.GradientTransformation:
+    # inject_hyperparams puts the LR into the optimizer state: the plateau
+    # callback changes it without recompiling the step.
+    return optax.chain(optax.clip_by_global_norm(clip_norm), optax.inject_hyperparams(optax.adam)(learning_rate=lr))
+
+
+def get_lr(state: TrainState) -> float:
+    return float(state.opt_state[1].hyperparams["learning_rate"])
+
+
+def set_lr(state: TrainState, lr: float) -> TrainState:
+    inner = state.opt_state[1]
+    old = inner.hyperparams["learning_rate"]
+    new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
+    inner = inner._replace(hyperparams={**inner.hyperparams, "learning_rate": new})
+    return state.replace(opt_state=(state.opt_state[0], inner) + tuple(state.opt_state[2:]))
+
+
+def backbone_keys(params) -> frozenset:
+    """Top-level parameter collections of the pretrained backbone (frozen with --freeze-backbone-epochs)."""
+    return frozenset({BACKBONE}) & set(params)
+
+
+def prepare_batch(batch, rng, size: int, mode: str):
+    """uint8 (B, S, S, 3) -> (l_norm (B, size, size, 1), target) on device.
+
+    With ``rng`` a random crop and horizontal flip per image; without, the
+    center crop (validation). The target is ab_norm (mode lab) or RGB in [0, 1].
+    """
+    b, s = batch.shape[0], batch.shape[1]
+    if rng is None:
+        o = (s - size) // 2
+        crops = batch[:, o : o + size, o : o + size]
+    else:
+        k_y, k_x, k_f = jax.random.split(rng, 3)
+        ys = jax.random.randint(k_y, (b,), 0, s - size + 1)
+        xs = jax.random.randint(k_x, (b,), 0, s - size + 1)
+        crop = lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (size, size, 3))
+        crops = jax.vmap(crop)(batch, ys, xs)
+        flip = jax.random.bernoulli(k_f, 0.5, (b,))
+        crops = jnp.where(flip[:, None, None, None], crops[:, :, ::-1], crops)
+    rgb = crops.astype(jnp.float32) / 255.0
+    lab = color.rgb_to_lab(rgb)
+    l_norm = color.normalize_l(lab[..., :1])
+    target = color.normalize_ab(lab[..., 1:]) if mode == "lab" else rgb
+    return l_norm, target
+
+
+def per_example_loss(pred, target, kind: str):
+    """Mean loss per image (B,), in float32 whatever the compute dtype."""
+    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
+    if kind == "mse":
+        err = jnp.square(pred - target)
+    elif kind == "l1":
+        err = jnp.abs(pred - target)
+    elif kind == "huber":
+        err = optax.huber_loss(pred, target, delta=HUBER_DELTA)
+    else:
+        raise TrainingError(f"loss must be one of {', '.join(LOSSES)}, not {kind!r}")
+    return err.reshape(err.shape[0], -1).mean(axis=1)
+
+
+def to_rgb(l_norm, out, mode: str):
+    """Model output -> RGB in [0, 1] for previews."""
+    if mode == "rgb":
+        return out
+    lab = jnp.concatenate([color.denormalize_l(l_norm), color.denormalize_ab(out)], axis=-1)
+    return color.lab_to_rgb(lab)
+
+
+def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset()):
+    """The jitted ``train_step(state, batch, freeze)`` and ``eval_step(state, batch, mask)``.
+
+    ``freeze`` (a traced bool) zeroes the gradients of the ``frozen`` top-level
+    parameter collections: one compiled step serves the frozen and the
+    unfrozen epochs (the select it costs fuses into the optimizer update).
+    """
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P("data"))
+
+    def train_step(state: TrainState, batch, freeze):
+        rng = jax.random.fold_in(state.rng, state.step)
+        l_norm, target = prepare_batch(batch, rng, size, mode)
+
+        def loss_fn(params):
+            out, updates = model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, l_norm, train=True, mutable=["batch_stats"]
+            )
+            return per_example_loss(out, target, loss).mean(), updates.get("batch_stats", state.batch_stats)
+
+        (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if frozen:
+            # Zero gradients leave Adam's moments at zero, so frozen weights do
+            # not move; their BatchNorm statistics are kept as well.
+            hold = lambda new, old: jax.tree.map(lambda n, o: jnp.where(freeze, o, n), new, old)
+            grads = {k: hold(g, jax.tree.map(jnp.zeros_like, g)) if k in frozen else g for k, g in grads.items()}
+            batch_stats = {k: hold(v, state.batch_stats[k]) if k in frozen else v for k, v in batch_stats.items()}
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return new, {"loss": value, "grad_norm": grad_norm}
+
+    def eval_step(state: TrainState, batch, mask):
+        l_norm, target = prepare_batch(batch, None, size, mode)
+        out = model.apply(state.variables, l_norm, train=False)
+        losses = per_example_loss(out, target, loss)
+        to_u8 = lambda x: jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+        gray = color.lab_to_rgb(jnp.concatenate([color.denormalize_l(l_norm), jnp.zeros_like(out[..., :2])], -1))
+        o = (batch.shape[1] - size) // 2
+        previews = {
+            "gray": to_u8(gray),
+            "pred": to_u8(to_rgb(l_norm, out, mode)),
+            "truth": batch[:, o : o + size, o : o + size],
+        }
+        return {"loss_sum": jnp.sum(losses * mask), "count": jnp.sum(mask)}, previews
+
+    train_jit = jax.jit(
+        train_step,
+        in_shardings=(replicated, sharded, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+    eval_jit = jax.jit(
+        eval_step, in_shardings=(replicated, sharded, sharded), out_shardings=(replicated, sharded)
+    )
+    return train_jit, eval_jit
+
+
+def make_mesh() -> Mesh:
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def init_state(variables: dict, *, lr: float, clip_norm: float, seed: int, mesh: Mesh) -> TrainState:
+    """A replicated TrainState around ``variables`` (fresh Adam moments, step 0)."""
+    return _state_maker(clip_norm, mesh)(variables, jnp.float32(lr), jax.random.PRNGKey(seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _state_maker(clip_norm: float, mesh: Mesh):
+    # One jitted program, compiled once per model shape in a process.
+    def make(variables, lr, rng):
+        params = variables["params"]
+        return TrainState(
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=make_optimizer(lr, clip_norm).init(params),
+            step=jnp.zeros((), jnp.int32),
+            rng=rng,
+        )
+
+    return jax.jit(make, out_shardings=NamedSharding(mesh, P()))
+
+
+def fresh_variables(model_config: ModelConfig, seed: int, size: int | None = None) -> dict:
+    """Randomly initialized model variables (the same for the same seed)."""
+    return init_variables(model_config, jax.random.PRNGKey(seed), size)
+
+
+# --------------------------------------------------------------------- loop
+
+
+@contextmanager
+def _stop_on_signals(flag: threading.Event):
+    """SIGINT/SIGTERM set ``flag`` (the loop saves and stops after the current step).
+
+    Raising KeyboardInterrupt in the middle of a dispatch could leave the
+    donated state deleted; a flag checked between steps cannot. A second
+    Ctrl-C interrupts at once, as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _check_resume_config(saved: dict, config: TrainConfig, run_dir: Path) -> None:
+    mine = dataclasses.asdict(config)
+    diff = [
+        f"{k} {saved[k]!r} -> {mine[k]!r}"
+        for k in mine
+        if k in saved and k not in _RESUMABLE_CHANGES and saved[k] != mine[k]
+    ]
+    if diff:
+        raise TrainingError(
+            f"options differ from the run being resumed in {run_dir} ({'; '.join(diff)}); "
+            "pass the same options or start a new --out"
+        )
+
+
+def _open_run(run_dir: Path, resume: bool) -> dict | None:
+    """The saved run.json when resuming; refuse to train over an existing run."""
+    run_file = run_dir / "run.json"
+    if not run_dir.parent.is_dir():
+        raise TrainingError(f"{run_dir.parent}: no such directory for --out")
+    if resume:
+        if not run_file.is_file():
+            raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
+        return json.loads(run_file.read_text())
+    ckpt_dir = run_dir / "checkpoints"
+    if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
+        raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path):
+    """(config, model config, loaded --init model): the architecture comes from
+    the run being resumed, else from the --init model file, else the options."""
+    from framecolor import modelfile
+
+    if config.loss not in LOSSES:
+        raise TrainingError(f"loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
+    if config.mode not in ("lab", "rgb"):
+        raise TrainingError(f"mode must be lab or rgb, not {config.mode!r}")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise TrainingError("batch size and epochs must be at least 1")
+    init_model = None
+    if saved is not None:
+        model_config = ModelConfig.from_dict(saved["model_config"])
+        config = dataclasses.replace(config, **{k: getattr(model_config, k) for k in _MODEL_FIELDS})
+        _check_resume_config(saved["train_config"], config, run_dir)
+        return config, model_config, None
+    if init is not None:
+        init_model = modelfile.load_model(init)
+        if getattr(init_model.config, "head", "regress") != "regress":
+            raise TrainingError(f"{init}: training a {init_model.config.head!r} head is not supported yet (regress only)")
+        config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
+    return config, config.model_config(), init_model
+
+
+def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: dict | None, run_dir: Path):
+    """(frameset, train indices, validation indices), checked against the batch size."""
+    frameset = dataset.load_frames(
+        inputs,
+        size=config.size,
+        frames_per_video=config.frames_per_video,
+        every=config.every,
+        dedup_threshold=config.dedup_threshold,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    if saved is not None and saved.get("data_key") != frameset.key:
+        raise TrainingError(f"the inputs or their sampling differ from the run being resumed in {run_dir}")
+    train_idx, val_idx = dataset.split(frameset, config.val_fraction)
+    n_dev = jax.device_count()
+    if config.batch_size % n_dev:
+        raise TrainingError(
+            f"batch size {config.batch_size} must be a multiple of the {n_dev} devices; "
+            f"use --batch-size {max(n_dev, config.batch_size // n_dev * n_dev)}"
+        )
+    if len(train_idx) < config.batch_size:
+        raise TrainingError(
+            f"only {len(train_idx)} training frames (after holding out {len(val_idx)} for validation) "
+            f"for a batch of {config.batch_size}; add inputs, raise --frames-per-video or lower --batch-size"
+        )
+    return frameset, train_idx, val_idx
+
+
+def _start_variables(model_config, seed, init, backbone_weights, size):
+    """Initial model variables: from --init, else fresh (+ ImageNet backbone weights)."""
+    if init is not None:
+        return init.variables
+    variables = fresh_variables(model_config, seed, size)
+    if backbone_weights:
+        from framecolor import weights
+
+        backbone = weights.load_inception_weights(backbone_weights)
+        variables = weights.merge_backbone(variables, backbone)
+    return variables
+
+
+def train(
+    inputs,
+    out_dir,
+    config: TrainConfig = TrainConfig(),
+    *,
+    init=None,
+    backbone_weights=None,
+    resume: bool = False,
+    cache_dir=None,
+    progress: bool = True,
+    on_step: Callable[[int, int, dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a colorizer on ``inputs`` (videos, images, image folders) into ``out_dir``.
+
+    ``init`` is a model file (.fcm) to fine-tune; ``backbone_weights`` an
+    ImageNet Keras h5. ``resume`` continues the run in ``out_dir`` from its
+    last checkpoint. ``on_step(epoch, step_in_epoch, metrics)`` is called
+    after each step with the step's metrics as device scalars (reading them
+    waits for the step); raising KeyboardInterrupt there acts like Ctrl-C.
+    Writes out_dir/model.fcm (the best epoch), metrics.jsonl, loss.png,
+    previews/epoch_NNN.png and checkpoints/.
+    """
+    from framecolor import modelfile
+    from framecolor.checkpoint import Checkpoints
+
+    run_dir = Path(out_dir)
+    saved = _open_run(run_dir, resume)
+    config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
+    frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
+
+    run_dir.mkdir(exist_ok=True)
+    (run_dir / "previews").mkdir(exist_ok=True)
+    if saved is None:
+        callbacks.write_atomic(
+            run_dir / "run.json",
+            json.dumps(
+                {
+                    "train_config": dataclasses.asdict(config),
+                    "model_config": model_config.to_dict(),
+                    "data_key": frameset.key,
+                    "inputs": [str(p) for p in inputs],
+                    "init": str(init) if init is not None else None,
+                    "backbone_weights": str(backbone_weights) if backbone_weights else None,
+                },
+                indent=2,
+            ).encode(),
+        )
+
+    # -- devices, model, state (restored from the last checkpoint on resume)
+    mesh = make_mesh()
+    batch_sharding = NamedSharding(mesh, P("data"))
+    with Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints) as ckpts:
+        last = ckpts.latest_step() if saved is not None else None
+        if last is None:
+            if saved is not None and saved.get("init"):  # killed before its first checkpoint
+                init_model = modelfile.load_model(saved["init"])
+            weights_path = saved.get("backbone_weights") if saved is not None else backbone_weights
+            variables = _start_variables(model_config, config.seed, init_model, weights_path, config.size)
+            state = init_state(variables, lr=config.lr, clip_norm=config.clip_norm, seed=config.seed, mesh=mesh)
+            loop = LoopState(monitor=callbacks.Monitor(lr=config.lr))
+        else:
+            abstract = jax.eval_shape(
+                lambda: init_state(fresh_variables(model_config, 0, config.size), lr=config.lr,
+                                   clip_norm=config.clip_norm, seed=0, mesh=mesh)
+            )
+            state, meta = ckpts.restore(last, abstract, NamedSharding(mesh, P()))
+            loop = LoopState.from_dict(meta)
+            log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
+            if config.lr != saved["train_config"]["lr"]:
+                loop.monitor = dataclasses.replace(loop.monitor, lr=config.lr)
+                log(f"learning rate set to {config.lr:g}")
+        callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
+        frozen = backbone_keys(state.params)
+        if config.freeze_backbone_epochs > 0 and not frozen:
+            raise TrainingError("cannot find the backbone in the model's parameters to freeze it")
+        train_step, eval_step = compiled_steps(model_config, config.clip_norm, config.size, config.loss, mesh, frozen)
+        feed = dataset.make_feed(frameset.frames, mesh, batch_sharding, config.feed)
+        # Fixed preview frames spread over the validation set (or the training
+        # set without one) go first in the evaluation order.
+        pool = val_idx if len(val_idx) else train_idx
+        picks = np.unique(np.linspace(0, len(pool) - 1, min(config.preview_frames, len(pool))).round().astype(int))
+        order = np.concatenate([pool[picks], np.delete(pool, picks)]) if len(val_idx) else pool[picks]
+        evaluation = _Evaluation(eval_step, feed, dataset.eval_batches(order, config.batch_size), len(picks), bool(len(val_idx)))
+        epoch_runner = _EpochRunner(train_step, feed, train_idx, config, ckpts, on_step, progress)
+
+        t_run = time.perf_counter()
+        stop = threading.Event()
+        with _stop_on_signals(stop):
+            for epoch in range(loop.next_epoch, config.epochs):
+                if loop.monitor.stopped:
+                    break
+                if abs(get_lr(state) - loop.monitor.lr) > 1e-6 * loop.monitor.lr:  # float32 vs float64
+                    state = set_lr(state, loop.monitor.lr)
+                state, run = epoch_runner(state, epoch, loop, stop)
+                if run.interrupted:
+                    break
+                state = _end_epoch(state, epoch, run, loop, evaluation, ckpts, config, run_dir, log)
+                if loop.monitor.stopped:
+                    log(f"early stop: no improvement for {config.patience} epochs")
+                if stop.is_set():
+                    break
+        ckpts.wait()
+        monitor = loop.monitor
+        if stop.is_set() or (loop.skip_steps and loop.next_epoch < config.epochs):
+            log("interrupted; resume with --resume")
+            return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True)
+
+        # -- the best epoch's weights become the model file
+        if 0 <= monitor.best_step != int(state.step):
+            state, _ = ckpts.restore(monitor.best_step, state, NamedSharding(mesh, P()))
+        model_path = run_dir / "model.fcm"
+        summary = {
+            "epochs": len(loop.history),
+            "best_epoch": monitor.best_epoch + 1,
+            "best_loss": None if math.isinf(monitor.best) else monitor.best,
+            "monitored": evaluation.monitored,
+            "early_stopped": monitor.stopped,
+            "train_frames": int(len(train_idx)),
+            "val_frames": int(len(val_idx)),
+            "size": config.size,
+            "inputs": [str(p) for p in inputs],
+            "train_config": dataclasses.asdict(config),
+            "seconds": time.perf_counter() - t_run,
+        }
+        modelfile.save_model(model_path, model_config, jax.device_get(state.variables), summary=summary)
+        return TrainResult(
+            run_dir, model_path, loop.history, monitor.best_epoch, monitor.best, early_stopped=monitor.stopped
+        )
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; saved as JSON in every checkpoint."""
+
+    monitor: callbacks.Monitor
+    next_epoch: int = 0  # the epoch to run next
+    skip_steps: int = 0  # its steps already done (a mid-epoch checkpoint)
+    carried: dict = dataclasses.field(default_factory=lambda: {"loss_sum": 0.0, "images": 0, "seconds": 0.0})
+    history: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "monitor": self.monitor.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoopState":
+        return cls(**{**d, "monitor": callbacks.Monitor.from_dict(d["monitor"])})
+
+
+@dataclass
+class _EpochRun:
+    loss_sum: float  # over all steps of the epoch so far (resumed part included)
+    images: int
+    seconds: float
+    warmup_s: float = 0.0  # first-call (compile) time, kept out of images/s
+    warmup_images: int = 0
+    interrupted: bool = False
+
+
+class _EpochRunner:
+    """Runs the steps of one epoch; a Ctrl-C (or SIGTERM) saves a mid-epoch checkpoint."""
+
+    def __init__(self, train_step, feed, train_idx, config, ckpts, on_step, progress):
+        self.train_step, self.feed, self.train_idx = train_step, feed, train_idx
+        self.config, self.ckpts, self.on_step, self.progress = config, ckpts, on_step, progress
+        self.steps = len(train_idx) // config.batch_size
+        self.compiled = False
+
+    def __call__(self, state, epoch, loop: LoopState, stop: threading.Event):
+        cfg = self.config
+        first = loop.skip_steps if epoch == loop.next_epoch else 0
+        carried = loop.carried if first else {"loss_sum": 0.0, "images": 0, "seconds": 0.0}
+        freeze = epoch < cfg.freeze_backbone_epochs
+        plan = dataset.epoch_batches(self.train_idx, cfg.batch_size, cfg.seed, epoch)
+        loss_acc = jnp.zeros((), jnp.float32)  # summed on the device: no sync per step
+        done, warmup_s, warmup_images = first, 0.0, 0
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                       leave=False, dynamic_ncols=True)
+        t0 = time.perf_counter()
+
+        def summary(interrupted=False):
+            return _EpochRun(
+                loss_sum=carried["loss_sum"] + float(loss_acc),
+                images=carried["images"] + (done - first) * cfg.batch_size,
+                seconds=carried["seconds"] + time.perf_counter() - t0,
+                warmup_s=warmup_s,
+                warmup_images=warmup_images,
+                interrupted=interrupted,
+            )
+
+        try:
+            for i, batch in enumerate(self.feed.batches(plan[first:]), start=first):
+                t_step = time.perf_counter()
+                state, metrics = self.train_step(state, batch, np.bool_(freeze))
+                loss_acc = loss_acc + metrics["loss"]
+                done = i + 1
+                if not self.compiled:  # the first call compiles
+                    jax.block_until_ready(loss_acc)
+                    self.compiled = True
+                    warmup_s, warmup_images = time.perf_counter() - t_step, cfg.batch_size
+                if done % cfg.log_every == 0 or done == self.steps:
+                    total = float(loss_acc)  # the one host sync per log interval
+                    if not math.isfinite(total):
+                        _raise_nonfinite(total, epoch, done, self.ckpts, loop.monitor.lr)
+                    if bar is not None:
+                        rate = ((done - first) * cfg.batch_size - warmup_images) / max(
+                            time.perf_counter() - t0 - warmup_s, 1e-9
+                        )
+                        bar.set_postfix(loss=f"{(carried['loss_sum'] + total) / done:.4g}", img_s=f"{rate:.1f}")
+                if bar is not None:
+                    bar.update(1)
+                if self.on_step is not None:
+                    self.on_step(epoch, done, metrics)
+                if stop.is_set():
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            run = summary(interrupted=True)
+            # Never save a state that a half-dispatched step donated, nor a non-finite one.
+            if math.isfinite(run.loss_sum) and not _deleted(state):
+                part = {"loss_sum": run.loss_sum, "images": run.images, "seconds": run.seconds}
+                mid = LoopState(loop.monitor, epoch, done, part, loop.history)
+                self.ckpts.save(int(state.step), state, mid.to_dict())
+                loop.next_epoch, loop.skip_steps = epoch, done
+            stop.set()
+            return state, run
+        finally:
+            if bar is not None:
+                bar.close()
+        run = summary()
+        if not math.isfinite(run.loss_sum):
+            _raise_nonfinite(run.loss_sum, epoch, done, self.ckpts, loop.monitor.lr)
+        return state, run
+
+
+@dataclass
+class _Evaluation:
+    eval_step: Any
+    feed: Any
+    plan: list  # fixed-shape (indices, mask) batches; the preview frames first
+    n_preview: int
+    has_val: bool
+
+    @property
+    def monitored(self) -> str:
+        return "val_loss" if self.has_val else "train_loss"
+
+    def __call__(self, state):
+        """(mean validation loss or None, previews of the first batch as uint8 numpy)."""
+        plan = self.plan if self.has_val else self.plan[:1]
+        sums, previews = [], None
+        for (_, mask), batch in zip(plan, self.feed.batches(idx for idx, _ in plan)):
+            out, images = self.eval_step(state, batch, jnp.asarray(mask))
+            sums.append(out)
+            if previews is None:
+                previews = {k: np.asarray(v)[: self.n_preview] for k, v in images.items()}
+        if not self.has_val:
+            return None, previews
+        loss_sum = sum(float(s["loss_sum"]) for s in sums)
+        count = sum(float(s["count"]) for s in sums)
+        return loss_sum / max(count, 1.0), previews
+
+
+def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts, config, run_dir, log):
+    """Validation, callbacks, the epoch checkpoint, metrics.jsonl, preview and loss curve."""
+    train_loss = run.loss_sum / max(run.images // config.batch_size, 1)
+    val_loss, previews = evaluation(state)
+    if val_loss is not None and not math.isfinite(val_loss):
+        _raise_nonfinite(val_loss, epoch, run.images // config.batch_size, ckpts, loop.monitor.lr)
+    lr_used = loop.monitor.lr
+    loop.monitor = callbacks.update_monitor(
+        loop.monitor,
+        val_loss if val_loss is not None else train_loss,
+        epoch=epoch,
+        step=int(state.step),
+        patience=config.patience,
+        plateau_patience=config.plateau_patience,
+        plateau_factor=config.plateau_factor,
+        min_lr=config.min_lr,
+    )
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "lr": lr_used,
+        "images_per_s": (run.images - run.warmup_images) / max(run.seconds - run.warmup_s, 1e-9),
+        "time": run.seconds,
+    }
+    loop.history.append(row)
+    loop.next_epoch, loop.skip_steps = epoch + 1, 0
+    loop.carried = {"loss_sum": 0.0, "images": 0, "seconds": 0.0}
+    ckpts.save(int(state.step), state, loop.to_dict(), row[evaluation.monitored])
+    callbacks.append_metrics(run_dir / "metrics.jsonl", row)
+    callbacks.write_png(run_dir / "previews" / f"epoch_{epoch + 1:03d}.png", callbacks.preview_grid(**previews))
+    callbacks.write_png(run_dir / "loss.png", callbacks.loss_curve(loop.history))
+    note = "" if loop.monitor.lr == lr_used else f", lr -> {loop.monitor.lr:.3g}"
+    log(
+        f"epoch {epoch + 1}/{config.epochs}: train {train_loss:.5f}"
+        + (f", val {val_loss:.5f}" if val_loss is not None else "")
+        + f", {row['images_per_s']:.1f} img/s{note}"
+        + (f" (first step + compile {run.warmup_s:.1f} s)" if run.warmup_images else "")
+    )
+    return state
+
+
+@functools.lru_cache(maxsize=4)
+def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss: str, mesh: Mesh, frozen: frozenset):
+    """``make_steps`` memoized, so repeated ``train`` calls in one process compile once.
+
+    The learning rate is not part of the key: it lives in the optimizer state
+    (inject_hyperparams), so one compiled step serves every LR.
+    """
+    model = build_colorizer(model_config)
+    tx = make_optimizer(1e-3, clip_norm)
+    return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen)
+
+
+def _deleted(state) -> bool:
+    return any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state))
+
+
+def _raise_nonfinite(value, epoch, step, ckpts, lr):
+    ckpts.wait()
+    last = ckpts.latest_step()
+    kept = f"the last good checkpoint ({last}) is kept in {ckpts.directory}" if last is not None else "no checkpoint was saved yet"
+    raise TrainingError(
+        f"the loss became {value} in epoch {epoch + 1} at step {step}; {kept}; try a lower --lr (now {lr:g})"
+    )

@@ -1,0 +1,143 @@
+"""Frame sampling, the uint8 cache, the validation split and batch feeding."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from framecolor import dataset
+from framecolor.errors import InputError, TrainingError
+from tests import media
+
+SIZE = 32
+SIDE = dataset.stored_side(SIZE)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dataset_media")
+    a = media.make_video(folder / "a.mp4", width=64, height=48, frames=12, audio=False)
+    b = media.make_video(folder / "b.mkv", width=48, height=64, frames=12, audio=False)
+    return a, b
+
+
+@pytest.fixture()
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def test_videos_are_sampled_to_square_frames(clips, cache):
+    frameset = dataset.load_frames(clips, size=SIZE, frames_per_video=6, dedup_threshold=0.0, cache_dir=cache)
+    assert frameset.frames.dtype == np.uint8
+    assert frameset.frames.shape == (12, SIDE, SIDE, 3)  # 6 from each, landscape and portrait alike
+    assert [(s.kind, s.start, s.count) for s in frameset.sources] == [("video", 0, 6), ("video", 6, 6)]
+    # Spread over the clip: the moving red box is somewhere else in each frame.
+    assert len({frame.tobytes() for frame in frameset.frames[:6]}) == 6
+    # The middle of frame 0 is the middle of media.frame_image(0): a blue-ish gradient.
+    r, g, b = frameset.frames[0, SIDE // 2, SIDE // 2].astype(int)
+    assert b > 100 and abs(r - 100) < 30
+
+
+def test_every_k_and_near_duplicates(clips):
+    a = clips[0]
+    every = dataset.sample_video(a, SIDE, every=4, dedup_threshold=0.0)
+    assert len(every) == 3  # frames 0, 4, 8
+    everything = dataset.sample_video(a, SIDE, frames_per_video=100, dedup_threshold=0.0)
+    assert len(everything) == 12
+    # A threshold no two frames differ by keeps only the first frame.
+    assert len(dataset.sample_video(a, SIDE, frames_per_video=100, dedup_threshold=255.0)) == 1
+    np.testing.assert_array_equal(every[1], everything[4])
+
+
+def test_second_load_comes_from_the_cache(clips, cache, monkeypatch):
+    first = dataset.load_frames(clips, size=SIZE, frames_per_video=5, cache_dir=cache)
+    assert not first.cached
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the frames are cached")
+
+    monkeypatch.setattr(dataset.video, "read_frames", no_decoding)
+    again = dataset.load_frames(clips, size=SIZE, frames_per_video=5, cache_dir=cache)
+    assert again.cached and again.key == first.key
+    np.testing.assert_array_equal(again.frames, first.frames)
+    # Other sampling, or a changed file, is a different cache entry.
+    with pytest.raises(AssertionError, match="decoded"):
+        dataset.load_frames(clips, size=SIZE, frames_per_video=4, cache_dir=cache)
+    stat = os.stat(clips[0])
+    os.utime(clips[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="decoded"):
+        dataset.load_frames(clips, size=SIZE, frames_per_video=5, cache_dir=cache)
+
+
+def test_cache_dir_from_environment(clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAMECOLOR_CACHE", str(tmp_path / "env_cache"))
+    frameset = dataset.load_frames(clips[:1], size=SIZE, frames_per_video=3)
+    assert (tmp_path / "env_cache" / f"frames-{frameset.key}.npy").is_file()
+
+
+def test_images_and_folders_mix_with_videos(clips, image_folder, cache):
+    single = sorted(image_folder.iterdir())[0]
+    frameset = dataset.load_frames(
+        [clips[0], image_folder, single], size=SIZE, frames_per_video=4, cache_dir=cache
+    )
+    kinds = [s.kind for s in frameset.sources]
+    assert kinds.count("video") == 1 and kinds.count("image") == 11 + 1
+    assert frameset.frames.shape[1:] == (SIDE, SIDE, 3)
+
+
+def test_split_holds_out_the_end_of_each_video(clips, cache):
+    frameset = dataset.load_frames(clips, size=SIZE, frames_per_video=12, dedup_threshold=0.0, cache_dir=cache)
+    train_idx, val_idx = dataset.split(frameset, 0.25)
+    assert val_idx.tolist() == [9, 10, 11, 21, 22, 23]  # one contiguous stretch per video
+    assert sorted(train_idx.tolist() + val_idx.tolist()) == list(range(24))
+
+
+def test_image_split_is_by_name_and_stable(image_folder, cache):
+    frameset = dataset.load_frames([image_folder], size=SIZE, cache_dir=cache)
+    train_idx, val_idx = dataset.split(frameset, 0.5)
+    assert 0 < len(val_idx) < 11
+    names = lambda idx: {os.path.basename(frameset.sources[i].path) for i in idx}
+    again = dataset.split(frameset, 0.5)
+    assert names(again[1]) == names(val_idx)
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    idx = np.arange(10, 21)  # 11 frames
+    a = dataset.epoch_batches(idx, 4, seed=1, epoch=3)
+    assert a.shape == (2, 4)  # the partial batch is dropped, never a new shape
+    np.testing.assert_array_equal(a, dataset.epoch_batches(idx, 4, seed=1, epoch=3))
+    assert not np.array_equal(a, dataset.epoch_batches(idx, 4, seed=1, epoch=4))
+    assert set(a.ravel()) <= set(idx)
+
+
+def test_eval_batches_pad_with_a_mask():
+    batches = dataset.eval_batches(np.arange(5), 4)
+    assert [b.tolist() for b, _ in batches] == [[0, 1, 2, 3], [4, 4, 4, 4]]
+    assert [m.tolist() for _, m in batches] == [[1, 1, 1, 1], [1, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("mode", ["device", "host"])
+def test_feeds_gather_the_asked_frames(mode):
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    frames = np.random.default_rng(0).integers(0, 256, (9, 6, 6, 3), dtype=np.uint8)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    feed = dataset.make_feed(frames, mesh, NamedSharding(mesh, P("data")), mode)
+    assert isinstance(feed, dataset.DeviceFeed if mode == "device" else dataset.HostFeed)
+    plan = [np.array([3, 1]), np.array([8, 0])]
+    got = [np.asarray(b) for b in feed.batches(plan)]
+    for idx, batch in zip(plan, got):
+        np.testing.assert_array_equal(batch, frames[idx])
+
+
+def test_bad_inputs(tmp_path, cache):
+    with pytest.raises(InputError, match="nope.mp4"):
+        dataset.load_frames([tmp_path / "nope.mp4"], size=SIZE, cache_dir=cache)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty"):
+        dataset.load_frames([tmp_path / "empty"], size=SIZE, cache_dir=cache)
+    with pytest.raises(TrainingError):
+        dataset.load_frames([], size=SIZE, cache_dir=cache)

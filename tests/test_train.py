@@ -1,0 +1,381 @@
+"""Training: the loop learns, resumes exactly, survives Ctrl-C and SIGKILL, splits over devices.
+
+Every run here uses one tiny configuration, so the train and eval steps are
+compiled once for the whole module (train.compiled_steps memoizes them); the
+one subprocess (two devices, later SIGKILLed) compiles its own, at the same
+time on the other core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from framecolor import modelfile, train
+from framecolor.errors import TrainingError
+from tests import media
+
+CONFIG = dataclasses.replace(train.TINY_TRAIN, epochs=2, patience=0)
+
+# Runs train() in a fresh interpreter: argv = clip, run_dir, config JSON, cache
+# dir, and the epoch in whose first step it stops dead (to be killed there).
+_SCRIPT = """
+import json, sys, time, jax
+from framecolor import train
+clip, run_dir, config, cache, block = sys.argv[1:6]
+jax.config.update("jax_disable_most_optimizations", True)
+print("devices", jax.device_count(), flush=True)
+def hook(epoch, step, metrics):
+    print("step", epoch, step, float(metrics["loss"]), float(metrics["grad_norm"]), flush=True)
+    if epoch == int(block):
+        time.sleep(3600)
+train.train([clip], run_dir, train.TrainConfig(**json.loads(config)), cache_dir=cache, progress=False, on_step=hook)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compiles():
+    """XLA's optimizations cost far more compile time than these tiny runs save."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="module")
+def clip(workdir):
+    return media.make_video(workdir / "clip.mp4", width=64, height=48, frames=24, audio=False)
+
+
+@pytest.fixture(scope="module")
+def cache(workdir):
+    return workdir / "cache"
+
+
+def _run(clip, out, cache, config=CONFIG, **kwargs):
+    return train.train([clip], out, config, cache_dir=cache, progress=False, log=lambda m: None, **kwargs)
+
+
+def _start(clip, out, cache, config=CONFIG, devices=1, block_at_epoch=-1):
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+        JAX_PLATFORMS="cpu",
+    )
+    if devices > 1:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+        env["JAX_NUM_CPU_DEVICES"] = str(devices)
+    args = [str(clip), str(out), json.dumps(dataclasses.asdict(config)), str(cache), str(block_at_epoch)]
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, *args],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _variables(run_dir):
+    return modelfile.load_model(Path(run_dir) / "model.fcm").variables
+
+
+def _assert_same_variables(a, b, **tol):
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
+@pytest.fixture(scope="module")
+def two_device_run(workdir, clip, cache):
+    """The CONFIG run on two (simulated) devices in a subprocess, stuck in epoch 2.
+
+    Started before the reference run so that both compile at once on two
+    cores; test_two_devices_then_sigkill_then_resume_on_one kills it.
+    """
+    out = workdir / "two_devices"
+    proc = _start(clip, out, cache, devices=2, block_at_epoch=1)
+    yield proc, out
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def reference(two_device_run, workdir, clip, cache):
+    """An uninterrupted run: the yardstick of the resume and multi-device tests.
+
+    ``.steps`` maps (epoch, step) to that step's (loss, grad_norm).
+    """
+    steps = {}
+
+    def record(epoch, step, metrics):
+        steps[epoch, step] = (float(metrics["loss"]), float(metrics["grad_norm"]))
+
+    result = _run(clip, workdir / "reference", cache, on_step=record)
+    result.steps = steps
+    return result
+
+
+def test_loss_falls_and_run_files_are_written(reference):
+    run = reference.run_dir
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert set(history[0]) >= {"epoch", "train_loss", "val_loss", "lr", "images_per_s", "time"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(np.isfinite(row["val_loss"]) for row in history)
+    # The model file holds the best epoch and says so.
+    loaded = modelfile.load_model(run / "model.fcm")
+    assert loaded.config.width == CONFIG.width and loaded.config.mode == "lab"
+    best = min(history, key=lambda row: row["val_loss"])
+    assert reference.best_epoch + 1 == best["epoch"]
+    import imageio.v3 as iio
+
+    for epoch in (1, 2):
+        grid = iio.imread(run / "previews" / f"epoch_{epoch:03d}.png")
+        assert grid.ndim == 3 and grid.shape[1] > grid.shape[0]  # 3 columns x preview_frames rows
+    assert iio.imread(run / "loss.png").shape[2] == 3
+    assert not list(run.glob("**/*.partial"))
+
+
+def test_resume_after_ctrl_c_equals_uninterrupted(reference, workdir, clip, cache):
+    out = workdir / "interrupted"
+
+    def ctrl_c(epoch, step, metrics):
+        if (epoch, step) == (1, 2):  # mid-epoch: resume must skip the consumed batches
+            raise KeyboardInterrupt
+
+    result = _run(clip, out, cache, on_step=ctrl_c)
+    assert result.interrupted and not (out / "model.fcm").exists()
+    assert len(result.history) == 1
+    resumed = _run(clip, out, cache, resume=True)
+    assert not resumed.interrupted
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx(
+        [r["train_loss"] for r in reference.history], rel=1e-5
+    )
+    _assert_same_variables(_variables(out), _variables(reference.run_dir), rtol=1e-5, atol=1e-6)
+
+
+def test_two_devices_then_sigkill_then_resume_on_one(two_device_run, reference, workdir, clip, cache):
+    """A run on two devices, killed (SIGKILL) in epoch 2, resumed on one device."""
+    proc, out = two_device_run
+    deadline = time.monotonic() + 300
+    try:
+        while not any(p.name.isdigit() for p in (out / "checkpoints").glob("*")):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        output, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert "devices 2" in output
+    assert not (out / "model.fcm").exists()
+
+    # The first step sees the same data, crops and BatchNorm statistics on two
+    # devices as on one: the same loss. Its gradient agrees only to ~1%: this
+    # tiny net's gradients move that much even when the batch is merely
+    # reordered on one device (summation order), and Adam then amplifies it.
+    steps = {}
+    for line in output.splitlines():
+        if line.startswith("step "):
+            _, epoch, step, loss, grad_norm = line.split()
+            steps[int(epoch), int(step)] = (float(loss), float(grad_norm))
+    loss, grad_norm = steps[0, 1]
+    assert loss == pytest.approx(reference.steps[0, 1][0], rel=1e-5)
+    assert grad_norm == pytest.approx(reference.steps[0, 1][1], rel=5e-2)
+
+    resumed = _run(clip, out, cache, resume=True)  # on this process's one device
+    assert (out / "model.fcm").is_file()
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[-1]["train_loss"] < resumed.history[0]["train_loss"]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(_variables(out)))
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(reference, workdir, clip, cache):
+    out = workdir / "nan"
+    shutil.copytree(reference.run_dir, out)
+    (out / "model.fcm").unlink()
+    before = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    diverging = dataclasses.replace(CONFIG, epochs=3, lr=1e30)  # a new --lr on resume is allowed
+    with pytest.raises(TrainingError, match="loss became .*last good checkpoint"):
+        _run(clip, out, cache, config=diverging, resume=True)
+    after = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    assert after == before  # nothing non-finite was saved
+    # ... and the run goes on from there with a sane learning rate.
+    _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(_variables(out)))
+
+
+def test_resume_refuses_other_options(reference, workdir, clip, cache):
+    out = workdir / "other"
+    shutil.copytree(reference.run_dir, out)
+    with pytest.raises(TrainingError, match="batch_size"):
+        _run(clip, out, cache, config=dataclasses.replace(CONFIG, batch_size=8), resume=True)
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        _run(clip, out, cache)
+
+
+def test_image_folder_trains(workdir, image_folder, cache):
+    config = dataclasses.replace(CONFIG, epochs=1, val_fraction=0.3)
+    result = _run(image_folder, workdir / "images", cache, config=config)
+    assert (workdir / "images" / "model.fcm").is_file()
+    assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_too_few_frames(workdir, clip, cache):
+    with pytest.raises(TrainingError, match="only .* training frames"):
+        _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, batch_size=64))
+
+
+def test_fine_tune_takes_the_architecture_from_the_model(reference, workdir, clip, cache):
+    config = dataclasses.replace(CONFIG, epochs=1, width=0.5, decoder="seed")  # overridden by the file
+    _run(clip, workdir / "finetune", cache, config=config, init=reference.run_dir / "model.fcm")
+    tuned = modelfile.load_model(workdir / "finetune" / "model.fcm")
+    assert tuned.config.width == CONFIG.width and tuned.config.decoder == CONFIG.decoder
+
+
+def test_frozen_backbone_does_not_move(reference):
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from framecolor import dataset
+
+    model_config = CONFIG.model_config()
+    mesh = train.make_mesh()
+    frozen = None
+    side = dataset.stored_side(CONFIG.size)
+    batch = np.random.default_rng(0).integers(0, 256, (CONFIG.batch_size, side, side, 3), dtype=np.uint8)
+    batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
+    for freeze in (True, False):
+        variables = train.fresh_variables(model_config, 0, CONFIG.size)
+        state = train.init_state(variables, lr=CONFIG.lr, clip_norm=CONFIG.clip_norm, seed=0, mesh=mesh)
+        start = jax.device_get(state.variables)
+        frozen = train.backbone_keys(state.params)
+        assert frozen
+        # The step train() compiled for the reference run (same key): no new compile.
+        step, _ = train.compiled_steps(model_config, CONFIG.clip_norm, CONFIG.size, CONFIG.loss, mesh, frozen)
+        state, _ = step(state, batch, np.bool_(freeze))
+        after = jax.device_get(state.variables)
+        for key in start["params"]:
+            moved = not all(
+                np.array_equal(a, b) for a, b in zip(jax.tree.leaves(start["params"][key]), jax.tree.leaves(after["params"][key]))
+            )
+            assert moved == (not freeze or key not in frozen), (freeze, key)
+        for key in start["batch_stats"]:
+            if key in frozen:
+                same = all(
+                    np.array_equal(a, b)
+                    for a, b in zip(jax.tree.leaves(start["batch_stats"][key]), jax.tree.leaves(after["batch_stats"][key]))
+                )
+                assert same == freeze, (freeze, key)
+
+
+def test_cli_train_command(workdir, clip, cache, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from framecolor.cli.train import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    monkeypatch.setenv("FRAMECOLOR_CACHE", str(cache))
+    out = workdir / "cli"
+    args = [
+        "train", str(clip), "--out", str(out), "--epochs", "1", "--size", str(CONFIG.size),
+        "--width", str(CONFIG.width), "--decoder", CONFIG.decoder, "--batch-size", str(CONFIG.batch_size),
+        "--frames-per-video", str(CONFIG.frames_per_video), "--val-fraction", str(CONFIG.val_fraction), "--quiet",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.fcm").is_file()
+    result = CliRunner().invoke(app, args)  # the run exists now
+    assert result.exit_code == 1 and "error: " in result.output and "--resume" in result.output
+    result = CliRunner().invoke(app, ["train", str(clip), "--out", str(workdir / "x"), "--init", "m.fcm", "--width", "1"])
+    assert result.exit_code == 1 and "--init" in result.output
+
+
+def test_monitor_stops_early_and_cuts_the_lr_on_plateaus():
+    from framecolor.callbacks import Monitor, update_monitor
+
+    options = dict(patience=3, plateau_patience=2, plateau_factor=0.5, min_lr=0.3)
+    m = Monitor(lr=1.0)
+    seen = []
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.7, 0.8]):
+        m = update_monitor(m, loss, epoch=epoch, step=10 * epoch, **options)
+        seen.append((m.lr, m.stopped))
+    assert seen == [(1.0, False), (1.0, False), (1.0, False), (0.5, False), (0.5, True)]
+    assert (m.best, m.best_epoch, m.best_step) == (0.5, 1, 10)
+    m = update_monitor(Monitor(lr=0.4, best=0.1), 0.2, epoch=0, step=0, **dict(options, plateau_patience=1))
+    assert m.lr == 0.3  # never below min_lr
+    assert Monitor.from_dict(m.to_dict()) == m
+
+
+def test_losses_and_targets():
+    import jax.numpy as jnp
+
+    from framecolor import color
+
+    pred, target = jnp.zeros((2, 1, 1, 2)), jnp.array([[[[0.0, 0.2]]], [[[1.0, -1.0]]]])
+    assert train.per_example_loss(pred, target, "mse").tolist() == pytest.approx([0.02, 1.0])
+    assert train.per_example_loss(pred, target, "l1").tolist() == pytest.approx([0.1, 1.0])
+    d = train.HUBER_DELTA  # quadratic inside delta, linear outside
+    assert train.per_example_loss(pred, target, "huber").tolist() == pytest.approx([(0.5 * d * d + d * (0.2 - d)) / 2, d * (1 - 0.5 * d)])
+
+    frames = np.random.default_rng(1).integers(0, 256, (3, 10, 10, 3), dtype=np.uint8)
+    rgb = frames[:, 1:9, 1:9].astype(np.float32) / 255
+    l_norm, ab = train.prepare_batch(frames, None, 8, "lab")  # center crop
+    lab = np.asarray(color.rgb_to_lab(rgb))
+    np.testing.assert_allclose(l_norm[..., 0], (lab[..., 0] - 50) / 50, atol=1e-5)
+    np.testing.assert_allclose(ab, lab[..., 1:] / 110, atol=1e-5)
+    _, target = train.prepare_batch(frames, None, 8, "rgb")
+    np.testing.assert_allclose(target, rgb, atol=1e-6)
+    # Random crops (and flips) are windows of the stored frames.
+    l_rand, _ = train.prepare_batch(frames, jax.random.PRNGKey(0), 8, "lab")
+    full = (np.asarray(color.rgb_to_lab(frames.astype(np.float32) / 255))[..., 0] - 50) / 50
+    for i in range(3):
+        windows = [full[i, y : y + 8, x : x + 8] for y in range(3) for x in range(3)]
+        windows += [w[:, ::-1] for w in windows]
+        assert min(np.abs(w - l_rand[i, ..., 0]).max() for w in windows) < 1e-5
+
+
+def test_checkpoint_packing_round_trips():
+    from framecolor.checkpoint import pack, unpack
+
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.int32(7), np.ones(4, np.float32)],
+            "k": np.array([1, 2], np.uint32)}
+    packed = pack(tree)
+    assert sorted(packed) == ["float32", "int32", "uint32"] and packed["float32"].shape == (10,)
+    back = unpack(packed, tree)
+    for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(TrainingError, match="does not fit"):
+        unpack(packed, {"a": np.zeros(3, np.float32)})
+
+
+def test_pictures_are_drawn():
+    from framecolor.callbacks import loss_curve, preview_grid
+
+    tiles = np.zeros((2, 20, 20, 3), np.uint8)
+    grid = preview_grid(tiles, tiles + 100, tiles + 200)
+    assert grid.shape[0] < grid.shape[1] and {0, 100, 200} <= set(np.unique(grid))
+    curve = loss_curve([{"train_loss": 1.0, "val_loss": 0.5}, {"train_loss": 0.3, "val_loss": None}])
+    assert (curve == (31, 119, 180)).all(-1).any() and (curve == (255, 127, 14)).all(-1).any()
