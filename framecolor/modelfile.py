@@ -156,6 +156,8 @@ def describe_config(config: ModelConfig, size: int | None = None) -> list[tuple[
 
 def _config_rows(config: ModelConfig, size: int) -> list[tuple[str, str]]:
     predicts = {"lab": "ab (Lab chroma), tanh", "rgb": "RGB, sigmoid"}[config.mode]
+    if config.head == "bins":
+        predicts = "ab (Lab chroma) as classes over ab bins, annealed-mean readout"
     return [
         ("backbone", f"{config.backbone} (width {config.width})"),
         ("decoder", config.decoder),

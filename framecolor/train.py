@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from framecolor import callbacks, color, dataset
+from framecolor import abbins, callbacks, color, dataset
 from framecolor.errors import TrainingError
 from framecolor.models.colorizer import BACKBONE, TINY_MODEL, ModelConfig, build_colorizer, init_variables
 
@@ -40,7 +40,7 @@ LOSSES = ("mse", "huber", "l1")
 # Huber's quadratic zone, in normalized units (ab/110 or RGB in [0, 1]):
 # errors above ~0.1 (11 ab units) are treated linearly, the usual robust choice.
 HUBER_DELTA = 0.1
-_MODEL_FIELDS = ("backbone", "width", "decoder", "mode", "compute_dtype")
+_MODEL_FIELDS = ("backbone", "width", "decoder", "mode", "compute_dtype", "head")
 # Options that may differ when a run is resumed (they do not change the math).
 # A new --lr on resume replaces the run's current one (the way to go on after
 # a non-finite loss).
@@ -57,6 +57,7 @@ class TrainConfig:
     decoder: str = "unet"
     mode: str = "lab"
     compute_dtype: str = "auto"
+    head: str = "regress"  # or "bins": classification over ab bins (the loss is then abbins.loss)
     size: int = 224  # training crop side
     # optimisation
     epochs: int = 20
@@ -89,6 +90,7 @@ class TrainConfig:
             mode=self.mode,
             size=self.size,
             compute_dtype=self.compute_dtype,
+            head=self.head,
         )
 
 
@@ -205,7 +207,17 @@ def to_rgb(l_norm, out, mode: str):
     return color.lab_to_rgb(lab)
 
 
-def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset()):
+def _bins_loss(model, variables, l_norm, target, bin_weights, **apply_kw):
+    """Rebalanced cross-entropy of the bins head against the true ab at the logits' stride."""
+    logits = model.apply(variables, l_norm, logits=True, **apply_kw)
+    logits, updates = logits if isinstance(logits, tuple) else (logits, {})
+    ab = color.denormalize_ab(target)
+    ab = jax.image.resize(ab, (*ab.shape[:1], *logits.shape[1:3], 2), "linear")  # antialiased: a local mean
+    centers = jnp.asarray(abbins.bin_centers())
+    return abbins.loss(logits, ab, jnp.asarray(bin_weights, jnp.float32), centers), updates
+
+
+def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset(), bin_weights=None):
     """The jitted ``train_step(state, batch, freeze)`` and ``eval_step(state, batch, mask)``.
 
     ``freeze`` (a traced bool) zeroes the gradients of the ``frozen`` top-level
@@ -214,16 +226,23 @@ def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen
     """
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
+    bins = model.config.head == "bins"
+    if bins and bin_weights is None:
+        raise TrainingError("the bins head needs class weights from the training data")
 
     def train_step(state: TrainState, batch, freeze):
         rng = jax.random.fold_in(state.rng, state.step)
         l_norm, target = prepare_batch(batch, rng, size, mode)
 
         def loss_fn(params):
-            out, updates = model.apply(
-                {"params": params, "batch_stats": state.batch_stats}, l_norm, train=True, mutable=["batch_stats"]
-            )
-            return per_example_loss(out, target, loss).mean(), updates.get("batch_stats", state.batch_stats)
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            if bins:
+                losses, updates = _bins_loss(model, variables, l_norm, target, bin_weights, train=True,
+                                             mutable=["batch_stats"])
+            else:
+                out, updates = model.apply(variables, l_norm, train=True, mutable=["batch_stats"])
+                losses = per_example_loss(out, target, loss)
+            return losses.mean(), updates.get("batch_stats", state.batch_stats)
 
         (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         if frozen:
@@ -241,7 +260,10 @@ def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen
     def eval_step(state: TrainState, batch, mask):
         l_norm, target = prepare_batch(batch, None, size, mode)
         out = model.apply(state.variables, l_norm, train=False)
-        losses = per_example_loss(out, target, loss)
+        if bins:
+            losses, _ = _bins_loss(model, state.variables, l_norm, target, bin_weights, train=False)
+        else:
+            losses = per_example_loss(out, target, loss)
         to_u8 = lambda x: jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
         gray = color.lab_to_rgb(jnp.concatenate([color.denormalize_l(l_norm), jnp.zeros_like(out[..., :2])], -1))
         o = (batch.shape[1] - size) // 2
@@ -370,8 +392,6 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
         return config, model_config, None
     if init is not None:
         init_model = modelfile.load_model(init)
-        if getattr(init_model.config, "head", "regress") != "regress":
-            raise TrainingError(f"{init}: training a {init_model.config.head!r} head is not supported yet (regress only)")
         config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
     return config, config.model_config(), init_model
 
@@ -493,7 +513,10 @@ def train(
         frozen = backbone_keys(state.params)
         if config.freeze_backbone_epochs > 0 and not frozen:
             raise TrainingError("cannot find the backbone in the model's parameters to freeze it")
-        train_step, eval_step = compiled_steps(model_config, config.clip_norm, config.size, config.loss, mesh, frozen)
+        weights = bin_weights_for(frameset.frames, train_idx) if model_config.head == "bins" else None
+        train_step, eval_step = compiled_steps(
+            model_config, config.clip_norm, config.size, config.loss, mesh, frozen, weights
+        )
         feed = dataset.make_feed(frameset.frames, mesh, batch_sharding, config.feed)
         # Fixed preview frames spread over the validation set (or the training
         # set without one) go first in the evaluation order.
@@ -726,7 +749,8 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
 
 
 @functools.lru_cache(maxsize=4)
-def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss: str, mesh: Mesh, frozen: frozenset):
+def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss: str, mesh: Mesh, frozen: frozenset,
+                   bin_weights: tuple | None = None):
     """``make_steps`` memoized, so repeated ``train`` calls in one process compile once.
 
     The learning rate is not part of the key: it lives in the optimizer state
@@ -734,7 +758,20 @@ def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss:
     """
     model = build_colorizer(model_config)
     tx = make_optimizer(1e-3, clip_norm)
-    return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen)
+    return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen,
+                      bin_weights=bin_weights)
+
+
+def bin_weights_for(frames: np.ndarray, train_idx: np.ndarray, max_frames: int = 512) -> tuple:
+    """Class-rebalancing weights of the bins head from the training frames' colors.
+
+    A deterministic subsample (every k-th frame, every 4th pixel) is plenty for
+    a 265-bin histogram, and makes a resumed run compute the same weights.
+    """
+    picked = train_idx[:: max(1, len(train_idx) // max_frames)]
+    rgb = frames[picked, ::4, ::4].astype(np.float32) / 255.0
+    ab = np.asarray(jax.jit(color.rgb_to_lab)(rgb))[..., 1:]
+    return tuple(float(w) for w in abbins.class_weights(ab, abbins.bin_centers()))
 
 
 def _deleted(state) -> bool:

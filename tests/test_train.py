@@ -379,3 +379,36 @@ def test_pictures_are_drawn():
     assert grid.shape[0] < grid.shape[1] and {0, 100, 200} <= set(np.unique(grid))
     curve = loss_curve([{"train_loss": 1.0, "val_loss": 0.5}, {"train_loss": 0.3, "val_loss": None}])
     assert (curve == (31, 119, 180)).all(-1).any() and (curve == (255, 127, 14)).all(-1).any()
+
+
+def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_path):
+    """The classification head: rebalanced cross-entropy falls, and its model file colorizes."""
+    from framecolor import abbins
+    from framecolor.models.colorizer import build_colorizer
+
+    config = dataclasses.replace(CONFIG, head="bins", epochs=3, lr=3e-3)
+    result = _run(clip, tmp_path / "bins", cache, config)
+    losses = [row["train_loss"] for row in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    model = modelfile.load_model(tmp_path / "bins" / "model.fcm")
+    assert model.config.head == "bins"
+    ab = build_colorizer(model.config).apply(model.variables, np.zeros((1, 80, 80, 1), np.float32))
+    assert ab.shape == (1, 80, 80, 2) and float(np.abs(ab).max()) <= float(np.abs(abbins.bin_centers()).max()) / 110
+
+
+def test_bin_weights_come_from_the_training_colors():
+    """Colors common in the training frames get small weights, unseen ones large."""
+    import skimage.color
+
+    from framecolor import abbins
+
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    frames[:2] = (200, 30, 30)  # half the frames red, half black
+    weights = np.array(train.bin_weights_for(frames, np.arange(4)))
+    centers = abbins.bin_centers()
+
+    def bin_of(rgb):
+        ab = skimage.color.rgb2lab(np.array([[rgb]], float) / 255)[0, 0, 1:]
+        return np.argmin(((centers - ab) ** 2).sum(-1))
+
+    assert weights[bin_of((200, 30, 30))] < weights[bin_of((30, 30, 200))]

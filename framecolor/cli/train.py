@@ -30,7 +30,10 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per step, all devices (default: 16)."),
     size: Optional[int] = typer.Option(None, "--size", help="Training crop side in pixels (default: 224)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3)."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber or l1 (default: mse)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber or l1, for the regress head (default: mse)."),
+    head: Optional[str] = typer.Option(
+        None, "--head", help="regress (ab by --loss) or bins (classification over ab bins: more vivid) (default: regress)."
+    ),
     mode: Optional[str] = typer.Option(None, "--mode", help="lab (predict ab) or rgb (default: lab)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="unet or seed (default: unet)."),
     width: Optional[float] = typer.Option(None, "--width", help="Channel width multiplier (default: 1.0)."),
@@ -70,12 +73,13 @@ def train(
     from framecolor import train as training
     from framecolor.errors import ModelFileError, TrainingError
 
-    if init is not None and any(v is not None for v in (width, decoder, mode)):
-        raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode")
+    if init is not None and any(v is not None for v in (width, decoder, mode, head)):
+        raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
     if init is not None and backbone_weights is not None:
         raise TrainingError("--init already holds trained weights; drop --backbone-weights")
     options = {
         "epochs": epochs,
+        "head": head,
         "batch_size": batch_size,
         "size": size,
         "lr": lr,
