@@ -224,12 +224,15 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
     """Smooth, recombine with the full-resolution L, convert to output chroma codes."""
     state, ab = smoothing.smooth(state, track, ahead, strength)
     n, height, width = y.shape
+    lightness = _lightness_from_y(y, full_range)
+    if subsample:
+        # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
+        # so the color is computed at that resolution: a quarter of the work.
+        height, width = height // 2, width // 2
+        lightness = lightness.reshape(n, height, 2, width, 2).mean(axis=(2, 4))
     ab = jax.image.resize(ab * saturation, (n, height, width, 2), "linear")
-    lab = jnp.concatenate([_lightness_from_y(y, full_range)[..., None], ab], axis=-1)
+    lab = jnp.concatenate([lightness[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
-    if subsample:  # 4:2:0: one chroma sample per 2x2 block (height and width are even)
-        cb = cb.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
-        cr = cr.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
 
     def code(c):  # valid limited-range chroma codes
         return jnp.clip(jnp.round(c), 16, 240).astype(jnp.uint8)

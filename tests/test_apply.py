@@ -324,3 +324,19 @@ def test_cli_single_image(model_path, tmp_path):
     result = _run_cli(src, tmp_path / "color.jpg", "--model", model_path, "--quiet")
     assert result.exit_code == 0, result.output
     assert video.read_image(tmp_path / "color.jpg").shape == (48, 64, 3)
+
+
+def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
+    """4:2:0 chroma is computed at half resolution; it must match averaging the full-resolution chroma."""
+    rng = np.random.default_rng(0)
+    y = jnp.asarray(np.repeat(np.repeat(rng.integers(40, 200, (2, 4, 4)), 2, 1), 2, 2).astype(np.uint8))
+    ab = np.broadcast_to(rng.uniform(-40, 40, (2, 1, 1, 2)), (2, 4, 4, 2))  # chroma is smooth
+    track = _track(np.zeros((2, 4, 4)), ab)
+    kw = dict(full_range=False, matrix="bt601")
+    args = (smoothing.initial_state(4, 4), track, track._replace(valid=jnp.zeros(2, bool)), y, 0.0, 1.0)
+    _, u_half, v_half = apply._finish(*args, subsample=True, **kw)
+    _, u_full, v_full = apply._finish(*args, subsample=False, **kw)
+    assert u_half.shape == (2, 4, 4)
+    for half, full in ((u_half, u_full), (v_half, v_full)):
+        averaged = np.asarray(full, float).reshape(2, 4, 2, 4, 2).mean(axis=(2, 4))
+        np.testing.assert_allclose(np.asarray(half, float), averaged, atol=1.01)
