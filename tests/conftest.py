@@ -4,9 +4,30 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import jax
 import pytest
 
 from tests import media
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_compiles():
+    """XLA's optimizations cost far more compile time than the tiny models' runs save."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A freshly initialized tiny colorizer in a model file (apply and eval need no training)."""
+    from framecolor import modelfile
+    from framecolor.models.colorizer import TINY_MODEL, init_variables
+
+    path = tmp_path_factory.mktemp("model") / "tiny.fcm"
+    modelfile.save_model(path, TINY_MODEL, init_variables(TINY_MODEL, jax.random.PRNGKey(0)))
+    return path
 
 
 @pytest.fixture(scope="session")

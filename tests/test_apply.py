@@ -26,13 +26,8 @@ CONFIG = apply.ApplyConfig(batch_size=BATCH, preset="ultrafast")
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from framecolor import modelfile
-    from framecolor.models.colorizer import TINY_MODEL, init_variables
-
-    path = tmp_path_factory.mktemp("model") / "tiny.fcm"
-    modelfile.save_model(path, TINY_MODEL, init_variables(TINY_MODEL, jax.random.PRNGKey(0)))
-    return path
+def model_path(tiny_model_path):
+    return tiny_model_path
 
 
 @pytest.fixture(scope="module")

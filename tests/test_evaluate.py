@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from framecolor import apply, evaluate, metrics, modelfile, video
-from framecolor.models.colorizer import TINY_MODEL, init_variables
+from framecolor import apply, evaluate, metrics, video
 
 CONFIG = apply.ApplyConfig(batch_size=4, preset="ultrafast")
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.fcm"
-    modelfile.save_model(path, TINY_MODEL, init_variables(TINY_MODEL, jax.random.PRNGKey(0)))
-    return path
+def model_path(tiny_model_path):
+    return tiny_model_path
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,6 @@ from framecolor.models.colorizer import TINY_MODEL, ModelConfig, build_colorizer
 SUMMARY = {"epochs": 3, "best_val_loss": np.float32(0.25), "inputs": ["a.mp4"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compiles():
-    """XLA's optimizations cost more compile time than the tiny model's run saves."""
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):

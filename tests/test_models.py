@@ -31,14 +31,6 @@ from framecolor.models.inception import NUM_CONV, InceptionV3
 tiny_apply = jax.jit(build_colorizer(TINY_MODEL).apply)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compiles():
-    """XLA's optimizations cost more compile time than the tiny model's run saves."""
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
 
 def _size(tree) -> int:
     return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))

@@ -44,14 +44,6 @@ train.train([clip], run_dir, train.TrainConfig(**json.loads(config)), cache_dir=
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compiles():
-    """XLA's optimizations cost far more compile time than these tiny runs save."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):

@@ -56,13 +56,6 @@ model.save(out + "/inception.h5")  # legacy HDF5: weights under model_weights/, 
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compiles():
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
 
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
