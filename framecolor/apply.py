@@ -196,10 +196,9 @@ class Colorizer:
         return np.asarray(out)
 
 
-def _lightness_from_y(y, full_range: bool):
-    """Luma codes -> L (0..100). Gray has a = b = 0, so its L is its lightness."""
-    gray = y.astype(jnp.float32) / 255.0 if full_range else color.limited_y_to_gray(y)
-    return color.gray_to_lightness(gray)
+def _gray_from_y(y, full_range: bool):
+    """Luma codes -> gray in [0, 1]: linear, so it can be resized before the costly L."""
+    return y.astype(jnp.float32) / 255.0 if full_range else color.limited_y_to_gray(y)
 
 
 def _model_ab(module, mode, variables, lightness):
@@ -213,8 +212,9 @@ def _model_ab(module, mode, variables, lightness):
 
 @functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw", "full_range"))
 def _predict(module, mode, variables, y, valid, *, render_hw, full_range):
-    lightness = _lightness_from_y(y, full_range)
-    small = jax.image.resize(lightness, (y.shape[0], *render_hw), "linear", antialias=True)
+    # Resize the (linear) gray first: L's cube root then runs on render-size pixels only.
+    gray = jax.image.resize(_gray_from_y(y, full_range), (y.shape[0], *render_hw), "linear", antialias=True)
+    small = color.gray_to_lightness(gray)
     ab = _model_ab(module, mode, variables, small)
     return smoothing.Track(ab, small, smoothing.histograms(small), valid)
 
@@ -224,12 +224,13 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
     """Smooth, recombine with the full-resolution L, convert to output chroma codes."""
     state, ab = smoothing.smooth(state, track, ahead, strength)
     n, height, width = y.shape
-    lightness = _lightness_from_y(y, full_range)
+    gray = _gray_from_y(y, full_range)
     if subsample:
         # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
         # so the color is computed at that resolution: a quarter of the work.
         height, width = height // 2, width // 2
-        lightness = lightness.reshape(n, height, 2, width, 2).mean(axis=(2, 4))
+        gray = gray.reshape(n, height, 2, width, 2).mean(axis=(2, 4))
+    lightness = color.gray_to_lightness(gray)
     ab = jax.image.resize(ab * saturation, (n, height, width, 2), "linear")
     lab = jnp.concatenate([lightness[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
