@@ -8,20 +8,7 @@ whose true colors you know (then `framecolor eval` on the color original scores 
 
 import sys
 
-import numpy as np
-
-from framecolor import video
-
-
-def make_bw(source, output, crf: int = 20) -> None:
-    info = video.probe(source)
-    with video.VideoWriter(output, width=info.width, height=info.height, fps=info.fps,
-                           time_base=info.time_base, crf=crf, preset="slow",
-                           copy_streams_from=source) as writer:
-        neutral = np.full(writer.chroma_shape, 128, np.uint8)
-        for frame in video.read_frames(source, format="luma"):
-            writer.write_yuv(frame.image, neutral, neutral, frame.pts)
-
+from framecolor.evaluate import make_gray_clip
 
 if __name__ == "__main__":
-    make_bw(*sys.argv[1:3])
+    make_gray_clip(*sys.argv[1:3], crf=20, preset="slow", copy_streams=True, overwrite=False)

@@ -35,18 +35,22 @@ class EvalConfig:
         return self
 
 
-def make_gray_clip(source, output, *, start: float | None, max_frames: int | None) -> int:
-    """Write `source`'s own luma with neutral chroma, losslessly, pts kept: the B&W input.
+def make_gray_clip(source, output, *, start: float | None = None, max_frames: int | None = None,
+                   crf: int = 0, preset: str = "ultrafast", copy_streams: bool = False,
+                   overwrite: bool = True) -> int:
+    """Write `source`'s own luma with neutral chroma, pts kept: the B&W input.
 
     Using the clip's Y plane (not a recomputed gray) means the gray input is
-    exactly what a B&W transfer of this footage would carry.
+    exactly what a B&W transfer of this footage would carry. crf 0 (lossless)
+    for scoring; a lossy crf for sample clips.
     """
     info = video.probe(source)
     full_range = info.pix_fmt.startswith("yuvj")
     count = 0
     with video.VideoWriter(
         output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-        crf=0, preset="ultrafast", pix_fmt="yuvj420p" if full_range else "yuv420p", overwrite=True,
+        crf=crf, preset=preset, pix_fmt="yuvj420p" if full_range else "yuv420p", overwrite=overwrite,
+        copy_streams_from=source if copy_streams else None, inputs=(source,),
     ) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)
         for frame in video.read_frames(source, format="luma", start=start, max_frames=max_frames):
