@@ -63,6 +63,7 @@ class ApplyConfig:
     render_size: int | None = None  # short side the model sees; None: the model's training size
     batch_size: int = 8  # frames per forward (rounded up to a multiple of the device count)
     saturation: float = 1.0  # scales the predicted ab
+    temperature: float = 0.38  # bins-head readout: lower is more vivid, higher safer (abbins.TEMPERATURE)
     smoothing: float = 0.6  # temporal smoothing strength in [0, 1); 0 turns it off
     codec: str = "libx264"
     crf: int = 18
@@ -77,6 +78,8 @@ class ApplyConfig:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.smoothing < 1.0:
             raise InputError(f"smoothing strength must be in [0, 1), got {self.smoothing}")
+        if not 0.0 < self.temperature <= 2.0:
+            raise InputError(f"temperature must be in (0, 2], got {self.temperature}")
         if not 0.0 <= self.saturation <= 4.0:
             raise InputError(f"saturation must be in [0, 4], got {self.saturation}")
         if self.pix_fmt not in PIX_FMTS:
@@ -164,7 +167,8 @@ class Colorizer:
         valid = jax.device_put(valid, self._batch)
         h, w = render_shape(y.shape[2], y.shape[1], self.render_size)
         track = _predict(
-            self.module, self.model_config.mode, self.variables, y, valid, render_hw=(h, w), full_range=full_range
+            self.module, self.model_config.mode, self.variables, y, valid, jnp.float32(self.config.temperature),
+            render_hw=(h, w), full_range=full_range,
         )
         return Prediction(track, y)
 
@@ -191,7 +195,7 @@ class Colorizer:
         h, w = render_shape(rgb.shape[1], rgb.shape[0], self.render_size)
         out = _colorize_rgb(
             self.module, self.model_config.mode, self.variables, rgb, jnp.float32(self.config.saturation),
-            render_hw=(h, w),
+            jnp.float32(self.config.temperature), render_hw=(h, w),
         )
         return np.asarray(out)
 
@@ -201,9 +205,9 @@ def _gray_from_y(y, full_range: bool):
     return y.astype(jnp.float32) / 255.0 if full_range else color.limited_y_to_gray(y)
 
 
-def _model_ab(module, mode, variables, lightness):
+def _model_ab(module, mode, variables, lightness, temperature):
     """(B, h, w) L -> (B, h, w, 2) predicted ab in Lab units."""
-    out = module.apply(variables, color.normalize_l(lightness)[..., None], train=False)
+    out = module.apply(variables, color.normalize_l(lightness)[..., None], train=False, temperature=temperature)
     out = out.astype(jnp.float32)
     if mode == "rgb":
         return color.rgb_to_lab(out)[..., 1:]
@@ -211,11 +215,11 @@ def _model_ab(module, mode, variables, lightness):
 
 
 @functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw", "full_range"))
-def _predict(module, mode, variables, y, valid, *, render_hw, full_range):
+def _predict(module, mode, variables, y, valid, temperature, *, render_hw, full_range):
     # Resize the (linear) gray first: L's cube root then runs on render-size pixels only.
     gray = jax.image.resize(_gray_from_y(y, full_range), (y.shape[0], *render_hw), "linear", antialias=True)
     small = color.gray_to_lightness(gray)
-    ab = _model_ab(module, mode, variables, small)
+    ab = _model_ab(module, mode, variables, small, temperature)
     return smoothing.Track(ab, small, smoothing.histograms(small), valid)
 
 
@@ -242,10 +246,10 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
 
 
 @functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw"))
-def _colorize_rgb(module, mode, variables, rgb, saturation, *, render_hw):
+def _colorize_rgb(module, mode, variables, rgb, saturation, temperature, *, render_hw):
     lightness = color.rgb_to_lab(rgb.astype(jnp.float32) / 255.0)[..., 0]
     small = jax.image.resize(lightness, render_hw, "linear", antialias=True)
-    ab = _model_ab(module, mode, variables, small[None])[0]
+    ab = _model_ab(module, mode, variables, small[None], temperature)[0]
     ab = jax.image.resize(ab * saturation, (*lightness.shape, 2), "linear")
     out = color.lab_to_rgb(jnp.concatenate([lightness[..., None], ab], axis=-1))
     return jnp.round(out * 255.0).astype(jnp.uint8)

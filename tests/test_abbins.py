@@ -73,3 +73,17 @@ def test_bins_head_needs_lab_and_unet():
 
     with pytest.raises(FramecolorError, match="bins head"):
         ModelConfig(mode="rgb", head="bins")
+
+
+def test_readout_temperature_trades_vividness_for_safety():
+    config = ModelConfig(width=0.125, size=80, head="bins")
+    module, variables = build_colorizer(config), init_variables(config, jax.random.PRNGKey(1))
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 80, 80, 1)), jnp.float32)
+    logits = module.apply(variables, x, logits=True)
+    # The readout is the annealed mean of the logits at the given temperature, upsampled.
+    for t in (0.2, 1.0):
+        ab = module.apply(variables, x, temperature=t)
+        expected = abbins.annealed_mean(logits, jnp.asarray(abbins.bin_centers()), t)
+        np.testing.assert_allclose(float(ab.mean()) * 110, float(expected.mean()), atol=0.5)
+    spread = [float(jnp.std(abbins.annealed_mean(logits, jnp.asarray(abbins.bin_centers()), t))) for t in (0.05, 2.0)]
+    assert spread[0] > spread[1]  # a cold readout keeps the per-pixel choices apart; a hot one averages them

@@ -335,3 +335,9 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
     for half, full in ((u_half, u_full), (v_half, v_full)):
         averaged = np.asarray(full, float).reshape(2, 4, 2, 4, 2).mean(axis=(2, 4))
         np.testing.assert_allclose(np.asarray(half, float), averaged, atol=1.01)
+
+
+@pytest.mark.parametrize("field, value", [("temperature", 0.0), ("saturation", -1.0), ("smoothing", 1.0)])
+def test_out_of_range_settings_are_input_errors(field, value):
+    with pytest.raises(InputError, match=field):
+        apply.ApplyConfig(**{field: value}).validate()

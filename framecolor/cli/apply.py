@@ -30,6 +30,9 @@ def apply(
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per forward pass (default: 8)."),
     saturation: Optional[float] = typer.Option(None, "--saturation", help="Scale the predicted color (default: 1.0)."),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="Bins-head models: lower is more vivid, higher nearer the mean color (default: 0.38)."
+    ),
     smoothing: Optional[float] = typer.Option(
         None, "--smoothing", help="Temporal smoothing strength in [0, 1) (default: 0.6)."
     ),
@@ -52,6 +55,7 @@ def apply(
         "render_size": render_size,
         "batch_size": batch_size,
         "saturation": saturation,
+        "temperature": temperature,
         "smoothing": 0.0 if no_smoothing else smoothing,
         "codec": codec,
         "crf": crf,

@@ -21,6 +21,7 @@ def evaluate(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Score at most this many frames per clip."),
     render_size: Optional[int] = typer.Option(None, "--render-size", help="Short side the model sees."),
     no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Bins-head readout temperature."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Colorize gray versions of color clips and report PSNR, SSIM, colorfulness, CDC and luma error."""
@@ -33,7 +34,7 @@ def evaluate(
     if json_path is not None:
         video.check_output_path(json_path, inputs=clips, overwrite=True)
     config = ev.EvalConfig(train_split=train_split, max_frames=max_frames).validate()
-    changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None}
+    changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None, "temperature": temperature}
     apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None})
     colorizer = pipeline.Colorizer(pipeline.load(model), apply_config)
     report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)

@@ -206,9 +206,11 @@ class Colorizer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, l_norm, train: bool = False, logits: bool = False):
+    def __call__(self, l_norm, train: bool = False, logits: bool = False, temperature=abbins.TEMPERATURE):
         """ab_norm or RGB at the input's size; with `logits` (bins head) the raw
-        class scores at stride 4, which training scores with abbins.loss."""
+        class scores at stride 4, which training scores with abbins.loss.
+        `temperature` is the bins head's readout: lower is more vivid, higher
+        is closer to the mean color (safer); other heads ignore it."""
         cfg = self.config
         if l_norm.ndim != 4 or l_norm.shape[-1] != 1:
             raise InputError(f"the colorizer takes lightness of shape (N, H, W, 1), not {tuple(l_norm.shape)}")
@@ -229,7 +231,7 @@ class Colorizer(nn.Module):
         if cfg.head == "bins":
             if logits:
                 return out
-            ab = abbins.annealed_mean(out, jnp.asarray(abbins.bin_centers()))
+            ab = abbins.annealed_mean(out, jnp.asarray(abbins.bin_centers()), temperature)
             # Chroma is smooth: predicting it at stride 4 and upsampling loses little (as in the paper).
             return _resize(color.normalize_ab(ab), l_norm.shape[1:3], "bilinear")
         return jnp.tanh(out) if cfg.mode == "lab" else nn.sigmoid(out)
