@@ -384,11 +384,6 @@ def _run_model(colorizer: Colorizer, batches: Iterable[list], encode: Callable, 
     return count
 
 
-def is_full_range(info) -> bool:
-    """Does the source store full-range (JPEG) luma codes, 0..255 instead of 16..235?"""
-    return info.pix_fmt.startswith("yuvj")
-
-
 def colorize_video(
     colorizer: Colorizer, source, output, *, overwrite: bool = False, progress: bool = True
 ) -> dict:
@@ -404,7 +399,7 @@ def colorize_video(
     info = video.probe(source)
     config = colorizer.config
     width, height = info.width, info.height
-    full_range = is_full_range(info)
+    full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
     stop = threading.Event()
     frames_q: queue.Queue = queue.Queue(maxsize=config.queue_size)

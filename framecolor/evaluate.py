@@ -45,7 +45,7 @@ def make_gray_clip(source, output, *, start: float | None = None, max_frames: in
     for scoring; a lossy crf for sample clips.
     """
     info = video.probe(source)
-    full_range = info.pix_fmt.startswith("yuvj")
+    full_range = info.full_range
     count = 0
     with video.VideoWriter(
         output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,

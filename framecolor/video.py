@@ -83,6 +83,11 @@ class VideoInfo:
     audio: tuple[StreamInfo, ...]
     subtitles: tuple[StreamInfo, ...]
 
+    @property
+    def full_range(self) -> bool:
+        """Does the video store full-range (JPEG) luma codes, 0..255 instead of 16..235?"""
+        return self.pix_fmt.startswith("yuvj")
+
     def to_dict(self) -> dict:
         """JSON-able: fractions as "num/den" strings, streams as lists of dicts."""
         d = dataclasses.asdict(self)
