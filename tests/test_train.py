@@ -65,6 +65,12 @@ def _run(clip, out, cache, config=CONFIG, **kwargs):
 
 
 def _start(clip, out, cache, config=CONFIG, devices=1, block_at_epoch=-1):
+    args = [str(clip), str(out), json.dumps(dataclasses.asdict(config)), str(cache), str(block_at_epoch)]
+    return _start_script(_SCRIPT, args, devices)
+
+
+def _start_script(script, args, devices=1):
+    """`script` in a fresh interpreter on `devices` simulated CPU devices; stdout and stderr piped."""
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
@@ -73,9 +79,8 @@ def _start(clip, out, cache, config=CONFIG, devices=1, block_at_epoch=-1):
     if devices > 1:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
         env["JAX_NUM_CPU_DEVICES"] = str(devices)
-    args = [str(clip), str(out), json.dumps(dataclasses.asdict(config)), str(cache), str(block_at_epoch)]
     return subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT, *args],
+        [sys.executable, "-c", script, *args],
         env=env,
         cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.PIPE,
@@ -97,7 +102,7 @@ def _assert_same_variables(a, b, **tol):
 
 
 @pytest.fixture(scope="module")
-def two_device_run(workdir, clip, cache):
+def two_device_run(workdir, clip, cache, data_parallel_run):
     """The CONFIG run on two (simulated) devices in a subprocess, stuck in epoch 2.
 
     Started before the reference run so that both compile at once on two
@@ -200,6 +205,66 @@ def test_two_devices_then_sigkill_then_resume_on_one(two_device_run, reference, 
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.history[-1]["train_loss"] < resumed.history[0]["train_loss"]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(_variables(out)))
+
+
+# The train step on a one-device and a two-device Mesh of the same process, from
+# the same start on the same batches; prints the largest parameter difference
+# and the largest move from the start. It computes in float64: in float32 this
+# net's gradient changes by ~0.5% with the mere summation order (BatchNorm over
+# tiny late feature maps), and ReLU and max-pool switches amplify that within
+# steps, so float32 could not tell a data-parallel bug from rounding.
+_DATA_PARALLEL_SCRIPT = """
+import json, sys, numpy as np, jax
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_disable_most_optimizations", True)
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from framecolor import dataset, train
+from framecolor.models.colorizer import Colorizer
+config = train.TINY_TRAIN
+model_config = config.model_config()
+side = dataset.stored_side(config.size)
+rng = np.random.default_rng(0)
+batches = [rng.integers(0, 256, (8, side, side, 3), dtype=np.uint8) for _ in range(int(sys.argv[1]))]
+start = train.fresh_variables(model_config, 0, config.size)
+# float64 statistics from the start, as the float64 step returns them: one compile per Mesh.
+start["batch_stats"] = jax.tree.map(lambda x: x.astype(np.float64), start["batch_stats"])
+params = {}
+for n in (1, 2):
+    mesh = Mesh(np.array(jax.devices()[:n]), ("data",))
+    state = train.init_state(start, lr=config.lr, clip_norm=config.clip_norm, seed=0, mesh=mesh)
+    model = Colorizer(config=model_config, dtype=jnp.float64)
+    step, _ = train.make_steps(model, train.make_optimizer(config.lr, config.clip_norm), size=config.size,
+                               mode=model_config.mode, loss=config.loss, mesh=mesh)
+    for batch in batches:
+        state, _ = step(state, jax.device_put(batch, NamedSharding(mesh, P("data"))), np.bool_(False))
+    params[n] = jax.device_get(state.params)
+largest = lambda a, b: max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+print(json.dumps({"devices": jax.device_count(), "difference": largest(params[1], params[2]),
+                  "moved": largest(params[1], start["params"])}))
+"""
+
+
+@pytest.fixture(scope="module")
+def data_parallel_run():
+    """_DATA_PARALLEL_SCRIPT over two steps, started with the module: it compiles
+    while the other tests run (compiling is mostly single-threaded)."""
+    proc = _start_script(_DATA_PARALLEL_SCRIPT, ["2"], devices=2)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_two_devices_give_the_parameters_of_one(data_parallel_run):
+    """A few data-parallel train steps over two devices equal the same steps on one."""
+    proc = data_parallel_run
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["devices"] == 2
+    assert result["moved"] > 1e-3  # two Adam steps of lr 1e-3 moved the parameters ...
+    assert result["difference"] < 1e-6  # ... identically on one and on two devices
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(reference, workdir, clip, cache):

@@ -250,7 +250,7 @@ class _ConvBN(nn.Module):
     def __call__(self, x, train: bool):
         x = nn.Conv(self.filters, (self.kernel, self.kernel), padding="SAME", use_bias=self.use_bias,
                     dtype=self.dtype, param_dtype=jnp.float32, name="conv")(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, use_fast_variance=False,
                          dtype=self.dtype, param_dtype=jnp.float32, name="bn")(x)
         return nn.relu(x) if self.relu else x
 

@@ -78,7 +78,7 @@ class InceptionV3(nn.Module):
                 use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=conv_name(i),
             )(y)
             y = nn.BatchNorm(
-                use_running_average=not train, momentum=0.99, epsilon=1e-3, use_scale=False,
+                use_running_average=not train, momentum=0.99, epsilon=1e-3, use_scale=False, use_fast_variance=False,
                 dtype=self.dtype, param_dtype=jnp.float32, name=bn_name(i),
             )(y)
             return nn.relu(y)
