@@ -62,7 +62,7 @@ class ApplyConfig:
 
     render_size: int | None = None  # short side the model sees; None: the model's training size
     batch_size: int = 8  # frames per forward (rounded up to a multiple of the device count)
-    saturation: float = 1.0  # scales the predicted ab
+    saturation: float | None = None  # scales the predicted ab; None: the model's calibrated gain (else 1.0)
     temperature: float = 0.38  # bins-head readout: lower is more vivid, higher safer (abbins.TEMPERATURE)
     smoothing: float = 0.6  # temporal smoothing strength in [0, 1); 0 turns it off
     codec: str = "libx264"
@@ -80,7 +80,7 @@ class ApplyConfig:
             raise InputError(f"smoothing strength must be in [0, 1), got {self.smoothing}")
         if not 0.0 < self.temperature <= 2.0:
             raise InputError(f"temperature must be in (0, 2], got {self.temperature}")
-        if not 0.0 <= self.saturation <= 4.0:
+        if self.saturation is not None and not 0.0 <= self.saturation <= 4.0:
             raise InputError(f"saturation must be in [0, 4], got {self.saturation}")
         if self.pix_fmt not in PIX_FMTS:
             raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
@@ -139,6 +139,7 @@ class Colorizer:
         from framecolor.models.colorizer import build_colorizer
 
         self.model_config = model.config
+        self.model_saturation = float(getattr(model, "readout", {}).get("saturation", 1.0))
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("data",))
         self._configure(config)
@@ -152,6 +153,7 @@ class Colorizer:
     def _configure(self, config: ApplyConfig) -> None:
         self.config = config.validate()
         self.render_size = config.render_size or self.model_config.size
+        self.saturation = self.model_saturation if config.saturation is None else config.saturation
         devices = self.mesh.devices.size
         self.batch_size = math.ceil(config.batch_size / devices) * devices  # the batch splits evenly
 
@@ -184,7 +186,7 @@ class Colorizer:
             ahead.track,
             current.y,
             jnp.float32(self.config.smoothing),
-            jnp.float32(self.config.saturation),
+            jnp.float32(self.saturation),
             full_range=full_range,
             matrix=matrix,
             subsample=subsample,
@@ -194,7 +196,7 @@ class Colorizer:
         """One image (H, W, 3) uint8 -> colorized (H, W, 3) uint8 with the same L."""
         h, w = render_shape(rgb.shape[1], rgb.shape[0], self.render_size)
         out = _colorize_rgb(
-            self.module, self.model_config.mode, self.variables, rgb, jnp.float32(self.config.saturation),
+            self.module, self.model_config.mode, self.variables, rgb, jnp.float32(self.saturation),
             jnp.float32(self.config.temperature), render_hw=(h, w),
         )
         return np.asarray(out)

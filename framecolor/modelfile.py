@@ -48,6 +48,12 @@ class LoadedModel:
     variables: dict  # {"params": ..., "batch_stats": ...} of float32 NumPy arrays
     header: dict
 
+    @property
+    def readout(self) -> dict:
+        """Apply's defaults for this model ({} for files written before readouts existed)."""
+        readout = self.header.get("readout")
+        return readout if isinstance(readout, dict) else {}
+
 
 def normalization() -> dict:
     """The constants that map Lab to the model's inputs and outputs (framecolor.color)."""
@@ -60,8 +66,13 @@ def default_model_path() -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
-def save_model(path, config: ModelConfig, variables, summary: dict | None = None) -> Path:
-    """Write `variables` of a `config` model to `path` atomically (temp file + rename)."""
+def save_model(path, config: ModelConfig, variables, summary: dict | None = None,
+               readout: dict | None = None) -> Path:
+    """Write `variables` of a `config` model to `path` atomically (temp file + rename).
+
+    `readout` holds apply's defaults that belong to this model (e.g. its
+    calibrated "saturation"); options given to apply override them.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"{path}: directory {path.parent} does not exist")
@@ -78,6 +89,7 @@ def save_model(path, config: ModelConfig, variables, summary: dict | None = None
         "param_count": sum(x.size for x in jax.tree.leaves(state)),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "summary": summary or {},
+        "readout": readout or {},
     }
     head = json.dumps(header, default=_json_value, sort_keys=True).encode("utf8")
     # Same directory, so os.replace is an atomic rename; os.open (not mkstemp)
@@ -143,6 +155,8 @@ def describe_model(path) -> list[tuple[str, str]]:
         ("framecolor version", str(header.get("framecolor_version"))),
         ("format version", str(header.get("format_version"))),
     ]
+    for key, value in (header.get("readout") or {}).items():
+        rows.append((f"apply default {key}", json.dumps(value)))
     for key, value in (header.get("summary") or {}).items():
         rows.append((f"training {key}", value if isinstance(value, str) else json.dumps(value)))
     return rows

@@ -196,6 +196,18 @@ def test_image_keeps_size_and_lightness(colorizer, tmp_path):
     assert np.mean(np.abs(l_out - l_in) < 1.5) > 0.99
 
 
+def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(model, colorizer, tmp_path):
+    import dataclasses
+
+    rgb = video.read_image(media.make_images(tmp_path / "in", 1, size=(64, 48))[0])
+    chroma = lambda out: float(np.abs(np.asarray(color.rgb_to_lab(out / 255.0))[..., 1:]).mean())
+    colorless = dataclasses.replace(model, header={**model.header, "readout": {"saturation": 0.0}})
+    by_file = apply.Colorizer(colorless, colorizer.config)
+    assert by_file.saturation == 0.0 and colorizer.saturation == 1.0  # no readout in the file: 1.0
+    assert chroma(by_file.colorize_rgb(rgb)) < 0.5 < chroma(colorizer.colorize_rgb(rgb))
+    assert by_file.reconfigured(saturation=1.0).saturation == 1.0
+
+
 # ---------------------------------------------------------------------------
 # Smoothing on its own
 

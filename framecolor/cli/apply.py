@@ -29,7 +29,7 @@ def apply(
         None, "--render-size", help="Short side the model sees (default: the model's training size)."
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per forward pass (default: 8)."),
-    saturation: Optional[float] = typer.Option(None, "--saturation", help="Scale the predicted color (default: 1.0)."),
+    saturation: Optional[float] = typer.Option(None, "--saturation", help="Scale the predicted color (default: the model's calibrated gain, else 1.0)."),
     temperature: Optional[float] = typer.Option(
         None, "--temperature", help="Bins-head models: lower is more vivid, higher nearer the mean color (default: 0.38)."
     ),

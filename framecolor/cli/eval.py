@@ -22,6 +22,9 @@ def evaluate(
     render_size: Optional[int] = typer.Option(None, "--render-size", help="Short side the model sees."),
     no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Bins-head readout temperature."),
+    saturation: Optional[float] = typer.Option(
+        None, "--saturation", help="Scale the predicted color (default: the model's calibrated gain, else 1.0)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Colorize gray versions of color clips and report PSNR, SSIM, colorfulness, CDC and luma error."""
@@ -34,11 +37,13 @@ def evaluate(
     if json_path is not None:
         video.check_output_path(json_path, inputs=clips, overwrite=True)
     config = ev.EvalConfig(train_split=train_split, max_frames=max_frames).validate()
-    changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None, "temperature": temperature}
-    apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None})
+    changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None, "temperature": temperature,
+               "saturation": saturation}
+    apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None}).validate()
     colorizer = pipeline.Colorizer(pipeline.load(model), apply_config)
     report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)
     report["model"] = str(model) if model else "default"
+    report["saturation"] = colorizer.saturation
     print_rows(ev.report_rows(report))
     if json_path is not None:
         ev.write_json(json_path, report)
