@@ -1,8 +1,9 @@
 """Make a black-and-white copy of a color video: its own luma, neutral chroma, audio kept.
 
+    python examples/make_bw.py ../shared/data/clips/asl_milk.mkv examples/asl_milk_bw.mp4
     python examples/make_bw.py ../shared/data/clips/bikes.mp4 examples/bikes_bw.mp4
 
-This is how examples/bikes_bw.mp4 was made; use it to try framecolor on footage
+This is how the two samples in examples/ were made; use it to try framecolor on footage
 whose true colors you know (then `framecolor eval` on the color original scores it).
 """
 
