@@ -208,6 +208,21 @@ def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(mo
     assert by_file.reconfigured(saturation=1.0).saturation == 1.0
 
 
+def test_the_shipped_default_colorizes_the_readme_sample():
+    """The README's promise: no --model, the shipped file, the shipped gray sample -> color."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "asl_milk_bw.mp4"
+    colorizer = apply.Colorizer(apply.load(None), apply.ApplyConfig(render_size=96))
+    assert colorizer.saturation > 1.0  # the file carries its calibrated chroma gain
+    gray = next(iter(video.read_frames(sample, short_side=120))).image
+    out = colorizer.colorize_rgb(gray)
+    lab_in, lab_out = (np.asarray(color.rgb_to_lab(x / 255.0)) for x in (gray, out))
+    assert np.abs(lab_in[..., 1:]).mean() < 0.1  # the sample really is gray
+    assert np.abs(lab_out[..., 1:]).mean() > 3.0  # color was added (a saturation of 0 would fail here)
+    assert np.mean(np.abs(lab_out[..., 0] - lab_in[..., 0]) < 1.5) > 0.99
+
+
 # ---------------------------------------------------------------------------
 # Smoothing on its own
 
