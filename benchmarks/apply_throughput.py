@@ -34,7 +34,6 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -90,13 +89,13 @@ def _model(model_path, width: float, size: int | None):
     import jax
 
     from framecolor import apply
+    from framecolor.modelfile import LoadedModel
     from framecolor.models.colorizer import ModelConfig, init_variables
 
     if model_path:
         return apply.load(model_path)
     config = ModelConfig(width=width, **({"size": size} if size else {}))
-    # What apply.Colorizer reads of a loaded model file.
-    return SimpleNamespace(config=config, variables=init_variables(config, jax.random.PRNGKey(0)))
+    return LoadedModel(config=config, variables=init_variables(config, jax.random.PRNGKey(0)), header={})
 
 
 def transcode_fps(path, out, *, codec, crf, preset, pix_fmt) -> float:

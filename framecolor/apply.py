@@ -139,7 +139,7 @@ class Colorizer:
         from framecolor.models.colorizer import build_colorizer
 
         self.model_config = model.config
-        self.model_saturation = float(getattr(model, "readout", {}).get("saturation", 1.0))
+        self.model_saturation = float(model.readout.get("saturation", 1.0))
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("data",))
         self._configure(config)

@@ -589,12 +589,8 @@ def chroma_gain(model_config: ModelConfig, variables, frames: np.ndarray, indice
     """sqrt(sum |ab_true|^2 / sum |ab_pred|^2) over center crops of frames[indices], in [1, MAX_CHROMA_GAIN]."""
     forward = _chroma_energies(build_colorizer(model_config), size)
     true_sum = pred_sum = 0.0
-    indices = np.asarray(indices)
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start : start + batch_size]
-        batch = np.zeros((batch_size, *frames.shape[1:]), np.uint8)  # one shape: one compile
-        batch[: len(chunk)] = frames[np.sort(chunk)]
-        t, q = forward(variables, batch, np.arange(batch_size) < len(chunk))
+    for batch_idx, mask in dataset.eval_batches(np.asarray(indices), batch_size):  # one shape: one compile
+        t, q = forward(variables, frames[batch_idx], mask)
         true_sum, pred_sum = true_sum + float(t), pred_sum + float(q)
     if pred_sum <= 0.0:
         return 1.0
@@ -604,10 +600,10 @@ def chroma_gain(model_config: ModelConfig, variables, frames: np.ndarray, indice
 @functools.lru_cache(maxsize=4)
 def _chroma_energies(model, size: int):
     @jax.jit
-    def energies(variables, batch, valid):
+    def energies(variables, batch, mask):
         l_norm, target = prepare_batch(batch, None, size, "lab")
         out = model.apply(variables, l_norm, train=False).astype(jnp.float32)
-        weight = valid[:, None, None, None].astype(jnp.float32)
+        weight = mask[:, None, None, None]
         return jnp.sum(jnp.square(target) * weight), jnp.sum(jnp.square(out) * weight)
 
     return energies
