@@ -8,6 +8,12 @@ One run measures, on a generated video of the given size:
                  at full resolution), synthetic frames, no codec
   model_fps      the network alone at the render size, synthetic input
 Compile time is measured apart (first call) and excluded from the rates.
+With --repeats N, apply and transcode-only alternate N times and each keeps its
+best rate (every sample is in the JSON): a lent VM is noisy from second to
+second, and alternating keeps one slow moment from landing on one side only.
+cpu_ms_per_frame (process CPU time over frames) tells contention from
+waiting: apply needing more CPU per frame than the codec alone means the
+codec's threads shared the cores with apply's own work.
 
 --memory instead runs apply on generated videos of several lengths (default
 1 and 5 minutes), each in a fresh process, and reports its peak RSS: a
@@ -98,12 +104,12 @@ def _model(model_path, width: float, size: int | None):
     return LoadedModel(config=config, variables=init_variables(config, jax.random.PRNGKey(0)), header={})
 
 
-def transcode_fps(path, out, *, codec, crf, preset, pix_fmt) -> float:
+def transcode(path, out, *, codec, crf, preset, pix_fmt) -> dict:
     """Decode the Y plane and write it back with neutral chroma: the codec's share of apply."""
     from framecolor import video
 
     info = video.probe(path)
-    started, count = time.perf_counter(), 0
+    count = 0
     with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
                            codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams_from=path,
                            overwrite=True) as writer:
@@ -111,7 +117,15 @@ def transcode_fps(path, out, *, codec, crf, preset, pix_fmt) -> float:
         for frame in video.read_frames(path, format="luma"):
             writer.write_yuv(frame.image, u, v, frame.pts)
             count += 1
-    return count / (time.perf_counter() - started)
+    return {"frames": count}
+
+
+def _sample(run) -> dict:
+    """Wall-clock fps and process CPU ms per frame of run() -> {"frames": n, ...}."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    frames = run()["frames"]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"fps": frames / wall, "cpu_ms_per_frame": 1000 * cpu / frames, "frames": frames}
 
 
 def device_rates(colorizer, width: int, height: int, repeats: int = 5) -> dict:
@@ -161,16 +175,17 @@ def _aspect_width(height: int) -> int:
 def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
             size: int | None = None, render_size: int | None = None, batch_size: int = 8,
             codec: str = "libx264", crf: int = 18, preset: str = "medium", smoothing: float | None = None,
-            workdir=None) -> dict:
+            repeats: int = 1, workdir=None) -> dict:
     """Apply, transcode-only, device and model-only rates on a generated 16:9 video."""
     return measure_grid((height,), (preset,), seconds, model=model, width=width, size=size,
                         render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
-                        smoothing=smoothing, workdir=workdir)[0]
+                        smoothing=smoothing, repeats=repeats, workdir=workdir)[0]
 
 
 def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
                  size: int | None = None, render_size: int | None = None, batch_size: int = 8,
-                 codec: str = "libx264", crf: int = 18, smoothing: float | None = None, workdir=None) -> list:
+                 codec: str = "libx264", crf: int = 18, smoothing: float | None = None, repeats: int = 1,
+                 workdir=None) -> list:
     """measure() for every height x preset, in one process: one model, one video per height."""
     import jax
 
@@ -192,20 +207,27 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     config = dataclasses.replace(config, smoothing=smoothing)
                 colorizer = apply.Colorizer(loaded, config)
                 rates = device_rates(colorizer, frame_w, height)  # also compiles apply's steps for this size
-                result = apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)
-                transcode = transcode_fps(source, tmp / "plain.mp4", codec=codec, crf=crf, preset=preset,
-                                          pix_fmt=config.pix_fmt)
+                applied, plain = [], []
+                for _ in range(repeats):
+                    applied.append(_sample(lambda: apply.colorize_video(
+                        colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)))
+                    plain.append(_sample(lambda: transcode(
+                        source, tmp / "plain.mp4", codec=codec, crf=crf, preset=preset, pix_fmt=config.pix_fmt)))
+                best_apply, best_plain = (max(samples, key=lambda r: r["fps"]) for samples in (applied, plain))
                 runs.append({
                     "benchmark": "apply_throughput",
                     "device": str(jax.devices()[0]),
                     "device_count": jax.device_count(),
                     "platform": platform.node(),
-                    "video": {"width": frame_w, "height": height, "frames": result["frames"], "fps": FPS},
+                    "video": {"width": frame_w, "height": height, "frames": best_apply["frames"], "fps": FPS},
                     "model": {"path": model, **loaded.config.to_dict()},
                     "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
                                  "codec": codec, "crf": crf, "preset": preset, "smoothing": config.smoothing},
-                    "apply_fps": result["frames"] / result["seconds"],
-                    "transcode_fps": transcode,
+                    "apply_fps": best_apply["fps"],
+                    "transcode_fps": best_plain["fps"],
+                    "apply_cpu_ms_per_frame": best_apply["cpu_ms_per_frame"],
+                    "transcode_cpu_ms_per_frame": best_plain["cpu_ms_per_frame"],
+                    "samples": {"apply": applied, "transcode": plain},
                     **rates,
                     "generate_s": generate_s,
                 })
@@ -261,6 +283,7 @@ def main(argv=None) -> None:
     parser.add_argument("--crf", type=int, default=18)
     parser.add_argument("--preset", nargs="+", default=["medium"], help="one or more x264 presets")
     parser.add_argument("--smoothing", type=float)
+    parser.add_argument("--repeats", type=int, default=1, help="alternate apply and transcode-only N times, keep each's best")
     parser.add_argument("--memory", action="store_true", help="peak RSS for videos of --minutes")
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--out", help="also write the JSON here")
@@ -274,7 +297,7 @@ def main(argv=None) -> None:
     else:
         runs = measure_grid(args.height, args.preset, args.seconds, model=args.model, width=args.width,
                             size=args.size, render_size=args.render_size, batch_size=args.batch_size,
-                            codec=args.codec, crf=args.crf, smoothing=args.smoothing)
+                            codec=args.codec, crf=args.crf, smoothing=args.smoothing, repeats=args.repeats)
         result = runs[0] if len(runs) == 1 else {"benchmark": "apply_throughput", "runs": runs}
     text = json.dumps(result, indent=2)
     print(text)

@@ -4,7 +4,10 @@
 # Here, once:   ../shared/tools/gpu-wheels.sh          (the PyAV wheel into .whl/, ignored by git)
 # Then a device run with carry [".whl"] and the command:   bash benchmarks/gpu.sh
 # JAX beside the PyTorch reference and apply beside the codec floor, measured in
-# the same run; JSON and a markdown table land in $OUT (bench.json, bench.md).
+# the same run; JSON and a markdown table land in $OUT (bench.json, bench.md),
+# saved after every row, so a run cut by LIMIT_S keeps what it finished.
+# Last, the README's sample colorized on the device (asl_milk_gpu.mp4), to
+# compare its bf16 colors with a CPU run of the same command.
 # PRESET=cpu runs the same script at CPU size, to check it before spending device time.
 set -uo pipefail
 OUT=${OUT:-/tmp/framecolor-bench}
@@ -17,8 +20,11 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+nproc
 timeout "${LIMIT_S:-480}" python3 benchmarks/run.py --preset "${PRESET:-gpu}" --out "$OUT/bench" ${ONLY:+--only $ONLY} 2>&1 \
   | grep -v "cuda_timer.cc" | tee "$OUT/log.txt"
 status=${PIPESTATUS[0]}
-[ "$status" = 124 ] && echo "benchmark stopped at its ${LIMIT_S:-480} s limit; partial log in $OUT/log.txt"
+[ "$status" = 124 ] && echo "benchmark stopped at its ${LIMIT_S:-480} s limit; the rows it finished are in $OUT/bench.json"
+timeout "${SAMPLE_S:-60}" python3 -m framecolor apply examples/asl_milk_bw.mp4 "$OUT/asl_milk_gpu.mp4" --quiet --overwrite \
+  2>&1 | grep -v "cuda_timer.cc" | tail -3
 exit "$status"
