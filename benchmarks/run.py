@@ -227,16 +227,17 @@ def markdown(results: dict) -> str:
                 f"{_rate(r['torch_compile']) if 'torch_compile' in r else '-'} | {r['jax']['compile_s']:.1f} |")
         lines.append("")
     if "apply" in results:
-        lines += ["| apply | apply fps | decode+encode-only fps | ratio | model-only fps | device-stage fps "
-                  "| CPU ms/frame apply vs codec-only |",
+        lines += ["| apply | apply fps | decode+encode-only fps: gray / same colors | apply / codec: gray / colors "
+                  "| model-only fps | device-stage fps | CPU ms/frame: apply / codec gray / codec colors |",
                   "|---|---|---|---|---|---|---|"]
         for r in results["apply"]:
             v, m, st = r["video"], r["model"], r["settings"]
             lines.append(f"| {v['width']}x{v['height']} {st['preset']}, {m['decoder']} w{m['width']} render "
                          f"{st['render_size']}, batch {st['batch_size']} | "
-                         f"{r['apply_fps']:.1f} | {r['transcode_fps']:.1f} | "
-                         f"{r['apply_fps'] / r['transcode_fps']:.2f} | {r['model_fps']:.1f} | {r['device_fps']:.1f} | "
-                         f"{r['apply_cpu_ms_per_frame']:.1f} vs {r['transcode_cpu_ms_per_frame']:.1f} |")
+                         f"{r['apply_fps']:.1f} | {r['transcode_fps']:.1f} / {r['transcode_colored_fps']:.1f} | "
+                         f"{r['apply_fps'] / r['transcode_fps']:.2f} / {r['apply_fps'] / r['transcode_colored_fps']:.2f} | "
+                         f"{r['model_fps']:.1f} | {r['device_fps']:.1f} | {r['apply_cpu_ms_per_frame']:.1f} / "
+                         f"{r['transcode_cpu_ms_per_frame']:.1f} / {r['transcode_colored_cpu_ms_per_frame']:.1f} |")
         lines.append("")
     return "\n".join(lines)
 
