@@ -8,6 +8,7 @@ One run measures, on a generated video of the given size:
                  the codec alone on the frames apply wrote: decode apply's output and
                  encode its Y, U and V again, same settings (what apply could reach with
                  an infinitely fast model: the encoder works harder on color than on gray)
+                 Both floors decode in a thread of their own, as apply does.
   device_fps     everything apply does on the device (predict + smoothing + recombination
                  at full resolution), synthetic frames, no codec
   model_fps      the network alone at the render size, synthetic input
@@ -37,10 +38,12 @@ import argparse
 import dataclasses
 import json
 import platform
+import queue
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -108,45 +111,80 @@ def _model(model_path, width: float, size: int | None):
     return LoadedModel(config=config, variables=init_variables(config, jax.random.PRNGKey(0)), header={})
 
 
-def transcode(path, out, *, codec, crf, preset, pix_fmt) -> dict:
-    """Decode the Y plane and write it back with neutral chroma: the codec's share of apply."""
+def _decoded_ahead(frames, depth: int = 64):
+    """Yield from the iterator `frames`, run in a thread of its own `depth` items ahead.
+
+    Apply decodes in its own thread; so do the codec floors, so that they
+    differ from apply only by what apply adds, not by a serial decode.
+    """
+    items: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def fill():
+        try:
+            for item in frames:
+                items.put(item)
+            items.put(done)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+
+    threading.Thread(target=fill, name="floor-decode", daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _gray_planes(path):
     from framecolor import video
 
-    info = video.probe(path)
+    for frame in video.read_frames(path, format="luma"):
+        yield frame.image, None, None, frame.pts
+
+
+def _color_planes(path):
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            h, w = frame.height, frame.width
+            planes = frame.to_ndarray(format="yuv420p")  # (3h/2, w): Y, then U and V flattened
+            yield (planes[:h], planes[h:h + h // 4].reshape(h // 2, w // 2),
+                   planes[h + h // 4:].reshape(h // 2, w // 2), frame.pts)
+
+
+def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict:
+    """Encode (y, u, v, pts) planes (u, v None: neutral chroma) with apply's writer and settings."""
+    from framecolor import video
+
     count = 0
     with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                           codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams_from=path,
+                           codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams_from=source,
                            overwrite=True) as writer:
-        u = v = np.full(writer.chroma_shape, 128, np.uint8)
-        for frame in video.read_frames(path, format="luma"):
-            writer.write_yuv(frame.image, u, v, frame.pts)
+        gray = np.full(writer.chroma_shape, 128, np.uint8)
+        for y, u, v, pts in _decoded_ahead(planes):
+            writer.write_yuv(y, gray if u is None else u, gray if v is None else v, pts)
             count += 1
     return {"frames": count}
 
 
-def transcode_colored(colored, out, *, source, codec, crf, preset, pix_fmt) -> dict:
+def transcode(path, out, **codec_kw) -> dict:
+    """Decode the Y plane and write it back with neutral chroma: the codec's share of apply."""
+    from framecolor import video
+
+    return _reencode(_gray_planes(path), out, info=video.probe(path), source=path, **codec_kw)
+
+
+def transcode_colored(colored, out, *, source, **codec_kw) -> dict:
     """Decode apply's colored output and encode its three planes again with the same settings.
 
     The codec floor for the frames apply actually writes: x264 spends more
     (chroma motion search, chroma residuals) on colored chroma than on the
     neutral chroma of transcode(), so that floor flatters the codec.
     """
-    import av
-
     from framecolor import video
 
-    info = video.probe(colored)
-    count, h, w = 0, info.height, info.width
-    with av.open(str(colored)) as container, video.VideoWriter(
-            out, width=w, height=h, fps=info.fps, time_base=info.time_base, codec=codec, crf=crf, preset=preset,
-            pix_fmt=pix_fmt, copy_streams_from=source, overwrite=True) as writer:
-        for frame in container.decode(video=0):
-            planes = frame.to_ndarray(format="yuv420p")  # (3h/2, w): Y, then U and V flattened
-            u = planes[h:h + h // 4].reshape(h // 2, w // 2)
-            v = planes[h + h // 4:].reshape(h // 2, w // 2)
-            writer.write_yuv(planes[:h], u, v, frame.pts)
-            count += 1
-    return {"frames": count}
+    return _reencode(_color_planes(colored), out, info=video.probe(colored), source=source, **codec_kw)
 
 
 def _sample(run) -> dict:
