@@ -417,9 +417,10 @@ def colorize_video(
         codec=config.codec,
         crf=config.crf,
         preset=config.preset,
-        # Full-range luma codes stay full range (yuvj*), so the Y plane is
-        # copied exactly and still displays as it did.
-        pix_fmt=config.pix_fmt.replace("yuv", "yuvj") if full_range else config.pix_fmt,
+        # Full-range luma codes stay full range (a yuvj* format or the range
+        # flag), so the Y plane is copied exactly and still displays as it did.
+        pix_fmt=config.pix_fmt,
+        full_range=full_range,
         copy_streams_from=source,
         overwrite=overwrite,
         inputs=(source,),

@@ -46,6 +46,9 @@ _ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuvj420p": "yuvj444p", "yuv422p": "
                       "yuvj422p": "yuvj444p", "nv12": "yuv444p", "nv21": "yuv444p",
                       "yuv420p10le": "yuv444p10le"}
 _WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p"})
+FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+# The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
+_JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
 _CRF_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"})
 _PRESET_CODECS = frozenset({"libx264", "libx265"})
 
@@ -82,11 +85,16 @@ class VideoInfo:
     pix_fmt: str
     audio: tuple[StreamInfo, ...]
     subtitles: tuple[StreamInfo, ...]
+    color_range: int = 0  # FFmpeg's AVColorRange: 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
 
     @property
     def full_range(self) -> bool:
-        """Does the video store full-range (JPEG) luma codes, 0..255 instead of 16..235?"""
-        return self.pix_fmt.startswith("yuvj")
+        """Does the video store full-range (JPEG) luma codes, 0..255 instead of 16..235?
+
+        Said either by the old yuvj* pixel formats or, as encoders that have no
+        yuvj format (FFV1, VP9, ...) and current FFmpeg write it, by a flag.
+        """
+        return self.pix_fmt.startswith("yuvj") or self.color_range == FULL_RANGE
 
     def to_dict(self) -> dict:
         """JSON-able: fractions as "num/den" strings, streams as lists of dicts."""
@@ -235,6 +243,7 @@ def probe(path) -> VideoInfo:
             pix_fmt=cc.pix_fmt or "unknown",
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
+            color_range=int(getattr(cc, "color_range", 0) or 0),
         )
 
 
@@ -600,6 +609,7 @@ class VideoWriter:
         overwrite: bool = False,
         inputs: Iterable = (),
         matrix: str | None = None,
+        full_range: bool = False,
     ):
         self.path = Path(path)
         self._colorspace = _COLORSPACES[matrix]
@@ -607,7 +617,10 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
-        self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt)
+        self.full_range = full_range or pix_fmt.startswith("yuvj")
+        self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt.replace("yuvj", "yuv", 1))
+        # A full-range yuv* format (no yuvj* in this encoder) carries the range as a flag.
+        self._range_flag = FULL_RANGE if self.full_range and not self.pix_fmt.startswith("yuvj") else None
         self.frames_written = 0
         self._last_pts = None
         self._source = None
@@ -646,6 +659,9 @@ class VideoWriter:
             warnings.warn(f"{self.width}x{self.height} is odd, which {pix_fmt} cannot hold: "
                           f"writing {self.path} as {fallback}", VideoWarning, stacklevel=3)
             pix_fmt = fallback
+        full = pix_fmt.replace("yuv", "yuvj", 1)
+        if self.full_range and full in _JPEG_FORMATS and (not supported or full in supported):
+            return full  # the range is in the format itself, which every player honours
         if supported and pix_fmt not in supported:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
@@ -671,6 +687,8 @@ class VideoWriter:
         if self._colorspace is not None and hasattr(stream.codec_context, "colorspace"):
             # Players must decode the chroma with the matrix it was made with.
             stream.codec_context.colorspace = self._colorspace
+        if self._range_flag is not None:
+            stream.codec_context.color_range = self._range_flag
         return stream
 
     def _add_copied_streams(self, source: Path):
@@ -712,6 +730,8 @@ class VideoWriter:
     def _encode(self, frame, pts):
         if self._colorspace is not None and hasattr(frame, "colorspace"):
             frame.colorspace = self._colorspace
+        if self._range_flag is not None:
+            frame.color_range = self._range_flag
         frame.pts = self._next_pts(pts)
         frame.time_base = self.time_base
         self._mux_copies(until=float(frame.pts * self.time_base))

@@ -113,8 +113,12 @@ def make_video(
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
+    color_range: int | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
+
+    `color_range` 2 flags the video full range (FFmpeg's AVCOL_RANGE_JPEG), as
+    encoders without yuvj* formats mark it.
 
     `subtitles` is False, True/"srt" or "ass" (MKV only): the track is remuxed from
     a generated subtitle file, the way a real file would carry it.
@@ -126,6 +130,8 @@ def make_video(
     with av.open(str(path), "w", options=options or {}) as out:
         video = out.add_stream(codec, rate=Fraction(rate))
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if color_range is not None:
+            video.codec_context.color_range = color_range
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":

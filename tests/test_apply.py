@@ -104,6 +104,18 @@ def test_vfr_pts_are_kept_and_lossy_luma_stays_close(colorizer, vfr_clip, tmp_pa
     assert error.mean() < 0.5 and np.mean(error <= 1) >= 0.97
 
 
+def test_full_range_flag_is_kept_and_ffv1_keeps_luma_exactly(colorizer, tmp_path):
+    """A full-range video flagged as such (no yuvj format), out through FFV1, the lossless archive codec."""
+    source = media.make_video(tmp_path / "full.mkv", codec="ffv1", color_range=video.FULL_RANGE, frames=6)
+    assert video.probe(source).full_range
+    out = tmp_path / "out.mkv"
+    apply.colorize_video(colorizer.reconfigured(codec="ffv1"), source, out, progress=False)
+    info = video.probe(out)
+    assert (info.codec, info.full_range, info.frame_count) == ("ffv1", True, 6)
+    np.testing.assert_array_equal(_luma(out), _luma(source))
+    assert _packets(out, "audio") == _packets(source, "audio")
+
+
 def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     out = tmp_path / "odd.mp4"
     with pytest.warns(video.VideoWarning, match="yuv444p"):  # 4:2:0 cannot hold an odd size

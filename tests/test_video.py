@@ -378,6 +378,24 @@ def test_write_yuv_lossless_keeps_y_exactly(tmp_path):
     np.testing.assert_array_equal(decoded[48:].reshape(2, 24, 32), np.stack(planes[1][1:]))
 
 
+def test_full_range_is_kept_as_a_yuvj_format_or_as_the_range_flag(tmp_path):
+    """x264 takes yuvj420p; FFV1 has no yuvj format, so the range travels as a flag."""
+    y = (np.arange(48 * 64) % 256).astype(np.uint8).reshape(48, 64)  # codes 0..255: full range
+    u = v = np.full((24, 32), 128, np.uint8)
+    for name, codec, pix_fmt in (("x264.mp4", "libx264", "yuvj420p"), ("ffv1.mkv", "ffv1", "yuv420p")):
+        path = tmp_path / name
+        with VideoWriter(path, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec=codec, crf=0,
+                         full_range=True) as writer:
+            assert writer.pix_fmt == pix_fmt
+            writer.write_yuv(y, u, v, 0)
+        info = probe(path)
+        assert info.full_range and info.pix_fmt == pix_fmt
+        np.testing.assert_array_equal(next(read_frames(path, format="luma")).image, y)
+        # Read as full range: gray is the code itself (as limited range, code 16 would be 0).
+        gray = next(read_frames(path, format="gray")).image.astype(int)
+        assert np.abs(gray - y).max() <= 1
+
+
 def test_odd_size_falls_back_to_yuv444p(odd_clip, tmp_path):
     out = tmp_path / "odd_out.mp4"
     with pytest.warns(VideoWarning, match="175x143 is odd"):
