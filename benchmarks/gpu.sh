@@ -9,6 +9,9 @@
 # Last, the README's sample colorized on the device (asl_milk_gpu.mp4), to
 # compare its bf16 colors with a CPU run of the same command.
 # PRESET=cpu runs the same script at CPU size, to check it before spending device time.
+# On an H200 the GPU preset took 440 s (2026-11-26), before the colored codec floor was added
+# (about a minute more). LIMIT_S defaults to 520: with the sample (SAMPLE_S, 60) and the
+# wheel install, that fits one 600 s device call; rows past the limit are lost, not the rest.
 set -uo pipefail
 OUT=${OUT:-/tmp/framecolor-bench}
 mkdir -p "$OUT"
@@ -21,10 +24,10 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 nproc
-timeout "${LIMIT_S:-480}" python3 benchmarks/run.py --preset "${PRESET:-gpu}" --out "$OUT/bench" ${ONLY:+--only $ONLY} 2>&1 \
+timeout "${LIMIT_S:-520}" python3 benchmarks/run.py --preset "${PRESET:-gpu}" --out "$OUT/bench" ${ONLY:+--only $ONLY} 2>&1 \
   | grep -v "cuda_timer.cc" | tee "$OUT/log.txt"
 status=${PIPESTATUS[0]}
-[ "$status" = 124 ] && echo "benchmark stopped at its ${LIMIT_S:-480} s limit; the rows it finished are in $OUT/bench.json"
+[ "$status" = 124 ] && echo "benchmark stopped at its ${LIMIT_S:-520} s limit; the rows it finished are in $OUT/bench.json"
 timeout "${SAMPLE_S:-60}" python3 -m framecolor apply examples/asl_milk_bw.mp4 "$OUT/asl_milk_gpu.mp4" --quiet --overwrite \
   2>&1 | grep -v "cuda_timer.cc" | tail -3
 exit "$status"
