@@ -42,8 +42,8 @@ _YUV8 = frozenset(
 )
 # Chroma-subsampled formats that cannot hold an odd width/height, and the
 # full-chroma format to use instead.
-_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuvj420p": "yuvj444p", "yuv422p": "yuv444p",
-                      "yuvj422p": "yuvj444p", "nv12": "yuv444p", "nv21": "yuv444p",
+# (Full-range yuvj* requests arrive here as their yuv* twins.)
+_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
                       "yuv420p10le": "yuv444p10le"}
 _WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p"})
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
