@@ -361,8 +361,10 @@ def _check_resume_config(saved: dict, config: TrainConfig, run_dir: Path) -> Non
 def _open_run(run_dir: Path, resume: bool) -> dict | None:
     """The saved run.json when resuming; refuse to train over an existing run."""
     run_file = run_dir / "run.json"
-    if not run_dir.parent.is_dir():
-        raise TrainingError(f"{run_dir.parent}: no such directory for --out")
+    # Missing folders are made (runs/NAME on a fresh checkout); a file in the way is an error.
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise TrainingError(f"{existing}: is a file, not a folder for --out")
     if resume:
         if not run_file.is_file():
             raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
@@ -468,7 +470,7 @@ def train(
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
 
-    run_dir.mkdir(exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "previews").mkdir(exist_ok=True)
     if saved is None:
         callbacks.write_atomic(

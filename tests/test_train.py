@@ -300,12 +300,16 @@ def test_resume_refuses_other_options(reference, workdir, clip, cache):
         _run(clip, out, cache, config=dataclasses.replace(CONFIG, batch_size=8), resume=True)
     with pytest.raises(TrainingError, match="already holds a training run"):
         _run(clip, out, cache)
+    (workdir / "a_file").write_text("")
+    with pytest.raises(TrainingError, match="a_file: is a file"):
+        _run(clip, workdir / "a_file" / "run", cache)
 
 
 def test_image_folder_trains(workdir, image_folder, cache):
     config = dataclasses.replace(CONFIG, epochs=1, val_fraction=0.3)
-    result = _run(image_folder, workdir / "images", cache, config=config)
-    assert (workdir / "images" / "model.fcm").is_file()
+    # --out's missing parent folders are made, as for runs/NAME in a fresh checkout.
+    result = _run(image_folder, workdir / "new" / "images", cache, config=config)
+    assert (workdir / "new" / "images" / "model.fcm").is_file()
     assert np.isfinite(result.history[0]["train_loss"])
 
 
