@@ -286,7 +286,7 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
         ("frames", frames),
         ("frame rate", _format_rate(info.fps)),
         ("duration", f"{_format_seconds(info.duration)} ({info.duration:.3f} s)"),
-        ("codec", f"{info.codec} ({info.pix_fmt})"),
+        ("codec", f"{info.codec} ({info.pix_fmt}{', full range' if info.full_range else ''})"),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
         ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
         ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),

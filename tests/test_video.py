@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import warnings
 from fractions import Fraction
@@ -92,6 +94,9 @@ def test_describe_rows(clip, mkv_subs):
 def test_describe_marks_estimates():
     info = video.VideoInfo("v.mkv", 2, 2, 10, False, Fraction(25), Fraction(1, 1000), 0.4, "h264", "yuv420p", (), ())
     assert dict(video.describe(info))["frames"] == "~10 (estimated)"
+    assert dict(video.describe(info))["codec"] == "h264 (yuv420p)"
+    full = dataclasses.replace(info, color_range=video.FULL_RANGE)
+    assert dict(video.describe(full))["codec"] == "h264 (yuv420p, full range)"
 
 
 # ---------------------------------------------------------------------------
