@@ -145,12 +145,11 @@ def _gray_planes(path):
 def _color_planes(path):
     import av
 
+    from framecolor import video
+
     with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            h, w = frame.height, frame.width
-            planes = frame.to_ndarray(format="yuv420p")  # (3h/2, w): Y, then U and V flattened
-            yield (planes[:h], planes[h:h + h // 4].reshape(h // 2, w // 2),
-                   planes[h + h // 4:].reshape(h // 2, w // 2), frame.pts)
+        for frame in container.decode(video=0):  # the raw codes of each plane, as apply wrote them
+            yield video._plane(frame, 0), video._plane(frame, 1), video._plane(frame, 2), frame.pts
 
 
 def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict:

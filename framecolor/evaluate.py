@@ -45,11 +45,10 @@ def make_gray_clip(source, output, *, start: float | None = None, max_frames: in
     for scoring; a lossy crf for sample clips.
     """
     info = video.probe(source)
-    full_range = info.full_range
     count = 0
     with video.VideoWriter(
         output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-        crf=crf, preset=preset, full_range=full_range, overwrite=overwrite,
+        crf=crf, preset=preset, full_range=info.full_range, overwrite=overwrite,
         copy_streams_from=source if copy_streams else None, inputs=(source,),
     ) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)

@@ -619,8 +619,6 @@ class VideoWriter:
         self.time_base = _fraction(time_base)
         self.full_range = full_range or pix_fmt.startswith("yuvj")
         self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt.replace("yuvj", "yuv", 1))
-        # A full-range yuv* format (no yuvj* in this encoder) carries the range as a flag.
-        self._range_flag = FULL_RANGE if self.full_range and not self.pix_fmt.startswith("yuvj") else None
         self.frames_written = 0
         self._last_pts = None
         self._source = None
@@ -708,6 +706,11 @@ class VideoWriter:
         else:
             self._source.close()
             self._source = None
+
+    @property
+    def _range_flag(self) -> int | None:
+        """A full-range yuv* format (this encoder has no yuvj* twin) carries the range as a flag."""
+        return FULL_RANGE if self.full_range and not self.pix_fmt.startswith("yuvj") else None
 
     @property
     def chroma_shape(self) -> tuple[int, int]:
