@@ -472,3 +472,17 @@ def test_container_that_cannot_hold_the_codec_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot hold"):
         video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_x264_threads_across_frames_not_slices(tmp_path):
+    """Sliced threads (PyAV's default) cost x264 much of its throughput on many cores.
+
+    x264 writes its settings into the stream; at this height two or more cores
+    give it more than one thread, so the mode it chose is visible.
+    """
+    out = tmp_path / "threads.mp4"
+    with VideoWriter(out, width=64, height=128, fps=25, time_base=Fraction(1, 25), preset="ultrafast") as w:
+        w.write_yuv(np.full((128, 64), 90, np.uint8), *(np.full((64, 32), 128, np.uint8),) * 2, pts=0)
+    settings = out.read_bytes()
+    assert b"x264 - core" in settings
+    assert b"sliced_threads=0" in settings
