@@ -8,14 +8,16 @@ the seed notebook spent 2.4 s per batch converting with skimage on the CPU.
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
+import numpy as np
 
 # skimage's sRGB (linear) -> XYZ matrix and the D65 / 2 degree white point.
-_RGB_TO_XYZ = jnp.array(
-    [[0.412453, 0.357580, 0.180423],
-     [0.212671, 0.715160, 0.072169],
-     [0.019334, 0.119193, 0.950227]],
-    dtype=jnp.float32,
+_RGB_TO_XYZ = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
 )
 _D65 = (0.95047, 1.0, 1.08883)
 
@@ -27,25 +29,47 @@ L_OFFSET = 50.0
 AB_SCALE = 110.0
 
 
+@functools.cache
+def _xyz_to_rgb() -> tuple:
+    return tuple(map(tuple, np.linalg.inv(np.array(_RGB_TO_XYZ, np.float64)).tolist()))
+
+
+def _power(x, exponent, lowest):
+    """x ** exponent for x >= lowest > 0, as exp(exponent * log x).
+
+    XLA's CPU backend runs pow and cbrt as scalar loops but vectorizes exp
+    and log: this is 4x faster than pow and 9x faster than cbrt there, within
+    a few float32 ulp. Clamping to `lowest` (each caller's branch threshold)
+    keeps log finite, and its gradient, in the branch jnp.where discards.
+    """
+    return jnp.exp(exponent * jnp.log(jnp.maximum(x, lowest)))
+
+
+def _mix(matrix, channels):
+    """matrix @ channels for three separate planes: elementwise, so XLA fuses it
+    with its neighbours instead of running a 3x3 dot over interleaved pixels."""
+    return [row[0] * channels[0] + row[1] * channels[1] + row[2] * channels[2] for row in matrix]
+
+
 def _srgb_to_linear(c):
-    return jnp.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    return jnp.where(c > 0.04045, _power((c + 0.055) / 1.055, 2.4, 0.04045), c / 12.92)
 
 
 def _linear_to_srgb(c):
-    # Clamp before the power so negative values (out of gamut) cannot make NaNs.
-    c = jnp.clip(c, 0.0, None)
-    return jnp.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c)
+    # Clamped below, so out-of-gamut negatives map to 0 rather than NaN.
+    return jnp.where(c > 0.0031308, 1.055 * _power(c, 1 / 2.4, 0.0031308) - 0.055, 12.92 * jnp.maximum(c, 0.0))
+
+
+def _lab_f(t):
+    return jnp.where(t > 0.008856, _power(t, 1 / 3, 0.008856), 7.787 * t + 16.0 / 116.0)
 
 
 def rgb_to_lab(rgb):
     """sRGB in [0, 1], shape (..., 3) -> Lab with L in [0, 100]."""
     rgb = jnp.asarray(rgb, jnp.float32)
-    xyz = _srgb_to_linear(rgb) @ _RGB_TO_XYZ.T
-    xyz = xyz / jnp.array(_D65, jnp.float32)
-    f = jnp.where(xyz > 0.008856, jnp.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
-    lightness = 116.0 * fy - 16.0
-    return jnp.stack([lightness, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+    linear = [_srgb_to_linear(rgb[..., k]) for k in range(3)]
+    fx, fy, fz = (_lab_f(c / white) for c, white in zip(_mix(_RGB_TO_XYZ, linear), _D65))
+    return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
 def lab_to_rgb(lab):
@@ -54,18 +78,14 @@ def lab_to_rgb(lab):
     fy = (lab[..., 0] + 16.0) / 116.0
     fx = fy + lab[..., 1] / 500.0
     fz = jnp.maximum(fy - lab[..., 2] / 200.0, 0.0)
-    f = jnp.stack([fx, fy, fz], axis=-1)
-    xyz = jnp.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
-    xyz = xyz * jnp.array(_D65, jnp.float32)
-    linear = xyz @ jnp.linalg.inv(_RGB_TO_XYZ).T
-    return jnp.clip(_linear_to_srgb(linear), 0.0, 1.0)
+    xyz = [white * jnp.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / 7.787)
+           for f, white in zip((fx, fy, fz), _D65)]
+    return jnp.stack([jnp.clip(_linear_to_srgb(c), 0.0, 1.0) for c in _mix(_xyz_to_rgb(), xyz)], axis=-1)
 
 
 def gray_to_lightness(gray):
     """Gray sRGB in [0, 1] (any shape) -> L in [0, 100]; a gray pixel has a = b = 0."""
-    linear = _srgb_to_linear(jnp.asarray(gray, jnp.float32))
-    f = jnp.where(linear > 0.008856, jnp.cbrt(linear), 7.787 * linear + 16.0 / 116.0)
-    return 116.0 * f - 16.0
+    return 116.0 * _lab_f(_srgb_to_linear(jnp.asarray(gray, jnp.float32))) - 16.0
 
 
 def normalize_l(lightness):
