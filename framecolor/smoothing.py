@@ -94,6 +94,13 @@ def _links(prev_l, prev_hist, prev_valid, track: Track, strength) -> jax.Array:
     return strength * similar * same_shot[:, None, None]
 
 
+def _accumulate(carry, x):
+    """One step of the recursion S_t = ab_t + w S_{t-1} (sums of ab and of weights)."""
+    num, den = carry
+    ab, w = x
+    return ab + w[..., None] * num, 1.0 + w * den
+
+
 def smooth(state: State, block: Track, ahead: Track, strength) -> tuple[State, jax.Array]:
     """Smooth the ab of `block`, looking ahead into the next block `ahead`.
 
@@ -102,28 +109,29 @@ def smooth(state: State, block: Track, ahead: Track, strength) -> tuple[State, j
     video). Returns the new state and the smoothed ab of `block`.
     strength in [0, 1): 0 returns the ab unchanged.
     """
-    n = block.ab.shape[0]
-    both = Track(*(jnp.concatenate([a, b]) for a, b in zip(block, ahead)))
-    w = _links(state.lightness, state.hist, state.valid, both, strength)  # (2n, h, w)
+    w = _links(state.lightness, state.hist, state.valid, block, strength)  # into each frame of block
+    w_ahead = _links(block.lightness[-1], block.hist[-1], block.valid[-1], ahead, strength)
 
-    def forward(carry, x):
-        num, den = carry
-        ab, wt = x
-        num = ab + wt[..., None] * num
-        den = 1.0 + wt * den
-        return (num, den), (num, den)
+    def causal(carry, x):
+        carry = _accumulate(carry, x)
+        return carry, carry
 
-    (num, den), (f_num, f_den) = jax.lax.scan(forward, (state.num, state.den), (block.ab, w[:n]))
+    (num, den), (f_num, f_den) = jax.lax.scan(causal, (state.num, state.den), (block.ab, w))
 
-    # Anticausal: G_t = ab_t + w_{t+1} G_{t+1}; the last frame of `ahead` starts it.
-    w_next = jnp.concatenate([w[1:], jnp.zeros_like(w[:1])])
+    # Anticausal: G_t = ab_t + w_{t+1} G_{t+1}. Over `ahead` only its end value
+    # is needed; over `block` each G_t is combined with the causal sum at once,
+    # so neither pass writes arrays it would only read back.
     zeros = (jnp.zeros_like(state.num), jnp.zeros_like(state.den))
-    _, (b_num, b_den) = jax.lax.scan(
-        lambda carry, x: forward((carry[0], carry[1]), x), zeros, (both.ab, w_next), reverse=True
-    )
-    # Both passes count frame t itself once: subtract it once.
-    total = f_num + b_num[:n] - block.ab
-    weight = f_den + b_den[:n] - 1.0
-    smoothed = total / weight[..., None]
+    w_ahead_next = jnp.concatenate([w_ahead[1:], jnp.zeros_like(w_ahead[:1])])
+    g_ahead, _ = jax.lax.scan(lambda c, x: (_accumulate(c, x), None), zeros, (ahead.ab, w_ahead_next), reverse=True)
+    w_next = jnp.concatenate([w[1:], w_ahead[:1]])
+
+    def anticausal(carry, x):
+        ab, w_t, f_num_t, f_den_t = x
+        carry = _accumulate(carry, (ab, w_t))
+        # Both passes count frame t itself once: subtract it once.
+        return carry, (f_num_t + carry[0] - ab) / (f_den_t + carry[1] - 1.0)[..., None]
+
+    _, smoothed = jax.lax.scan(anticausal, g_ahead, (block.ab, w_next, f_num, f_den), reverse=True)
     last = State(num, den, block.lightness[-1], block.hist[-1], block.valid[-1])
     return last, smoothed
