@@ -9,7 +9,16 @@ whose true colors you know (then `framecolor eval` on the color original scores 
 
 import sys
 
+from framecolor.errors import FramecolorError
 from framecolor.evaluate import make_gray_clip
 
 if __name__ == "__main__":
-    make_gray_clip(*sys.argv[1:3], crf=20, preset="slow", copy_streams=True, overwrite=False)
+    args = sys.argv[1:]
+    overwrite = "--overwrite" in args
+    paths = [a for a in args if a != "--overwrite"]
+    if len(paths) != 2 or any(a.startswith("-") for a in paths):
+        sys.exit("usage: python examples/make_bw.py COLOR_VIDEO BW_OUTPUT [--overwrite]")
+    try:
+        make_gray_clip(*paths, crf=20, preset="slow", copy_streams=True, overwrite=overwrite)
+    except FramecolorError as exc:
+        sys.exit(f"error: {exc}")
