@@ -11,11 +11,11 @@ asynchronous dispatch, already starts batch k+1 before the encode thread
 pulls batch k's chroma back to the host. Queues are small, so memory stays
 flat whatever the length of the video.
 
-On the device, per batch: Y code values -> gray -> L at full resolution;
-L resized to the render size -> model -> ab; ab smoothed over time
-(framecolor.smoothing, one batch of look-ahead); ab resized back to full
-resolution and joined with the full-resolution L -> RGB -> Cb/Cr, subsampled
-to the output's chroma size. The encoder writes the *input's* Y plane
+On the device, per batch: Y code values -> gray, resized to the render size
+-> L -> model -> ab; ab smoothed over time (framecolor.smoothing, one batch
+of look-ahead); ab resized to the output's chroma size and joined with the L
+of the input's own luma there (the mean of each 2x2 block for 4:2:0) -> RGB
+-> Cb/Cr. The encoder writes the *input's* Y plane
 untouched with the new chroma (VideoWriter.write_yuv), so the picture's
 luminance and detail are the original's; only color is added.
 
@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from framecolor import color, smoothing, video
+from framecolor import color, resize, smoothing, video
 from framecolor.errors import FramecolorError, InputError, ModelFileError, OutputError
 
 log = logging.getLogger(__name__)
@@ -216,35 +216,59 @@ def _model_ab(module, mode, variables, lightness, temperature):
     return color.denormalize_ab(out)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw", "full_range"))
-def _predict(module, mode, variables, y, valid, temperature, *, render_hw, full_range):
-    # Resize the (linear) gray first: L's cube root then runs on render-size pixels only.
-    gray = jax.image.resize(_gray_from_y(y, full_range), (y.shape[0], *render_hw), "linear", antialias=True)
-    small = color.gray_to_lightness(gray)
-    ab = _model_ab(module, mode, variables, small, temperature)
-    return smoothing.Track(ab, small, smoothing.histograms(small), valid)
+def _predict(module, mode, variables, y, valid, temperature, *, render_hw, full_range) -> smoothing.Track:
+    lightness = _render_lightness(y, render_hw=render_hw, full_range=full_range)
+    ab = _predict_ab(module, mode, variables, lightness, temperature)
+    return smoothing.Track(ab, lightness, _histograms(lightness), valid)
+
+
+def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
+    """Smooth, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
+    state, ab = _smooth(state, track, ahead, strength)
+    n, height, width = y.shape
+    # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
+    # so the color is computed at that resolution: a quarter of the work.
+    chroma_hw = (height // 2, width // 2) if subsample else (height, width)
+    ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw)
+    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, subsample=subsample)
+    return state, cb, cr
+
+
+# _predict and _finish chain separate jits on purpose: XLA's CPU backend
+# slows whatever it fuses with resize's gathers (see framecolor.resize), and
+# apart they cost a few dispatches a batch, nothing beside the work.
+
+@functools.partial(jax.jit, static_argnames=("render_hw", "full_range"))
+def _render_lightness(y, *, render_hw, full_range):
+    """(B, H, W) luma codes -> L at the render size."""
+    # Resize the (linear) gray first: L's powers then run on render-size pixels only.
+    return color.gray_to_lightness(resize.linear(_gray_from_y(y, full_range), render_hw, axes=(1, 2)))
+
+
+_predict_ab = jax.jit(_model_ab, static_argnames=("module", "mode"))
+_histograms = jax.jit(smoothing.histograms)  # for cut detection; fused with the resize it ran 8x slower
+_smooth = jax.jit(smoothing.smooth)
+
+
+@functools.partial(jax.jit, static_argnames=("chroma_hw",))
+def _resize_ab(ab, saturation, *, chroma_hw):
+    return resize.linear(ab * saturation, chroma_hw, axes=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=("full_range", "matrix", "subsample"))
-def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
-    """Smooth, recombine with the full-resolution L, convert to output chroma codes."""
-    state, ab = smoothing.smooth(state, track, ahead, strength)
-    n, height, width = y.shape
+def _chroma_codes(y, ab, *, full_range, matrix, subsample):
+    """Join ab (at the chroma size) with the L of the input's own luma -> Cb, Cr codes."""
     gray = _gray_from_y(y, full_range)
     if subsample:
-        # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
-        # so the color is computed at that resolution: a quarter of the work.
-        height, width = height // 2, width // 2
-        gray = gray.reshape(n, height, 2, width, 2).mean(axis=(2, 4))
-    lightness = color.gray_to_lightness(gray)
-    ab = jax.image.resize(ab * saturation, (n, height, width, 2), "linear")
-    lab = jnp.concatenate([lightness[..., None], ab], axis=-1)
+        n, height, width = y.shape
+        gray = gray.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+    lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
 
     def code(c):  # valid limited-range chroma codes
         return jnp.clip(jnp.round(c), 16, 240).astype(jnp.uint8)
 
-    return state, code(cb), code(cr)
+    return code(cb), code(cr)
 
 
 @functools.partial(jax.jit, static_argnames=("module", "mode", "render_hw"))
