@@ -260,8 +260,9 @@ def _chroma_codes(y, ab, *, full_range, matrix, subsample):
     """Join ab (at the chroma size) with the L of the input's own luma -> Cb, Cr codes."""
     gray = _gray_from_y(y, full_range)
     if subsample:
-        n, height, width = y.shape
-        gray = gray.reshape(n, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+        # The mean of each 2x2 block, as four strided slices: XLA's CPU backend
+        # ran the same mean written as reshape(...).mean(axis=(2, 4)) 25x slower.
+        gray = (gray[:, 0::2, 0::2] + gray[:, 0::2, 1::2] + gray[:, 1::2, 0::2] + gray[:, 1::2, 1::2]) * 0.25
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
 
