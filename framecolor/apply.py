@@ -225,7 +225,7 @@ def _predict(module, mode, variables, y, valid, temperature, *, render_hw, full_
 def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
     """Smooth, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
     state, ab = _smooth(state, track, ahead, strength)
-    n, height, width = y.shape
+    _, height, width = y.shape
     # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
     # so the color is computed at that resolution: a quarter of the work.
     chroma_hw = (height // 2, width // 2) if subsample else (height, width)
