@@ -10,8 +10,11 @@
 # compare its bf16 colors with a CPU run of the same command.
 # PRESET=cpu runs the same script at CPU size, to check it before spending device time.
 # On an H200 the GPU preset took 440 s (2026-11-26), before the colored codec floor was added
-# (about a minute more). LIMIT_S defaults to 520: with the sample (SAMPLE_S, 60) and the
-# wheel install, that fits one 600 s device call; rows past the limit are lost, not the rest.
+# (about a minute more) and before the codec section timed each encode twice beside a
+# slice-threaded baseline (four encodes a row instead of one). LIMIT_S defaults to 520: with
+# the sample (SAMPLE_S, 60) and the wheel install, that fits one 600 s device call; rows past
+# the limit are lost, not the rest, and the codec section runs last, so it is what a cut loses.
+# ONLY=apply measures just the apply rows.
 set -uo pipefail
 OUT=${OUT:-/tmp/framecolor-bench}
 mkdir -p "$OUT"
