@@ -255,7 +255,7 @@ def _aspect_width(height: int) -> int:
 
 def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
             size: int | None = None, render_size: int | None = None, batch_size: int = 8,
-            codec: str = "libx264", crf: int = 18, preset: str = "medium", smoothing: float | None = None,
+            codec: str = "libx264", crf: int | None = None, preset: str | None = None, smoothing: float | None = None,
             repeats: int = 1, workdir=None) -> dict:
     """Apply, transcode-only, device and model-only rates on a generated 16:9 video."""
     return measure_grid((height,), (preset,), seconds, model=model, width=width, size=size,
@@ -265,12 +265,12 @@ def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None
 
 def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
                  size: int | None = None, render_size: int | None = None, batch_size: int = 8,
-                 codec: str = "libx264", crf: int = 18, smoothing: float | None = None, repeats: int = 1,
+                 codec: str = "libx264", crf: int | None = None, smoothing: float | None = None, repeats: int = 1,
                  workdir=None) -> list:
     """measure() for every height x preset, in one process: one model, one video per height."""
     import jax
 
-    from framecolor import apply
+    from framecolor import apply, video
 
     loaded = _model(model, width, size)
     runs = []
@@ -306,7 +306,10 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     "video": {"width": frame_w, "height": height, "frames": best_apply["frames"], "fps": FPS},
                     "model": {"path": model, **loaded.config.to_dict()},
                     "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
-                                 "codec": codec, "crf": crf, "preset": preset, "smoothing": config.smoothing},
+                                 "codec": codec, "crf": crf, "smoothing": config.smoothing,
+                                 # the preset and options the writer used ("preset": None is the default's own)
+                                 "preset": video.encoder_options(codec, crf, preset).get("preset", preset),
+                                 "encoder_options": video.encoder_options(codec, crf, preset)},
                     "apply_fps": best_apply["fps"],
                     "transcode_fps": best_plain["fps"],
                     "transcode_colored_fps": best_colored["fps"],
@@ -338,14 +341,15 @@ def _child(args) -> None:
 
 
 def memory(height: int = 720, minutes=(1.0, 5.0), *, model: str | None = None, width: float = 0.125,
-           size: int | None = None, batch_size: int = 8, preset: str = "ultrafast", workdir=None) -> dict:
+           size: int | None = None, batch_size: int = 8, preset: str | None = "ultrafast", workdir=None) -> dict:
     """Peak RSS of apply on videos of different lengths, each in its own process."""
     runs = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for m in minutes:
             source = make_video(Path(tmp) / f"in_{m}.mp4", _aspect_width(height), height, 60 * m)
             cmd = [sys.executable, __file__, "--child", str(source), "--width", str(width),
-                   "--batch-size", str(batch_size), "--preset", preset]
+                   "--batch-size", str(batch_size)]
+            cmd += ["--preset", preset] if preset else []
             cmd += ["--model", model] if model else []
             cmd += ["--size", str(size)] if size else []
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -366,8 +370,8 @@ def main(argv=None) -> None:
     parser.add_argument("--render-size", type=int)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--codec", default="libx264")
-    parser.add_argument("--crf", type=int, default=18)
-    parser.add_argument("--preset", nargs="+", default=["medium"], help="one or more x264 presets")
+    parser.add_argument("--crf", type=int, help="default: apply's, which keeps luma")
+    parser.add_argument("--preset", nargs="+", default=[None], help="one or more x264 presets (default: apply's)")
     parser.add_argument("--smoothing", type=float)
     parser.add_argument("--repeats", type=int, default=1, help="alternate apply and transcode-only N times, keep each's best")
     parser.add_argument("--memory", action="store_true", help="peak RSS for videos of --minutes")

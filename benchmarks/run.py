@@ -47,7 +47,7 @@ PRESETS = {
         "codec_seconds": 12.0,
         "forward": [("unet", 0.25, 4, 128), ("seed", 1.0, 2, 224)],
         "train": [("unet", 0.25, 4, 128), ("seed", 1.0, 2, 224)],
-        "apply": {"width": 0.25, "size": 128, "batch_size": 4, "presets": ["veryfast"], "repeats": 1},
+        "apply": {"width": 0.25, "size": 128, "batch_size": 4, "presets": ["faster"], "repeats": 1},
         "torch_compile": False, "steps": 3,
     },
     "gpu": {
@@ -57,7 +57,7 @@ PRESETS = {
         "train": [("seed", 1.0, 64, 224), ("seed", 1.0, 256, 224)],
         # What a user runs: the shipped default model at its render size.
         "apply": {"model": "framecolor/assets/default.fcm", "batch_size": 32,
-                  "presets": ["medium", "veryfast"], "repeats": 2},
+                  "presets": ["faster", "medium"], "repeats": 2},
         "torch_compile": True, "steps": 20,
     },
 }
@@ -104,10 +104,12 @@ def _slice_threaded_encode_fps(planes, info, preset: str) -> float:
     """libx264 as PyAV opens it by default (slice threads): the baseline of the writer's frame threads."""
     import av
 
+    from framecolor import video
+
     with tempfile.TemporaryDirectory() as tmp, av.open(str(Path(tmp, "s.mp4")), "w") as out:
         stream = out.add_stream("libx264", rate=info.fps)
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
-        stream.options = {"crf": "18", "preset": preset}
+        stream.options = video.encoder_options("libx264", preset=preset)  # the writer's default quality
         stream.codec_context.thread_type = "SLICE"  # PyAV 18's default for encoders, set to be sure
         chroma = np.full((info.height // 2, info.width), 128, np.uint8)  # U then V, packed as from_ndarray wants
         started = time.perf_counter()
@@ -196,7 +198,7 @@ def _codec_rows(p):
             width = apply_throughput._aspect_width(height)
             seconds = p.get("codec_seconds", p["seconds"])
             path = apply_throughput.make_video(Path(tmp, f"{height}.mp4"), width, height, seconds)
-            for enc in ("veryfast", "medium"):
+            for enc in ("faster", "medium"):  # apply's default preset, and x264's
                 yield {"height": height, **codec_rates(path, enc)}
 
 

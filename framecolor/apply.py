@@ -66,8 +66,8 @@ class ApplyConfig:
     temperature: float = 0.38  # bins-head readout: lower is more vivid, higher safer (abbins.TEMPERATURE)
     smoothing: float = 0.6  # temporal smoothing strength in [0, 1); 0 turns it off
     codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
+    crf: int | None = None  # None: keep the input's luma (video.encoder_options)
+    preset: str | None = None  # None: the encoder mode's own preset
     pix_fmt: str = "yuv420p"
     queue_size: int = 2  # batches waiting between the threads
 

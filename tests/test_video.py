@@ -486,3 +486,32 @@ def test_x264_threads_across_frames_not_slices(tmp_path):
     settings = out.read_bytes()
     assert b"x264 - core" in settings
     assert b"sliced_threads=0" in settings
+
+
+def _textured_luma(frames=8, height=64, width=96):
+    """Gradient, moving stripes and grain: content a lossy quality setting visibly re-grades."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:height, :width]
+    return [np.clip(60 + xx + 40 * np.sin((yy + 3 * i) / 5) + rng.normal(0, 12, (height, width)), 16, 235)
+            .astype(np.uint8) for i in range(frames)]
+
+
+def _share_within_one(path, luma) -> float:
+    back = np.stack([f.image for f in read_frames(path, format="luma")]).astype(int)
+    return float(np.mean(np.abs(back - np.stack(luma)) <= 1))
+
+
+def test_default_encode_keeps_luma_and_crf_trades_it_for_size(tmp_path):
+    luma = _textured_luma()
+    h, w = luma[0].shape
+    u, v = np.full((h // 2, w // 2), 110, np.uint8), np.full((h // 2, w // 2), 140, np.uint8)
+    paths = {}
+    for crf in (None, 18):
+        paths[crf] = tmp_path / f"crf{crf}.mp4"
+        with VideoWriter(paths[crf], width=w, height=h, fps=25, time_base=Fraction(1, 25), crf=crf) as writer:
+            for i, y in enumerate(luma):
+                writer.write_yuv(y, u, v, pts=i)
+    assert _share_within_one(paths[None], luma) >= 0.999  # issue 5's bar, met with no options at all
+    assert _share_within_one(paths[18], luma) < 0.9  # the content does tell the two apart
+    assert paths[18].stat().st_size < paths[None].stat().st_size
+    assert video.encoder_options("libx264", 18) == {"crf": "18", "preset": "medium"}
