@@ -1,0 +1,88 @@
+"""How well each encoder setting keeps a gray input's luma, and what it costs.
+
+Issue 5 asks that apply's output Y plane equal the input's within +-1 code on
+99.9% of pixels. apply copies the Y plane, so only the encoder moves it; this
+measures that directly. Each clip is first made into a lossy gray input as a
+user would have one (its own luma, libx264 crf 20 preset slow, like
+examples/make_bw.py), then that input's Y is encoded again with neutral chroma
+through framecolor's writer under each setting, decoded, and compared:
+
+    python benchmarks/luma_fidelity.py ../shared/data/clips/*.mp4 --out results/luma.json
+
+Prints a markdown table (share of pixels within +-1, the largest error, file
+size, encode fps) and writes every figure as JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (label, crf, preset): crf None is the writer's default, which keeps luma.
+SETTINGS = [
+    ("default", None, None),
+    ("quantizer 3, medium", None, "medium"),
+    ("crf 18, medium", 18, "medium"),
+    ("crf 8, medium", 8, "medium"),
+    ("crf 0, medium", 0, "medium"),
+]
+
+
+def measure_clip(source: Path, workdir: Path, settings=SETTINGS) -> dict:
+    from framecolor import evaluate, video
+
+    gray = workdir / f"{source.stem}_bw.mp4"
+    evaluate.make_gray_clip(source, gray, crf=20, preset="slow")
+    info = video.probe(gray)
+    frames = list(video.read_frames(gray, format="luma"))
+    luma = np.stack([f.image for f in frames]).astype(np.int16)
+    rows = []
+    for label, crf, preset in settings:
+        out = workdir / "out.mp4"
+        started = time.perf_counter()
+        with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                               crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
+            neutral = np.full(writer.chroma_shape, 128, np.uint8)
+            for frame in frames:
+                writer.write_yuv(frame.image, neutral, neutral, frame.pts)
+        encode_s = time.perf_counter() - started
+        back = np.stack([f.image for f in video.read_frames(out, format="luma")]).astype(np.int16)
+        error = np.abs(back - luma)
+        rows.append({"setting": label, "options": video.encoder_options("libx264", crf, preset),
+                     "within_1": float(np.mean(error <= 1)), "max_error": int(error.max()),
+                     "bytes": out.stat().st_size, "encode_fps": len(frames) / encode_s})
+    return {"clip": str(source), "width": info.width, "height": info.height, "frames": len(frames),
+            "gray_input_bytes": gray.stat().st_size, "settings": rows}
+
+
+def markdown(results: list) -> str:
+    lines = ["| clip | setting | within ±1 | max error | size MB (input) | encode fps |", "|---|---|---|---|---|---|"]
+    for clip in results:
+        name = f"{Path(clip['clip']).name} {clip['width']}x{clip['height']}"
+        for row in clip["settings"]:
+            lines.append(f"| {name} | {row['setting']} | {row['within_1'] * 100:.2f}% | {row['max_error']} | "
+                         f"{row['bytes'] / 1e6:.2f} ({clip['gray_input_bytes'] / 1e6:.2f}) | {row['encode_fps']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="+", type=Path, help="color or gray videos")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [measure_clip(clip, Path(tmp)) for clip in args.clips]
+    print(markdown(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
