@@ -86,6 +86,7 @@ class ApplyConfig:
             raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
         if self.queue_size < 1:
             raise InputError(f"queue size must be at least 1, got {self.queue_size}")
+        video.check_encoder(self.codec, self.crf, self.preset, self.pix_fmt)
         return self
 
 

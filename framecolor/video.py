@@ -56,13 +56,16 @@ DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with n
 # re-grade the picture it was given. At quantizer 3 the step is under one
 # code value and the deblocking filter is off, so Y comes back within +-1 on
 # >99.9% of pixels (crf 18: 74-94% on the sample clips) for about 5x crf 18's
-# size, still High profile 4:2:0 that every player takes. psy-rd spends
+# size, still the High 4:2:0 profile browsers and phones play. psy-rd spends
 # fidelity on apparent texture, so it is off; chroma, a smooth prediction,
 # takes a coarser quantizer (3 + 12) that saves a quarter of the size.
 _KEEP_LUMA_X264 = {"qp": "3", "x264-params": "psy-rd=0,0:chroma-qp-offset=12"}
 # At that quantizer "faster" keeps luma at least as well as "medium" (fewer
 # psychovisual decisions) and encodes 1.3-1.5x faster for 13-20% more bytes.
 _KEEP_LUMA_PRESET, _DEFAULT_PRESET = "faster", "medium"
+# x264's and x265's presets. Checked here because x264 reports an unknown one
+# on stderr itself, before FFmpeg can turn it into an error.
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 def encoder_options(codec: str, crf: int | None = None, preset: str | None = None) -> dict[str, str]:
@@ -77,6 +80,34 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
     if codec in _PRESET_CODECS:
         options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
     return options
+
+
+def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:
+    """Raise OutputError now if `codec` will not open with these settings.
+
+    Encoders open on their first frame; without this a wrong --preset or
+    --crf would surface only after the model is loaded and compiled.
+    """
+    try:
+        context = av.CodecContext.create(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise OutputError(f"unknown video encoder {codec!r}") from None
+    if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
+        raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
+    formats = {f.name for f in context.codec.video_formats or ()}
+    context.width, context.height, context.time_base = 64, 64, Fraction(1, 25)
+    context.pix_fmt = pix_fmt if not formats or pix_fmt in formats else sorted(formats)[0]  # the writer checks it
+    context.options = encoder_options(codec, crf, preset)
+    _open_encoder(context, codec, crf, preset)  # freed with the context
+
+
+def _open_encoder(context, codec: str, crf, preset) -> None:
+    try:
+        context.open()
+    except av.error.FFmpegError as e:
+        chosen = ", ".join(f"{name} {value}" for name, value in (("crf", crf), ("preset", preset)) if value is not None)
+        raise OutputError(f"{codec} will not encode with {chosen or 'its default settings'}: "
+                          f"{(e.strerror or str(e)).lower()}") from None
 
 
 class VideoWarning(UserWarning):
@@ -712,6 +743,7 @@ class VideoWriter:
             stream.codec_context.colorspace = self._colorspace
         if self._range_flag is not None:
             stream.codec_context.color_range = self._range_flag
+        _open_encoder(stream.codec_context, codec, crf, preset)  # bad options fail here, not mid-video
         return stream
 
     def _add_copied_streams(self, source: Path):

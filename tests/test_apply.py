@@ -342,6 +342,12 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     assert result.exit_code == 1 and "error:" in result.output and "bad.fcm" in result.output
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--smoothing", "1.5")
     assert result.exit_code == 1 and "error: smoothing strength" in result.output
+    # Encoder settings it will not take: refused before any frame, in one line.
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--preset", "bogus")
+    assert result.exit_code == 1 and result.output.startswith("error: libx264 has no preset 'bogus'")
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--crf", "-3")
+    assert result.exit_code == 1 and "error: libx264 will not encode with crf -3" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "x.mp4").exists()
 
 
