@@ -21,16 +21,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
-# (label, crf, preset): crf None is the writer's default, which keeps luma.
+# (label, crf, preset, keep-luma options in place of the writer's): crf None
+# is the writer's default, which keeps luma.
 SETTINGS = [
-    ("default", None, None),
-    ("quantizer 3, medium", None, "medium"),
-    ("crf 18, medium", 18, "medium"),
-    ("crf 8, medium", 8, "medium"),
-    ("crf 0, medium", 0, "medium"),
+    ("default", None, None, None),
+    ("default, preset medium", None, "medium", None),
+    ("quantizer 3 with trellis (the first default)", None, None,
+     {"qp": "3", "x264-params": "psy-rd=0,0:chroma-qp-offset=12"}),
+    ("crf 18, medium", 18, "medium", None),
+    ("crf 8, medium", 8, "medium", None),
+    ("crf 0, medium", 0, "medium", None),
 ]
 
 
@@ -43,22 +47,31 @@ def measure_clip(source: Path, workdir: Path, settings=SETTINGS) -> dict:
     frames = list(video.read_frames(gray, format="luma"))
     luma = np.stack([f.image for f in frames]).astype(np.int16)
     rows = []
-    for label, crf, preset in settings:
-        out = workdir / "out.mp4"
-        started = time.perf_counter()
-        with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                               crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
-            neutral = np.full(writer.chroma_shape, 128, np.uint8)
-            for frame in frames:
-                writer.write_yuv(frame.image, neutral, neutral, frame.pts)
-        encode_s = time.perf_counter() - started
-        back = np.stack([f.image for f in video.read_frames(out, format="luma")]).astype(np.int16)
+    for label, crf, preset, keep_luma in settings:
+        # A past keep-luma setting goes in place of the writer's, through the same writer.
+        with mock.patch.dict(video._KEEP_LUMA_X264, keep_luma or dict(video._KEEP_LUMA_X264), clear=True):
+            options = video.encoder_options("libx264", crf, preset)
+            encode_s = _encode(frames, info, workdir / "out.mp4", crf, preset)
+        back = np.stack([f.image for f in video.read_frames(workdir / "out.mp4", format="luma")]).astype(np.int16)
         error = np.abs(back - luma)
-        rows.append({"setting": label, "options": video.encoder_options("libx264", crf, preset),
+        rows.append({"setting": label, "options": options,
                      "within_1": float(np.mean(error <= 1)), "max_error": int(error.max()),
-                     "bytes": out.stat().st_size, "encode_fps": len(frames) / encode_s})
+                     "bytes": (workdir / "out.mp4").stat().st_size, "encode_fps": len(frames) / encode_s})
     return {"clip": str(source), "width": info.width, "height": info.height, "frames": len(frames),
             "gray_input_bytes": gray.stat().st_size, "settings": rows}
+
+
+def _encode(frames, info, out: Path, crf, preset) -> float:
+    """Seconds to write the frames' Y planes with neutral chroma through framecolor's writer."""
+    from framecolor import video
+
+    started = time.perf_counter()
+    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                           crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
+        neutral = np.full(writer.chroma_shape, 128, np.uint8)
+        for frame in frames:
+            writer.write_yuv(frame.image, neutral, neutral, frame.pts)
+    return time.perf_counter() - started
 
 
 def markdown(results: list) -> str:

@@ -38,7 +38,7 @@ def apply(
     ),
     no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264)."),
-    crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 3; other encoders: crf 18)."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 2; other encoders: crf 18)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
     pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p (default: yuv420p)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
