@@ -5,9 +5,10 @@ One run measures, on a generated video of the given size:
   transcode_fps  the codec alone with the same settings: decode luma -> write_yuv with
                  neutral chroma
   transcode_colored_fps
-                 the codec alone on the frames apply wrote: decode apply's output and
-                 encode its Y, U and V again, same settings (what apply could reach with
-                 an infinitely fast model: the encoder works harder on color than on gray)
+                 the codec alone on the frames apply wrote: decode the input's Y plane
+                 and encode it with the chroma apply wrote (read into memory first),
+                 same settings (what apply could reach with an infinitely fast model:
+                 the encoder works harder on color than on gray)
                  Both floors decode in a thread of their own, as apply does.
   device_fps     everything apply does on the device (predict + smoothing + recombination
                  at full resolution), synthetic frames, no codec
@@ -142,14 +143,19 @@ def _gray_planes(path):
         yield frame.image, None, None, frame.pts
 
 
-def _color_planes(path):
+def colored_chroma(colored) -> list:
+    """The U and V planes apply wrote, decoded before any timing starts.
+
+    The colored floor then decodes only what apply decodes (the input): apply's
+    own output is a far bigger stream (luma kept at quantizer 2) and decoding
+    it would charge the floor for work apply never does.
+    """
     import av
 
     from framecolor import video
 
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):  # the raw codes of each plane, as apply wrote them
-            yield video._plane(frame, 0), video._plane(frame, 1), video._plane(frame, 2), frame.pts
+    with av.open(str(colored)) as container:  # the raw codes of each plane, as apply wrote them
+        return [(video._plane(frame, 1), video._plane(frame, 2)) for frame in container.decode(video=0)]
 
 
 def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict:
@@ -174,16 +180,18 @@ def transcode(path, out, **codec_kw) -> dict:
     return _reencode(_gray_planes(path), out, info=video.probe(path), source=path, **codec_kw)
 
 
-def transcode_colored(colored, out, *, source, **codec_kw) -> dict:
-    """Decode apply's colored output and encode its three planes again with the same settings.
+def transcode_colored(source, chroma, out, **codec_kw) -> dict:
+    """Decode the input's Y plane, as apply does, and encode it with apply's own chroma.
 
     The codec floor for the frames apply actually writes: x264 spends more
     (chroma motion search, chroma residuals) on colored chroma than on the
     neutral chroma of transcode(), so that floor flatters the codec.
+    `chroma` is colored_chroma() of apply's output.
     """
     from framecolor import video
 
-    return _reencode(_color_planes(colored), out, info=video.probe(colored), source=source, **codec_kw)
+    planes = ((y, u, v, pts) for (y, _, _, pts), (u, v) in zip(_gray_planes(source), chroma, strict=True))
+    return _reencode(planes, out, info=video.probe(source), source=source, **codec_kw)
 
 
 def _sample(run) -> dict:
@@ -290,12 +298,13 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                 rates = device_rates(colorizer, frame_w, height)  # also compiles apply's steps for this size
                 applied, plain, colored = [], [], []
                 codec_kw = dict(codec=codec, crf=crf, preset=preset, pix_fmt=config.pix_fmt)
+                chroma = None
                 for _ in range(repeats):
                     applied.append(_sample(lambda: apply.colorize_video(
                         colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)))
+                    chroma = chroma or colored_chroma(tmp / "out.mp4")  # untimed; the same every repeat
                     plain.append(_sample(lambda: transcode(source, tmp / "plain.mp4", **codec_kw)))
-                    colored.append(_sample(lambda: transcode_colored(
-                        tmp / "out.mp4", tmp / "again.mp4", source=source, **codec_kw)))
+                    colored.append(_sample(lambda: transcode_colored(source, chroma, tmp / "again.mp4", **codec_kw)))
                 best_apply, best_plain, best_colored = (
                     max(samples, key=lambda r: r["fps"]) for samples in (applied, plain, colored))
                 runs.append({
