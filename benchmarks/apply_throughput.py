@@ -173,6 +173,23 @@ def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict
     return {"frames": count}
 
 
+def encode_luma(luma, info, out, *, crf=None, preset=None, pts=None) -> float:
+    """Seconds to write Y planes already in memory, with neutral chroma, through apply's writer.
+
+    The encoder alone, no decoding: benchmarks/run.py's encode fps and
+    benchmarks/luma_fidelity.py's encodes. `pts` None: the writer's nominal ones.
+    """
+    from framecolor import video
+
+    started = time.perf_counter()
+    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                           crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
+        neutral = np.full(writer.chroma_shape, 128, np.uint8)
+        for y, t in zip(luma, pts or [None] * len(luma), strict=True):
+            writer.write_yuv(y, neutral, neutral, t)
+    return time.perf_counter() - started
+
+
 def transcode(path, out, **codec_kw) -> dict:
     """Decode the Y plane and write it back with neutral chroma: the codec's share of apply."""
     from framecolor import video
@@ -307,6 +324,7 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     colored.append(_sample(lambda: transcode_colored(source, chroma, tmp / "again.mp4", **codec_kw)))
                 best_apply, best_plain, best_colored = (
                     max(samples, key=lambda r: r["fps"]) for samples in (applied, plain, colored))
+                options = video.encoder_options(codec, crf, preset)  # what the writer used
                 runs.append({
                     "benchmark": "apply_throughput",
                     "device": str(jax.devices()[0]),
@@ -316,9 +334,7 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     "model": {"path": model, **loaded.config.to_dict()},
                     "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
                                  "codec": codec, "crf": crf, "smoothing": config.smoothing,
-                                 # the preset and options the writer used ("preset": None is the default's own)
-                                 "preset": video.encoder_options(codec, crf, preset).get("preset", preset),
-                                 "encoder_options": video.encoder_options(codec, crf, preset)},
+                                 "preset": options.get("preset", preset), "encoder_options": options},
                     "apply_fps": best_apply["fps"],
                     "transcode_fps": best_plain["fps"],
                     "transcode_colored_fps": best_colored["fps"],

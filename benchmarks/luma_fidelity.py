@@ -19,11 +19,12 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
+
+import apply_throughput  # a sibling module: this folder is on sys.path when run as a script
 
 # (label, crf, preset, keep-luma options in place of the writer's): crf None
 # is the writer's default, which keeps luma.
@@ -51,7 +52,8 @@ def measure_clip(source: Path, workdir: Path, settings=SETTINGS) -> dict:
         # A past keep-luma setting goes in place of the writer's, through the same writer.
         with mock.patch.dict(video._KEEP_LUMA_X264, keep_luma or dict(video._KEEP_LUMA_X264), clear=True):
             options = video.encoder_options("libx264", crf, preset)
-            encode_s = _encode(frames, info, workdir / "out.mp4", crf, preset)
+            encode_s = apply_throughput.encode_luma([f.image for f in frames], info, workdir / "out.mp4", crf=crf,
+                                                    preset=preset, pts=[f.pts for f in frames])
         back = np.stack([f.image for f in video.read_frames(workdir / "out.mp4", format="luma")]).astype(np.int16)
         error = np.abs(back - luma)
         rows.append({"setting": label, "options": options,
@@ -59,19 +61,6 @@ def measure_clip(source: Path, workdir: Path, settings=SETTINGS) -> dict:
                      "bytes": (workdir / "out.mp4").stat().st_size, "encode_fps": len(frames) / encode_s})
     return {"clip": str(source), "width": info.width, "height": info.height, "frames": len(frames),
             "gray_input_bytes": gray.stat().st_size, "settings": rows}
-
-
-def _encode(frames, info, out: Path, crf, preset) -> float:
-    """Seconds to write the frames' Y planes with neutral chroma through framecolor's writer."""
-    from framecolor import video
-
-    started = time.perf_counter()
-    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                           crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
-        neutral = np.full(writer.chroma_shape, 128, np.uint8)
-        for frame in frames:
-            writer.write_yuv(frame.image, neutral, neutral, frame.pts)
-    return time.perf_counter() - started
 
 
 def markdown(results: list) -> str:

@@ -88,16 +88,8 @@ def codec_rates(path, preset: str, repeats: int = 2) -> dict:
 
 def _writer_encode_fps(planes, info, preset: str) -> float:
     """libx264 through framecolor's VideoWriter, as apply encodes."""
-    from framecolor import video
-
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        with video.VideoWriter(Path(tmp, "o.mp4"), width=info.width, height=info.height, fps=info.fps,
-                               time_base=info.time_base, preset=preset) as writer:
-            u = v = np.full(writer.chroma_shape, 128, np.uint8)
-            for y in planes:
-                writer.write_yuv(y, u, v)
-        return len(planes) / (time.perf_counter() - started)
+        return len(planes) / apply_throughput.encode_luma(planes, info, Path(tmp, "o.mp4"), preset=preset)
 
 
 def _slice_threaded_encode_fps(planes, info, preset: str) -> float:
