@@ -237,7 +237,7 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     kw = dict(full_range=False, matrix="bt709" if height >= 720 else "bt601", subsample=True)
 
     def step(state):
-        p = colorizer.predict(y, valid, full_range=False)
+        p = colorizer.predict(colorizer.prepare(y, valid, full_range=False))
         return colorizer.finish(state, p, p, **kw)
 
     state = colorizer.initial_state(width, height)

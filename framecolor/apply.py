@@ -1,15 +1,20 @@
 """Colorize videos and images with a trained model: the streaming apply pipeline.
 
-    decode thread --(bounded queue)--> main thread: batches of B luma planes,
-    jitted forward on all devices --(bounded queue)--> encode thread
+    decode thread: luma planes, batches of B, L at the render size
+      --(bounded queue)--> main thread: the network on all devices
+      --(bounded queue)--> encode thread: smoothing, recombination, encoding
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
-"luma")); the main thread pads the frames into fixed batches of B (the last
-batch too, so nothing recompiles), dispatches the model on a Mesh over all
-local devices (batch sharded, parameters replicated) and, thanks to JAX's
-asynchronous dispatch, already starts batch k+1 before the encode thread
-pulls batch k's chroma back to the host. Queues are small, so memory stays
-flat whatever the length of the video.
+"luma")), pads the frames into fixed batches of B (the last batch too, so
+nothing recompiles), puts them on a Mesh over all local devices (batch
+sharded, parameters replicated) and dispatches the L at the render size; the
+main thread dispatches the network; the encode thread smooths each batch
+with the next one as look-ahead, recombines, pulls the chroma back to the
+host and writes it. Each stage dispatches its own device work: JAX's CPU
+backend runs the computations one thread dispatches in order, one after
+another, so on a CPU this lets the light stages run beside the network
+instead of between its batches. Queues are small, so memory stays flat
+whatever the length of the video.
 
 On the device, per batch: Y code values -> gray, resized to the render size
 -> L -> model -> ab; ab smoothed over time (framecolor.smoothing, one batch
@@ -119,6 +124,15 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     return (side_short, side_long) if height <= width else (side_long, side_short)
 
 
+class Prepared(NamedTuple):
+    """One batch on the device, ready for the network."""
+
+    y: jax.Array  # (B, H, W) uint8 luma codes at full resolution
+    valid: jax.Array  # (B,) bool: False for padding frames
+    lightness: jax.Array  # (B, h, w) L at the render size
+    hist: jax.Array  # (B, smoothing.HIST_BINS) for cut detection
+
+
 class Prediction(NamedTuple):
     """One batch's model output at the render size, still on the device."""
 
@@ -164,16 +178,19 @@ class Colorizer:
         new._configure(dataclasses.replace(self.config, **changes))
         return new
 
-    # Video: the caller pipelines predict(k+1) before finish(k) (see _run_model).
-    def predict(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool) -> Prediction:
+    # Video, per batch: prepare -> predict -> finish, with batch k+1's
+    # prediction as finish(k)'s look-ahead (see colorize_video).
+    def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool) -> Prepared:
         y = jax.device_put(y, self._batch)
         valid = jax.device_put(valid, self._batch)
         h, w = render_shape(y.shape[2], y.shape[1], self.render_size)
-        track = _predict(
-            self.module, self.model_config.mode, self.variables, y, valid, jnp.float32(self.config.temperature),
-            render_hw=(h, w), full_range=full_range,
-        )
-        return Prediction(track, y)
+        lightness = _render_lightness(y, render_hw=(h, w), full_range=full_range)
+        return Prepared(y, valid, lightness, _histograms(lightness))
+
+    def predict(self, prepared: Prepared) -> Prediction:
+        ab = _predict_ab(self.module, self.model_config.mode, self.variables, prepared.lightness,
+                         jnp.float32(self.config.temperature))
+        return Prediction(smoothing.Track(ab, prepared.lightness, prepared.hist, prepared.valid), prepared.y)
 
     def initial_state(self, width: int, height: int) -> smoothing.State:
         # Placed as finish() returns it, so the second batch does not recompile.
@@ -217,12 +234,6 @@ def _model_ab(module, mode, variables, lightness, temperature):
     return color.denormalize_ab(out)
 
 
-def _predict(module, mode, variables, y, valid, temperature, *, render_hw, full_range) -> smoothing.Track:
-    lightness = _render_lightness(y, render_hw=render_hw, full_range=full_range)
-    ab = _predict_ab(module, mode, variables, lightness, temperature)
-    return smoothing.Track(ab, lightness, _histograms(lightness), valid)
-
-
 def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
     """Smooth, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
     state, ab = _smooth(state, track, ahead, strength)
@@ -235,7 +246,7 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
     return state, cb, cr
 
 
-# _predict and _finish chain separate jits on purpose: XLA's CPU backend
+# prepare, predict and _finish chain separate jits on purpose: XLA's CPU backend
 # slows whatever it fuses with resize's gathers (see framecolor.resize), and
 # apart they cost a few dispatches a batch, nothing beside the work.
 
@@ -313,8 +324,8 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return _END
 
 
-def _decode(path, info, batch_size: int, out: queue.Queue, stop: threading.Event) -> None:
-    """Decode thread: lists of up to batch_size Frames (luma planes), then _END.
+def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, stop: threading.Event) -> None:
+    """Decode thread: prepare(frames) for lists of up to batch_size Frames (luma planes), then _END.
 
     A video that stops decoding early is an error here, not a warning: a
     shorter output with the audio of the whole would look like success.
@@ -328,13 +339,13 @@ def _decode(path, info, batch_size: int, out: queue.Queue, stop: threading.Event
             count += 1
             last_time = frame.time if frame.time is not None else last_time
             if len(batch) == batch_size:
-                if not _put(out, batch, stop):
+                if not _put(out, prepare(batch), stop):
                     return
                 batch = []
         problem = _incomplete(info, count, last_time)
         if problem:
             raise InputError(f"{path} is truncated or damaged: {problem}; nothing written")
-        if batch and not _put(out, batch, stop):
+        if batch and not _put(out, prepare(batch), stop):
             return
         _put(out, _END, stop)
     except BaseException as exc:  # handed to the main thread, which raises it
@@ -357,14 +368,12 @@ def _incomplete(info, count: int, last_time: float | None) -> str | None:
     return None
 
 
-def _encode(writer, pending: queue.Queue, stop: threading.Event, progress, errors: list) -> None:
+def _encode(writer, chroma: Iterator, stop: threading.Event, progress, errors: list) -> None:
     """Encode thread: pulls chroma off the device and writes frames in order."""
     try:
-        while True:
-            item = _get(pending, stop)
-            if item is _END:
+        for u, v, frames in chroma:
+            if stop.is_set():  # something failed: the output will be deleted
                 return
-            u, v, frames = item
             u, v = np.asarray(u), np.asarray(v)  # waits for the device
             for i, frame in enumerate(frames):
                 writer.write_yuv(frame.image, u[i], v[i], frame.pts)  # pts None: the next nominal one
@@ -374,9 +383,10 @@ def _encode(writer, pending: queue.Queue, stop: threading.Event, progress, error
         stop.set()
 
 
-def _batches(frames_q: queue.Queue, stop: threading.Event) -> Iterator[list]:
-    while not stop.is_set():  # the encoder failed: no point in computing more
-        item = _get(frames_q, stop)
+def _queued(q: queue.Queue, stop: threading.Event) -> Iterator:
+    """Items from `q` until _END (or until the pipeline stops)."""
+    while not stop.is_set():
+        item = _get(q, stop)
         if item is _END:
             return
         if isinstance(item, _Failed):
@@ -392,24 +402,30 @@ def _padded(frames: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     return y, np.arange(batch_size) < len(frames)
 
 
-def _run_model(colorizer: Colorizer, batches: Iterable[list], encode: Callable, *, width, height, **finish_kw) -> int:
-    """Main loop: dispatch batch k+1, then finish batch k (it needs k+1 as look-ahead)."""
+def _run_model(colorizer: Colorizer, batches: Iterable[tuple], send: Callable) -> int:
+    """Main thread: the network on each prepared batch, handed on with its frames."""
+    count = 0
+    for frames, prepared in batches:
+        if not send((colorizer.predict(prepared), frames)):
+            break
+        count += len(frames)
+    return count
+
+
+def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, width, height, **finish_kw) -> Iterator:
+    """(Prediction, frames) in order -> (Cb, Cr, frames), each batch smoothed with the next as look-ahead."""
     state = colorizer.initial_state(width, height)
-    previous, count = None, 0
-    for frames in batches:
-        y, valid = _padded(frames, colorizer.batch_size)
-        current = (colorizer.predict(y, valid, full_range=finish_kw["full_range"]), frames)
+    previous = None
+    for current in predictions:
         if previous is not None:
             state, u, v = colorizer.finish(state, previous[0], current[0], **finish_kw)
-            encode(u, v, previous[1])
+            yield u, v, previous[1]
         previous = current
-        count += len(frames)
     if previous is not None:  # nothing follows the last batch: an all-invalid look-ahead
         prediction = previous[0]
         no_frames = prediction.track._replace(valid=jnp.zeros_like(prediction.track.valid))
-        state, u, v = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
-        encode(u, v, previous[1])
-    return count
+        _, u, v = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
+        yield u, v, previous[1]
 
 
 def colorize_video(
@@ -430,8 +446,8 @@ def colorize_video(
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
     stop = threading.Event()
-    frames_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
-    chroma_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    prepared_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    predicted_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
     errors: list = []
     started = time.perf_counter()
     writer = video.VideoWriter(
@@ -458,29 +474,25 @@ def colorize_video(
         # The writer picks the final format (an odd size cannot be 4:2:0).
         subsample=writer.chroma_shape != (height, width),
     )
+
+    def prepare(frames):
+        return frames, colorizer.prepare(*_padded(frames, colorizer.batch_size), full_range=full_range)
+
+    chroma = _recombined(colorizer, _queued(predicted_q, stop), width=width, height=height, **finish_kw)
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(
-            target=_decode, args=(source, info, colorizer.batch_size, frames_q, stop), name="decode", daemon=True
+            target=_decode, args=(source, info, colorizer.batch_size, prepare, prepared_q, stop), name="decode",
+            daemon=True,
         )
         encoder = threading.Thread(
-            target=_encode,
-            args=(writer, chroma_q, stop, bar.update, errors),
-            name="encode",
-            daemon=True,
+            target=_encode, args=(writer, chroma, stop, bar.update, errors), name="encode", daemon=True
         )
         decoder.start()
         encoder.start()
         try:
-            count = _run_model(
-                colorizer,
-                _batches(frames_q, stop),
-                lambda u, v, frames: _put(chroma_q, (u, v, frames), stop),
-                width=width,
-                height=height,
-                **finish_kw,
-            )
-            _put(chroma_q, _END, stop)
+            count = _run_model(colorizer, _queued(prepared_q, stop), lambda item: _put(predicted_q, item, stop))
+            _put(predicted_q, _END, stop)
             encoder.join()
         except BaseException:
             stop.set()
