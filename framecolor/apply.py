@@ -369,7 +369,11 @@ def _incomplete(info, count: int, last_time: float | None) -> str | None:
 
 
 def _encode(writer, chroma: Iterator, stop: threading.Event, progress, errors: list) -> None:
-    """Encode thread: pulls chroma off the device and writes frames in order."""
+    """Encode thread: writes each batch's chroma, in order, with the input's luma.
+
+    Iterating `chroma` (_recombined) dispatches the smoothing and
+    recombination from this thread, beside the network in the main thread.
+    """
     try:
         for u, v, frames in chroma:
             if stop.is_set():  # something failed: the output will be deleted
