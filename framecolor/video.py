@@ -90,10 +90,7 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     Encoders open on their first frame; without this a wrong --preset or
     --crf would surface only after the model is loaded and compiled.
     """
-    try:
-        context = av.CodecContext.create(codec, "w")
-    except (av.error.FFmpegError, ValueError):
-        raise OutputError(f"unknown video encoder {codec!r}") from None
+    context = av.CodecContext.create(_encoder(codec), "w")
     if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
         raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
     formats = {f.name for f in context.codec.video_formats or ()}
@@ -101,6 +98,13 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     context.pix_fmt = pix_fmt if not formats or pix_fmt in formats else sorted(formats)[0]  # the writer checks it
     context.options = encoder_options(codec, crf, preset)
     _open_encoder(context, codec, crf, preset)  # freed with the context
+
+
+def _encoder(codec: str) -> "av.Codec":
+    try:
+        return av.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise OutputError(f"unknown video encoder {codec!r}") from None
 
 
 def _open_encoder(context, codec: str, crf, preset) -> None:
@@ -702,12 +706,7 @@ class VideoWriter:
     # -- setup
 
     def _choose_pix_fmt(self, codec: str, pix_fmt: str) -> str:
-        try:
-            supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
-        except av.error.FFmpegError:
-            raise OutputError(f"unknown video encoder {codec!r}") from None
-        except ValueError:
-            raise OutputError(f"unknown video encoder {codec!r}") from None
+        supported = {f.name for f in _encoder(codec).video_formats or ()}
         if (self.width % 2 or self.height % 2) and pix_fmt in _ODD_SIZE_FALLBACK:
             fallback = _ODD_SIZE_FALLBACK[pix_fmt]
             if supported and fallback not in supported:
@@ -821,9 +820,8 @@ class VideoWriter:
             data = np.asarray(data)
             if data.dtype != np.uint8 or data.shape != shape:
                 raise ValueError(f"plane must be {shape} uint8, got {data.shape} {data.dtype}")
-            rows = np.zeros((plane.height, plane.line_size), np.uint8)
-            rows[:, : plane.width] = data
-            plane.update(rows)
+            # Straight into the frame's own buffer: no staging copy.
+            np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = data
         self._encode(frame, pts)
 
     def _mux_copies(self, until: float | None):
