@@ -49,7 +49,10 @@ _WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p"})
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
-_CRF_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"})
+# Each constant-quality encoder's scale; x264 and x265 clamp a crf above it
+# without a word, so it is checked here.
+_CRF_RANGES = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libaom-av1": 63, "libsvtav1": 63}
+_CRF_CODECS = frozenset(_CRF_RANGES)
 _PRESET_CODECS = frozenset({"libx264", "libx265"})
 DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with no luma-keeping mode
 # libx264 with no crf keeps the source's luma instead: colorizing must not
@@ -73,6 +76,8 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
 def encoder_options(codec: str, crf: int | None = None, preset: str | None = None) -> dict[str, str]:
     """The encoder's options: `crf` None keeps luma (libx264) or means DEFAULT_CRF;
     `preset` None means the mode's own preset."""
+    if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
+        raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
     options = {}
     keep_luma = crf is None and codec == "libx264"
     if keep_luma:

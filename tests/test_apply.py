@@ -345,8 +345,8 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     # Encoder settings it will not take: refused before any frame, in one line.
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--preset", "bogus")
     assert result.exit_code == 1 and result.output.startswith("error: libx264 has no preset 'bogus'")
-    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--crf", "-3")
-    assert result.exit_code == 1 and "error: libx264 will not encode with crf -3" in result.output
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--crf", "99")  # x264 would clamp it to 51
+    assert result.exit_code == 1 and result.output.startswith("error: libx264 takes crf 0-51, not 99")
     assert "Traceback" not in result.output
     assert not (tmp_path / "x.mp4").exists()
 

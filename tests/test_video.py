@@ -439,6 +439,8 @@ def test_writer_option_errors(tmp_path):
         VideoWriter(tmp_path / "no" / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25))
     with pytest.raises(OutputError, match="will not encode with preset nope"):  # at once, not at the first frame
         VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), preset="nope")
+    with pytest.raises(OutputError, match="libx264 takes crf 0-51, not 52"):  # x264 would clamp it, silently
+        VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), crf=52)
     assert list(tmp_path.iterdir()) == []
 
 
