@@ -256,17 +256,6 @@ def data_parallel_run():
         proc.communicate()
 
 
-def test_two_devices_give_the_parameters_of_one(data_parallel_run):
-    """A few data-parallel train steps over two devices equal the same steps on one."""
-    proc = data_parallel_run
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
-    result = json.loads(output.strip().splitlines()[-1])
-    assert result["devices"] == 2
-    assert result["moved"] > 1e-3  # two Adam steps of lr 1e-3 moved the parameters ...
-    assert result["difference"] < 1e-6  # ... identically on one and on two devices
-
-
 def test_regression_model_files_carry_a_chroma_gain(reference):
     from framecolor import dataset
 
@@ -484,3 +473,15 @@ def test_bin_weights_come_from_the_training_colors():
         return np.argmin(((centers - ab) ** 2).sum(-1))
 
     assert weights[bin_of((200, 30, 30))] < weights[bin_of((30, 30, 200))]
+
+
+# Last in the module: its subprocess compiles while the tests above compile in this one.
+def test_two_devices_give_the_parameters_of_one(data_parallel_run):
+    """A few data-parallel train steps over two devices equal the same steps on one."""
+    proc = data_parallel_run
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["devices"] == 2
+    assert result["moved"] > 1e-3  # two Adam steps of lr 1e-3 moved the parameters ...
+    assert result["difference"] < 1e-6  # ... identically on one and on two devices
