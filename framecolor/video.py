@@ -154,6 +154,14 @@ class VideoInfo:
     audio: tuple[StreamInfo, ...]
     subtitles: tuple[StreamInfo, ...]
     color_range: int = 0  # FFmpeg's AVColorRange: 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
+    # How players turn the stored picture for display (phones film sideways and
+    # say so here): FFmpeg's 3x3 AV_PKT_DATA_DISPLAYMATRIX, or None.
+    display_matrix: tuple[int, ...] | None = None
+
+    @property
+    def rotation(self) -> int:
+        """Degrees counter-clockwise that players rotate the picture by (0 with no display matrix)."""
+        return display_rotation(self.display_matrix)
 
     @property
     def full_range(self) -> bool:
@@ -277,8 +285,36 @@ def _frame_rate(stream) -> Fraction:
     return Fraction(rate) if rate else Fraction(0)
 
 
+def display_rotation(matrix) -> int:
+    """A display matrix's rotation in whole degrees counter-clockwise, in (-180, 180], as
+    FFmpeg's av_display_rotation_get reads it (its scale and any mirroring aside)."""
+    if matrix is None:
+        return 0
+    degrees = -math.degrees(math.atan2(matrix[1] / math.hypot(matrix[1], matrix[4]),
+                                       matrix[0] / math.hypot(matrix[0], matrix[3])))
+    degrees = round(degrees)
+    return 180 if degrees == -180 else degrees
+
+
+def _display_matrix(container, stream) -> tuple[int, ...] | None:
+    """The display matrix that decoded frames carry (FFmpeg puts the stream's on each).
+
+    PyAV reads it only from frames, so this decodes the first one; a file
+    that cannot decode has none here and fails later, where it is read.
+    """
+    try:
+        for frame in container.decode(stream):
+            for side_data in frame.side_data:
+                if side_data.type.name == "DISPLAYMATRIX" and len(bytes(side_data)) == 36:
+                    return tuple(int(x) for x in np.frombuffer(bytes(side_data), np.int32))
+            return None
+    except av.error.FFmpegError:
+        pass
+    return None
+
+
 def probe(path) -> VideoInfo:
-    """Describe a video file without decoding it.
+    """Describe a video file, decoding at most its first frame (for the display matrix).
 
     The frame count is exact when the container states it (MP4/MOV sample
     tables, mkvmerge's NUMBER_OF_FRAMES tag) or, for files up to
@@ -312,7 +348,13 @@ def probe(path) -> VideoInfo:
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             color_range=int(getattr(cc, "color_range", 0) or 0),
+            display_matrix=_first_display_matrix(path),
         )
+
+
+def _first_display_matrix(path: Path) -> tuple[int, ...] | None:
+    with _open_input(path) as container:  # a fresh read: probing may have demuxed to the end
+        return _display_matrix(container, _video_stream(container, path))
 
 
 def _count_packets(container, stream) -> int:
@@ -356,6 +398,7 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
         ("duration", f"{_format_seconds(info.duration)} ({info.duration:.3f} s)"),
         ("codec", f"{info.codec} ({info.pix_fmt}{', full range' if info.full_range else ''})"),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
+        *([("display", f"rotated {info.rotation} degrees counter-clockwise")] if info.rotation else []),
         ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
         ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
     ]
@@ -658,7 +701,8 @@ class VideoWriter:
 
     `pix_fmt` is the requested format; `.pix_fmt` is the one used (yuv420p
     falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
-    `write_yuv` expects for u and v.
+    `write_yuv` expects for u and v. `display_matrix` (VideoInfo's) tells
+    players to turn the picture as the source's did.
     """
 
     def __init__(
@@ -678,6 +722,7 @@ class VideoWriter:
         inputs: Iterable = (),
         matrix: str | None = None,
         full_range: bool = False,
+        display_matrix: Iterable[int] | None = None,
     ):
         self.path = Path(path)
         self._colorspace = _COLORSPACES[matrix]
@@ -702,6 +747,10 @@ class VideoWriter:
         try:
             self._check_container_holds(codec)
             self._stream = self._add_video_stream(codec, crf, preset)
+            if display_matrix is not None:
+                # Players turn the picture as they did the source's: without
+                # it a phone's portrait video would play sideways.
+                self._stream.set_display_matrix([int(x) for x in display_matrix])
             if copy_streams_from is not None:
                 self._add_copied_streams(Path(copy_streams_from))
         except BaseException:

@@ -114,6 +114,8 @@ def make_video(
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
     color_range: int | None = None,
+    rotation: int = 0,
+    crf: int = 20,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -123,19 +125,26 @@ def make_video(
     `subtitles` is False, True/"srt" or "ass" (MKV only): the track is remuxed from
     a generated subtitle file, the way a real file would carry it.
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"}.
+    `rotation` (a multiple of 90) stores each picture turned that far clockwise,
+    with a display matrix that turns it back: it plays as the plain clip of
+    `width` x `height` does, the way a phone stores a portrait video.
     """
     path = Path(path)
     time_base, step = _video_time_base(rate)
     pts_list = frame_pts(frames, step, vfr)
+    turns = rotation // 90
+    stored_width, stored_height = (height, width) if turns % 2 else (width, height)
     with av.open(str(path), "w", options=options or {}) as out:
         video = out.add_stream(codec, rate=Fraction(rate))
-        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.width, video.height, video.pix_fmt = stored_width, stored_height, pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)  # counter-clockwise, as players turn it
         if color_range is not None:
             video.codec_context.color_range = color_range
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
-            video.options = {"preset": "ultrafast", "crf": "20"}
+            video.options = {"preset": "ultrafast", "crf": str(crf)}
         subtitle_src = None
         if subtitles:
             kind = "ass" if subtitles == "ass" else "srt"
@@ -146,7 +155,8 @@ def make_video(
         # Every stream must exist before the first packet is muxed (the header).
         tone = _add_tone_stream(out) if audio else None
         for i, pts in enumerate(pts_list):
-            frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+            picture = np.ascontiguousarray(np.rot90(frame_image(i, width, height), -turns))
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = pts
             frame.time_base = time_base
             for packet in video.encode(frame):

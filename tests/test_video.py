@@ -14,7 +14,7 @@ import pytest
 
 from framecolor import video
 from framecolor.errors import InputError, OutputError
-from framecolor.video import VideoWarning, VideoWriter, check_output_path, probe, read_frames
+from framecolor.video import VideoWarning, VideoWriter, check_output_path, describe, probe, read_frames
 from tests import media
 
 RATE = Fraction(30000, 1001)
@@ -428,6 +428,17 @@ def test_writer_defaults_pts_and_rejects_bad_frames(tmp_path):
             w.write_rgb(np.zeros((10, 10, 3), np.uint8), pts=1000)
     assert [f.pts for f in read_frames(out)] == [0, 40, 80]
     assert probe(out).fps == 25
+
+
+def test_probe_reads_how_players_turn_the_picture(tmp_path):
+    for rotation in (90, 180, -90):
+        info = probe(media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation))
+        assert info.rotation == rotation
+        assert (info.width, info.height) == ((48, 64) if rotation % 180 else (64, 48))  # as stored
+        assert ("display", f"rotated {rotation} degrees counter-clockwise") in describe(info)
+    plain = probe(media.make_video(tmp_path / "plain.mp4", frames=1, audio=False))
+    assert (plain.display_matrix, plain.rotation) == (None, 0)
+    assert "display" not in dict(describe(plain))
 
 
 def test_writer_option_errors(tmp_path):
