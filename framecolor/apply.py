@@ -22,7 +22,10 @@ of look-ahead); ab resized to the output's chroma size and joined with the L
 of the input's own luma there (the mean of each 2x2 block for 4:2:0) -> RGB
 -> Cb/Cr. The encoder writes the *input's* Y plane
 untouched with the new chroma (VideoWriter.write_yuv), so the picture's
-luminance and detail are the original's; only color is added.
+luminance and detail are the original's; only color is added. A video stored
+sideways (a display matrix, as phones write it) is turned upright at the
+render size for the network and its color turned back; the output keeps the
+matrix.
 
 Images take the same path without the time axis: L of the image is kept,
 ab is predicted, Lab -> RGB.
@@ -116,6 +119,12 @@ def load(model_path=None):
     return model
 
 
+def upright_turns(rotation: int) -> int:
+    """Quarter turns counter-clockwise (0-3) that stand a picture up, from its
+    display rotation (VideoInfo.rotation); 0 for angles that are not quarter turns."""
+    return (rotation // 90) % 4 if rotation % 90 == 0 else 0
+
+
 def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     """(h, w) the model sees: short side = render_size, aspect kept, sides multiples of 8."""
     short, long_ = min(width, height), max(width, height)
@@ -179,12 +188,15 @@ class Colorizer:
         return new
 
     # Video, per batch: prepare -> predict -> finish, with batch k+1's
-    # prediction as finish(k)'s look-ahead (see colorize_video).
-    def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool) -> Prepared:
+    # prediction as finish(k)'s look-ahead (see colorize_video). `turns`
+    # quarter turns counter-clockwise make the stored picture upright
+    # (upright_turns): the network sees it as it was trained, the way up
+    # players show it, and finish turns the color back.
+    def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool, turns: int = 0) -> Prepared:
         y = jax.device_put(y, self._batch)
         valid = jax.device_put(valid, self._batch)
         h, w = render_shape(y.shape[2], y.shape[1], self.render_size)
-        lightness = _render_lightness(y, render_hw=(h, w), full_range=full_range)
+        lightness = _render_lightness(y, render_hw=(h, w), full_range=full_range, turns=turns % 4)
         return Prepared(y, valid, lightness, _histograms(lightness))
 
     def predict(self, prepared: Prepared) -> Prediction:
@@ -192,12 +204,14 @@ class Colorizer:
                          jnp.float32(self.config.temperature))
         return Prediction(smoothing.Track(ab, prepared.lightness, prepared.hist, prepared.valid), prepared.y)
 
-    def initial_state(self, width: int, height: int) -> smoothing.State:
+    def initial_state(self, width: int, height: int, turns: int = 0) -> smoothing.State:
         # Placed as finish() returns it, so the second batch does not recompile.
+        if turns % 2:
+            width, height = height, width
         state = smoothing.initial_state(*render_shape(width, height, self.render_size))
         return jax.device_put(state, self._replicated)
 
-    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, subsample):
+    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, subsample, turns=0):
         return _finish(
             state,
             current.track,
@@ -208,6 +222,7 @@ class Colorizer:
             full_range=full_range,
             matrix=matrix,
             subsample=subsample,
+            turns=turns % 4,
         )
 
     def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
@@ -234,14 +249,14 @@ def _model_ab(module, mode, variables, lightness, temperature):
     return color.denormalize_ab(out)
 
 
-def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample):
-    """Smooth, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
+def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample, turns=0):
+    """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
     state, ab = _smooth(state, track, ahead, strength)
     _, height, width = y.shape
     # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
     # so the color is computed at that resolution: a quarter of the work.
     chroma_hw = (height // 2, width // 2) if subsample else (height, width)
-    ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw)
+    ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw, turns=turns)
     cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, subsample=subsample)
     return state, cb, cr
 
@@ -250,11 +265,12 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
 # slows whatever it fuses with resize's gathers (see framecolor.resize), and
 # apart they cost a few dispatches a batch, nothing beside the work.
 
-@functools.partial(jax.jit, static_argnames=("render_hw", "full_range"))
-def _render_lightness(y, *, render_hw, full_range):
-    """(B, H, W) luma codes -> L at the render size."""
+@functools.partial(jax.jit, static_argnames=("render_hw", "full_range", "turns"))
+def _render_lightness(y, *, render_hw, full_range, turns):
+    """(B, H, W) luma codes -> L at the render size, turned upright."""
     # Resize the (linear) gray first: L's powers then run on render-size pixels only.
-    return color.gray_to_lightness(resize.linear(_gray_from_y(y, full_range), render_hw, axes=(1, 2)))
+    gray = resize.linear(_gray_from_y(y, full_range), render_hw, axes=(1, 2))
+    return jnp.rot90(color.gray_to_lightness(gray), turns, axes=(1, 2))
 
 
 _predict_ab = jax.jit(_model_ab, static_argnames=("module", "mode"))
@@ -262,9 +278,9 @@ _histograms = jax.jit(smoothing.histograms)  # for cut detection; fused with the
 _smooth = jax.jit(smoothing.smooth)
 
 
-@functools.partial(jax.jit, static_argnames=("chroma_hw",))
-def _resize_ab(ab, saturation, *, chroma_hw):
-    return resize.linear(ab * saturation, chroma_hw, axes=(1, 2))
+@functools.partial(jax.jit, static_argnames=("chroma_hw", "turns"))
+def _resize_ab(ab, saturation, *, chroma_hw, turns):
+    return resize.linear(jnp.rot90(ab * saturation, -turns, axes=(1, 2)), chroma_hw, axes=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=("full_range", "matrix", "subsample"))
@@ -418,7 +434,7 @@ def _run_model(colorizer: Colorizer, batches: Iterable[tuple], send: Callable) -
 
 def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, width, height, **finish_kw) -> Iterator:
     """(Prediction, frames) in order -> (Cb, Cr, frames), each batch smoothed with the next as look-ahead."""
-    state = colorizer.initial_state(width, height)
+    state = colorizer.initial_state(width, height, finish_kw.get("turns", 0))
     previous = None
     for current in predictions:
         if previous is not None:
@@ -467,20 +483,24 @@ def colorize_video(
         # flag), so the Y plane is copied exactly and still displays as it did.
         pix_fmt=config.pix_fmt,
         full_range=full_range,
+        display_matrix=info.display_matrix,
         copy_streams_from=source,
         overwrite=overwrite,
         inputs=(source,),
         matrix=matrix,
     )
+    turns = upright_turns(info.rotation)
     finish_kw = dict(
         full_range=full_range,
         matrix=matrix,
         # The writer picks the final format (an odd size cannot be 4:2:0).
         subsample=writer.chroma_shape != (height, width),
+        turns=turns,
     )
 
     def prepare(frames):
-        return frames, colorizer.prepare(*_padded(frames, colorizer.batch_size), full_range=full_range)
+        y, valid = _padded(frames, colorizer.batch_size)
+        return frames, colorizer.prepare(y, valid, full_range=full_range, turns=turns)
 
     chroma = _recombined(colorizer, _queued(predicted_q, stop), width=width, height=height, **finish_kw)
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)

@@ -125,6 +125,38 @@ def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     np.testing.assert_array_equal(_luma(out), _luma(odd_clip))
 
 
+def _chroma(path):
+    """(frames, 2, h, w): each frame's Cb and Cr planes."""
+    def plane(p):
+        return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+
+    with av.open(str(path)) as c:
+        return np.stack([np.stack([plane(f.planes[1]), plane(f.planes[2])]) for f in c.decode(video=0)])
+
+
+def test_a_video_stored_sideways_is_colored_upright_and_still_plays_turned(colorizer, tmp_path):
+    """Phones store a portrait video sideways, with a display matrix that players turn it by.
+
+    The network must see the picture the way up it plays (it learned skies
+    above streets), and players must still turn the output: the sideways
+    clip gets the upright clip's colors, turned, and keeps its matrix.
+    """
+    shape = dict(width=48, height=64, frames=BATCH + 2, audio=False, crf=0)
+    upright = media.make_video(tmp_path / "upright.mp4", **shape)
+    sideways = media.make_video(tmp_path / "sideways.mp4", rotation=90, **shape)
+    assert (video.probe(sideways).rotation, video.probe(upright).display_matrix) == (90, None)
+    np.testing.assert_array_equal(np.rot90(_luma(sideways), 1, axes=(1, 2)), _luma(upright))  # the same pictures
+    lossless = colorizer.reconfigured(crf=0)
+    for clip in (upright, sideways):
+        apply.colorize_video(lossless, clip, tmp_path / f"{clip.stem}_out.mp4", progress=False)
+    out = tmp_path / "sideways_out.mp4"
+    assert video.probe(out).display_matrix == video.probe(sideways).display_matrix
+    expected = _chroma(tmp_path / "upright_out.mp4").astype(int)
+    assert expected.std() > 1  # colored, not flat: the comparison below can fail
+    turned = np.rot90(_chroma(out), 1, axes=(2, 3)).astype(int)
+    assert np.abs(turned - expected).max() <= 1
+
+
 def _static_noisy_clip(path, frames=12, seed=0):
     """One still picture with fresh luma noise in every frame, nearly lossless."""
     rng = np.random.default_rng(seed)
