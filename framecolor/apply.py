@@ -119,12 +119,6 @@ def load(model_path=None):
     return model
 
 
-def upright_turns(rotation: int) -> int:
-    """Quarter turns counter-clockwise (0-3) that stand a picture up, from its
-    display rotation (VideoInfo.rotation); 0 for angles that are not quarter turns."""
-    return (rotation // 90) % 4 if rotation % 90 == 0 else 0
-
-
 def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     """(h, w) the model sees: short side = render_size, aspect kept, sides multiples of 8."""
     short, long_ = min(width, height), max(width, height)
@@ -190,7 +184,7 @@ class Colorizer:
     # Video, per batch: prepare -> predict -> finish, with batch k+1's
     # prediction as finish(k)'s look-ahead (see colorize_video). `turns`
     # quarter turns counter-clockwise make the stored picture upright
-    # (upright_turns): the network sees it as it was trained, the way up
+    # (video.quarter_turns): the network sees it as it was trained, the way up
     # players show it, and finish turns the color back.
     def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool, turns: int = 0) -> Prepared:
         y = jax.device_put(y, self._batch)
@@ -489,7 +483,7 @@ def colorize_video(
         inputs=(source,),
         matrix=matrix,
     )
-    turns = upright_turns(info.rotation)
+    turns = video.quarter_turns(info.rotation)
     finish_kw = dict(
         full_range=full_range,
         matrix=matrix,

@@ -296,6 +296,18 @@ def display_rotation(matrix) -> int:
     return 180 if degrees == -180 else degrees
 
 
+def quarter_turns(rotation: int) -> int:
+    """Quarter turns counter-clockwise (0-3) that stand a picture up, from the
+    rotation players apply (VideoInfo.rotation); 0 for angles that are not quarter turns."""
+    return (rotation // 90) % 4 if rotation % 90 == 0 else 0
+
+
+def _rotation_matrix(rotation: int) -> tuple[int, ...]:
+    """The display matrix of a pure counter-clockwise rotation (16.16 fixed point, w in 2.30)."""
+    c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+    return (round(c * 65536), round(-s * 65536), 0, round(s * 65536), round(c * 65536), 0, 0, 0, 1 << 30)
+
+
 def _display_matrix(container, stream) -> tuple[int, ...] | None:
     """The display matrix that decoded frames carry (FFmpeg puts the stream's on each).
 
@@ -303,14 +315,21 @@ def _display_matrix(container, stream) -> tuple[int, ...] | None:
     that cannot decode has none here and fails later, where it is read.
     """
     try:
-        for frame in container.decode(stream):
-            for side_data in frame.side_data:
-                if side_data.type.name == "DISPLAYMATRIX" and len(bytes(side_data)) == 36:
-                    return tuple(int(x) for x in np.frombuffer(bytes(side_data), np.int32))
-            return None
+        frame = next(container.decode(stream), None)
     except av.error.FFmpegError:
-        pass
-    return None
+        return None
+    if frame is None:
+        return None
+    try:
+        for side_data in frame.side_data:
+            if side_data.type.name == "DISPLAYMATRIX" and len(bytes(side_data)) == 36:
+                return tuple(int(x) for x in np.frombuffer(bytes(side_data), np.int32))
+        return None
+    except ValueError:
+        # Side data newer than this PyAV's list (an MJPEG frame's EXIF, say)
+        # stops it listing any; .rotation still reads the matrix, flips aside.
+        rotation = round(frame.rotation) if math.isfinite(frame.rotation) else 0
+        return _rotation_matrix(rotation) if rotation else None
 
 
 def probe(path) -> VideoInfo:
@@ -437,10 +456,26 @@ def _decode_image(path: Path):
     raise InputError(f"not an image file (or damaged): {path}")
 
 
+def _upright(frame, fmt: str, size, short_side) -> np.ndarray:
+    """A picture as players and viewers show it: turned as its display matrix or
+    EXIF orientation says (FFmpeg reports both as the frame's rotation; a
+    mirror is not undone). "luma" stays as stored: it is the plane re-encoded.
+
+    Image outputs carry no EXIF, and the network learned upright pictures,
+    so colorized photos and training crops stand up in the pixels themselves.
+    """
+    if fmt == "luma":
+        return _convert(frame, fmt, size, short_side)
+    rotation = frame.rotation  # NaN for a singular matrix
+    turns = quarter_turns(round(rotation)) if math.isfinite(rotation) else 0
+    if turns % 2 and size is not None:
+        size = (size[1], size[0])
+    return np.ascontiguousarray(np.rot90(_convert(frame, fmt, size, short_side), turns))
+
+
 def read_image(path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file (alpha is dropped)."""
-    frame = _decode_image(Path(path))
-    return frame.to_ndarray(format="rgb24")
+    """(H, W, 3) uint8 RGB of an image file as viewers show it (alpha dropped, EXIF turns applied)."""
+    return _upright(_decode_image(Path(path)), "rgb24", None, None)
 
 
 _IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
@@ -551,6 +586,8 @@ def read_frames(
     size=(w, h) or short_side=n resize (aspect kept for short_side) in swscale.
     format: "rgb24" (H, W, 3), "gray" (H, W) full-range gray, or "luma" (H, W)
     the decoded Y plane's code values as they are (no range conversion).
+    rgb24 and gray come upright, turned as players show them (a display
+    matrix, an EXIF orientation; size is then as shown); luma as stored.
     every=k keeps frames 0, k, 2k, ... counted from `start`; start/end are
     seconds from the start of the stream (end exclusive); max_frames caps the
     number yielded. A truncated video yields what decodes and warns
@@ -575,7 +612,7 @@ def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[
     selected = images[::every][:max_frames]
     for k, image_path in enumerate(selected):
         index = k * every
-        yield Frame(_convert(_decode_image(image_path), fmt, size, short_side), index, None, index)
+        yield Frame(_upright(_decode_image(image_path), fmt, size, short_side), index, None, index)
 
 
 def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) -> Iterator[Frame]:
@@ -615,7 +652,7 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
             kept += 1
             if index % every:
                 continue
-            yield Frame(_convert(frame, fmt, size, short_side), frame.pts, time, index)
+            yield Frame(_upright(frame, fmt, size, short_side), frame.pts, time, index)
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return

@@ -272,6 +272,23 @@ def test_read_and_write_image(tmp_path, text_mp4):
         video.write_image(tmp_path / "a.png", rgb, overwrite=False)
 
 
+def test_a_photo_stands_as_its_exif_orientation_says(tmp_path):
+    """Cameras store a portrait photo sideways with an EXIF orientation; nothing
+    downstream writes EXIF, so the pixels themselves must come out upright."""
+    from PIL import Image  # scikit-image's dependency: PyAV writes no EXIF
+
+    picture = media.frame_image(3, 30, 40)  # portrait, as viewers show it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view": stored a quarter turn counter-clockwise
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.rot90(picture, 1)).save(folder / "portrait.jpg", quality=100, exif=exif.tobytes())
+    for got in (video.read_image(folder / "portrait.jpg"), next(read_frames(folder)).image):
+        assert got.shape == picture.shape
+        assert np.abs(got.astype(int) - picture).mean() < 4  # JPEG at quality 100
+    assert next(read_frames(folder, size=(15, 20))).image.shape == (20, 15, 3)  # size is as viewed, too
+
+
 # ---------------------------------------------------------------------------
 # output paths
 
@@ -430,12 +447,19 @@ def test_writer_defaults_pts_and_rejects_bad_frames(tmp_path):
     assert probe(out).fps == 25
 
 
-def test_probe_reads_how_players_turn_the_picture(tmp_path):
+def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_path):
     for rotation in (90, 180, -90):
-        info = probe(media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation))
+        clip = media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation, crf=0)
+        info = probe(clip)
         assert info.rotation == rotation
-        assert (info.width, info.height) == ((48, 64) if rotation % 180 else (64, 48))  # as stored
+        stored = (48, 64) if rotation % 180 else (64, 48)
+        assert (info.width, info.height) == stored
         assert ("display", f"rotated {rotation} degrees counter-clockwise") in describe(info)
+        # Pictures come as players show them (what training and scoring want);
+        # the luma plane as stored (what apply re-encodes).
+        shown = next(read_frames(clip)).image
+        assert np.abs(shown.astype(int) - media.frame_image(0, 64, 48)).mean() < 3  # 4:2:0 chroma
+        assert next(read_frames(clip, format="luma")).image.shape == stored[::-1]
     plain = probe(media.make_video(tmp_path / "plain.mp4", frames=1, audio=False))
     assert (plain.display_matrix, plain.rotation) == (None, 0)
     assert "display" not in dict(describe(plain))
