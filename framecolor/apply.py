@@ -182,15 +182,20 @@ class Colorizer:
         return new
 
     # Video, per batch: prepare -> predict -> finish, with batch k+1's
-    # prediction as finish(k)'s look-ahead (see colorize_video). `turns`
-    # quarter turns counter-clockwise make the stored picture upright
-    # (video.quarter_turns): the network sees it as it was trained, the way up
-    # players show it, and finish turns the color back.
-    def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool, turns: int = 0) -> Prepared:
+    # prediction as finish(k)'s look-ahead (see colorize_video). The network
+    # sees each picture as players show it, as it was trained: `turns`
+    # quarter turns counter-clockwise stand it up (video.quarter_turns), and
+    # the render has the shown aspect of `pixel_aspect`-wide pixels (the
+    # sample aspect ratio of anamorphic video); finish turns the color back.
+    def _stored_render_hw(self, width: int, height: int, pixel_aspect: float) -> tuple[int, int]:
+        return render_shape(max(1, round(width * pixel_aspect)), height, self.render_size)
+
+    def prepare(self, y: np.ndarray, valid: np.ndarray, *, full_range: bool, turns: int = 0,
+                pixel_aspect: float = 1.0) -> Prepared:
         y = jax.device_put(y, self._batch)
         valid = jax.device_put(valid, self._batch)
-        h, w = render_shape(y.shape[2], y.shape[1], self.render_size)
-        lightness = _render_lightness(y, render_hw=(h, w), full_range=full_range, turns=turns % 4)
+        hw = self._stored_render_hw(y.shape[2], y.shape[1], pixel_aspect)
+        lightness = _render_lightness(y, render_hw=hw, full_range=full_range, turns=turns % 4)
         return Prepared(y, valid, lightness, _histograms(lightness))
 
     def predict(self, prepared: Prepared) -> Prediction:
@@ -198,11 +203,10 @@ class Colorizer:
                          jnp.float32(self.config.temperature))
         return Prediction(smoothing.Track(ab, prepared.lightness, prepared.hist, prepared.valid), prepared.y)
 
-    def initial_state(self, width: int, height: int, turns: int = 0) -> smoothing.State:
+    def initial_state(self, width: int, height: int, turns: int = 0, pixel_aspect: float = 1.0) -> smoothing.State:
         # Placed as finish() returns it, so the second batch does not recompile.
-        if turns % 2:
-            width, height = height, width
-        state = smoothing.initial_state(*render_shape(width, height, self.render_size))
+        h, w = self._stored_render_hw(width, height, pixel_aspect)
+        state = smoothing.initial_state(*((w, h) if turns % 2 else (h, w)))
         return jax.device_put(state, self._replicated)
 
     def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, subsample, turns=0):
@@ -426,9 +430,8 @@ def _run_model(colorizer: Colorizer, batches: Iterable[tuple], send: Callable) -
     return count
 
 
-def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, width, height, **finish_kw) -> Iterator:
+def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **finish_kw) -> Iterator:
     """(Prediction, frames) in order -> (Cb, Cr, frames), each batch smoothed with the next as look-ahead."""
-    state = colorizer.initial_state(width, height, finish_kw.get("turns", 0))
     previous = None
     for current in predictions:
         if previous is not None:
@@ -478,12 +481,14 @@ def colorize_video(
         pix_fmt=config.pix_fmt,
         full_range=full_range,
         display_matrix=info.display_matrix,
+        sample_aspect_ratio=info.sample_aspect_ratio,
         copy_streams_from=source,
         overwrite=overwrite,
         inputs=(source,),
         matrix=matrix,
     )
     turns = video.quarter_turns(info.rotation)
+    pixel_aspect = float(info.sample_aspect_ratio or 1)
     finish_kw = dict(
         full_range=full_range,
         matrix=matrix,
@@ -494,9 +499,10 @@ def colorize_video(
 
     def prepare(frames):
         y, valid = _padded(frames, colorizer.batch_size)
-        return frames, colorizer.prepare(y, valid, full_range=full_range, turns=turns)
+        return frames, colorizer.prepare(y, valid, full_range=full_range, turns=turns, pixel_aspect=pixel_aspect)
 
-    chroma = _recombined(colorizer, _queued(predicted_q, stop), width=width, height=height, **finish_kw)
+    state = colorizer.initial_state(width, height, turns, pixel_aspect)
+    chroma = _recombined(colorizer, _queued(predicted_q, stop), state=state, **finish_kw)
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(

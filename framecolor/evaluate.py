@@ -49,7 +49,7 @@ def make_gray_clip(source, output, *, start: float | None = None, max_frames: in
     with video.VideoWriter(
         output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
         crf=crf, preset=preset, full_range=info.full_range, display_matrix=info.display_matrix,
-        overwrite=overwrite, copy_streams_from=source if copy_streams else None, inputs=(source,),
+        sample_aspect_ratio=info.sample_aspect_ratio, overwrite=overwrite, copy_streams_from=source if copy_streams else None, inputs=(source,),
     ) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)
         for frame in video.read_frames(source, format="luma", start=start, max_frames=max_frames):

@@ -157,6 +157,9 @@ class VideoInfo:
     # How players turn the stored picture for display (phones film sideways and
     # say so here): FFmpeg's 3x3 AV_PKT_DATA_DISPLAYMATRIX, or None.
     display_matrix: tuple[int, ...] | None = None
+    # Width of a pixel over its height where it is not 1 (anamorphic DVD and
+    # DV video: 720x480 shown at 4:3 or 16:9); None when square or unstated.
+    sample_aspect_ratio: Fraction | None = None
 
     @property
     def rotation(self) -> int:
@@ -177,6 +180,7 @@ class VideoInfo:
         d = dataclasses.asdict(self)
         d["fps"] = str(self.fps)
         d["time_base"] = str(self.time_base)
+        d["sample_aspect_ratio"] = str(self.sample_aspect_ratio) if self.sample_aspect_ratio else None
         d["audio"] = [dataclasses.asdict(s) for s in self.audio]
         d["subtitles"] = [dataclasses.asdict(s) for s in self.subtitles]
         return d
@@ -368,7 +372,13 @@ def probe(path) -> VideoInfo:
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             color_range=int(getattr(cc, "color_range", 0) or 0),
             display_matrix=_first_display_matrix(path),
+            sample_aspect_ratio=_sample_aspect_ratio(stream),
         )
+
+
+def _sample_aspect_ratio(stream) -> Fraction | None:
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar > 0 and sar != 1 else None
 
 
 def _first_display_matrix(path: Path) -> tuple[int, ...] | None:
@@ -406,6 +416,11 @@ def _describe_stream(s: StreamInfo) -> str:
     return " ".join(parts)
 
 
+def _describe_sar(info: VideoInfo) -> str:
+    sar = info.sample_aspect_ratio
+    return f"{sar.numerator}:{sar.denominator} (shown {round(info.width * sar)} x {info.height})"
+
+
 def describe(info: VideoInfo) -> list[tuple[str, str]]:
     """(label, value) rows for a human-readable table of `info`."""
     frames = str(info.frame_count) if info.frame_count_exact else f"~{info.frame_count} (estimated)"
@@ -418,6 +433,7 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
         ("codec", f"{info.codec} ({info.pix_fmt}{', full range' if info.full_range else ''})"),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
         *([("display", f"rotated {info.rotation} degrees counter-clockwise")] if info.rotation else []),
+        *([("pixel aspect", _describe_sar(info))] if info.sample_aspect_ratio else []),
         ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
         ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
     ]
@@ -738,8 +754,9 @@ class VideoWriter:
 
     `pix_fmt` is the requested format; `.pix_fmt` is the one used (yuv420p
     falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
-    `write_yuv` expects for u and v. `display_matrix` (VideoInfo's) tells
-    players to turn the picture as the source's did.
+    `write_yuv` expects for u and v. `display_matrix` and
+    `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
+    picture as they did the source's.
     """
 
     def __init__(
@@ -760,6 +777,7 @@ class VideoWriter:
         matrix: str | None = None,
         full_range: bool = False,
         display_matrix: Iterable[int] | None = None,
+        sample_aspect_ratio=None,
     ):
         self.path = Path(path)
         self._colorspace = _COLORSPACES[matrix]
@@ -769,6 +787,7 @@ class VideoWriter:
         self.time_base = _fraction(time_base)
         self.full_range = full_range or pix_fmt.startswith("yuvj")
         self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt.replace("yuvj", "yuv", 1))
+        self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self.frames_written = 0
         self._last_pts = None
         self._source = None
@@ -826,6 +845,8 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         stream.options = encoder_options(codec, crf, preset)
+        if self._sample_aspect_ratio:
+            stream.codec_context.sample_aspect_ratio = self._sample_aspect_ratio
         # PyAV opens encoders with slice threads only, which makes x264 run in
         # its sliced-thread mode: lower latency, far lower throughput on many
         # cores. Files are not live streams, so let the encoder thread across frames.

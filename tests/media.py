@@ -116,6 +116,7 @@ def make_video(
     color_range: int | None = None,
     rotation: int = 0,
     crf: int = 20,
+    sample_aspect_ratio: Fraction | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -139,6 +140,8 @@ def make_video(
         video.width, video.height, video.pix_fmt = stored_width, stored_height, pix_fmt
         if rotation:
             video.set_display_rotation(rotation)  # counter-clockwise, as players turn it
+        if sample_aspect_ratio is not None:
+            video.codec_context.sample_aspect_ratio = sample_aspect_ratio
         if color_range is not None:
             video.codec_context.color_range = color_range
         video.time_base = time_base

@@ -8,6 +8,7 @@ once per shape (Colorizers of an equal model share compiled code).
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import av
 import jax
@@ -155,6 +156,23 @@ def test_a_video_stored_sideways_is_colored_upright_and_still_plays_turned(color
     assert expected.std() > 1  # colored, not flat: the comparison below can fail
     turned = np.rot90(_chroma(out), 1, axes=(2, 3)).astype(int)
     assert np.abs(turned - expected).max() <= 1
+
+
+def test_anamorphic_video_keeps_its_pixel_aspect_and_is_rendered_as_shown(colorizer, tmp_path):
+    """DVD and DV video stores 720x480 pixels that players widen (or narrow) to 4:3 or 16:9."""
+    sar = Fraction(32, 27)  # NTSC 16:9: 64x48 stored shows as 76x48
+    clip = media.make_video(tmp_path / "wide.mp4", frames=3, audio=False, sample_aspect_ratio=sar)
+    assert video.probe(clip).sample_aspect_ratio == sar
+    assert ("pixel aspect", "32:27 (shown 76 x 48)") in video.describe(video.probe(clip))
+    out = tmp_path / "out.mp4"
+    apply.colorize_video(colorizer, clip, out, progress=False)
+    assert video.probe(out).sample_aspect_ratio == sar
+    # The network sees the picture as shown: wider than the stored pixels' 4:3.
+    y, valid = np.zeros((BATCH, 48, 64), np.uint8), np.ones(BATCH, bool)
+    lightness = colorizer.prepare(y, valid, full_range=False, pixel_aspect=float(sar)).lightness
+    h, w = lightness.shape[1:]
+    assert w / h == pytest.approx(64 * sar / 48, rel=0.05)
+    assert colorizer.initial_state(64, 48, pixel_aspect=float(sar)).den.shape == (h, w)
 
 
 def _static_noisy_clip(path, frames=12, seed=0):
