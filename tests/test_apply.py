@@ -401,6 +401,14 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):
+    result = _run_cli(odd_clip, tmp_path / "odd.mp4", "--model", model_path, "--batch-size", BATCH,
+                      "--preset", "ultrafast", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("warning: 175x143 is odd, which yuv420p cannot hold")
+    assert "VideoWarning" not in result.output and "apply.py" not in result.output  # no source location
+
+
 def test_no_default_model_is_a_clear_error(monkeypatch):
     from framecolor import modelfile
 

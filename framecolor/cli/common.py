@@ -1,10 +1,14 @@
-"""Turning library errors into one `error: ...` line and exit code 1."""
+"""Turning library errors into one `error: ...` line and exit code 1, and
+framecolor's warnings into one `warning: ...` line."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import typer
 
@@ -31,13 +35,35 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def one_line_warnings():
+    """framecolor's warnings (an odd size, a skipped stream, a truncated input)
+    are messages for the user, so they print as `warning: ...`, not as a
+    source location; other packages' keep Python's format, and --debug keeps it for all."""
+    package = str(Path(__file__).resolve().parents[1])
+    python_format = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(filename).startswith(package) and not debugging():
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            python_format(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = python_format
+
+
 def guarded(command):
     """Wrap a command so user errors print one line instead of a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with one_line_warnings():
+                return command(*args, **kwargs)
         except FramecolorError as exc:
             if debugging():
                 raise
