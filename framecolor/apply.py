@@ -41,6 +41,7 @@ import math
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -458,6 +459,9 @@ def colorize_video(
     source, output = Path(source), Path(output)
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     info = video.probe(source)
+    if info.luma_bits > 8:  # read_frames' luma and write_yuv are 8-bit
+        warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output.name} is 8-bit, its luma "
+                      "rounded to 8 bits", video.VideoWarning, stacklevel=2)
     config = colorizer.config
     width, height = info.width, info.height
     full_range = info.full_range

@@ -162,6 +162,14 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None = None
 
     @property
+    def luma_bits(self) -> int:
+        """Bits per luma sample (8 where the pixel format is unknown)."""
+        try:
+            return av.VideoFormat(self.pix_fmt).components[0].bits
+        except (ValueError, IndexError):
+            return 8
+
+    @property
     def rotation(self) -> int:
         """Degrees counter-clockwise that players rotate the picture by (0 with no display matrix)."""
         return display_rotation(self.display_matrix)

@@ -117,6 +117,14 @@ def test_full_range_flag_is_kept_and_ffv1_keeps_luma_exactly(colorizer, tmp_path
     assert _packets(out, "audio") == _packets(source, "audio")
 
 
+def test_deeper_luma_is_written_8_bit_and_says_so(colorizer, tmp_path):
+    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False)
+    out = tmp_path / "out.mkv"
+    with pytest.warns(video.VideoWarning, match="has 10-bit luma; out.mkv is 8-bit"):
+        apply.colorize_video(colorizer.reconfigured(crf=0), source, out, progress=False)
+    assert video.probe(out).luma_bits == 8 and video.probe(out).frame_count == 3
+
+
 def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     out = tmp_path / "odd.mp4"
     with pytest.warns(video.VideoWarning, match="yuv444p"):  # 4:2:0 cannot hold an odd size
