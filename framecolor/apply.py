@@ -5,7 +5,7 @@
       --(bounded queue)--> encode thread: smoothing, recombination, encoding
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
-"luma")), pads the frames into fixed batches of B (the last batch too, so
+"luma"), or "luma10" for a 10-bit output: the codes stay as deep as written), pads the frames into fixed batches of B (the last batch too, so
 nothing recompiles), puts them on a Mesh over all local devices (batch
 sharded, parameters replicated) and dispatches the L at the render size; the
 main thread dispatches the network; the encode thread smooths each batch
@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 # InceptionV3's smallest input (as Keras allows): smaller renders fail in the backbone.
 MIN_RENDER_SIZE = 75
 # Chroma formats write_yuv can fill; any other pix_fmt would re-derive luma from RGB.
-PIX_FMTS = ("yuv420p", "yuv444p")
+# Output formats whose planes write_yuv fills; the 10-bit ones keep a deeper source's luma.
+PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp".split()
 )
@@ -235,8 +236,9 @@ class Colorizer:
 
 
 def _gray_from_y(y, full_range: bool):
-    """Luma codes -> gray in [0, 1]: linear, so it can be resized before the costly L."""
-    return y.astype(jnp.float32) / 255.0 if full_range else color.limited_y_to_gray(y)
+    """Luma codes (uint8, or uint16 10-bit) -> gray in [0, 1]: linear, so it can be resized before the costly L."""
+    codes = y.astype(jnp.float32) / (4.0 if y.dtype == jnp.uint16 else 1.0)  # in 8-bit units
+    return codes / 255.0 if full_range else color.limited_y_to_gray(codes)
 
 
 def _model_ab(module, mode, variables, lightness, temperature):
@@ -293,7 +295,9 @@ def _chroma_codes(y, ab, *, full_range, matrix, subsample):
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
 
-    def code(c):  # valid limited-range chroma codes
+    def code(c):  # valid limited-range chroma codes, as deep as the luma
+        if y.dtype == jnp.uint16:
+            return jnp.clip(jnp.round(c * 4.0), 64, 960).astype(jnp.uint16)
         return jnp.clip(jnp.round(c), 16, 240).astype(jnp.uint8)
 
     return code(cb), code(cr)
@@ -339,15 +343,16 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return _END
 
 
-def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, stop: threading.Event) -> None:
-    """Decode thread: prepare(frames) for lists of up to batch_size Frames (luma planes), then _END.
+def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, stop: threading.Event,
+            luma: str = "luma") -> None:
+    """Decode thread: prepare(frames) for lists of up to batch_size Frames (`luma` planes), then _END.
 
     A video that stops decoding early is an error here, not a warning: a
     shorter output with the audio of the whole would look like success.
     """
     frames = None
     try:
-        frames = video.read_frames(path, format="luma")
+        frames = video.read_frames(path, format=luma)
         batch, count, last_time = [], 0, None
         for frame in frames:
             batch.append(frame)
@@ -415,7 +420,7 @@ def _queued(q: queue.Queue, stop: threading.Event) -> Iterator:
 
 def _padded(frames: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack luma planes into a full batch; padding frames are zeros, marked invalid."""
-    y = np.zeros((batch_size, *frames[0].image.shape), np.uint8)
+    y = np.zeros((batch_size, *frames[0].image.shape), frames[0].image.dtype)
     for i, frame in enumerate(frames):
         y[i] = frame.image
     return y, np.arange(batch_size) < len(frames)
@@ -459,10 +464,11 @@ def colorize_video(
     source, output = Path(source), Path(output)
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     info = video.probe(source)
-    if info.luma_bits > 8:  # read_frames' luma and write_yuv are 8-bit
-        warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output.name} is 8-bit, its luma "
-                      "rounded to 8 bits", video.VideoWarning, stacklevel=2)
     config = colorizer.config
+    deep = config.pix_fmt.endswith("10le")
+    if info.luma_bits > 8 and not deep:
+        warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output.name} is 8-bit, its luma rounded "
+                      f"to 8 bits (--pix-fmt {config.pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=2)
     width, height = info.width, info.height
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
@@ -510,8 +516,8 @@ def colorize_video(
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(
-            target=_decode, args=(source, info, colorizer.batch_size, prepare, prepared_q, stop), name="decode",
-            daemon=True,
+            target=_decode, args=(source, info, colorizer.batch_size, prepare, prepared_q, stop),
+            kwargs={"luma": "luma10" if deep else "luma"}, name="decode", daemon=True,
         )
         encoder = threading.Thread(
             target=_encode, args=(writer, chroma, stop, bar.update, errors), name="encode", daemon=True

@@ -27,7 +27,7 @@ import numpy as np
 from framecolor.errors import InputError, OutputError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-FORMATS = ("rgb24", "gray", "luma")
+FORMATS = ("rgb24", "gray", "luma", "luma10")
 
 # Counting packets gives the exact frame count where the container does not
 # state it (MKV, WebM, raw streams). Demuxing without decoding is fast, but it
@@ -43,9 +43,12 @@ _YUV8 = frozenset(
 # Chroma-subsampled formats that cannot hold an odd width/height, and the
 # full-chroma format to use instead.
 # (Full-range yuvj* requests arrive here as their yuv* twins.)
+# Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
+_YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
 _ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
                       "yuv420p10le": "yuv444p10le"}
-_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p"})
+_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p", "yuv420p10le", "yuv444p10le"})
+_FULL_CHROMA_FORMATS = frozenset({"yuv444p", "yuvj444p", "yuv444p10le"})
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
@@ -488,7 +491,7 @@ def _upright(frame, fmt: str, size, short_side) -> np.ndarray:
     Image outputs carry no EXIF, and the network learned upright pictures,
     so colorized photos and training crops stand up in the pixels themselves.
     """
-    if fmt == "luma":
+    if fmt in ("luma", "luma10"):
         return _convert(frame, fmt, size, short_side)
     rotation = frame.rotation  # NaN for a singular matrix
     turns = quarter_turns(round(rotation)) if math.isfinite(rotation) else 0
@@ -558,11 +561,16 @@ def _output_size(width, height, size, short_side) -> tuple[int, int]:
     return width, height
 
 
-def _plane(frame, i: int) -> np.ndarray:
-    """Plane `i` as (h, w) uint8, dropping the padding at the end of each line."""
-    plane = frame.planes[i]
-    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-    return rows[:, : plane.width].copy()
+def _plane(frame, i: int, dtype=np.uint8) -> np.ndarray:
+    """Plane `i` as (h, w) of `dtype` samples, dropping the padding at the end of each line."""
+    return _plane_view(frame.planes[i], dtype).copy()
+
+
+def _plane_view(plane, dtype=np.uint8) -> np.ndarray:
+    """The (h, w) samples of a plane, in place (writable where the frame is)."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // itemsize)
+    return rows[:, : plane.width]
 
 
 def _convert(frame, fmt: str, size, short_side) -> np.ndarray:
@@ -570,12 +578,12 @@ def _convert(frame, fmt: str, size, short_side) -> np.ndarray:
     resize = (w, h) != (frame.width, frame.height)
     # AREA averages when shrinking (no aliasing in training crops).
     interp = ("AREA" if w * h < frame.width * frame.height else "BICUBIC") if resize else None
-    if fmt == "luma":
-        name = frame.format.name
-        if name not in _YUV8 or resize:
-            frame = frame.reformat(width=w, height=h, format=name if name in _YUV8 else "yuv420p",
+    if fmt in ("luma", "luma10"):
+        name, native, fallback = frame.format.name, *((_YUV8, "yuv420p") if fmt == "luma" else (_YUV10, "yuv420p10le"))
+        if name not in native or resize:
+            frame = frame.reformat(width=w, height=h, format=name if name in native else fallback,
                                    interpolation=interp)
-        return _plane(frame, 0)
+        return _plane(frame, 0, np.uint8 if fmt == "luma" else np.uint16)
     # Recent PyAV passes the frame's colour range (full/limited) on to swscale itself.
     return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)
 
@@ -609,7 +617,9 @@ def read_frames(
 
     size=(w, h) or short_side=n resize (aspect kept for short_side) in swscale.
     format: "rgb24" (H, W, 3), "gray" (H, W) full-range gray, or "luma" (H, W)
-    the decoded Y plane's code values as they are (no range conversion).
+    the decoded Y plane's code values as they are (no range conversion),
+    uint8; "luma10" the same as uint16 10-bit codes (deeper sources keep
+    their precision; others are converted).
     rgb24 and gray come upright, turned as players show them (a display
     matrix, an EXIF orientation; size is then as shown); luma as stored.
     every=k keeps frames 0, k, 2k, ... counted from `start`; start/end are
@@ -892,7 +902,7 @@ class VideoWriter:
 
     @property
     def chroma_shape(self) -> tuple[int, int]:
-        if self.pix_fmt in ("yuv444p", "yuvj444p"):
+        if self.pix_fmt in _FULL_CHROMA_FORMATS:
             return self.height, self.width
         return (self.height + 1) // 2, (self.width + 1) // 2
 
@@ -928,21 +938,26 @@ class VideoWriter:
         self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts)
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int | None = None) -> None:
-        """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`).
+        """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`;
+        uint8, or uint16 10-bit codes for a 10-bit writer: `.sample_dtype`).
 
         No colour conversion happens, so the encoder sees exactly these Y codes.
         """
         if self.pix_fmt not in _WRITE_YUV_FORMATS:
-            raise ValueError(f"write_yuv needs a yuv420p or yuv444p writer, this one is {self.pix_fmt}")
+            raise ValueError(f"write_yuv needs a yuv420p or yuv444p (or 10-bit) writer, this one is {self.pix_fmt}")
+        dtype = self.sample_dtype
         frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
         for plane, data, shape in zip(frame.planes, (y, u, v),
                                       ((self.height, self.width), self.chroma_shape, self.chroma_shape)):
             data = np.asarray(data)
-            if data.dtype != np.uint8 or data.shape != shape:
-                raise ValueError(f"plane must be {shape} uint8, got {data.shape} {data.dtype}")
-            # Straight into the frame's own buffer: no staging copy.
-            np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = data
+            if data.dtype != dtype or data.shape != shape:
+                raise ValueError(f"plane must be {shape} {np.dtype(dtype).name}, got {data.shape} {data.dtype}")
+            _plane_view(plane, dtype)[:] = data  # straight into the frame's own buffer: no staging copy
         self._encode(frame, pts)
+
+    @property
+    def sample_dtype(self):
+        return np.uint16 if self.pix_fmt.endswith("10le") else np.uint8
 
     def _mux_copies(self, until: float | None):
         """Mux copied packets up to time `until` (all if None): keeps the file interleaved."""

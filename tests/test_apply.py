@@ -125,6 +125,20 @@ def test_deeper_luma_is_written_8_bit_and_says_so(colorizer, tmp_path):
     assert video.probe(out).luma_bits == 8 and video.probe(out).frame_count == 3
 
 
+def test_ten_bit_output_keeps_a_ten_bit_luma(colorizer, tmp_path):
+    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False)
+    out = tmp_path / "out.mkv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", video.VideoWarning)  # nothing is rounded, so nothing to say
+        apply.colorize_video(colorizer.reconfigured(codec="ffv1", pix_fmt="yuv420p10le"), source, out, progress=False)
+    assert (video.probe(out).pix_fmt, video.probe(out).luma_bits) == ("yuv420p10le", 10)
+    luma = np.stack([f.image for f in video.read_frames(out, format="luma10")])
+    np.testing.assert_array_equal(luma, np.stack([f.image for f in video.read_frames(source, format="luma10")]))
+    assert luma.dtype == np.uint16 and np.any(luma % 4)  # 10-bit codes, not 8-bit ones shifted
+    chroma = _chroma(out, np.uint16)
+    assert chroma.min() >= 64 and chroma.max() <= 960 and np.abs(chroma.astype(int) - 512).max() > 8
+
+
 def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     out = tmp_path / "odd.mp4"
     with pytest.warns(video.VideoWarning, match="yuv444p"):  # 4:2:0 cannot hold an odd size
@@ -134,10 +148,10 @@ def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     np.testing.assert_array_equal(_luma(out), _luma(odd_clip))
 
 
-def _chroma(path):
+def _chroma(path, dtype=np.uint8):
     """(frames, 2, h, w): each frame's Cb and Cr planes."""
     def plane(p):
-        return np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        return np.frombuffer(p, dtype).reshape(p.height, p.line_size // np.dtype(dtype).itemsize)[:, : p.width]
 
     with av.open(str(path)) as c:
         return np.stack([np.stack([plane(f.planes[1]), plane(f.planes[2])]) for f in c.decode(video=0)])

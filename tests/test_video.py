@@ -465,6 +465,21 @@ def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_
     assert "display" not in dict(describe(plain))
 
 
+def test_ten_bit_planes_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(64, 941, (48, 64), dtype=np.uint16)
+    u, v = (rng.integers(64, 961, (24, 32), dtype=np.uint16) for _ in range(2))
+    out = tmp_path / "ten.mkv"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec="ffv1",
+                     pix_fmt="yuv420p10le") as w:
+        assert w.sample_dtype == np.uint16
+        with pytest.raises(ValueError, match="uint16"):
+            w.write_yuv(y.astype(np.uint8), u, v)
+        w.write_yuv(y, u, v)
+    np.testing.assert_array_equal(next(read_frames(out, format="luma10")).image, y)  # lossless, exact
+    assert next(read_frames(out, format="luma")).image.dtype == np.uint8  # the 8-bit read converts
+
+
 def test_writer_option_errors(tmp_path):
     with pytest.raises(OutputError, match="unknown video encoder"):
         VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), codec="nope")

@@ -40,7 +40,7 @@ def apply(
     codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 2; other encoders: crf 18)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
-    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p (default: yuv420p)."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p, or yuv420p10le / yuv444p10le to keep a 10-bit source's luma (default: yuv420p)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
