@@ -5,10 +5,10 @@
       --(bounded queue)--> encode thread: smoothing, recombination, encoding
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
-"luma"), or "luma10" for a 10-bit output: the codes stay as deep as written), pads the frames into fixed batches of B (the last batch too, so
-nothing recompiles), puts them on a Mesh over all local devices (batch
-sharded, parameters replicated) and dispatches the L at the render size; the
-main thread dispatches the network; the encode thread smooths each batch
+"luma"), or "luma10" for a 10-bit output), pads the frames into fixed
+batches of B (the last batch too, so nothing recompiles), puts them on a
+Mesh over all local devices (batch sharded, parameters replicated) and
+dispatches the L at the render size; the main thread dispatches the network; the encode thread smooths each batch
 with the next one as look-ahead, recombines, pulls the chroma back to the
 host and writes it. Each stage dispatches its own device work: JAX's CPU
 backend runs the computations one thread dispatches in order, one after
@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 
 # InceptionV3's smallest input (as Keras allows): smaller renders fail in the backbone.
 MIN_RENDER_SIZE = 75
-# Chroma formats write_yuv can fill; any other pix_fmt would re-derive luma from RGB.
-# Output formats whose planes write_yuv fills; the 10-bit ones keep a deeper source's luma.
+# Formats write_yuv can fill (any other would re-derive luma from RGB); the
+# 10-bit ones keep a deeper source's luma.
 PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp".split()
@@ -132,7 +132,7 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
 class Prepared(NamedTuple):
     """One batch on the device, ready for the network."""
 
-    y: jax.Array  # (B, H, W) uint8 luma codes at full resolution
+    y: jax.Array  # (B, H, W) luma codes at full resolution: uint8, or uint16 10-bit
     valid: jax.Array  # (B,) bool: False for padding frames
     lightness: jax.Array  # (B, h, w) L at the render size
     hist: jax.Array  # (B, smoothing.HIST_BINS) for cut detection

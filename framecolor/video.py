@@ -40,11 +40,11 @@ _YUV8 = frozenset(
     {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
      "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "nv24", "nv42"}
 )
+# Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
+_YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
 # Chroma-subsampled formats that cannot hold an odd width/height, and the
 # full-chroma format to use instead.
 # (Full-range yuvj* requests arrive here as their yuv* twins.)
-# Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
-_YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
 _ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
                       "yuv420p10le": "yuv444p10le"}
 _WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p", "yuv420p10le", "yuv444p10le"})
@@ -305,8 +305,10 @@ def display_rotation(matrix) -> int:
     FFmpeg's av_display_rotation_get reads it (its scale and any mirroring aside)."""
     if matrix is None:
         return 0
-    degrees = -math.degrees(math.atan2(matrix[1] / math.hypot(matrix[1], matrix[4]),
-                                       matrix[0] / math.hypot(matrix[0], matrix[3])))
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not scale_x or not scale_y:  # singular: nothing to turn by
+        return 0
+    degrees = -math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x))
     degrees = round(degrees)
     return 180 if degrees == -180 else degrees
 
