@@ -45,7 +45,9 @@ def one_line_warnings():
 
     def show(message, category, filename, lineno, file=None, line=None):
         if str(filename).startswith(package) and not debugging():
-            typer.echo(f"warning: {message}", err=True)
+            from tqdm import tqdm
+
+            tqdm.write(f"warning: {message}", file=sys.stderr)  # above any progress bar, not through it
         else:
             python_format(message, category, filename, lineno, file, line)
 
