@@ -29,7 +29,7 @@ import numpy as np
 from framecolor import video
 from framecolor.errors import InputError, TrainingError
 
-CACHE_VERSION = 2  # 2: frames stand upright as players show them (display matrix, EXIF)
+CACHE_VERSION = 2  # 2: frames as players show them (upright, non-square pixels at the shown aspect)
 # Stored frames are this much larger than the training crop, so random crops
 # (translation augmentation) are possible; 1.15 matches the usual
 # resize-256/crop-224 recipe.

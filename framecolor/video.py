@@ -485,10 +485,11 @@ def _decode_image(path: Path):
     raise InputError(f"not an image file (or damaged): {path}")
 
 
-def _upright(frame, fmt: str, size, short_side) -> np.ndarray:
-    """A picture as players and viewers show it: turned as its display matrix or
-    EXIF orientation says (FFmpeg reports both as the frame's rotation; a
-    mirror is not undone). "luma" stays as stored: it is the plane re-encoded.
+def _upright(frame, fmt: str, size, short_side, pixel_aspect: Fraction | None = None) -> np.ndarray:
+    """A picture as players and viewers show it: widened (or narrowed) by its
+    pixels' aspect, then turned as its display matrix or EXIF orientation says
+    (FFmpeg reports both as the frame's rotation; a mirror is not undone).
+    "luma" stays as stored: it is the plane re-encoded.
 
     Image outputs carry no EXIF, and the network learned upright pictures,
     so colorized photos and training crops stand up in the pixels themselves.
@@ -499,7 +500,8 @@ def _upright(frame, fmt: str, size, short_side) -> np.ndarray:
     turns = quarter_turns(round(rotation)) if math.isfinite(rotation) else 0
     if turns % 2 and size is not None:
         size = (size[1], size[0])
-    return np.ascontiguousarray(np.rot90(_convert(frame, fmt, size, short_side), turns))
+    shown_width = max(1, round(frame.width * pixel_aspect)) if pixel_aspect else None
+    return np.ascontiguousarray(np.rot90(_convert(frame, fmt, size, short_side, shown_width), turns))
 
 
 def read_image(path) -> np.ndarray:
@@ -575,8 +577,8 @@ def _plane_view(plane, dtype=np.uint8) -> np.ndarray:
     return rows[:, : plane.width]
 
 
-def _convert(frame, fmt: str, size, short_side) -> np.ndarray:
-    w, h = _output_size(frame.width, frame.height, size, short_side)
+def _convert(frame, fmt: str, size, short_side, shown_width: int | None = None) -> np.ndarray:
+    w, h = _output_size(shown_width or frame.width, frame.height, size, short_side)
     resize = (w, h) != (frame.width, frame.height)
     # AREA averages when shrinking (no aliasing in training crops).
     interp = ("AREA" if w * h < frame.width * frame.height else "BICUBIC") if resize else None
@@ -622,8 +624,9 @@ def read_frames(
     the decoded Y plane's code values as they are (no range conversion),
     uint8; "luma10" the same as uint16 10-bit codes (deeper sources keep
     their precision; others are converted).
-    rgb24 and gray come upright, turned as players show them (a display
-    matrix, an EXIF orientation; size is then as shown); luma as stored.
+    rgb24 and gray come as players show them: non-square pixels widened or
+    narrowed, turned upright by a display matrix or an EXIF orientation
+    (size is then as shown); luma as stored.
     every=k keeps frames 0, k, 2k, ... counted from `start`; start/end are
     seconds from the start of the stream (end exclusive); max_frames caps the
     number yielded. A truncated video yields what decodes and warns
@@ -658,6 +661,7 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
     try:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
+        pixel_aspect = _sample_aspect_ratio(stream)
         tb = Fraction(stream.time_base) if stream.time_base else None
         t0 = stream.start_time or 0
         if start is not None and start > 0 and tb:
@@ -688,7 +692,7 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
             kept += 1
             if index % every:
                 continue
-            yield Frame(_upright(frame, fmt, size, short_side), frame.pts, time, index)
+            yield Frame(_upright(frame, fmt, size, short_side, pixel_aspect), frame.pts, time, index)
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return

@@ -465,6 +465,13 @@ def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_
     assert "display" not in dict(describe(plain))
 
 
+def test_pictures_of_non_square_pixels_come_at_the_shown_aspect(tmp_path):
+    clip = media.make_video(tmp_path / "wide.mp4", frames=1, audio=False, sample_aspect_ratio=Fraction(32, 27))
+    assert next(read_frames(clip)).image.shape == (48, 76, 3)  # 64 * 32/27 wide, as players show it
+    assert next(read_frames(clip, short_side=24, format="gray")).image.shape == (24, 38)
+    assert next(read_frames(clip, format="luma")).image.shape == (48, 64)  # the stored plane
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)
