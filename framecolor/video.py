@@ -769,6 +769,18 @@ def _fraction(x) -> Fraction:
 _COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
 
 
+# Tags a muxer or mkvmerge writes about the file itself: copied, they would
+# describe the source's encoding (its bitrate, its byte count), not ours.
+_WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name",
+                          "vendor_id", "duration", "bps", "number_of_frames", "number_of_bytes",
+                          "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags"})
+
+
+def _user_tags(tags) -> dict[str, str]:
+    """`tags` less those the writer of a file sets (mkvmerge's carry a language: BPS-eng)."""
+    return {k: v for k, v in tags.items() if k.lower().split("-")[0] not in _WRITER_TAGS}
+
+
 class VideoWriter:
     """Encode frames to `path`, keeping their pts, optionally copying audio and subtitles.
 
@@ -780,7 +792,9 @@ class VideoWriter:
     falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
-    picture as they did the source's.
+    picture as they did the source's. `copy_streams_from` copies a source's
+    audio and subtitle streams, and its tags: the file's (title, date, ...)
+    and its video stream's (language, a timecode), as ffmpeg does by default.
     """
 
     def __init__(
@@ -885,6 +899,8 @@ class VideoWriter:
 
     def _add_copied_streams(self, source: Path):
         self._source = _open_input(_check_input_file(source))
+        self._out.metadata.update(_user_tags(self._source.metadata))
+        self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
         supported = getattr(self._out, "supported_codecs", None)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)

@@ -117,6 +117,8 @@ def make_video(
     rotation: int = 0,
     crf: int = 20,
     sample_aspect_ratio: Fraction | None = None,
+    tags: dict | None = None,
+    video_tags: dict | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -125,7 +127,9 @@ def make_video(
 
     `subtitles` is False, True/"srt" or "ass" (MKV only): the track is remuxed from
     a generated subtitle file, the way a real file would carry it.
-    `options` are container (muxer) options, e.g. {"movflags": "+faststart"}.
+    `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
+    `tags` the file's metadata, `video_tags` the video stream's (a MOV's
+    {"timecode": "01:00:00:00"} becomes a timecode track).
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -136,7 +140,9 @@ def make_video(
     turns = rotation // 90
     stored_width, stored_height = (height, width) if turns % 2 else (width, height)
     with av.open(str(path), "w", options=options or {}) as out:
+        out.metadata.update(tags or {})
         video = out.add_stream(codec, rate=Fraction(rate))
+        video.metadata.update(video_tags or {})
         video.width, video.height, video.pix_fmt = stored_width, stored_height, pix_fmt
         if rotation:
             video.set_display_rotation(rotation)  # counter-clockwise, as players turn it

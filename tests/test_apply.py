@@ -93,6 +93,17 @@ def test_output_keeps_frames_pts_audio_and_luma(clip, colored):
     assert not any(p.name.startswith(".") for p in colored.parent.iterdir())
 
 
+def test_output_keeps_the_files_tags_and_its_timecode(colorizer, tmp_path):
+    source = media.make_video(tmp_path / "reel.mov", frames=3, tags={"title": "Reel 3", "comment": "1962 print"},
+                              video_tags={"timecode": "01:02:03:04"})
+    out = tmp_path / "out.mov"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    with av.open(str(out)) as c:
+        assert (c.metadata["title"], c.metadata["comment"]) == ("Reel 3", "1962 print")
+        assert c.streams.video[0].metadata["timecode"] == "01:02:03:04"
+        assert [s.metadata.get("timecode") for s in c.streams.data] == ["01:02:03:04"]  # a MOV timecode track
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy

@@ -472,6 +472,12 @@ def test_pictures_of_non_square_pixels_come_at_the_shown_aspect(tmp_path):
     assert next(read_frames(clip, format="luma")).image.shape == (48, 64)  # the stored plane
 
 
+def test_tags_about_the_source_encoding_are_not_copied():
+    tags = {"title": "Reel 3", "ENCODER": "Lavf58", "BPS-eng": "1000", "NUMBER_OF_FRAMES": "3",
+            "major_brand": "isom", "handler_name": "VideoHandler", "timecode": "01:00:00:00"}
+    assert video._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)
