@@ -272,14 +272,19 @@ def _parse_clock(text: str) -> float | None:
 
 
 def _stream_duration(container, stream) -> float | None:
-    """Seconds of the video stream itself (not the longest stream), when stated."""
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
+    """Seconds of the video stream itself (not the longest stream), when stated.
+
+    A Matroska track's DURATION tag comes first: FFmpeg fills a stream's
+    own duration with the file's when the container states none, so an MKV
+    whose audio or subtitles outlast the picture would look truncated.
+    """
     for key, value in stream.metadata.items():
         if key.upper().startswith("DURATION"):
             seconds = _parse_clock(value)
             if seconds:
                 return seconds
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
     if container.duration:
         return container.duration / av.time_base
     return None

@@ -104,6 +104,15 @@ def test_output_keeps_the_files_tags_and_its_timecode(colorizer, tmp_path):
         assert [s.metadata.get("timecode") for s in c.streams.data] == ["01:02:03:04"]  # a MOV timecode track
 
 
+def test_subtitles_that_outlast_the_picture_are_not_a_truncation(colorizer, tmp_path):
+    source = media.make_video(tmp_path / "short.mkv", frames=3, subtitles="srt")  # subtitles run to 0.35 s
+    assert video.probe(source).duration == pytest.approx(3 * 1001 / 30000, abs=0.01)  # the picture's own
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", video.VideoWarning)
+        summary = apply.colorize_video(colorizer, source, tmp_path / "out.mkv", progress=False)
+    assert summary["frames"] == 3
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy
