@@ -914,7 +914,10 @@ class VideoWriter:
                 warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
                               f"a {self.path.suffix} file cannot hold it", VideoWarning, stacklevel=3)
                 continue
-            self._copy[stream.index] = self._out.add_stream_from_template(stream)
+            copy = self._out.add_stream_from_template(stream)
+            copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
+            copy.disposition = stream.disposition  # which track players pick by default
+            self._copy[stream.index] = copy
         if self._copy:
             wanted = [s for s in self._source.streams if s.index in self._copy]
             self._packets = self._source.demux(*wanted)

@@ -119,6 +119,7 @@ def make_video(
     sample_aspect_ratio: Fraction | None = None,
     tags: dict | None = None,
     video_tags: dict | None = None,
+    audio_tags: dict | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -129,7 +130,8 @@ def make_video(
     a generated subtitle file, the way a real file would carry it.
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
-    {"timecode": "01:00:00:00"} becomes a timecode track).
+    {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
+    audio stream's.
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -163,6 +165,8 @@ def make_video(
             sub_out = out.add_stream_from_template(subtitle_src.streams.subtitles[0])
         # Every stream must exist before the first packet is muxed (the header).
         tone = _add_tone_stream(out) if audio else None
+        if tone is not None:
+            tone.metadata.update(audio_tags or {})
         for i, pts in enumerate(pts_list):
             picture = np.ascontiguousarray(np.rot90(frame_image(i, width, height), -turns))
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
