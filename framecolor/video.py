@@ -798,8 +798,9 @@ class VideoWriter:
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
     picture as they did the source's. `copy_streams_from` copies a source's
-    audio and subtitle streams, and its tags: the file's (title, date, ...)
-    and its video stream's (language, a timecode), as ffmpeg does by default.
+    audio and subtitle streams, its chapters, and its tags: the file's
+    (title, date, ...) and its video stream's (language, a timecode), as
+    ffmpeg does by default.
     """
 
     def __init__(
@@ -905,6 +906,9 @@ class VideoWriter:
     def _add_copied_streams(self, source: Path):
         self._source = _open_input(_check_input_file(source))
         self._out.metadata.update(_user_tags(self._source.metadata))
+        chapters = self._source.chapters()
+        if chapters:
+            self._out.set_chapters(chapters)
         self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
         supported = getattr(self._out, "supported_codecs", None)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:

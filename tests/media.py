@@ -120,6 +120,7 @@ def make_video(
     tags: dict | None = None,
     video_tags: dict | None = None,
     audio_tags: dict | None = None,
+    chapters: list | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -131,7 +132,7 @@ def make_video(
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
-    audio stream's.
+    audio stream's; `chapters` are (start s, end s, title) triples.
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -143,6 +144,10 @@ def make_video(
     stored_width, stored_height = (height, width) if turns % 2 else (width, height)
     with av.open(str(path), "w", options=options or {}) as out:
         out.metadata.update(tags or {})
+        if chapters:
+            out.set_chapters([{"id": i + 1, "start": round(a * 1000), "end": round(b * 1000),
+                               "time_base": Fraction(1, 1000), "metadata": {"title": title}}
+                              for i, (a, b, title) in enumerate(chapters)])
         video = out.add_stream(codec, rate=Fraction(rate))
         video.metadata.update(video_tags or {})
         video.width, video.height, video.pix_fmt = stored_width, stored_height, pix_fmt

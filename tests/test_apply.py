@@ -93,7 +93,7 @@ def test_output_keeps_frames_pts_audio_and_luma(clip, colored):
     assert not any(p.name.startswith(".") for p in colored.parent.iterdir())
 
 
-def test_output_keeps_the_tags_and_the_timecode(colorizer, tmp_path):
+def test_output_keeps_the_tags_timecode_track_names_and_chapters(colorizer, tmp_path):
     source = media.make_video(tmp_path / "reel.mov", frames=3, tags={"title": "Reel 3", "comment": "1962 print"},
                               video_tags={"timecode": "01:02:03:04"})
     out = tmp_path / "out.mov"
@@ -102,12 +102,16 @@ def test_output_keeps_the_tags_and_the_timecode(colorizer, tmp_path):
         assert (c.metadata["title"], c.metadata["comment"]) == ("Reel 3", "1962 print")
         assert c.streams.video[0].metadata["timecode"] == "01:02:03:04"
         assert [s.metadata.get("timecode") for s in c.streams.data] == ["01:02:03:04"]  # a MOV timecode track
-    # An audio track's language and title tell a film's tracks apart (MKV keeps both as written).
-    source = media.make_video(tmp_path / "dub.mkv", frames=3, audio_tags={"language": "fre", "title": "French mix"})
+    # An audio track's language and title tell a film's tracks apart; chapters are how it is navigated.
+    chapters = [(0.0, 0.2, "Opening"), (0.2, 0.4, "Street")]
+    source = media.make_video(tmp_path / "dub.mkv", audio_tags={"language": "fre", "title": "French mix"},
+                              chapters=chapters)
     apply.colorize_video(colorizer, source, tmp_path / "dub_out.mkv", progress=False)
     with av.open(str(tmp_path / "dub_out.mkv")) as c:
         tags = c.streams.audio[0].metadata
         assert (tags["language"], tags["title"]) == ("fre", "French mix")
+        assert [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]), ch["metadata"]["title"])
+                for ch in c.chapters()] == chapters
 
 
 def test_subtitles_that_outlast_the_picture_are_not_a_truncation(colorizer, tmp_path):
