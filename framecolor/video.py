@@ -12,6 +12,7 @@ variable and audio stays in sync when it is copied packet for packet.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import re
@@ -876,9 +877,30 @@ class VideoWriter:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
 
-    def _check_container_holds(self, codec: str) -> None:
+    def _holds(self, names, add_stream) -> bool:
+        """Can this file's container hold a stream of one of these codec `names`?
+
+        FFmpeg's codec query says yes, no or "unknown" (MPEG-TS answers
+        unknown for everything, H.264 and AAC included), and PyAV's
+        supported_codecs counts unknown as no. So a no is confirmed by
+        writing a header with `add_stream(container)` to memory.
+        """
         supported = getattr(self._out, "supported_codecs", None)
-        if supported is not None and codec not in supported and av.Codec(codec, "w").name not in supported:
+        if supported is None or set(names) & set(supported):
+            return True
+        try:
+            with av.open(io.BytesIO(), "w", format=self._out.format.name) as trial:
+                add_stream(trial)
+                trial.start_encoding()
+            return True
+        except (av.error.FFmpegError, ValueError):
+            return False
+
+    def _check_container_holds(self, codec: str) -> None:
+        def add(container):
+            container.add_stream(codec, rate=25).width = 64
+
+        if not self._holds({codec, av.Codec(codec, "w").name}, add):
             raise OutputError(f"a {self.path.suffix} file cannot hold {codec} video; choose another suffix or --codec")
 
     def _add_video_stream(self, codec, crf, preset):
@@ -910,11 +932,10 @@ class VideoWriter:
         if chapters:
             self._out.set_chapters(chapters)
         self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
-        supported = getattr(self._out, "supported_codecs", None)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
-            if supported is not None and not names & set(supported):
+            if not self._holds(names, lambda container, template=stream: container.add_stream_from_template(template)):
                 warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
                               f"a {self.path.suffix} file cannot hold it", VideoWarning, stacklevel=3)
                 continue

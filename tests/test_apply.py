@@ -123,6 +123,17 @@ def test_subtitles_that_outlast_the_picture_are_not_a_truncation(colorizer, tmp_
     assert summary["frames"] == 3
 
 
+def test_mpeg_ts_in_and_out(colorizer, tmp_path):
+    """Broadcast captures come as MPEG-TS, whose muxer FFmpeg cannot ask whether it holds H.264."""
+    source = media.make_video(tmp_path / "capture.ts", frames=6)
+    out = tmp_path / "out.ts"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    assert video.probe(out).frame_count == 6 and len(video.probe(out).audio) == 1
+    assert np.diff(_pts(out)).tolist() == np.diff(_pts(source)).tolist()  # the muxer may shift the start
+    with pytest.raises(OutputError, match="a .webm file cannot hold libx264"):  # a real no is still one
+        apply.colorize_video(colorizer, source, tmp_path / "out.webm", progress=False)
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy
