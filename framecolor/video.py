@@ -845,6 +845,12 @@ class VideoWriter:
             raise OutputError(f"cannot write {self.path}: unknown container type {self.path.suffix!r}") from None
         except av.error.FFmpegError as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
+        # AVI has no timestamps, only a frame rate: a finer time base (an MP4's
+        # 1/30000) would index every tick as a dropped frame, so frames are
+        # counted at 1/fps there and the callers' pts are rescaled onto it.
+        cfr = self._out.format.name == "avi" and self.fps > 0
+        self._stream_time_base = 1 / self.fps if cfr else self.time_base
+        self._last_stream_pts = None
         try:
             self._check_container_holds(codec)
             self._stream = self._add_video_stream(codec, crf, preset)
@@ -908,8 +914,8 @@ class VideoWriter:
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         # The encoder and the stream count in the caller's time base, so pts go
         # through unchanged (the muxer may refine the stream's base, e.g. MKV's 1/1000).
-        stream.time_base = self.time_base
-        stream.codec_context.time_base = self.time_base
+        stream.time_base = self._stream_time_base
+        stream.codec_context.time_base = self._stream_time_base
         stream.options = encoder_options(codec, crf, preset)
         if self._sample_aspect_ratio:
             stream.codec_context.sample_aspect_ratio = self._sample_aspect_ratio
@@ -973,14 +979,25 @@ class VideoWriter:
         self._last_pts = pts
         return pts
 
+    def _stream_pts(self, pts: int) -> int:
+        """`pts` (in time_base) on the stream's time base, still increasing."""
+        if self._stream_time_base == self.time_base:
+            return pts
+        ticks = round(pts * self.time_base / self._stream_time_base)
+        if self._last_stream_pts is not None:
+            ticks = max(ticks, self._last_stream_pts + 1)  # two frames closer than 1/fps (VFR)
+        self._last_stream_pts = ticks
+        return ticks
+
     def _encode(self, frame, pts):
         if self._colorspace is not None and hasattr(frame, "colorspace"):
             frame.colorspace = self._colorspace
         if self._range_flag is not None:
             frame.color_range = self._range_flag
-        frame.pts = self._next_pts(pts)
-        frame.time_base = self.time_base
-        self._mux_copies(until=float(frame.pts * self.time_base))
+        pts = self._next_pts(pts)
+        self._mux_copies(until=float(pts * self.time_base))
+        frame.pts = self._stream_pts(pts)
+        frame.time_base = self._stream_time_base
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
         self.frames_written += 1

@@ -478,6 +478,17 @@ def test_tags_about_the_source_encoding_are_not_copied():
     assert video._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
 
 
+def test_avi_counts_frames_at_the_frame_rate_whatever_the_callers_time_base(tmp_path):
+    """AVI has no timestamps: pts in an MP4's 1/30000 must not index 1,001 ticks per frame."""
+    out = tmp_path / "out.avi"
+    with VideoWriter(out, width=64, height=48, fps=RATE, time_base=Fraction(1, 30000)) as w:
+        for i in range(4):
+            w.write_rgb(media.frame_image(i, 64, 48), pts=i * 1001)
+    info = probe(out)
+    assert (info.frame_count, info.fps, info.time_base) == (4, RATE, 1 / RATE)  # was 80 "frames" at 600 fps
+    assert len(list(read_frames(out))) == 4
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)
