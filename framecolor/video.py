@@ -904,7 +904,8 @@ class VideoWriter:
 
     def _check_container_holds(self, codec: str) -> None:
         def add(container):
-            container.add_stream(codec, rate=25).width = 64
+            stream = container.add_stream(codec, rate=25)
+            stream.width = stream.height = 64
 
         if not self._holds({codec, av.Codec(codec, "w").name}, add):
             raise OutputError(f"a {self.path.suffix} file cannot hold {codec} video; choose another suffix or --codec")
@@ -912,8 +913,9 @@ class VideoWriter:
     def _add_video_stream(self, codec, crf, preset):
         stream = self._out.add_stream(codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
-        # The encoder and the stream count in the caller's time base, so pts go
-        # through unchanged (the muxer may refine the stream's base, e.g. MKV's 1/1000).
+        # The encoder and the stream count in the caller's time base (AVI's: 1/fps,
+        # see __init__), so pts go through unchanged (the muxer may refine the
+        # stream's base, e.g. MKV's 1/1000).
         stream.time_base = self._stream_time_base
         stream.codec_context.time_base = self._stream_time_base
         stream.options = encoder_options(codec, crf, preset)
