@@ -163,9 +163,8 @@ def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict
     from framecolor import video
 
     count = 0
-    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                           codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, copy_streams_from=source,
-                           overwrite=True) as writer:
+    with video.VideoWriter.like(out, info, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                                copy_streams_from=source, overwrite=True) as writer:
         gray = np.full(writer.chroma_shape, 128, np.uint8)
         for y, u, v, pts in _decoded_ahead(planes):
             writer.write_yuv(y, gray if u is None else u, gray if v is None else v, pts)
@@ -182,8 +181,7 @@ def encode_luma(luma, info, out, *, crf=None, preset=None, pts=None) -> float:
     from framecolor import video
 
     started = time.perf_counter()
-    with video.VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                           crf=crf, preset=preset, full_range=info.full_range, overwrite=True) as writer:
+    with video.VideoWriter.like(out, info, crf=crf, preset=preset, overwrite=True) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)
         for y, t in zip(luma, pts or [None] * len(luma), strict=True):
             writer.write_yuv(y, neutral, neutral, t)

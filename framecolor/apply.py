@@ -477,21 +477,16 @@ def colorize_video(
     predicted_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
     errors: list = []
     started = time.perf_counter()
-    writer = video.VideoWriter(
+    # Shaped as the source (full-range luma codes stay full range, as a yuvj*
+    # format or the range flag), so the Y plane is copied exactly and still
+    # displays as it did.
+    writer = video.VideoWriter.like(
         output,
-        width=width,
-        height=height,
-        fps=info.fps,
-        time_base=info.time_base,
+        info,
         codec=config.codec,
         crf=config.crf,
         preset=config.preset,
-        # Full-range luma codes stay full range (a yuvj* format or the range
-        # flag), so the Y plane is copied exactly and still displays as it did.
         pix_fmt=config.pix_fmt,
-        full_range=full_range,
-        display_matrix=info.display_matrix,
-        sample_aspect_ratio=info.sample_aspect_ratio,
         copy_streams_from=source,
         overwrite=overwrite,
         inputs=(source,),

@@ -46,10 +46,9 @@ def make_gray_clip(source, output, *, start: float | None = None, max_frames: in
     """
     info = video.probe(source)
     count = 0
-    with video.VideoWriter(
-        output, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-        crf=crf, preset=preset, full_range=info.full_range, display_matrix=info.display_matrix,
-        sample_aspect_ratio=info.sample_aspect_ratio, overwrite=overwrite, copy_streams_from=source if copy_streams else None, inputs=(source,),
+    with video.VideoWriter.like(
+        output, info, crf=crf, preset=preset, overwrite=overwrite,
+        copy_streams_from=source if copy_streams else None, inputs=(source,),
     ) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)
         for frame in video.read_frames(source, format="luma", start=start, max_frames=max_frames):

@@ -864,6 +864,14 @@ class VideoWriter:
             self._abort()
             raise
 
+    @classmethod
+    def like(cls, path, info: VideoInfo, **options) -> "VideoWriter":
+        """A writer for `path` shaped as `info`'s video: its size, timing, range,
+        display matrix and pixel aspect, all an output needs to play as its source did."""
+        return cls(path, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                   full_range=info.full_range, display_matrix=info.display_matrix,
+                   sample_aspect_ratio=info.sample_aspect_ratio, **options)
+
     # -- setup
 
     def _choose_pix_fmt(self, codec: str, pix_fmt: str) -> str:
