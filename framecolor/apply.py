@@ -8,9 +8,9 @@ The decode thread reads each frame's raw Y plane (video.read_frames(format=
 "luma"), or "luma10" for a 10-bit output), pads the frames into fixed
 batches of B (the last batch too, so nothing recompiles), puts them on a
 Mesh over all local devices (batch sharded, parameters replicated) and
-dispatches the L at the render size; the main thread dispatches the network; the encode thread smooths each batch
-with the next one as look-ahead, recombines, pulls the chroma back to the
-host and writes it. Each stage dispatches its own device work: JAX's CPU
+dispatches the L at the render size; the main thread dispatches the
+network; the encode thread smooths each batch with the next one as
+look-ahead, recombines, pulls the chroma back to the host and writes it. Each stage dispatches its own device work: JAX's CPU
 backend runs the computations one thread dispatches in order, one after
 another, so on a CPU this lets the light stages run beside the network
 instead of between its batches. Queues are small, so memory stays flat
@@ -235,9 +235,14 @@ class Colorizer:
         return np.asarray(out)
 
 
+def _code_scale(y) -> float:
+    """Code values per 8-bit code: 4 for 10-bit planes (uint16), else 1."""
+    return 4.0 if y.dtype == jnp.uint16 else 1.0
+
+
 def _gray_from_y(y, full_range: bool):
     """Luma codes (uint8, or uint16 10-bit) -> gray in [0, 1]: linear, so it can be resized before the costly L."""
-    codes = y.astype(jnp.float32) / (4.0 if y.dtype == jnp.uint16 else 1.0)  # in 8-bit units
+    codes = y.astype(jnp.float32) / _code_scale(y)  # in 8-bit units
     return codes / 255.0 if full_range else color.limited_y_to_gray(codes)
 
 
@@ -295,10 +300,10 @@ def _chroma_codes(y, ab, *, full_range, matrix, subsample):
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
 
-    def code(c):  # valid limited-range chroma codes, as deep as the luma
-        if y.dtype == jnp.uint16:
-            return jnp.clip(jnp.round(c * 4.0), 64, 960).astype(jnp.uint16)
-        return jnp.clip(jnp.round(c), 16, 240).astype(jnp.uint8)
+    scale = _code_scale(y)
+
+    def code(c):  # valid limited-range chroma codes (16-240 in 8-bit terms), as deep as the luma
+        return jnp.clip(jnp.round(c * scale), 16 * scale, 240 * scale).astype(y.dtype)
 
     return code(cb), code(cr)
 
