@@ -43,6 +43,9 @@ _YUV8 = frozenset(
 )
 # Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
 _YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
+# The raw-plane reads: formats read as they are, the format others are converted
+# to, and the sample type.
+_LUMA_READS = {"luma": (_YUV8, "yuv420p", np.uint8), "luma10": (_YUV10, "yuv420p10le", np.uint16)}
 # Chroma-subsampled formats that cannot hold an odd width/height, and the
 # full-chroma format to use instead.
 # (Full-range yuvj* requests arrive here as their yuv* twins.)
@@ -500,7 +503,7 @@ def _upright(frame, fmt: str, size, short_side, pixel_aspect: Fraction | None = 
     Image outputs carry no EXIF, and the network learned upright pictures,
     so colorized photos and training crops stand up in the pixels themselves.
     """
-    if fmt in ("luma", "luma10"):
+    if fmt in _LUMA_READS:
         return _convert(frame, fmt, size, short_side)
     rotation = frame.rotation  # NaN for a singular matrix
     turns = quarter_turns(round(rotation)) if math.isfinite(rotation) else 0
@@ -588,12 +591,13 @@ def _convert(frame, fmt: str, size, short_side, shown_width: int | None = None) 
     resize = (w, h) != (frame.width, frame.height)
     # AREA averages when shrinking (no aliasing in training crops).
     interp = ("AREA" if w * h < frame.width * frame.height else "BICUBIC") if resize else None
-    if fmt in ("luma", "luma10"):
-        name, native, fallback = frame.format.name, *((_YUV8, "yuv420p") if fmt == "luma" else (_YUV10, "yuv420p10le"))
+    if fmt in _LUMA_READS:
+        native, fallback, dtype = _LUMA_READS[fmt]
+        name = frame.format.name
         if name not in native or resize:
             frame = frame.reformat(width=w, height=h, format=name if name in native else fallback,
                                    interpolation=interp)
-        return _plane(frame, 0, np.uint8 if fmt == "luma" else np.uint16)
+        return _plane(frame, 0, dtype)
     # Recent PyAV passes the frame's colour range (full/limited) on to swscale itself.
     return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)
 
