@@ -191,11 +191,8 @@ def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
 
 def _chroma(path, dtype=np.uint8):
     """(frames, 2, h, w): each frame's Cb and Cr planes."""
-    def plane(p):
-        return np.frombuffer(p, dtype).reshape(p.height, p.line_size // np.dtype(dtype).itemsize)[:, : p.width]
-
     with av.open(str(path)) as c:
-        return np.stack([np.stack([plane(f.planes[1]), plane(f.planes[2])]) for f in c.decode(video=0)])
+        return np.stack([np.stack([video._plane(f, 1, dtype), video._plane(f, 2, dtype)]) for f in c.decode(video=0)])
 
 
 def test_a_video_stored_sideways_is_colored_upright_and_still_plays_turned(colorizer, tmp_path):
