@@ -2,6 +2,7 @@
 
     decode thread: luma planes, batches of B, L at the render size
       --(bounded queue)--> main thread: the network on all devices
+                           (on a CPU backend, two batches at once)
       --(bounded queue)--> encode thread: smoothing, recombination, encoding
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
@@ -10,11 +11,14 @@ batches of B (the last batch too, so nothing recompiles), puts them on a
 Mesh over all local devices (batch sharded, parameters replicated) and
 dispatches the L at the render size; the main thread dispatches the
 network; the encode thread smooths each batch with the next one as
-look-ahead, recombines, pulls the chroma back to the host and writes it. Each stage dispatches its own device work: JAX's CPU
-backend runs the computations one thread dispatches in order, one after
-another, so on a CPU this lets the light stages run beside the network
-instead of between its batches. Queues are small, so memory stays flat
-whatever the length of the video.
+look-ahead, recombines, pulls the chroma back to the host and writes it.
+Each stage dispatches its own device work: JAX's CPU backend runs the
+computations one thread dispatches in order, one after another, so on a CPU
+this lets the light stages run beside the network instead of between its
+batches. For the same reason the network runs two batches at once on a CPU
+backend, each from a thread of its own: one forward leaves part of the cores
+idle (see _default_networks_in_flight). Queues are small, so memory stays
+flat whatever the length of the video.
 
 On the device, per batch: Y code values -> gray, resized to the render size
 -> L -> model -> ab; ab smoothed over time (framecolor.smoothing, one batch
@@ -33,15 +37,18 @@ ab is predicted, Lab -> RGB.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import functools
 import logging
 import math
+import os
 import queue
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -80,6 +87,7 @@ class ApplyConfig:
     preset: str | None = None  # None: the encoder mode's own preset
     pix_fmt: str = "yuv420p"
     queue_size: int = 2  # batches waiting between the threads
+    networks_in_flight: int | None = None  # batches in the network at once; None: 2 on a CPU backend, else 1
 
     def validate(self) -> "ApplyConfig":
         if self.render_size is not None and self.render_size < MIN_RENDER_SIZE:
@@ -96,6 +104,8 @@ class ApplyConfig:
             raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
         if self.queue_size < 1:
             raise InputError(f"queue size must be at least 1, got {self.queue_size}")
+        if self.networks_in_flight is not None and self.networks_in_flight < 1:
+            raise InputError(f"networks in flight must be at least 1, got {self.networks_in_flight}")
         video.check_encoder(self.codec, self.crf, self.preset, self.pix_fmt)
         return self
 
@@ -176,6 +186,7 @@ class Colorizer:
         self.saturation = self.model_saturation if config.saturation is None else config.saturation
         devices = self.mesh.devices.size
         self.batch_size = math.ceil(config.batch_size / devices) * devices  # the batch splits evenly
+        self.networks_in_flight = config.networks_in_flight or _default_networks_in_flight(self.mesh)
 
     def reconfigured(self, **changes) -> "Colorizer":
         """A copy with some ApplyConfig fields changed, sharing the model already on the devices."""
@@ -233,6 +244,20 @@ class Colorizer:
             jnp.float32(self.config.temperature), render_hw=(h, w),
         )
         return np.asarray(out)
+
+
+def _default_networks_in_flight(mesh: Mesh) -> int:
+    """2 where the network runs on CPU cores (two or more of them), else 1.
+
+    One forward of the shipped model keeps 1.46 of two cores busy (many of its
+    ops run on one thread); two at once keep 1.97 busy: 41 -> 60 frames/s at
+    640x360 (benchmarks/RESULTS.md). An accelerator runs one batch at a time
+    whatever the threads, so there a second one would only hold memory.
+    """
+    if mesh.devices.flat[0].platform != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cores >= 2 else 1
 
 
 def _code_scale(y) -> float:
@@ -434,11 +459,40 @@ def _padded(frames: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 def _run_model(colorizer: Colorizer, batches: Iterable[tuple], send: Callable) -> int:
     """Main thread: the network on each prepared batch, handed on with its frames."""
     count = 0
-    for frames, prepared in batches:
-        if not send((colorizer.predict(prepared), frames)):
+    for prediction, frames in _predictions(colorizer, batches):
+        if not send((prediction, frames)):
             break
         count += len(frames)
     return count
+
+
+def _predictions(colorizer: Colorizer, batches: Iterable[tuple]) -> Iterator[tuple]:
+    """(frames, prepared) -> (prediction, frames), in order, colorizer.networks_in_flight at a time.
+
+    JAX's CPU backend runs what one thread dispatches one after another, so
+    more than one forward at once takes a thread each; each thread waits for
+    its own forward, and results come back in the order the batches came.
+    """
+    in_flight = colorizer.networks_in_flight
+    if in_flight == 1:  # dispatched without waiting: the device queues them
+        for frames, prepared in batches:
+            yield colorizer.predict(prepared), frames
+        return
+
+    def forward(prepared):
+        return jax.block_until_ready(colorizer.predict(prepared))
+
+    running: collections.deque = collections.deque()
+    # Leaving early (the pipeline stopped) waits for the forwards still running.
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="network") as pool:
+        for frames, prepared in batches:
+            running.append((pool.submit(forward, prepared), frames))
+            if len(running) == in_flight:
+                future, oldest = running.popleft()
+                yield future.result(), oldest
+        while running:
+            future, oldest = running.popleft()
+            yield future.result(), oldest
 
 
 def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **finish_kw) -> Iterator:

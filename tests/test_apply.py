@@ -267,6 +267,35 @@ def test_smoothing_steadies_colors_of_a_static_scene(colorizer, tmp_path):
     assert change[CONFIG.smoothing] < 0.4 * change[0.0]
 
 
+def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip, tmp_path):
+    # 12 frames, batches of 4: with two forwards at once the second batch's
+    # may finish first; the video must not change.
+    chroma = {}
+    for in_flight in (1, 2):
+        out = tmp_path / f"{in_flight}.mp4"
+        apply.colorize_video(colorizer.reconfigured(crf=0, networks_in_flight=in_flight), clip, out, progress=False)
+        chroma[in_flight] = np.stack([f.image for f in video.read_frames(out)])
+    batches = chroma[1].reshape(3, BATCH, *chroma[1].shape[1:]).astype(int)
+    assert np.abs(batches[1:] - batches[:-1]).max() > 2  # out of order would show
+    np.testing.assert_array_equal(chroma[2], chroma[1])
+
+
+def test_a_forward_failing_in_its_thread_fails_the_run_and_leaves_nothing(colorizer, clip, tmp_path):
+    broken = colorizer.reconfigured(networks_in_flight=2)
+    calls = []
+
+    def predict(prepared):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return colorizer.predict(prepared)
+
+    broken.predict = predict
+    with pytest.raises(RuntimeError, match="out of memory"):
+        apply.colorize_video(broken, clip, tmp_path / "out.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_truncated_input_fails_and_leaves_nothing(colorizer, truncated_clip, tmp_path):
     out = tmp_path / "out.mkv"
     with warnings.catch_warnings():
@@ -500,7 +529,10 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
         np.testing.assert_allclose(np.asarray(half, float), averaged, atol=1.01)
 
 
-@pytest.mark.parametrize("field, value", [("temperature", 0.0), ("saturation", -1.0), ("smoothing", 1.0)])
-def test_out_of_range_settings_are_input_errors(field, value):
-    with pytest.raises(InputError, match=field):
+@pytest.mark.parametrize("field, value, message", [
+    ("temperature", 0.0, "temperature"), ("saturation", -1.0, "saturation"), ("smoothing", 1.0, "smoothing"),
+    ("networks_in_flight", 0, "networks in flight"),
+])
+def test_out_of_range_settings_are_input_errors(field, value, message):
+    with pytest.raises(InputError, match=message):
         apply.ApplyConfig(**{field: value}).validate()
