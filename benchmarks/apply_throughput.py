@@ -12,7 +12,10 @@ One run measures, on a generated video of the given size:
                  Both floors decode in a thread of their own, as apply does.
   device_fps     everything apply does on the device (predict + smoothing + recombination
                  at full resolution), synthetic frames, no codec
-  model_fps      the network alone at the render size, synthetic input
+  model_fps      the network alone at the render size, synthetic input, run as apply
+                 runs it: networks_in_flight batches at once, each from a thread
+                 of its own (2 on a CPU backend); model_fps_one_at_a_time: one
+                 batch after another
 Compile time is measured apart (first call) and excluded from the rates.
 With --repeats N, apply and transcode-only alternate N times and each keeps its
 best rate (every sample is in the JSON): a lent VM is noisy from second to
@@ -46,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -248,10 +252,10 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     forward = jax.jit(lambda v, x: colorizer.module.apply(v, x, train=False))
     jax.block_until_ready(forward(colorizer.variables, x))
 
-    def rate(run) -> float:
+    def rate(run, batches: int = repeats) -> float:
         started = time.perf_counter()
         jax.block_until_ready(run())
-        return repeats * b / (time.perf_counter() - started)
+        return batches * b / (time.perf_counter() - started)
 
     def device_run():
         out = (state,)
@@ -259,17 +263,24 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
             out = step(out[0])
         return out
 
-    def model_run():
-        for _ in range(repeats):
-            out = forward(colorizer.variables, x)
-        return out
+    def model_run(in_flight: int):
+        """`repeats` forwards from each of `in_flight` threads (apply's CPU pipeline: a thread a forward)."""
+        def run():
+            for _ in range(repeats):
+                out = forward(colorizer.variables, x)
+            return jax.block_until_ready(out)
 
-    device_fps, model_fps = [], []
+        with ThreadPoolExecutor(in_flight) as pool:
+            return [f.result() for f in [pool.submit(run) for _ in range(in_flight)]]
+
+    in_flight = colorizer.networks_in_flight
+    samples: dict = {"device_fps": [], "model_fps": [], "model_fps_one_at_a_time": []}
     for _ in range(rounds):
-        device_fps.append(rate(device_run))
-        model_fps.append(rate(model_run))
-    return {"device_fps": max(device_fps), "model_fps": max(model_fps), "compile_s": compile_s,
-            "render_hw": [h, w], "device_samples": {"device_fps": device_fps, "model_fps": model_fps}}
+        samples["device_fps"].append(rate(device_run))
+        samples["model_fps"].append(rate(lambda: model_run(in_flight), repeats * in_flight))
+        samples["model_fps_one_at_a_time"].append(rate(lambda: model_run(1)))
+    return {**{key: max(values) for key, values in samples.items()}, "networks_in_flight": in_flight,
+            "compile_s": compile_s, "render_hw": [h, w], "device_samples": samples}
 
 
 def _aspect_width(height: int) -> int:
@@ -279,17 +290,18 @@ def _aspect_width(height: int) -> int:
 def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
             size: int | None = None, render_size: int | None = None, batch_size: int = 8,
             codec: str = "libx264", crf: int | None = None, preset: str | None = None, smoothing: float | None = None,
-            repeats: int = 1, workdir=None) -> dict:
+            repeats: int = 1, networks_in_flight: int | None = None, workdir=None) -> dict:
     """Apply, transcode-only, device and model-only rates on a generated 16:9 video."""
     return measure_grid((height,), (preset,), seconds, model=model, width=width, size=size,
                         render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
-                        smoothing=smoothing, repeats=repeats, workdir=workdir)[0]
+                        smoothing=smoothing, repeats=repeats, networks_in_flight=networks_in_flight,
+                        workdir=workdir)[0]
 
 
 def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
                  size: int | None = None, render_size: int | None = None, batch_size: int = 8,
                  codec: str = "libx264", crf: int | None = None, smoothing: float | None = None, repeats: int = 1,
-                 workdir=None) -> list:
+                 networks_in_flight: int | None = None, workdir=None) -> list:
     """measure() for every height x preset, in one process: one model, one video per height."""
     import jax
 
@@ -306,7 +318,7 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
             generate_s = time.perf_counter() - started
             for preset in presets:
                 config = apply.ApplyConfig(render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
-                                           preset=preset)
+                                           preset=preset, networks_in_flight=networks_in_flight)
                 if smoothing is not None:
                     config = dataclasses.replace(config, smoothing=smoothing)
                 colorizer = apply.Colorizer(loaded, config)
@@ -332,7 +344,8 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     "model": {"path": model, **loaded.config.to_dict()},
                     "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
                                  "codec": codec, "crf": crf, "smoothing": config.smoothing,
-                                 "preset": options.get("preset", preset), "encoder_options": options},
+                                 "preset": options.get("preset", preset), "encoder_options": options,
+                                 "networks_in_flight": colorizer.networks_in_flight},
                     "apply_fps": best_apply["fps"],
                     "transcode_fps": best_plain["fps"],
                     "transcode_colored_fps": best_colored["fps"],
@@ -396,6 +409,7 @@ def main(argv=None) -> None:
     parser.add_argument("--crf", type=int, help="default: apply's, which keeps luma")
     parser.add_argument("--preset", nargs="+", default=[None], help="one or more x264 presets (default: apply's)")
     parser.add_argument("--smoothing", type=float)
+    parser.add_argument("--networks-in-flight", type=int, help="batches in the network at once (default: apply's)")
     parser.add_argument("--repeats", type=int, default=1, help="alternate apply and transcode-only N times, keep each's best")
     parser.add_argument("--memory", action="store_true", help="peak RSS for videos of --minutes")
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
@@ -410,7 +424,8 @@ def main(argv=None) -> None:
     else:
         runs = measure_grid(args.height, args.preset, args.seconds, model=args.model, width=args.width,
                             size=args.size, render_size=args.render_size, batch_size=args.batch_size,
-                            codec=args.codec, crf=args.crf, smoothing=args.smoothing, repeats=args.repeats)
+                            codec=args.codec, crf=args.crf, smoothing=args.smoothing, repeats=args.repeats,
+                            networks_in_flight=args.networks_in_flight)
         result = runs[0] if len(runs) == 1 else {"benchmark": "apply_throughput", "runs": runs}
     text = json.dumps(result, indent=2)
     print(text)
