@@ -7,6 +7,7 @@ once per shape (Colorizers of an equal model share compiled code).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from fractions import Fraction
 
@@ -278,6 +279,14 @@ def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip
     batches = chroma[1].reshape(3, BATCH, *chroma[1].shape[1:]).astype(int)
     assert np.abs(batches[1:] - batches[:-1]).max() > 2  # out of order would show
     np.testing.assert_array_equal(chroma[2], chroma[1])
+
+
+def test_a_cpu_backend_runs_two_forwards_at_once_when_it_has_two_cores(model, monkeypatch):
+    assert jax.default_backend() == "cpu"
+    for cores, expected in (({0}, 1), ({0, 1}, 2), (set(range(16)), 2)):
+        monkeypatch.setattr(apply.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        assert apply.Colorizer(model, CONFIG).networks_in_flight == expected
+    assert apply.Colorizer(model, dataclasses.replace(CONFIG, networks_in_flight=3)).networks_in_flight == 3
 
 
 def test_a_forward_failing_in_its_thread_fails_the_run_and_leaves_nothing(colorizer, clip, tmp_path):
