@@ -357,8 +357,6 @@ def test_image_keeps_size_and_lightness(colorizer, tmp_path):
 
 
 def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(model, colorizer, tmp_path):
-    import dataclasses
-
     rgb = video.read_image(media.make_images(tmp_path / "in", 1, size=(64, 48))[0])
     chroma = lambda out: float(np.abs(np.asarray(color.rgb_to_lab(out / 255.0))[..., 1:]).mean())
     colorless = dataclasses.replace(model, header={**model.header, "readout": {"saturation": 0.0}})
