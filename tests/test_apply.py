@@ -356,6 +356,19 @@ def test_image_keeps_size_and_lightness(colorizer, tmp_path):
     assert np.mean(np.abs(l_out - l_in) < 1.5) > 0.99
 
 
+def test_photos_of_about_one_aspect_share_the_networks_compile(colorizer):
+    # A folder of photos comes in many sizes; only a new render shape may
+    # compile the network again, not each new size.
+    rng = np.random.default_rng(0)
+    compiles = []
+    for height, width in ((60, 80), (60, 70), (58, 79), (60, 160)):  # three of about 4:3, then 2:1
+        out = colorizer.colorize_rgb(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        assert out.shape == (height, width, 3)
+        compiles.append(apply._predict_ab._cache_size())
+    assert compiles[1] == compiles[2] == compiles[0]
+    assert compiles[3] == compiles[0] + 1
+
+
 def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(model, colorizer, tmp_path):
     rgb = video.read_image(media.make_images(tmp_path / "in", 1, size=(64, 48))[0])
     chroma = lambda out: float(np.abs(np.asarray(color.rgb_to_lab(out / 255.0))[..., 1:]).mean())
