@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,6 +60,29 @@ def test_module_entry_point_and_help():
     assert done.returncode == 0
     for command in ("info", "train", "apply", "eval"):
         assert command in done.stdout
+
+
+def test_compiled_programs_are_kept_in_the_users_cache_folder(tmp_path):
+    from framecolor.cli.common import keep_compiled_programs
+
+    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    folder = keep_compiled_programs(environ)
+    assert folder == tmp_path / "cache" / "framecolor" / "jax" and not folder.exists()  # JAX makes it when it writes
+    assert environ["JAX_COMPILATION_CACHE_DIR"] == str(folder)
+    own = {"JAX_COMPILATION_CACHE_DIR": "/elsewhere", "XDG_CACHE_HOME": str(tmp_path)}
+    assert keep_compiled_programs(own) is None and own["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
+    (tmp_path / "file").write_text("")
+    blocked = {"XDG_CACHE_HOME": str(tmp_path / "file")}  # a file where the folder would go
+    assert keep_compiled_programs(blocked) is None and "JAX_COMPILATION_CACHE_DIR" not in blocked
+
+
+def test_a_run_leaves_its_compiled_programs_for_the_next(tiny_model_path, clip, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-m", "framecolor", "apply", str(clip), str(tmp_path / "out.mp4"),
+                           "--model", str(tiny_model_path), "--quiet"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert any((tmp_path / "cache" / "framecolor" / "jax").glob("jit__model_ab-*"))  # the network's, at least
 
 
 def test_debug_does_not_leak_into_the_next_run(text_mp4):

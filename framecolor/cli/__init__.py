@@ -34,4 +34,5 @@ def make_app() -> typer.Typer:
 
 
 def main():
+    common.keep_compiled_programs()
     common.run(make_app())

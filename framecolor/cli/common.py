@@ -78,6 +78,36 @@ def guarded(command):
     return wrapper
 
 
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def keep_compiled_programs(environ=os.environ) -> Path | None:
+    """Let JAX keep its compiled programs between runs, in the user's cache folder.
+
+    A run compiles the network and the steps around it for each frame and
+    render size; the next run with the same model and sizes loads them
+    instead (examples/bikes_bw.mp4 on a 2-core CPU: 13.8-14.0 s -> 11.8-12.0 s
+    in all). Set through the environment, which JAX reads when it is
+    imported, so `--help` still starts without JAX. A user's own
+    JAX_COMPILATION_CACHE_DIR wins; a folder that cannot be written means no
+    cache rather than a warning on every compile. Returns the folder, or None.
+    """
+    if _CACHE_ENV in environ:
+        return None
+    try:
+        folder = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "framecolor" / "jax"
+    except RuntimeError:  # no home directory
+        return None
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        return None
+    environ[_CACHE_ENV] = str(folder)
+    # By default JAX keeps only compiles over a second: the steps around the
+    # network compile faster than that, but there are several of them per size.
+    environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    return folder
+
+
 def run(app) -> None:
     try:
         app()
