@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from framecolor import video
+from framecolor.cachedir import default_cache_dir
 from framecolor.errors import InputError, TrainingError
 
 CACHE_VERSION = 2  # 2: frames as players show them (upright, non-square pixels at the shown aspect)
@@ -152,13 +153,6 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get("FRAMECOLOR_CACHE"):
-        return Path(os.environ["FRAMECOLOR_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "framecolor"
 
 
 def cache_key(items, side, frames_per_video, every, dedup_threshold) -> str:

@@ -69,6 +69,8 @@ def test_compiled_programs_are_kept_in_the_users_cache_folder(tmp_path):
     folder = keep_compiled_programs(environ)
     assert folder == tmp_path / "cache" / "framecolor" / "jax" and not folder.exists()  # JAX makes it when it writes
     assert environ["JAX_COMPILATION_CACHE_DIR"] == str(folder)
+    chosen = {"FRAMECOLOR_CACHE": str(tmp_path / "mine"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert keep_compiled_programs(chosen) == tmp_path / "mine" / "jax"  # beside the frame cache
     own = {"JAX_COMPILATION_CACHE_DIR": "/elsewhere", "XDG_CACHE_HOME": str(tmp_path)}
     assert keep_compiled_programs(own) is None and own["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
     (tmp_path / "file").write_text("")
@@ -78,7 +80,7 @@ def test_compiled_programs_are_kept_in_the_users_cache_folder(tmp_path):
 
 def test_a_run_leaves_its_compiled_programs_for_the_next(tiny_model_path, clip, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["FRAMECOLOR_CACHE"] = str(tmp_path / "cache" / "framecolor")
     done = subprocess.run([sys.executable, "-m", "framecolor", "apply", str(clip), str(tmp_path / "out.mp4"),
                            "--model", str(tiny_model_path), "--quiet"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -82,7 +82,7 @@ _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 
 
 def keep_compiled_programs(environ=os.environ) -> Path | None:
-    """Let JAX keep its compiled programs between runs, in the user's cache folder.
+    """Let JAX keep its compiled programs between runs, in framecolor's cache folder (jax/).
 
     A run compiles the network and the steps around it for each frame and
     render size; the next run with the same model and sizes loads them
@@ -92,10 +92,12 @@ def keep_compiled_programs(environ=os.environ) -> Path | None:
     JAX_COMPILATION_CACHE_DIR wins; a folder that cannot be written means no
     cache rather than a warning on every compile. Returns the folder, or None.
     """
+    from framecolor.cachedir import default_cache_dir
+
     if _CACHE_ENV in environ:
         return None
     try:
-        folder = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "framecolor" / "jax"
+        folder = default_cache_dir(environ) / "jax"
     except RuntimeError:  # no home directory
         return None
     existing = next(p for p in (folder, *folder.parents) if p.exists())
