@@ -919,7 +919,7 @@ class VideoWriter:
             stream = container.add_stream(codec, rate=25)
             stream.width = stream.height = 64
 
-        if not self._holds({codec, av.Codec(codec, "w").name}, add):
+        if not self._holds({codec, _encoder(codec).name}, add):
             raise OutputError(f"a {self.path.suffix} file cannot hold {codec} video; choose another suffix or --codec")
 
     def _add_video_stream(self, codec, crf, preset):
