@@ -805,7 +805,8 @@ class VideoWriter:
     picture as they did the source's. `copy_streams_from` copies a source's
     audio and subtitle streams, its chapters, and its tags: the file's
     (title, date, ...) and its video stream's (language, a timecode), as
-    ffmpeg does by default.
+    ffmpeg does by default. Audio the container cannot hold as it is gets
+    re-encoded in the container's own audio codec, as ffmpeg does too.
     """
 
     def __init__(
@@ -840,7 +841,8 @@ class VideoWriter:
         self.frames_written = 0
         self._last_pts = None
         self._source = None
-        self._copy = {}
+        self._copy = {}  # source stream index -> output stream, packets copied as they are
+        self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
         self._pending = None
         self._tmp = _temp_path(self.path)
         try:
@@ -904,8 +906,12 @@ class VideoWriter:
         writing a header with `add_stream(container)` to memory.
         """
         supported = getattr(self._out, "supported_codecs", None)
-        if supported is None or set(names) & set(supported):
-            return True
+        return supported is None or bool(set(names) & set(supported)) or self._header_writes(add_stream)
+
+    def _header_writes(self, add_stream) -> bool:
+        """Does a file of this container type, with the stream `add_stream(container)`
+        adds, get as far as its header? That opens encoders, so it also tells
+        whether an encoder takes its settings (mp2 refuses 5.1 sound)."""
         try:
             with av.open(io.BytesIO(), "w", format=self._out.format.name) as trial:
                 add_stream(trial)
@@ -955,20 +961,50 @@ class VideoWriter:
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
-            if not self._holds(names, lambda container, template=stream: container.add_stream_from_template(template)):
+            if self._holds(names, lambda container, template=stream: container.add_stream_from_template(template)):
+                copy = self._out.add_stream_from_template(stream)
+                self._copy[stream.index] = copy
+            elif (copy := self._add_reencoded_audio(stream)) is not None:
+                warnings.warn(f"re-encoding {stream.type} stream #{stream.index} ({codec}) of {source} as "
+                              f"{copy.codec_context.name}: a {self.path.suffix} file cannot hold {codec}",
+                              VideoWarning, stacklevel=3)
+                self._reencode[stream.index] = (stream, copy)
+            else:
                 warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
                               f"a {self.path.suffix} file cannot hold it", VideoWarning, stacklevel=3)
                 continue
-            copy = self._out.add_stream_from_template(stream)
             copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
             copy.disposition = stream.disposition  # which track players pick by default
-            self._copy[stream.index] = copy
-        if self._copy:
-            wanted = [s for s in self._source.streams if s.index in self._copy]
+        if self._copy or self._reencode:
+            wanted = [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
             self._packets = self._source.demux(*wanted)
         else:
             self._source.close()
             self._source = None
+
+    def _add_reencoded_audio(self, stream):
+        """A stream in this container's own audio codec for the sound of
+        `stream`, which it cannot hold as it is (AAC in MPEG-PS or WebM), or
+        None. A video's sound matters more than its bits, so it is re-encoded
+        as ffmpeg does: the source's rate and channels where the encoder takes
+        them, else the nearest rate it takes, and stereo or mono."""
+        name = getattr(self._out, "default_audio_codec", None)
+        if stream.type != "audio" or name in (None, "none") or stream.codec_context is None:
+            return None
+        try:
+            rates = av.Codec(name, "w").audio_rates
+        except (av.error.FFmpegError, ValueError):  # the container's usual encoder is not in this FFmpeg
+            return None
+        rate = stream.rate
+        if rates and rate not in rates:
+            rate = min((r for r in rates if r >= rate), default=max(rates))
+        for layout in dict.fromkeys([stream.layout.name, "stereo", "mono"]):
+            def add(container, layout=layout):
+                return container.add_stream(name, rate=rate, layout=layout)
+
+            if self._header_writes(add):
+                return add(self._out)
+        return None
 
     @property
     def _range_flag(self) -> int | None:
@@ -1054,6 +1090,7 @@ class VideoWriter:
             if packet is None:
                 packet = next(self._packets, None)
                 if packet is None:
+                    self._flush_reencoded()
                     self._source.close()
                     self._source = None
                     return
@@ -1068,8 +1105,31 @@ class VideoWriter:
                 self._pending = packet
                 return
             self._pending = None
-            packet.stream = self._copy[packet.stream.index]
-            self._out.mux(packet)
+            if packet.stream.index in self._reencode:
+                self._reencode_packet(packet)
+            else:
+                packet.stream = self._copy[packet.stream.index]
+                self._out.mux(packet)
+
+    def _reencode_packet(self, packet) -> None:
+        source, out = self._reencode[packet.stream.index]
+        try:
+            frames = source.decode(packet)
+        except av.error.FFmpegError:
+            return  # a damaged packet is a moment of silence, as in a player, not a failed video
+        for frame in frames:
+            # The encoder converts rate, channels and sample format itself.
+            self._out.mux(out.encode(frame))
+
+    def _flush_reencoded(self) -> None:
+        for source, out in self._reencode.values():
+            try:
+                frames = source.decode(None)
+            except av.error.FFmpegError:
+                frames = []
+            for frame in frames:
+                self._out.mux(out.encode(frame))
+            self._out.mux(out.encode(None))
 
     # -- finishing
 

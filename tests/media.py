@@ -80,17 +80,20 @@ def _video_time_base(rate: Fraction) -> tuple[Fraction, int]:
     return Fraction(1, rate.numerator), rate.denominator
 
 
-def _add_tone_stream(container):
-    return container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+def _add_tone_stream(container, layout: str = "mono"):
+    return container.add_stream("aac", rate=AUDIO_RATE, layout=layout)
 
 
 def _encode_tone(container, stream, seconds: float) -> None:
+    """The same tone on every channel of `stream`."""
     n = 1024
     total = int(math.ceil(seconds * AUDIO_RATE / n)) * n
     t = np.arange(total) / AUDIO_RATE
-    samples = (0.3 * np.sin(2 * math.pi * TONE_HZ * t)).astype(np.float32)
+    tone = (0.3 * np.sin(2 * math.pi * TONE_HZ * t)).astype(np.float32)
+    samples = np.repeat(tone[None], stream.codec_context.channels, axis=0)
     for start in range(0, total, n):
-        frame = av.AudioFrame.from_ndarray(samples[None, start : start + n], format="fltp", layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + n]), format="fltp",
+                                           layout=stream.layout.name)
         frame.sample_rate = AUDIO_RATE
         frame.pts = start
         frame.time_base = Fraction(1, AUDIO_RATE)
@@ -108,6 +111,7 @@ def make_video(
     frames: int = 12,
     rate=Fraction(30000, 1001),
     audio: bool = True,
+    audio_layout: str = "mono",
     vfr: bool = False,
     subtitles: bool | str = False,
     codec: str = "libx264",
@@ -132,7 +136,7 @@ def make_video(
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
-    audio stream's; `chapters` are (start s, end s, title) triples.
+    audio stream's; `audio_layout` the tone's channels ("5.1", ...); `chapters` are (start s, end s, title) triples.
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -169,7 +173,7 @@ def make_video(
             subtitle_src = av.open(str(sub_file))
             sub_out = out.add_stream_from_template(subtitle_src.streams.subtitles[0])
         # Every stream must exist before the first packet is muxed (the header).
-        tone = _add_tone_stream(out) if audio else None
+        tone = _add_tone_stream(out, audio_layout) if audio else None
         if tone is not None:
             tone.metadata.update(audio_tags or {})
         for i, pts in enumerate(pts_list):

@@ -364,6 +364,48 @@ def test_stream_the_container_cannot_hold_is_skipped(mkv_subs, tmp_path):
     assert [b for b, _ in _packets(out, "audio")] == [b for b, _ in _packets(mkv_subs, "audio")]
 
 
+def _audio(path):
+    """(samples (channels, n) float, rate, codec, layout, start s) of the first audio stream, decoded."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        chunks = [f.to_ndarray().reshape(s.codec_context.channels, -1).astype(np.float64)
+                  for p in c.demux(s) for f in p.decode()]
+        scale = 32768.0 if chunks and s.format.name.startswith("s16") else 1.0
+        return (np.concatenate(chunks, axis=1) / scale, s.rate, s.codec_context.name, s.layout.name,
+                float(s.start_time * s.time_base))
+
+
+def _pitch(samples, rate) -> float:
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
+def test_audio_the_container_cannot_hold_is_reencoded(clip, tmp_path):
+    # MPEG-PS cannot hold AAC: the sound is kept in the container's own codec, not dropped.
+    with pytest.warns(VideoWarning, match="re-encoding audio stream #1 \\(aac\\) .* as mp2"):
+        out = _copy_video(clip, tmp_path / "out.mpg")
+    source, rate, _, _, _ = _audio(clip)
+    sound, out_rate, codec, layout, start = _audio(out)
+    assert (codec, out_rate, layout) == ("mp2", rate, "mono")
+    assert abs(sound.shape[1] - source.shape[1]) <= 2 * 1152  # whole mp2 frames of the same length
+    assert abs(_pitch(sound[0], out_rate) - media.TONE_HZ) < 5
+    assert np.sqrt(np.mean(sound[0, 2000:-2000] ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
+    with av.open(str(out)) as c:  # in time with the picture (mp2's encoder delay is 10 ms)
+        video_start = float(c.streams.video[0].start_time * c.streams.video[0].time_base)
+    assert abs(start - video_start) < 0.5 / float(probe(clip).fps)
+
+
+def test_reencoded_audio_has_the_channels_the_encoder_takes(tmp_path):
+    # mp2 holds at most two channels: 5.1 sound is mixed down, not lost.
+    src = media.make_video(tmp_path / "surround.mp4", frames=6, audio_layout="5.1")
+    with pytest.warns(VideoWarning, match="re-encoding"):
+        out = _copy_video(src, tmp_path / "out.mpg")
+    sound, _, codec, layout, _ = _audio(out)
+    assert (codec, layout) == ("mp2", "stereo")
+    for channel in sound:
+        assert abs(_pitch(channel, media.AUDIO_RATE) - media.TONE_HZ) < 5
+
+
 def test_writer_is_atomic(tmp_path, clip):
     out = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="boom"):
