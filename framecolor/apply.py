@@ -137,6 +137,18 @@ def load(model_path=None):
 # photos of about the same aspect share one compile; the render is stretched
 # by at most half a step (under 6% at 224 x 288) and resized back exactly.
 IMAGE_RENDER_STEP = 32
+# The full-size steps around the network (L, and L with the predicted ab back
+# to RGB) compile once per size too (0.4 s here, against a few ms to run). A
+# photo is placed on a canvas whose sides are rounded up to one of this many
+# sizes per octave, so photos of nearby sizes share one compile (the corpus:
+# 393 sizes, 91 canvases, 13% more pixels in the light steps).
+IMAGE_CANVAS_STEPS_PER_OCTAVE = 4
+
+
+def canvas_side(n: int, per_octave: int = IMAGE_CANVAS_STEPS_PER_OCTAVE) -> int:
+    """`n` rounded up to a multiple of 1/`per_octave` of the octave below it (at least 16)."""
+    step = max(16, (1 << (max(n, 2) - 1).bit_length() - 1) // per_octave)
+    return -(-n // step) * step
 
 
 def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tuple[int, int]:
@@ -248,14 +260,18 @@ class Colorizer:
         """One image (H, W, 3) uint8 -> colorized (H, W, 3) uint8 with the same L.
 
         The network and the full-size steps around it are separate jits: a
-        new image size recompiles only the light full-size steps (0.4 s
-        here), a new render shape (IMAGE_RENDER_STEP) the network.
+        new render shape (IMAGE_RENDER_STEP) compiles the network, a new
+        canvas (IMAGE_CANVAS_STEPS_PER_OCTAVE) only the light full-size steps.
         """
-        render_hw = render_shape(rgb.shape[1], rgb.shape[0], self.render_size, step=IMAGE_RENDER_STEP)
-        lightness, small = _image_lightness(rgb, render_hw=render_hw)
+        height, width = rgb.shape[:2]
+        render_hw = render_shape(width, height, self.render_size, step=IMAGE_RENDER_STEP)
+        canvas = np.zeros((canvas_side(height), canvas_side(width), 3), np.uint8)
+        canvas[:height, :width] = rgb
+        size = jnp.asarray([height, width], jnp.float32)
+        lightness, small = _image_lightness(canvas, size, render_hw=render_hw)
         ab = _predict_ab(self.module, self.model_config.mode, self.variables, small[None],
                          jnp.float32(self.config.temperature))
-        return np.asarray(_image_rgb(lightness, ab[0], jnp.float32(self.saturation)))
+        return np.asarray(_image_rgb(lightness, ab[0], size, jnp.float32(self.saturation)))[:height, :width]
 
 
 def _default_networks_in_flight(mesh: Mesh) -> int:
@@ -345,17 +361,34 @@ def _chroma_codes(y, ab, *, full_range, matrix, subsample):
     return code(cb), code(cr)
 
 
+def _resize_from_corner(image, shape, size, to_size):
+    """`jax.image.resize` of the `size` (h, w) corner of `image` to `to_size`,
+    written at the corner of an array of `shape` (the rest is zero). The
+    sizes are traced, so one compile serves every size on these shapes."""
+    scale = jnp.asarray(to_size, jnp.float32) / size
+    return jax.image.scale_and_translate(image, shape, (0, 1), scale, jnp.zeros(2), "linear", antialias=True)
+
+
 @functools.partial(jax.jit, static_argnames=("render_hw",))
-def _image_lightness(rgb, *, render_hw):
-    """(H, W, 3) uint8 -> its Lab L, and L at the render size."""
-    lightness = color.rgb_to_lab(rgb.astype(jnp.float32) / 255.0)[..., 0]
-    return lightness, jax.image.resize(lightness, render_hw, "linear", antialias=True)
+def _image_lightness(canvas, size, *, render_hw):
+    """An image (uint8 RGB) in the `size` (h, w) corner of `canvas` -> the
+    canvas's Lab L, and the image's L at the render size."""
+    lightness = color.rgb_to_lab(canvas.astype(jnp.float32) / 255.0)[..., 0]
+    rows, cols = jnp.arange(canvas.shape[0]), jnp.arange(canvas.shape[1])
+    inside = ((rows < size[0])[:, None] & (cols < size[1])[None, :]).astype(jnp.float32)
+    # Resizing is linear, so dividing by the resized mask renormalizes each
+    # kernel over the image's own pixels: exactly jax.image.resize of the
+    # image alone, with the canvas's margin left out.
+    small = (_resize_from_corner(lightness * inside, render_hw, size, render_hw)
+             / _resize_from_corner(inside, render_hw, size, render_hw))
+    return lightness, small
 
 
 @jax.jit
-def _image_rgb(lightness, ab, saturation):
-    """The image's own L with the predicted ab, resized to its size -> (H, W, 3) uint8."""
-    ab = jax.image.resize(ab * saturation, (*lightness.shape, 2), "linear")
+def _image_rgb(lightness, ab, size, saturation):
+    """The canvas's L with the predicted ab resized to the image's `size` (at
+    its corner) -> (H, W, 3) uint8 on the canvas."""
+    ab = _resize_from_corner(ab * saturation, (*lightness.shape, 2), jnp.asarray(ab.shape[:2], jnp.float32), size)
     out = color.lab_to_rgb(jnp.concatenate([lightness[..., None], ab], axis=-1))
     return jnp.round(out * 255.0).astype(jnp.uint8)
 

@@ -369,6 +369,38 @@ def test_photos_of_about_one_aspect_share_the_networks_compile(colorizer):
     assert compiles[3] == compiles[0] + 1
 
 
+def test_canvas_sides_round_up_to_a_few_sizes_per_octave():
+    sides = [apply.canvas_side(n) for n in range(1, 2049)]
+    assert all(n <= side for n, side in zip(range(1, 2049), sides))
+    assert all(side <= 1.25 * n for n, side in zip(range(64, 2049), sides[63:]))  # at most a quarter more
+    assert len(set(sides[256:512])) == 4  # 257..512: 320, 384, 448, 512
+    assert apply.canvas_side(333) == apply.canvas_side(375) == 384  # the corpus's commonest short sides
+
+
+def test_photo_steps_on_a_canvas_match_the_photo_alone():
+    # Photos of nearby sizes share one canvas, and so one compile of the
+    # full-size steps; the margin must not leak into what the network sees
+    # or into the colors.
+    rng = np.random.default_rng(1)
+    render_hw = (24, 32)
+    ab = jnp.asarray(rng.normal(0, 30, (*render_hw, 2)), jnp.float32)
+    compiled = apply._image_rgb._cache_size()
+    for height, width in ((45, 61), (41, 50)):  # both on a 48 x 64 canvas
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        canvas = np.zeros((apply.canvas_side(height), apply.canvas_side(width), 3), np.uint8)
+        canvas[:height, :width] = rgb
+        size = jnp.asarray([height, width], jnp.float32)
+        lightness, small = apply._image_lightness(canvas, size, render_hw=render_hw)
+        out = np.asarray(apply._image_rgb(lightness, ab, size, jnp.float32(1.0)))[:height, :width]
+
+        alone = color.rgb_to_lab(rgb / 255.0)[..., 0]
+        np.testing.assert_allclose(small, jax.image.resize(alone, render_hw, "linear", antialias=True), atol=1e-3)
+        ab_alone = jax.image.resize(ab, (height, width, 2), "linear")
+        expected = np.round(np.asarray(color.lab_to_rgb(jnp.concatenate([alone[..., None], ab_alone], -1))) * 255)
+        assert np.abs(out.astype(int) - expected).max() <= 1
+    assert apply._image_rgb._cache_size() == compiled + 1
+
+
 def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(model, colorizer, tmp_path):
     rgb = video.read_image(media.make_images(tmp_path / "in", 1, size=(64, 48))[0])
     chroma = lambda out: float(np.abs(np.asarray(color.rgb_to_lab(out / 255.0))[..., 1:]).mean())
