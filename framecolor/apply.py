@@ -82,7 +82,7 @@ class ApplyConfig:
     saturation: float | None = None  # scales the predicted ab; None: the model's calibrated gain (else 1.0)
     temperature: float = 0.38  # bins-head readout: lower is more vivid, higher safer (abbins.TEMPERATURE)
     smoothing: float = 0.6  # temporal smoothing strength in [0, 1); 0 turns it off
-    codec: str = "libx264"
+    codec: str | None = None  # None: libx264, or the output container's own encoder where it cannot hold H.264
     crf: int | None = None  # None: keep the input's luma (video.encoder_options)
     preset: str | None = None  # None: the encoder mode's own preset
     pix_fmt: str = "yuv420p"
@@ -106,7 +106,7 @@ class ApplyConfig:
             raise InputError(f"queue size must be at least 1, got {self.queue_size}")
         if self.networks_in_flight is not None and self.networks_in_flight < 1:
             raise InputError(f"networks in flight must be at least 1, got {self.networks_in_flight}")
-        video.check_encoder(self.codec, self.crf, self.preset, self.pix_fmt)
+        video.check_encoder(self.codec or video.DEFAULT_ENCODER, self.crf, self.preset, self.pix_fmt)
         return self
 
 

@@ -61,6 +61,7 @@ _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
 _CRF_RANGES = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libaom-av1": 63, "libsvtav1": 63}
 _CRF_CODECS = frozenset(_CRF_RANGES)
 _PRESET_CODECS = frozenset({"libx264", "libx265"})
+DEFAULT_ENCODER = "libx264"
 DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with no luma-keeping mode
 # libx264 with no crf keeps the source's luma instead: colorizing must not
 # re-grade the picture it was given. At quantizer 2 the step is under one
@@ -798,7 +799,9 @@ class VideoWriter:
     next to `path` and renamed over it only when the `with` block ends without
     an exception; on an exception the partial file is removed.
 
-    `pix_fmt` is the requested format; `.pix_fmt` is the one used (yuv420p
+    `codec` None means DEFAULT_ENCODER, or the container's own where it
+    cannot hold that (VP9 for .webm); `.codec` is the one used. `pix_fmt`
+    is the requested format; `.pix_fmt` is the one used (yuv420p
     falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
@@ -817,7 +820,7 @@ class VideoWriter:
         height: int,
         fps,
         time_base,
-        codec: str = "libx264",
+        codec: str | None = None,
         crf: int | None = None,
         preset: str | None = None,
         pix_fmt: str = "yuv420p",
@@ -836,7 +839,6 @@ class VideoWriter:
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
         self.full_range = full_range or pix_fmt.startswith("yuvj")
-        self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt.replace("yuvj", "yuv", 1))
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self.frames_written = 0
         self._last_pts = None
@@ -858,8 +860,12 @@ class VideoWriter:
         self._stream_time_base = 1 / self.fps if cfr else self.time_base
         self._last_stream_pts = None
         try:
-            self._check_container_holds(codec)
-            self._stream = self._add_video_stream(codec, crf, preset)
+            self.codec = codec or self._default_codec()
+            self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
+            if not self._holds_video(self.codec):
+                raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "
+                                  "choose another suffix or --codec")
+            self._stream = self._add_video_stream(self.codec, crf, preset)
             if display_matrix is not None:
                 # Players turn the picture as they did the source's: without
                 # it a phone's portrait video would play sideways.
@@ -920,13 +926,26 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError):
             return False
 
-    def _check_container_holds(self, codec: str) -> None:
+    def _holds_video(self, codec: str) -> bool:
         def add(container):
             stream = container.add_stream(codec, rate=25)
             stream.width = stream.height = 64
 
-        if not self._holds({codec, _encoder(codec).name}, add):
-            raise OutputError(f"a {self.path.suffix} file cannot hold {codec} video; choose another suffix or --codec")
+        return self._holds({codec, _encoder(codec).name}, add)
+
+    def _default_codec(self) -> str:
+        """DEFAULT_ENCODER, whose settings keep the luma, where the container
+        holds it; else the container's own video encoder (VP9 for WebM), as
+        ffmpeg picks one."""
+        if self._holds_video(DEFAULT_ENCODER):
+            return DEFAULT_ENCODER
+        try:
+            codec = av.Codec(self._out.default_video_codec, "w").name
+        except (av.error.FFmpegError, ValueError, AttributeError):  # not in this FFmpeg: the check names the problem
+            return DEFAULT_ENCODER
+        warnings.warn(f"a {self.path.suffix} file cannot hold H.264: writing {self.path} with {codec}, "
+                      "which does not keep the luma as exactly (.mp4 or .mkv do)", VideoWarning, stacklevel=4)
+        return codec
 
     def _add_video_stream(self, codec, crf, preset):
         stream = self._out.add_stream(codec, rate=self.fps)

@@ -35,6 +35,11 @@ def _decoded(path):
         return [f.pts for f in frames], Fraction(s.time_base), frames
 
 
+def _seconds(path) -> list[Fraction]:
+    pts, time_base, _ = _decoded(path)
+    return [p * time_base for p in pts]
+
+
 def _copy_video(src, dst, **writer_kwargs):
     """Read `src` and write its frames to `dst`, keeping pts and copying other streams."""
     info = probe(src)
@@ -589,9 +594,25 @@ def test_writer_tags_the_chroma_matrix_so_readers_convert_with_it(tmp_path):
 
 
 def test_container_that_cannot_hold_the_codec_is_an_output_error(tmp_path):
-    with pytest.raises(OutputError, match="cannot hold"):
-        video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25))
+    with pytest.raises(OutputError, match="a .webm file cannot hold libx264"):
+        video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25),
+                          codec="libx264")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_codec_is_x264_or_the_containers_own(clip, tmp_path):
+    # A WebM cannot hold H.264: with no codec asked for, the file gets WebM's
+    # own (VP9), and the AAC sound WebM's own too (Opus), as ffmpeg would.
+    with pytest.warns(VideoWarning) as warned:
+        out = _copy_video(clip, tmp_path / "out.webm", preset=None)
+    assert [str(w.message).split(":")[0] for w in warned] == [
+        "a .webm file cannot hold H.264", f"re-encoding audio stream #1 (aac) of {clip} as libopus"]
+    info = probe(out)
+    assert (info.codec, info.frame_count, [a.codec for a in info.audio]) == ("vp9", 12, ["opus"])
+    assert _decoded(out)[0] == [round(t * 1000) for t in _seconds(clip)]  # WebM counts in ms
+    with VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, time_base=Fraction(1, 25)) as w:
+        assert w.codec == video.DEFAULT_ENCODER
+        w.write_rgb(media.frame_image(0, 64, 48))
 
 
 def test_x264_threads_across_frames_not_slices(tmp_path):

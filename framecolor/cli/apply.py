@@ -37,7 +37,7 @@ def apply(
         None, "--smoothing", help="Temporal smoothing strength in [0, 1) (default: 0.6)."
     ),
     no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
-    codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264)."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264, or VP9 for .webm and others that cannot hold H.264)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 2; other encoders: crf 18)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
     pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p, or yuv420p10le / yuv444p10le to keep a 10-bit source's luma (default: yuv420p)."),
