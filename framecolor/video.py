@@ -936,12 +936,16 @@ class VideoWriter:
     def _default_codec(self) -> str:
         """DEFAULT_ENCODER, whose settings keep the luma, where the container
         holds it; else the container's own video encoder (VP9 for WebM), as
-        ffmpeg picks one."""
+        ffmpeg picks one, if it has a constant-quality mode here (_CRF_RANGES).
+        Others (GIF's palette, Ogg's VP8 at its 256 kb/s default) would make
+        a worse file than the error that names the problem."""
         if self._holds_video(DEFAULT_ENCODER):
             return DEFAULT_ENCODER
         try:
             codec = av.Codec(self._out.default_video_codec, "w").name
-        except (av.error.FFmpegError, ValueError, AttributeError):  # not in this FFmpeg: the check names the problem
+        except (av.error.FFmpegError, ValueError, AttributeError):  # not in this FFmpeg
+            return DEFAULT_ENCODER
+        if codec not in _CRF_CODECS:
             return DEFAULT_ENCODER
         warnings.warn(f"a {self.path.suffix} file cannot hold H.264: writing {self.path} with {codec}, "
                       "which does not keep the luma as exactly (.mp4 or .mkv do)", VideoWarning, stacklevel=4)

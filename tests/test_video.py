@@ -597,6 +597,9 @@ def test_container_that_cannot_hold_the_codec_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="a .webm file cannot hold libx264"):
         video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25),
                           codec="libx264")
+    # GIF's own encoder has no constant-quality mode (nor YUV): no stand-in for H.264.
+    with pytest.raises(OutputError, match="a .gif file cannot hold libx264"):
+        video.VideoWriter(tmp_path / "x.gif", width=64, height=48, fps=25, time_base=Fraction(1, 25))
     assert list(tmp_path.iterdir()) == []
 
 
