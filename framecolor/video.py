@@ -522,6 +522,11 @@ def read_image(path) -> np.ndarray:
 _IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
                  ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24"),
                  ".webp": ("libwebp", "yuv420p")}
+# Lossy image encoders' quality. Their defaults aim at a bit rate, not at a
+# photo: mjpeg's gave 20 corpus photos back with a mean error of 3.6 codes
+# at a third of their size; at quantizer 2 (ffmpeg's -q:v 2) 1.8, at three
+# quarters. WebP's quality 75 gave one of them 3.5, 90 gives 2.7.
+_IMAGE_OPTIONS = {"mjpeg": {"qmin": "2", "qmax": "2"}, "libwebp": {"quality": "90"}}
 
 
 def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
@@ -538,6 +543,7 @@ def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
         with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
             stream = out.add_stream(codec, rate=1)
             stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], pix_fmt
+            stream.options = _IMAGE_OPTIONS.get(codec, {})
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
             for packet in stream.encode(None):
