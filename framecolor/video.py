@@ -522,6 +522,11 @@ def read_image(path) -> np.ndarray:
 _IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
                  ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24"),
                  ".webp": ("libwebp", "yuv420p")}
+# Text subtitle codecs, which FFmpeg converts among, and the one each
+# container type that holds none of the others takes.
+_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+_TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "3gp": "mov_text", "ipod": "mov_text",
+                         "webm": "webvtt"}
 # Lossy image encoders' quality. Their defaults aim at a bit rate, not at a
 # photo: mjpeg's gave 20 corpus photos back with a mean error of 3.6 codes
 # at a third of their size; at quantizer 2 (ffmpeg's -q:v 2) 1.8, at three
@@ -990,10 +995,10 @@ class VideoWriter:
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
-            if self._holds(names, lambda container, template=stream: container.add_stream_from_template(template)):
+            if self._holds_copy(stream, names):
                 copy = self._out.add_stream_from_template(stream)
                 self._copy[stream.index] = copy
-            elif (copy := self._add_reencoded_audio(stream)) is not None:
+            elif (copy := self._add_reencoded_audio(stream) or self._add_converted_subtitles(stream)) is not None:
                 warnings.warn(f"re-encoding {stream.type} stream #{stream.index} ({codec}) of {source} as "
                               f"{copy.codec_context.name}: a {self.path.suffix} file cannot hold {codec}",
                               VideoWarning, stacklevel=3)
@@ -1010,6 +1015,11 @@ class VideoWriter:
         else:
             self._source.close()
             self._source = None
+
+    def _holds_copy(self, stream, names) -> bool:
+        if stream.type == "subtitle" and self._out.format.name == "mpegts" and names & _TEXT_SUBTITLES:
+            return False  # MPEG-TS writes text subtitles that no demuxer finds again
+        return self._holds(names, lambda container: container.add_stream_from_template(stream))
 
     def _add_reencoded_audio(self, stream):
         """A stream in this container's own audio codec for the sound of
@@ -1034,6 +1044,29 @@ class VideoWriter:
             if self._header_writes(add):
                 return add(self._out)
         return None
+
+    def _add_converted_subtitles(self, stream):
+        """A text subtitle stream in the codec this container takes (MP4's
+        mov_text, WebM's WebVTT) for the text subtitles of `stream` (SRT or
+        ASS from an MKV), or None. FFmpeg converts text subtitles through
+        ASS events, so the words and their times survive; styling may not."""
+        target = _TEXT_SUBTITLE_CODECS.get(self._out.format.name)
+        if stream.type != "subtitle" or target is None or _codec_name(stream) not in _TEXT_SUBTITLES:
+            return None
+        decoder = stream.codec_context
+        try:
+            if not decoder.is_open:
+                decoder.open()  # the decoder's ASS header is the encoder's style sheet
+        except av.error.FFmpegError:
+            return None
+
+        def add(container):
+            out = container.add_stream(target)
+            out.codec_context.subtitle_header = decoder.subtitle_header
+            out.codec_context.time_base = stream.time_base
+            return out
+
+        return add(self._out) if self._header_writes(add) else None
 
     @property
     def _range_flag(self) -> int | None:
@@ -1142,6 +1175,9 @@ class VideoWriter:
 
     def _reencode_packet(self, packet) -> None:
         source, out = self._reencode[packet.stream.index]
+        if out.type == "subtitle":
+            self._convert_subtitle(packet, source, out)
+            return
         try:
             frames = source.decode(packet)
         except av.error.FFmpegError:
@@ -1150,8 +1186,26 @@ class VideoWriter:
             # The encoder converts rate, channels and sample format itself.
             self._out.mux(out.encode(frame))
 
+    def _convert_subtitle(self, packet, source, out) -> None:
+        try:
+            subtitles = source.codec_context.decode2(packet)
+            if subtitles is None or not subtitles.rects:
+                return
+            converted = out.codec_context.encode_subtitle(subtitles)
+        except av.error.FFmpegError:
+            return  # one unreadable line, not a failed video
+        # The encoder stamps its packet in microseconds, or not at all: the
+        # line keeps the source packet's times instead.
+        converted.pts = converted.dts = packet.pts if packet.pts is not None else packet.dts
+        converted.duration = packet.duration
+        converted.time_base = packet.time_base
+        converted.stream = out
+        self._out.mux(converted)
+
     def _flush_reencoded(self) -> None:
         for source, out in self._reencode.values():
+            if out.type != "audio":
+                continue
             try:
                 frames = source.decode(None)
             except av.error.FFmpegError:

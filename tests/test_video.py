@@ -383,11 +383,33 @@ def test_round_trip_mkv_keeps_subtitles(mkv_subs, tmp_path):
 
 
 def test_stream_the_container_cannot_hold_is_skipped(mkv_subs, tmp_path):
-    with pytest.warns(VideoWarning, match="skipping subtitle stream #1 \\(subrip\\)"):
-        out = _copy_video(mkv_subs, tmp_path / "out.mp4")
-    info = probe(out)
-    assert info.subtitles == () and [s.codec for s in info.audio] == ["aac"]
-    assert [b for b, _ in _packets(out, "audio")] == [b for b, _ in _packets(mkv_subs, "audio")]
+    for suffix in (".avi", ".ts"):  # a TS takes text subtitles, but no reader finds them again
+        with pytest.warns(VideoWarning, match="skipping subtitle stream #1 \\(subrip\\)"):
+            out = _copy_video(mkv_subs, tmp_path / f"out{suffix}")
+        info = probe(out)
+        assert info.subtitles == () and [s.codec for s in info.audio] == ["aac"]
+        header = 7 if suffix == ".ts" else 0  # TS frames each AAC packet with an ADTS header
+        assert [b[header:] for b, _ in _packets(out, "audio")] == [b for b, _ in _packets(mkv_subs, "audio")]
+
+
+def _subtitle_lines(path) -> list[tuple[Fraction, str]]:
+    """(start, text) of each non-empty line of the first subtitle stream."""
+    with av.open(str(path)) as c:
+        stream = c.streams.subtitles[0]
+        return [(p.pts * p.time_base, r.ass.decode().rsplit(",", 1)[-1])
+                for p in c.demux(stream) if p.size for r in stream.decode(p) if r.ass]
+
+
+def test_text_subtitles_are_converted_for_mp4_and_webm(mkv_subs, tmp_path):
+    # MP4 cannot hold SRT: the lines become mov_text (WebM: WebVTT), as ffmpeg converts them.
+    for suffix, codec in ((".mp4", "mov_text"), (".webm", "webvtt")):
+        with warnings.catch_warnings(record=True) as warned:  # WebM re-encodes the video and sound too
+            warnings.simplefilter("always")
+            out = _copy_video(mkv_subs, tmp_path / f"out{suffix}", preset=None)
+        assert f"re-encoding subtitle stream #1 (subrip) of {mkv_subs} as {codec}: a {suffix} file cannot hold subrip" \
+            in [str(w.message) for w in warned]
+        assert [s.codec for s in probe(out).subtitles] == [codec]
+        assert _subtitle_lines(out) == _subtitle_lines(mkv_subs) == [(0, "first line"), (Fraction(1, 5), "second line")]
 
 
 def _audio(path):
