@@ -756,31 +756,62 @@ def colorize_jobs(
     progress: bool = True,
     report: Callable[[Result], None] = lambda result: None,
 ) -> list[Result]:
-    """Run every job; a failing file is reported and the rest still run."""
+    """Run every job; a failing file is reported and the rest still run.
+
+    Results come (and `report` is called) in job order. Photos run
+    `networks_in_flight + 1` at a time, so that reading and writing one
+    overlaps the network on others: one photo leaves cores idle, as one
+    forward does (on this 2-core CPU: 33 ms a photo alone, 22-24 three at
+    a time). A video runs on its own, after the photos before it.
+    """
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
-    results = []
-    for job in jobs:
-        if skip_existing and job.output.exists():
-            result = Result(str(job.source), str(job.output), "skipped")
-        else:
-            try:
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress)
-                result = Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
-            except FramecolorError as exc:
-                result = Result(str(job.source), str(job.output), "failed", error=str(exc))
-            except Exception as exc:  # a bug or a codec error on one file must not stop the batch
-                log.debug("failed on %s", job.source, exc_info=True)
-                result = Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
-        results.append(result)
-        report(result)
+    results: list[Result] = []
+    running: collections.deque = collections.deque()  # photos' futures, oldest first
+    photos_at_once = colorizer.networks_in_flight + 1
+
+    def settle(keep: int) -> None:
+        while len(running) > keep:
+            results.append(running.popleft().result())
+            report(results[-1])
+
+    pool = ThreadPoolExecutor(photos_at_once, thread_name_prefix="photo")
+    try:
+        for job in jobs:
+            if skip_existing and job.output.exists():
+                settle(0)
+                results.append(Result(str(job.source), str(job.output), "skipped"))
+                report(results[-1])
+            elif video.is_image_path(job.source):
+                running.append(pool.submit(_run_job, colorizer, job, overwrite, progress))
+                settle(photos_at_once)
+            else:
+                settle(0)
+                results.append(_run_job(colorizer, job, overwrite, progress))
+                report(results[-1])
+        settle(0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
     return results
 
 
-def summary(results: Sequence[Result]) -> str:
+def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool) -> Result:
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress)
+        return Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
+    except FramecolorError as exc:
+        return Result(str(job.source), str(job.output), "failed", error=str(exc))
+    except Exception as exc:  # a bug or a codec error on one file must not stop the batch
+        log.debug("failed on %s", job.source, exc_info=True)
+        return Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def summary(results: Sequence[Result], seconds: float | None = None) -> str:
+    """One line of counts; `seconds` is the batch's wall time (photos overlap,
+    so their own times add up to more), else the files' times summed."""
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
     frames = sum(r.frames for r in results)
-    seconds = sum(r.seconds for r in results)
+    seconds = sum(r.seconds for r in results) if seconds is None else seconds
     return (f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
             f"({frames} frames in {seconds:.1f} s)")

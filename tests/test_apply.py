@@ -509,6 +509,25 @@ def test_plan_jobs(tmp_path):
         apply.plan_jobs([empty, out])
 
 
+def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path):
+    # Photos run several at a time; the report, the results and the files
+    # must still be each job's own, in the order given, with a video between.
+    photos = media.make_images(tmp_path / "in", 5, size=(40, 30))
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"not a picture")
+    sources = [photos[0], photos[1], broken, clip, photos[2], photos[3], photos[4]]
+    jobs = [apply.Job(source, tmp_path / "out" / source.name) for source in sources]
+    reported = []
+    results = apply.colorize_jobs(colorizer, jobs, progress=False, report=reported.append)
+    assert [r.source for r in reported] == [r.source for r in results] == [str(s) for s in sources]
+    assert [r.status for r in results] == ["done", "done", "failed", "done", "done", "done", "done"]
+    assert video.probe(tmp_path / "out" / clip.name).frame_count == 12
+    for photo in photos:  # PNG is lossless: exactly what one photo at a time gives
+        expected = colorizer.colorize_rgb(video.read_image(photo))
+        np.testing.assert_array_equal(video.read_image(tmp_path / "out" / photo.name), expected)
+    assert apply.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
+
+
 def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4, tmp_path):
     out = tmp_path / "out"
     args = [clip, text_mp4, "--out-dir", out, "--model", model_path, "--batch-size", BATCH,

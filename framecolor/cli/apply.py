@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -86,10 +87,11 @@ def apply(
         elif not quiet:
             typer.echo(f"{result.status}: {result.source} -> {result.output}", err=True)
 
+    started = time.perf_counter()
     results = pipeline.colorize_jobs(
         colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report
     )
-    typer.echo(pipeline.summary(results), err=True)
+    typer.echo(pipeline.summary(results, time.perf_counter() - started), err=True)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
