@@ -872,6 +872,8 @@ class VideoWriter:
         self._last_stream_pts = None
         try:
             self.codec = codec or self._default_codec()
+            if preset is not None and self.codec not in _PRESET_CODECS:
+                warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
             self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
             if not self._holds_video(self.codec):
                 raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "

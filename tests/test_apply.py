@@ -152,7 +152,7 @@ def test_full_range_flag_is_kept_and_ffv1_keeps_luma_exactly(colorizer, tmp_path
     source = media.make_video(tmp_path / "full.mkv", codec="ffv1", color_range=video.FULL_RANGE, frames=6)
     assert video.probe(source).full_range
     out = tmp_path / "out.mkv"
-    apply.colorize_video(colorizer.reconfigured(codec="ffv1"), source, out, progress=False)
+    apply.colorize_video(colorizer.reconfigured(codec="ffv1", preset=None), source, out, progress=False)
     info = video.probe(out)
     assert (info.codec, info.full_range, info.frame_count) == ("ffv1", True, 6)
     np.testing.assert_array_equal(_luma(out), _luma(source))
@@ -172,7 +172,8 @@ def test_ten_bit_output_keeps_a_ten_bit_luma(colorizer, tmp_path):
     out = tmp_path / "out.mkv"
     with warnings.catch_warnings():
         warnings.simplefilter("error", video.VideoWarning)  # nothing is rounded, so nothing to say
-        apply.colorize_video(colorizer.reconfigured(codec="ffv1", pix_fmt="yuv420p10le"), source, out, progress=False)
+        apply.colorize_video(colorizer.reconfigured(codec="ffv1", pix_fmt="yuv420p10le", preset=None), source, out,
+                             progress=False)
     assert (video.probe(out).pix_fmt, video.probe(out).luma_bits) == ("yuv420p10le", 10)
     luma = np.stack([f.image for f in video.read_frames(out, format="luma10")])
     np.testing.assert_array_equal(luma, np.stack([f.image for f in video.read_frames(source, format="luma10")]))

@@ -609,7 +609,7 @@ def test_writer_option_errors(tmp_path):
 
 
 def test_other_codec_and_pix_fmt(clip, tmp_path):
-    out = _copy_video(clip, tmp_path / "mpeg4.mkv", codec="mpeg4", copy_streams_from=None)
+    out = _copy_video(clip, tmp_path / "mpeg4.mkv", codec="mpeg4", copy_streams_from=None, preset=None)
     info = probe(out)
     assert (info.codec, info.frame_count, info.audio) == ("mpeg4", 12, ())
     out = _copy_video(clip, tmp_path / "444.mp4", pix_fmt="yuv444p")
@@ -655,6 +655,9 @@ def test_default_codec_is_x264_or_the_containers_own(clip, tmp_path):
         "a .webm file cannot hold H.264", f"re-encoding audio stream #1 (aac) of {clip} as libopus"]
     info = probe(out)
     assert (info.codec, info.frame_count, [a.codec for a in info.audio]) == ("vp9", 12, ["opus"])
+    with pytest.warns(VideoWarning) as warned:
+        VideoWriter(tmp_path / "y.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25), preset="slow")._abort()
+    assert "libvpx-vp9 has no presets: preset slow is ignored" in [str(w.message) for w in warned]
     assert _decoded(out)[0] == [round(t * 1000) for t in _seconds(clip)]  # WebM counts in ms
     with VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, time_base=Fraction(1, 25)) as w:
         assert w.codec == video.DEFAULT_ENCODER
