@@ -1179,7 +1179,11 @@ class VideoWriter:
         source, out = self._reencode[packet.stream.index]
         if out.type == "subtitle":
             self._convert_subtitle(packet, source, out)
-            return
+        else:
+            self._reencode_audio(packet, source, out)
+
+    def _reencode_audio(self, packet, source, out) -> None:
+        """Decode `packet` (None: what the decoder still holds) and encode its sound anew."""
         try:
             frames = source.decode(packet)
         except av.error.FFmpegError:
@@ -1206,15 +1210,9 @@ class VideoWriter:
 
     def _flush_reencoded(self) -> None:
         for source, out in self._reencode.values():
-            if out.type != "audio":
-                continue
-            try:
-                frames = source.decode(None)
-            except av.error.FFmpegError:
-                frames = []
-            for frame in frames:
-                self._out.mux(out.encode(frame))
-            self._out.mux(out.encode(None))
+            if out.type == "audio":
+                self._reencode_audio(None, source, out)
+                self._out.mux(out.encode(None))
 
     # -- finishing
 
