@@ -770,25 +770,26 @@ def colorize_jobs(
     running: collections.deque = collections.deque()  # photos' futures, oldest first
     photos_at_once = colorizer.networks_in_flight + 1
 
+    def record(result: Result) -> None:
+        results.append(result)
+        report(result)
+
     def settle(keep: int) -> None:
         while len(running) > keep:
-            results.append(running.popleft().result())
-            report(results[-1])
+            record(running.popleft().result())
 
     pool = ThreadPoolExecutor(photos_at_once, thread_name_prefix="photo")
     try:
         for job in jobs:
             if skip_existing and job.output.exists():
                 settle(0)
-                results.append(Result(str(job.source), str(job.output), "skipped"))
-                report(results[-1])
+                record(Result(str(job.source), str(job.output), "skipped"))
             elif video.is_image_path(job.source):
                 running.append(pool.submit(_run_job, colorizer, job, overwrite, progress))
                 settle(photos_at_once)
             else:
                 settle(0)
-                results.append(_run_job(colorizer, job, overwrite, progress))
-                report(results[-1])
+                record(_run_job(colorizer, job, overwrite, progress))
         settle(0)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
