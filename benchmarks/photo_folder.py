@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,13 +38,18 @@ def _photo_subset(photos: Path, limit: int, into: Path) -> Path:
     return into
 
 
+def _check_imports(tree: Path, cwd: Path) -> None:
+    """PYTHONPATH=tree must import that tree's framecolor, not an installed one."""
+    imported = subprocess.run([sys.executable, "-c", "import framecolor; print(framecolor.__file__)"],
+                              env={**os.environ, "PYTHONPATH": str(tree)}, cwd=cwd, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    if not Path(imported).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"PYTHONPATH={tree} imports {imported}, not that tree's framecolor")
+
+
 def _run_cli(tree: Path, photos: Path, out: Path, cache: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree), "JAX_COMPILATION_CACHE_DIR": str(cache),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    imported = subprocess.run([sys.executable, "-c", "import framecolor; print(framecolor.__file__)"], env=env,
-                              cwd=out.parent, check=True, capture_output=True, text=True).stdout.strip()
-    if not Path(imported).resolve().is_relative_to(tree.resolve()):  # an installed framecolor would win
-        raise SystemExit(f"PYTHONPATH={tree} imports {imported}, not that tree's framecolor")
     started = time.perf_counter()
     # cwd outside both trees, so that PYTHONPATH alone decides which framecolor runs.
     subprocess.run([sys.executable, "-m", "framecolor", "apply", str(photos), str(out), "--quiet"],
@@ -60,11 +66,13 @@ def measure(photos: Path, limit: int, baseline: str, repeats: int) -> dict:
                        check=True)
         try:
             trees = {"baseline": base_tree, "this tree": REPO}
+            for tree in trees.values():
+                _check_imports(tree, tmp)
             runs: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in trees}
 
             def timed(name: str, kind: str) -> None:
                 out = tmp / "out"
-                subprocess.run(["rm", "-rf", str(out)], check=True)
+                shutil.rmtree(out, ignore_errors=True)
                 seconds = _run_cli(trees[name], subset, out, tmp / f"cache-{name.replace(' ', '-')}")
                 runs[name][kind].append(seconds)
                 print(f"{name:10s} {kind}: {seconds:6.1f} s", flush=True)
