@@ -257,7 +257,7 @@ class Colorizer:
         )
 
     def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """One image (H, W, 3) uint8 -> colorized (H, W, 3) uint8 with the same L.
+        """One image (H, W, 3) uint8 or uint16 -> colorized, of the same type, with the same L.
 
         The network and the full-size steps around it are separate jits: a
         new render shape (IMAGE_RENDER_STEP) compiles the network, a new
@@ -265,13 +265,14 @@ class Colorizer:
         """
         height, width = rgb.shape[:2]
         render_hw = render_shape(width, height, self.render_size, step=IMAGE_RENDER_STEP)
-        canvas = np.zeros((canvas_side(height), canvas_side(width), 3), np.uint8)
+        canvas = np.zeros((canvas_side(height), canvas_side(width), 3), rgb.dtype)
         canvas[:height, :width] = rgb
         size = jnp.asarray([height, width], jnp.float32)
         lightness, small = _image_lightness(canvas, size, render_hw=render_hw)
         ab = _predict_ab(self.module, self.model_config.mode, self.variables, small[None],
                          jnp.float32(self.config.temperature))
-        return np.asarray(_image_rgb(lightness, ab[0], size, jnp.float32(self.saturation)))[:height, :width]
+        out = _image_rgb(lightness, ab[0], size, jnp.float32(self.saturation), dtype=rgb.dtype.name)
+        return np.asarray(out)[:height, :width]
 
 
 def _default_networks_in_flight(mesh: Mesh) -> int:
@@ -371,9 +372,9 @@ def _resize_from_corner(image, shape, size, to_size):
 
 @functools.partial(jax.jit, static_argnames=("render_hw",))
 def _image_lightness(canvas, size, *, render_hw):
-    """An image (uint8 RGB) in the `size` (h, w) corner of `canvas` -> the
-    canvas's Lab L, and the image's L at the render size."""
-    lightness = color.rgb_to_lab(canvas.astype(jnp.float32) / 255.0)[..., 0]
+    """An image (uint8 or uint16 RGB) in the `size` (h, w) corner of `canvas`
+    -> the canvas's Lab L, and the image's L at the render size."""
+    lightness = color.rgb_to_lab(canvas.astype(jnp.float32) / jnp.iinfo(canvas.dtype).max)[..., 0]
     rows, cols = jnp.arange(canvas.shape[0]), jnp.arange(canvas.shape[1])
     inside = ((rows < size[0])[:, None] & (cols < size[1])[None, :]).astype(jnp.float32)
     # Resizing is linear, so dividing by the resized mask renormalizes each
@@ -384,13 +385,13 @@ def _image_lightness(canvas, size, *, render_hw):
     return lightness, small
 
 
-@jax.jit
-def _image_rgb(lightness, ab, size, saturation):
+@functools.partial(jax.jit, static_argnames=("dtype",))
+def _image_rgb(lightness, ab, size, saturation, *, dtype="uint8"):
     """The canvas's L with the predicted ab resized to the image's `size` (at
-    its corner) -> (H, W, 3) uint8 on the canvas."""
+    its corner) -> (H, W, 3) RGB of `dtype` (uint8 or uint16) on the canvas."""
     ab = _resize_from_corner(ab * saturation, (*lightness.shape, 2), jnp.asarray(ab.shape[:2], jnp.float32), size)
     out = color.lab_to_rgb(jnp.concatenate([lightness[..., None], ab], axis=-1))
-    return jnp.round(out * 255.0).astype(jnp.uint8)
+    return jnp.round(out * float(jnp.iinfo(dtype).max)).astype(dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -576,7 +577,7 @@ def colorize_video(
     config = colorizer.config
     deep = config.pix_fmt.endswith("10le")
     if info.luma_bits > 8 and not deep:
-        warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output.name} is 8-bit, its luma rounded "
+        warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {config.pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=2)
     width, height = info.width, info.height
     full_range = info.full_range
@@ -650,12 +651,13 @@ def colorize_video(
 
 
 def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = False) -> dict:
-    """Colorize one still image (same size; its Lab lightness is kept)."""
+    """Colorize one still image: same size, Lab lightness, depth (8 or 16 bits)
+    and transparency, where the output's type holds them."""
     source, output = Path(source), Path(output)
     started = time.perf_counter()
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
-    rgb = video.read_image(source)
-    video.write_image(output, colorizer.colorize_rgb(rgb))
+    photo = video.read_photo(source)
+    video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)))
     seconds = time.perf_counter() - started
     return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,
             "fps": 1 / seconds if seconds > 0 else 0.0}

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -519,9 +520,46 @@ def read_image(path) -> np.ndarray:
     return _upright(_decode_image(Path(path)), "rgb24", None, None)
 
 
-_IMAGE_CODECS = {".png": ("png", "rgb24"), ".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
-                 ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24"),
-                 ".webp": ("libwebp", "yuv420p")}
+class Photo(NamedTuple):
+    """A still image as viewers show it, at the depth its file has."""
+
+    rgb: np.ndarray  # (H, W, 3): uint8, or uint16 where the file has more than 8 bits a channel
+    alpha: np.ndarray | None  # (H, W) of the same type; None where every pixel is opaque
+
+
+# The numpy layout of a picture per (16 bits a channel, alpha).
+_ARRAY_FORMATS = {(False, False): "rgb24", (False, True): "rgba", (True, False): "rgb48le", (True, True): "rgba64le"}
+
+
+def read_photo(path) -> Photo:
+    """An image file's RGB and transparency, 16 bits a channel where it has
+    more than 8 (scans of old photos often do), EXIF turns applied."""
+    frame = _decode_image(Path(path))
+    components = frame.format.components
+    deep = max(c.bits for c in components) > 8
+    # A palette may hold transparent entries without an alpha component.
+    translucent = frame.format.has_palette or any(c.is_alpha for c in components)
+    pixels = _upright(frame, _ARRAY_FORMATS[deep, translucent], None, None)
+    if not translucent:
+        return Photo(pixels, None)
+    alpha = pixels[..., 3]
+    opaque = np.iinfo(alpha.dtype).max
+    return Photo(np.ascontiguousarray(pixels[..., :3]), None if (alpha == opaque).all() else alpha.copy())
+
+
+# Each image type's encoder and, per (16 bits a channel, alpha), the pixel
+# format it writes; a picture a type cannot hold is written as near as it can.
+_IMAGE_CODECS = {
+    ".png": ("png", {(False, False): "rgb24", (False, True): "rgba",
+                     (True, False): "rgb48be", (True, True): "rgba64be"}),
+    ".tif": ("tiff", {(False, False): "rgb24", (False, True): "rgba",
+                      (True, False): "rgb48le", (True, True): "rgba64le"}),
+    ".jpg": ("mjpeg", {(False, False): "yuvj444p"}),
+    ".bmp": ("bmp", {(False, False): "bgr24"}),
+    ".webp": ("libwebp", {(False, False): "yuv420p", (False, True): "yuva420p"}),
+}
+_IMAGE_CODECS[".tiff"] = _IMAGE_CODECS[".tif"]
+_IMAGE_CODECS[".jpeg"] = _IMAGE_CODECS[".jpg"]
 # Text subtitle codecs, which FFmpeg converts among, and the one each
 # container type that holds none of the others takes.
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
@@ -536,26 +574,59 @@ _IMAGE_OPTIONS = {"mjpeg": {"qmin": "2", "qmax": "2"}, "libwebp": {"quality": "9
 
 def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
     """Write an (H, W, 3) uint8 RGB image; the format follows the suffix. Atomic."""
+    write_photo(path, Photo(_as_rgb(rgb), None), overwrite=overwrite)
+
+
+def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
+    """Write a Photo, keeping its depth and transparency where the suffix's
+    format holds them (PNG, TIFF; WebP holds transparency), with a warning
+    where it does not. Atomic."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _IMAGE_CODECS:
         raise OutputError(f"cannot write {path}: unknown image type {suffix!r} (use .png or .jpg)")
     check_output_path(path, overwrite=overwrite)
-    rgb = _as_rgb(rgb)
-    codec, pix_fmt = _IMAGE_CODECS[suffix]
+    codec, pix_fmts = _IMAGE_CODECS[suffix]
+    rgb, alpha = _checked_photo(photo)
+    deep = rgb.dtype == np.uint16
+    if (deep, alpha is not None) not in pix_fmts and deep:
+        warnings.warn(f"{path} holds 8 bits a channel: the 16-bit picture is rounded", VideoWarning, stacklevel=2)
+        rgb = _to_8_bits(rgb)
+        alpha = None if alpha is None else _to_8_bits(alpha)
+        deep = False
+    if alpha is not None and (deep, True) not in pix_fmts:
+        warnings.warn(f"{path} cannot hold transparency: it is dropped", VideoWarning, stacklevel=2)
+        alpha = None
+    pixels = rgb if alpha is None else np.ascontiguousarray(np.dstack([rgb, alpha]))
     tmp = _temp_path(path)
     try:
         with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
             stream = out.add_stream(codec, rate=1)
-            stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], pix_fmt
+            stream.width, stream.height = rgb.shape[1], rgb.shape[0]
+            stream.pix_fmt = pix_fmts[deep, alpha is not None]
             stream.options = _IMAGE_OPTIONS.get(codec, {})
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format=_ARRAY_FORMATS[deep, alpha is not None])):
                 out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _checked_photo(photo: Photo) -> tuple[np.ndarray, np.ndarray | None]:
+    rgb, alpha = np.asarray(photo.rgb), photo.alpha
+    if rgb.dtype not in (np.uint8, np.uint16) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 or uint16 RGB array, got {rgb.dtype} {rgb.shape}")
+    if alpha is not None:
+        alpha = np.asarray(alpha)
+        if alpha.dtype != rgb.dtype or alpha.shape != rgb.shape[:2]:
+            raise ValueError(f"alpha {alpha.dtype} {alpha.shape} does not match RGB {rgb.dtype} {rgb.shape}")
+    return np.ascontiguousarray(rgb), alpha
 
 
 def _as_rgb(rgb) -> np.ndarray:

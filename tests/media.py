@@ -228,6 +228,21 @@ def make_images(folder, n: int, size=(40, 30), suffix: str = ".png") -> list[Pat
     return paths
 
 
+def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Path:
+    """One image file of `pixels` (laid out as PyAV's `array_format`: rgba,
+    rgb48le, ...) stored as `pix_fmt` (ya8, gray16be, ...); the codec follows the suffix."""
+    path = Path(path)
+    codec = {".png": "png", ".tif": "tiff", ".webp": "libwebp"}[path.suffix]
+    with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
+        stream = out.add_stream(codec, rate=1)
+        stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], pix_fmt
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=array_format)):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def truncate_copy(src, dst, fraction: float) -> Path:
     """A copy of `src` cut after `fraction` of its bytes: a download that stopped."""
     data = Path(src).read_bytes()

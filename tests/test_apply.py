@@ -357,6 +357,28 @@ def test_image_keeps_size_and_lightness(colorizer, tmp_path):
     assert np.mean(np.abs(l_out - l_in) < 1.5) > 0.99
 
 
+def test_a_16_bit_scan_keeps_its_depth_and_a_transparent_photo_its_alpha(colorizer, tmp_path):
+    # Scans of old photos often have 16 bits a channel: the kept lightness
+    # must not be rounded to 8 (0.2 L units apart), nor transparency dropped.
+    ramp = np.linspace(3000, 60000, 48 * 64).reshape(48, 64).astype(np.uint16)
+    scan = media.make_photo(tmp_path / "scan.png", np.dstack([ramp] * 3), "rgb48le", "rgb48be")
+    # Without color nothing is clipped to the RGB gamut, so L must come back whole.
+    apply.colorize_image(colorizer.reconfigured(saturation=0.0), scan, tmp_path / "scan_color.png")
+    out = video.read_photo(tmp_path / "scan_color.png").rgb
+    assert out.dtype == np.uint16 and out.shape == (48, 64, 3)
+    l_in = np.asarray(color.rgb_to_lab(np.dstack([ramp] * 3) / 65535.0))[..., 0]
+    l_out = np.asarray(color.rgb_to_lab(out / 65535.0))[..., 0]
+    assert np.abs(l_out - l_in).max() < 0.02
+
+    rgb = media.frame_image(1, 64, 48)
+    alpha = np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
+    cutout = media.make_photo(tmp_path / "cutout.png", np.dstack([rgb, alpha]), "rgba", "rgba")
+    apply.colorize_image(colorizer, cutout, tmp_path / "cutout_color.png")
+    photo = video.read_photo(tmp_path / "cutout_color.png")
+    np.testing.assert_array_equal(photo.alpha, alpha)
+    np.testing.assert_array_equal(photo.rgb, colorizer.colorize_rgb(rgb))
+
+
 def test_photos_of_about_one_aspect_share_the_networks_compile(colorizer):
     # A folder of photos comes in many sizes; only a new render shape may
     # compile the network again, not each new size.

@@ -277,6 +277,44 @@ def test_read_and_write_image(tmp_path, text_mp4):
         video.write_image(tmp_path / "a.png", rgb, overwrite=False)
 
 
+def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_path):
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, (21, 33, 3), dtype=np.uint16)  # values an 8-bit file cannot hold
+    media.make_photo(tmp_path / "deep.png", deep, "rgb48le", "rgb48be")
+    photo = video.read_photo(tmp_path / "deep.png")
+    assert photo.alpha is None
+    np.testing.assert_array_equal(photo.rgb, deep)
+    for name in ("deep.tif", "copy.png"):
+        video.write_photo(tmp_path / name, photo)
+        np.testing.assert_array_equal(video.read_photo(tmp_path / name).rgb, deep)
+    with pytest.warns(video.VideoWarning, match="8 bits a channel"):
+        video.write_photo(tmp_path / "deep.jpg", photo)
+    assert video.read_photo(tmp_path / "deep.jpg").rgb.dtype == np.uint8
+
+    rgb, alpha = media.frame_image(2, 33, 21), rng.integers(0, 256, (21, 33), dtype=np.uint8)
+    media.make_photo(tmp_path / "clear.png", np.dstack([rgb, alpha]), "rgba", "rgba")
+    photo = video.read_photo(tmp_path / "clear.png")
+    np.testing.assert_array_equal(photo.alpha, alpha)
+    video.write_photo(tmp_path / "clear.tif", photo)
+    np.testing.assert_array_equal(video.read_photo(tmp_path / "clear.tif").alpha, alpha)
+    video.write_photo(tmp_path / "clear.webp", photo)  # swscale's RGBA -> YUVA rounds alpha by up to 1
+    assert np.abs(video.read_photo(tmp_path / "clear.webp").alpha.astype(int) - alpha).max() <= 1
+    with pytest.warns(video.VideoWarning, match="cannot hold transparency"):
+        video.write_photo(tmp_path / "clear.jpg", photo)
+    assert video.read_photo(tmp_path / "clear.jpg").alpha is None
+
+    gray = rgb[..., :1].repeat(3, axis=2)
+    media.make_photo(tmp_path / "gray.png", np.dstack([gray, alpha]), "rgba", "ya8")  # gray + alpha
+    with av.open(str(tmp_path / "gray.png")) as stored:  # as stored: swscale's RGBA -> YA rounds alpha
+        frame = next(stored.decode(video=0))
+        plane = np.frombuffer(frame.planes[0], np.uint8).reshape(21, -1)[:, : 2 * 33].reshape(21, 33, 2)
+    photo = video.read_photo(tmp_path / "gray.png")
+    np.testing.assert_array_equal(photo.rgb, plane[..., :1].repeat(3, axis=2))
+    np.testing.assert_array_equal(photo.alpha, plane[..., 1])
+    media.make_photo(tmp_path / "opaque.png", np.dstack([rgb, np.full_like(alpha, 255)]), "rgba", "rgba")
+    assert video.read_photo(tmp_path / "opaque.png").alpha is None  # nothing to keep
+
+
 def _textured_picture(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth random color fields with grain: to a lossy encoder, more like a photo than flat test frames."""
     rng = np.random.default_rng(seed)
