@@ -69,7 +69,7 @@ MIN_RENDER_SIZE = 75
 # 10-bit ones keep a deeper source's luma.
 PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
 VIDEO_SUFFIXES = frozenset(
-    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp".split()
+    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp .gif".split()
 )
 
 
@@ -692,12 +692,13 @@ def _folder_media(folder: Path) -> list[Path]:
     return files
 
 
-# Containers that cannot hold H.264 video: their colored copies become .mkv.
-_NO_H264 = frozenset({".webm", ".ogv"})
+# Containers that cannot hold H.264 video, and the type their colored copies
+# take: one that holds the source's streams (an animated GIF has no sound).
+_H264_HOMES = {".webm": ".mkv", ".ogv": ".mkv", ".gif": ".mp4"}
 
 
 def _output_name(source: Path) -> str:
-    return source.stem + ".mkv" if source.suffix.lower() in _NO_H264 else source.name
+    return source.stem + _H264_HOMES.get(source.suffix.lower(), source.suffix)
 
 
 def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
@@ -705,7 +706,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
 
     - `out_dir` given: every path is an input (folders are expanded to their
       videos and images); outputs are out_dir/<input name> (.webm/.ogv
-      become .mkv: they cannot hold H.264).
+      become .mkv and .gif .mp4: they cannot hold H.264).
     - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
       OUTPUT, means files into that folder; otherwise OUTPUT is the file.
     Returns (jobs, batch): batch is True when several files may be written.

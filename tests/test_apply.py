@@ -514,12 +514,12 @@ def test_plan_jobs(tmp_path):
     out = tmp_path / "out"
     assert apply.plan_jobs([a, b], out) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
     assert apply.plan_jobs([tmp_path, out]) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
-    webm = tmp_path / "c.webm"
-    webm.touch()
-    assert apply.plan_jobs([webm], out)[0] == [apply.Job(webm, out / "c.mkv")]
+    webm, gif = tmp_path / "c.webm", tmp_path / "d.gif"
+    webm.touch(), gif.touch()
+    assert apply.plan_jobs([webm, gif], out)[0] == [apply.Job(webm, out / "c.mkv"), apply.Job(gif, out / "d.mp4")]
     with pytest.raises(OutputError, match="output folder is the input folder"):
         apply.plan_jobs([tmp_path, tmp_path])
-    webm.unlink()
+    webm.unlink(), gif.unlink()
     with pytest.raises(InputError, match="no output"):
         apply.plan_jobs([a])
     with pytest.raises(InputError, match="--out-dir"):
