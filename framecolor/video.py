@@ -12,6 +12,7 @@ variable and audio stays in sync when it is copied packet for packet.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import io
 import math
 import os
@@ -296,9 +297,14 @@ def _stream_duration(container, stream) -> float | None:
     return None
 
 
-def _stated_frames(stream) -> int:
-    """Frame count the container states: the sample count, or mkvmerge's statistics tag."""
-    if stream.frames > 0:
+def _stated_frames(container, stream) -> int:
+    """Frame count the container states: the sample count, or mkvmerge's statistics tag.
+
+    An AVI states its length in frame periods, empty (dropped) ones
+    included: a capture that dropped frames, or one whose start was moved
+    for its sound, states more frames than it holds, so its count is not used.
+    """
+    if stream.frames > 0 and container.format.name != "avi":
         return stream.frames
     for key, value in stream.metadata.items():
         if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
@@ -373,7 +379,7 @@ def probe(path) -> VideoInfo:
         stream = _video_stream(container, path)
         fps = _frame_rate(stream)
         duration = _stream_duration(container, stream)
-        frames, exact = _stated_frames(stream), True
+        frames, exact = _stated_frames(container, stream), True
         if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
             frames = _count_packets(container, stream)
         if frames <= 0:
@@ -764,7 +770,7 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
         decoded = kept = yielded = 0
         last_time = None
         error = None
-        frames = container.decode(stream)
+        frames = _display_ordered(container.decode(stream))
         while True:
             try:
                 frame = next(frames)
@@ -795,6 +801,52 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
         container.close()
 
 
+# How many frames a decoder may hold back to reorder them: H.264's and
+# HEVC's picture buffers hold at most 16.
+_REORDER_WINDOW = 16
+
+
+def _display_ordered(frames: Iterator) -> Iterator:
+    """Decoded frames (in display order) with their pts in display order too.
+
+    AVI and ASF store no presentation times: FFmpeg stamps each packet with
+    its place in the file, so the B-frames of an XviD AVI, or of any AVI or
+    WMV with H.264, come out of the decoder with their stamps out of order
+    (1, 3, 4, 2, ...). The stamps themselves are right; they belong to the
+    frames in sorted order. So each frame takes the smallest stamp among the
+    next _REORDER_WINDOW frames'; for a file whose stamps already increase
+    that is its own. A stamp not above the last (a broken file's repeat)
+    moves one tick on, so that the frame is kept and the stamps increase.
+    A decoding error is raised after the frames decoded before it.
+    """
+    held: list = []
+    stamps: list[int] = []
+    last = None
+
+    def release():
+        nonlocal last
+        frame = held.pop(0)
+        if frame.pts is not None:
+            pts = heapq.heappop(stamps)
+            frame.pts = pts if last is None or pts > last else last + 1
+            last = frame.pts
+        return frame
+
+    try:
+        for frame in frames:
+            held.append(frame)
+            if frame.pts is not None:
+                heapq.heappush(stamps, frame.pts)
+            if len(held) > _REORDER_WINDOW:
+                yield release()
+    except av.error.FFmpegError:
+        while held:
+            yield release()
+        raise
+    while held:
+        yield release()
+
+
 def _report_end(path, container, stream, error, decoded, kept, last_time, whole):
     """After the last frame: fail if nothing decoded, warn if the file ended early."""
     if decoded == 0 and (error is not None or whole):
@@ -806,7 +858,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
         return
     if not whole:
         return
-    stated = _stated_frames(stream)
+    stated = _stated_frames(container, stream)
     if stated and decoded < stated:
         warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
                       VideoWarning, stacklevel=3)

@@ -120,6 +120,7 @@ def make_video(
     color_range: int | None = None,
     rotation: int = 0,
     crf: int = 20,
+    bframes: int = 0,
     sample_aspect_ratio: Fraction | None = None,
     tags: dict | None = None,
     video_tags: dict | None = None,
@@ -137,6 +138,7 @@ def make_video(
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
     audio stream's; `audio_layout` the tone's channels ("5.1", ...); `chapters` are (start s, end s, title) triples.
+    `bframes` B-frames between references (libx264): frames stored out of display order.
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -164,7 +166,7 @@ def make_video(
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
-            video.options = {"preset": "ultrafast", "crf": str(crf)}
+            video.options = {"preset": "ultrafast", "crf": str(crf), "bf": str(bframes)}
         subtitle_src = None
         if subtitles:
             kind = "ass" if subtitles == "ass" else "srt"

@@ -135,6 +135,20 @@ def test_mpeg_ts_in_and_out(colorizer, tmp_path):
         apply.colorize_video(colorizer.reconfigured(codec="libx264"), source, tmp_path / "out.webm", progress=False)
 
 
+def test_an_avi_with_b_frames_is_colored_with_its_frames_in_time(colorizer, tmp_path):
+    """AVI's B-frames leave the decoder stamped out of order (see test_video);
+    the output must get them in display order, all of them."""
+    source = media.make_video(tmp_path / "film.avi", rate=Fraction(25), bframes=2)
+    out = tmp_path / "film.mp4"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    def times(path):
+        with av.open(str(path)) as container:
+            return [frame.time for frame in container.decode(video=0)]
+
+    assert times(out) == sorted(times(source))  # the same times, in display order
+    assert [data for data, _ in _packets(out, "audio")] == [data for data, _ in _packets(source, "audio")]
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy

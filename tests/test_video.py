@@ -263,6 +263,39 @@ def test_image_folder_and_files(image_folder, tmp_path):
         read_frames(empty)
 
 
+def _decoder_stamps(path) -> list:
+    with av.open(str(path)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
+def test_an_avi_with_b_frames_reads_in_display_order_with_increasing_pts(tmp_path):
+    # AVI stores no presentation times: FFmpeg stamps each packet with its
+    # place in the file, so B-frames leave the decoder with their stamps out
+    # of order, as they do from any XviD AVI or AVI written with x264.
+    clip = media.make_video(tmp_path / "b.avi", rate=Fraction(25), bframes=2)
+    stamps = _decoder_stamps(clip)
+    assert stamps != sorted(stamps)
+    frames = list(read_frames(clip, format="luma"))
+    assert [f.pts for f in frames] == sorted(stamps)
+    assert all(a.time < b.time for a, b in zip(frames, frames[1:]))
+    # A file whose stamps already increase reads as before.
+    mp4 = media.make_video(tmp_path / "b.mp4", bframes=2)
+    assert [f.pts for f in read_frames(mp4, format="luma")] == _decoder_stamps(mp4)
+
+
+def test_an_avi_that_states_more_frames_than_it_holds_is_whole(tmp_path):
+    # AVI states its length in frame periods, empty ones included: here the
+    # muxer moved the picture's start for the sound's and left a slot empty.
+    clip = media.make_video(tmp_path / "late.avi", rate=Fraction(25))
+    with av.open(str(clip)) as container:
+        stated = container.streams.video[0].frames
+    assert stated == 13 and len(_decoder_stamps(clip)) == 12
+    assert probe(clip).frame_count == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)  # no "truncated" warning
+        assert len(list(read_frames(clip, format="luma"))) == 12
+
+
 def test_read_and_write_image(tmp_path, text_mp4):
     rgb = media.frame_image(4, 33, 21)
     video.write_image(tmp_path / "a.png", rgb)
