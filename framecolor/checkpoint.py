@@ -15,13 +15,18 @@ only while they are among the latest.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from framecolor.errors import TrainingError
+from framecolor.errors import OutputError, TrainingError
+
+# How a full disk or quota reads in an OSError's or orbax's message.
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
 
 
 def _options(keep: int) -> ocp.CheckpointManagerOptions:
@@ -69,11 +74,33 @@ class Checkpoints:
         """
         if step in self._manager.all_steps():
             return
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(pack(state)), meta=ocp.args.JsonSave(meta)),
-            metrics=None if loss is None else {"loss": float(loss)},
-        )
+        with self._disk_errors():
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(pack(state)), meta=ocp.args.JsonSave(meta)),
+                metrics=None if loss is None else {"loss": float(loss)},
+            )
+
+    @contextlib.contextmanager
+    def _disk_errors(self):
+        """A full disk mid-save: an OutputError, and no half-written checkpoint left.
+
+        Orbax reports it from TensorStore as a ValueError that quotes the OS
+        error; its unfinished checkpoint is a temporary directory, which
+        resume would skip anyway, but it holds the space the user needs.
+        """
+        try:
+            yield
+        except (OSError, ValueError) as exc:
+            if not any(words in str(exc) for words in _DISK_FULL_WORDS):
+                raise
+            try:  # no save may still be writing into what is removed below
+                self._manager.wait_until_finished()
+            except Exception:  # noqa: BLE001 - the same full disk, already being reported
+                pass
+            for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise OutputError(f"cannot save a checkpoint in {self.directory}: no space left on the disk") from None
 
     def restore(self, step: int, like, sharding):
         """(state, meta) of ``step``, placed with ``sharding``.
@@ -94,10 +121,11 @@ class Checkpoints:
         return state, out["meta"]
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        with self._disk_errors():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
 
     def __enter__(self):

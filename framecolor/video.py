@@ -11,7 +11,9 @@ variable and audio stays in sync when it is copied packet for packet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import heapq
 import io
 import math
@@ -604,18 +606,20 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
         warnings.warn(f"{path} cannot hold transparency: it is dropped", VideoWarning, stacklevel=2)
         alpha = None
     pixels = rgb if alpha is None else np.ascontiguousarray(np.dstack([rgb, alpha]))
+    frame = av.VideoFrame.from_ndarray(pixels, format=_ARRAY_FORMATS[deep, alpha is not None])
     tmp = _temp_path(path)
     try:
-        with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
-            stream = out.add_stream(codec, rate=1)
-            stream.width, stream.height = rgb.shape[1], rgb.shape[0]
-            stream.pix_fmt = pix_fmts[deep, alpha is not None]
-            stream.options = _IMAGE_OPTIONS.get(codec, {})
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format=_ARRAY_FORMATS[deep, alpha is not None])):
-                out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
-        os.replace(tmp, path)
+        with _write_errors(path):
+            with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
+                stream = out.add_stream(codec, rate=1)
+                stream.width, stream.height = rgb.shape[1], rgb.shape[0]
+                stream.pix_fmt = pix_fmts[deep, alpha is not None]
+                stream.options = _IMAGE_OPTIONS.get(codec, {})
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                for packet in stream.encode(None):
+                    out.mux(packet)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -924,6 +928,23 @@ _WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "
 def _user_tags(tags) -> dict[str, str]:
     """`tags` less those the writer of a file sets (mkvmerge's carry a language: BPS-eng)."""
     return {k: v for k, v in tags.items() if k.lower().split("-")[0] not in _WRITER_TAGS}
+
+
+# What a full disk, a quota or a failing drive raises while a file is written.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    """A disk that fills up mid-file is the user's to fix: an OutputError (one
+    line from the command line), not a traceback. The caller removes the
+    partial file, as for any other error."""
+    try:
+        yield
+    except OSError as e:  # PyAV's errors with an errno are OSErrors too
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise OutputError(f"cannot write {path}: {e.strerror or os.strerror(e.errno)}") from None
 
 
 class VideoWriter:
@@ -1244,7 +1265,8 @@ class VideoWriter:
         rgb = _as_rgb(rgb)
         if rgb.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer is {self.width}x{self.height}")
-        self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts)
+        with _write_errors(self.path):
+            self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts)
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int | None = None) -> None:
         """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`;
@@ -1262,7 +1284,8 @@ class VideoWriter:
             if data.dtype != dtype or data.shape != shape:
                 raise ValueError(f"plane must be {shape} {np.dtype(dtype).name}, got {data.shape} {data.dtype}")
             _plane_view(plane, dtype)[:] = data  # straight into the frame's own buffer: no staging copy
-        self._encode(frame, pts)
+        with _write_errors(self.path):
+            self._encode(frame, pts)
 
     @property
     def sample_dtype(self):
@@ -1344,14 +1367,15 @@ class VideoWriter:
         try:
             if self.frames_written == 0:
                 raise OutputError(f"no frames were written to {self.path}")
-            for packet in self._stream.encode(None):
-                self._out.mux(packet)
-            self._mux_copies(until=None)
-            self._out.close()
+            with _write_errors(self.path):
+                for packet in self._stream.encode(None):
+                    self._out.mux(packet)
+                self._mux_copies(until=None)
+                self._out.close()
+                os.replace(self._tmp, self.path)
         except BaseException:
             self._abort()
             raise
-        os.replace(self._tmp, self.path)
 
     def _abort(self) -> None:
         for c in (self._out, self._source):

@@ -8,6 +8,8 @@ once per shape (Colorizers of an equal model share compiled code).
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import warnings
 from fractions import Fraction
 
@@ -327,6 +329,38 @@ def test_truncated_input_fails_and_leaves_nothing(colorizer, truncated_clip, tmp
         with pytest.raises(InputError, match="truncated"):
             apply.colorize_video(colorizer, truncated_clip, out, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_is_one_error_and_leaves_nothing(colorizer, clip, tmp_path, monkeypatch):
+    # The disk fills up three frames in (a real full disk would take a
+    # mount this test cannot make): the run stops with "cannot write", and
+    # neither the partial video nor a photo's is left behind.
+    encode = video.VideoWriter._encode
+
+    def encode_until_full(writer, frame, pts):
+        if writer.frames_written == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(writer.path))
+        encode(writer, frame, pts)
+
+    monkeypatch.setattr(video.VideoWriter, "_encode", encode_until_full)
+    with pytest.raises(OutputError, match="cannot write .*out.mp4: No space left on device"):
+        apply.colorize_video(colorizer, clip, tmp_path / "out.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+    photo = media.make_images(tmp_path / "in", 1, size=(64, 48))[0]
+    real_open = av.open
+
+    def open_full(path, mode="r", **kwargs):
+        container = real_open(path, mode, **kwargs)
+        if mode == "w":
+            container.close()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return container
+
+    monkeypatch.setattr(video.av, "open", open_full)
+    with pytest.raises(OutputError, match="cannot write .*out.png: No space left on device"):
+        apply.colorize_image(colorizer, photo, tmp_path / "out.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_existing_output_is_refused(colorizer, clip, colored):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from framecolor.cli import make_app
@@ -53,6 +55,26 @@ def test_debug_shows_the_traceback(text_mp4):
     result = run("--debug", "info", text_mp4)
     assert result.exit_code != 0 and result.exception is not None
     assert type(result.exception).__name__ == "InputError"
+
+
+def test_a_full_disk_anywhere_is_one_error_line(tmp_path):
+    # Whatever was being written (a cache, a preview, a log) when the disk
+    # filled up, the user sees what to fix, not a traceback; other OS errors
+    # are bugs until shown otherwise, and keep theirs.
+    from framecolor.cli.common import guarded
+
+    def command_failing_with(code):
+        def command():
+            raise OSError(code, os.strerror(code), str(tmp_path / "cache.npy"))
+
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        app.command("go")(guarded(command))
+        return CliRunner().invoke(app, ["go"])
+
+    assert_one_line_error(command_failing_with(errno.ENOSPC), "No space left on device", "cache.npy")
+    assert_one_line_error(command_failing_with(errno.EDQUOT), "quota", "cache.npy")
+    assert isinstance(command_failing_with(errno.EACCES).exception, PermissionError)
 
 
 def test_module_entry_point_and_help():

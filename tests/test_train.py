@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from framecolor import modelfile, train
-from framecolor.errors import TrainingError
+from framecolor.errors import OutputError, TrainingError
 from tests import media
 
 CONFIG = dataclasses.replace(train.TINY_TRAIN, epochs=2, patience=0)
@@ -430,6 +430,31 @@ def test_checkpoint_packing_round_trips():
         np.testing.assert_array_equal(x, y)
     with pytest.raises(TrainingError, match="does not fit"):
         unpack(packed, {"a": np.zeros(3, np.float32)})
+
+
+def test_a_checkpoint_on_a_full_disk_is_an_output_error_and_leaves_no_partial(tmp_path):
+    from framecolor.checkpoint import Checkpoints
+
+    with Checkpoints(tmp_path / "checkpoints") as ckpts:
+        state = {"w": np.ones(3, np.float32)}
+        ckpts.save(1, state, {"epoch": 0}, loss=1.0)
+        save = ckpts._manager.save
+
+        def save_on_a_full_disk(step, **kwargs):
+            # What orbax raises when TensorStore cannot write, after it made its temporary directory.
+            (ckpts.directory / f"{step}.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+            raise ValueError(f"RESOURCE_EXHAUSTED: Error writing in OCDBT database: Failed to write 1744252 "
+                             f"bytes to file 8: No space left on device [os_error_code='28']")
+
+        ckpts._manager.save = save_on_a_full_disk
+        with pytest.raises(OutputError, match="no space left"):
+            ckpts.save(2, state, {"epoch": 1}, loss=0.5)
+        assert sorted(p.name for p in ckpts.directory.iterdir()) == ["1"]
+        ckpts._manager.save = lambda step, **kwargs: (_ for _ in ()).throw(ValueError("a bug"))
+        with pytest.raises(ValueError, match="a bug"):  # not every ValueError is the disk's
+            ckpts.save(3, state, {"epoch": 2}, loss=0.4)
+        ckpts._manager.save = save
+    assert ckpts.steps() == [1]
 
 
 def test_pictures_are_drawn():

@@ -4,6 +4,7 @@ framecolor's warnings into one `warning: ...` line."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -58,6 +59,9 @@ def one_line_warnings():
         warnings.showwarning = python_format
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def guarded(command):
     """Wrap a command so user errors print one line instead of a traceback."""
 
@@ -74,6 +78,13 @@ def guarded(command):
             if debugging():
                 raise
             fail("interrupted", code=130)
+        except OSError as exc:
+            # A full disk or quota, wherever it strikes (a cache, a preview,
+            # a log), is the user's to fix; what was being written cleans up
+            # after itself as for any error.
+            if exc.errno not in _DISK_FULL or debugging():
+                raise
+            fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror))
 
     return wrapper
 

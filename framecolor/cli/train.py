@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from framecolor.cli.common import guarded
+from framecolor.cli.common import debugging, guarded
 
 _HELP = """Train a colorizer on color videos, images and image folders.
 
@@ -112,6 +113,11 @@ def train(
     elif init is not None:
         init_path = Path(init)
 
+    if not debugging():
+        # Orbax logs its background threads' failures (a full disk, say)
+        # with their tracebacks before save() raises them, and save's
+        # error is the one line the user needs.
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
     result = training.train(
         inputs,
         out,
