@@ -57,11 +57,13 @@ def test_debug_shows_the_traceback(text_mp4):
     assert type(result.exception).__name__ == "InputError"
 
 
-def test_a_full_disk_anywhere_is_one_error_line(tmp_path):
+def test_a_full_disk_anywhere_is_one_error_line(tmp_path, monkeypatch):
     # Whatever was being written (a cache, a preview, a log) when the disk
     # filled up, the user sees what to fix, not a traceback; other OS errors
     # are bugs until shown otherwise, and keep theirs.
     from framecolor.cli.common import guarded
+
+    monkeypatch.delenv("FRAMECOLOR_DEBUG", raising=False)  # an earlier --debug run's; the real app resets it
 
     def command_failing_with(code):
         def command():
