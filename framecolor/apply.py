@@ -433,7 +433,9 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
     """
     frames = None
     try:
-        frames = video.read_frames(path, format=luma)
+        # At the probed size, which the writer has: a stream that changes size
+        # mid-way (a broadcast capture) is scaled to it.
+        frames = video.read_frames(path, format=luma, size=(info.width, info.height))
         batch, count, last_time = [], 0, None
         for frame in frames:
             batch.append(frame)

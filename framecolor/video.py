@@ -774,6 +774,7 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
         decoded = kept = yielded = 0
         last_time = None
         error = None
+        first_size, size_changed = None, False
         frames = _display_ordered(container.decode(stream))
         while True:
             try:
@@ -785,6 +786,11 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
                 break
             decoded += 1
             time = float((frame.pts - t0) * tb) if frame.pts is not None and tb else None
+            if first_size is None:
+                first_size = (frame.width, frame.height)
+            elif not size_changed and first_size != (frame.width, frame.height):
+                _warn_size_change(path, first_size, frame, time, size)  # once: a capture may switch often
+                size_changed = True
             if time is not None:
                 if start is not None and time < start - 1e-9:
                     continue
@@ -849,6 +855,14 @@ def _display_ordered(frames: Iterator) -> Iterator:
         raise
     while held:
         yield release()
+
+
+def _warn_size_change(path, before: tuple[int, int], frame, time: float | None, size) -> None:
+    # A broadcast capture switching between SD and HD, or joined clips.
+    when = f" at {time:.2f} s" if time is not None else ""
+    scaled = f"; frames of other sizes are scaled to {size[0]}x{size[1]}" if size is not None else ""
+    warnings.warn(f"{path}: the picture changes size{when}, {before[0]}x{before[1]} -> "
+                  f"{frame.width}x{frame.height}{scaled}", VideoWarning, stacklevel=3)
 
 
 def _report_end(path, container, stream, error, decoded, kept, last_time, whole):

@@ -7,6 +7,7 @@ feeds the encoder for frame `i`, so a test can compare decoded frames with it.
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -228,6 +229,34 @@ def make_images(folder, n: int, size=(40, 30), suffix: str = ".png") -> list[Pat
                 out.mux(packet)
         paths.append(path)
     return paths
+
+
+def make_size_switching_ts(path, sizes=((64, 48), (96, 64)), frames_each: int = 6) -> Path:
+    """An MPEG-TS whose picture changes size mid-stream, as a broadcast
+    capture does between programmes: H.264 streams of each size, joined."""
+    path = Path(path)
+    parts = []
+    for width, height in sizes:
+        raw = io.BytesIO()
+        with av.open(raw, "w", format="h264") as out:
+            stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for i in range(frames_each):
+                frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        parts.append(raw.getvalue())
+    with av.open(io.BytesIO(b"".join(parts)), format="h264") as joined, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(joined.streams.video[0])
+        packets = (p for p in joined.demux(video=0) if p.size)
+        for n, packet in enumerate(packets):
+            packet.stream, packet.time_base = stream, Fraction(1, 90000)
+            packet.pts = packet.dts = 90000 + n * 3600  # 25 fps from 1 s, as a capture starts
+            out.mux(packet)
+    return path
 
 
 def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Path:

@@ -151,6 +151,25 @@ def test_an_avi_with_b_frames_is_colored_with_its_frames_in_time(colorizer, tmp_
     assert [data for data, _ in _packets(out, "audio")] == [data for data, _ in _packets(source, "audio")]
 
 
+def test_a_picture_that_changes_size_mid_way_is_scaled_to_one_size(colorizer, tmp_path):
+    # A broadcast capture switching between programmes: the output has one
+    # size, the one the file states, and every frame, at its time.
+    source = media.make_size_switching_ts(tmp_path / "capture.ts")
+    info = video.probe(source)
+    out = tmp_path / "out.mp4"
+    with pytest.warns(video.VideoWarning, match=r"changes size at 0\.24 s, 64x48 -> 96x64; .* scaled to 96x64"):
+        apply.colorize_video(colorizer, source, out, progress=False)
+    assert (info.width, info.height) == (96, 64)
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert {(f.width, f.height) for f in frames} == {(96, 64)}
+    assert [f.time for f in frames] == [round(1 + n / 25, 6) for n in range(12)]
+    # The frames already at that size keep their luma.
+    with pytest.warns(video.VideoWarning, match="changes size"):  # read as it is, unscaled
+        luma_in = np.stack([f.image for f in video.read_frames(source, format="luma")][6:])
+    assert np.mean(np.abs(_luma(out)[6:].astype(int) - luma_in) <= 1) > 0.999
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy
