@@ -436,16 +436,18 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
         # At the probed size, which the writer has: a stream that changes size
         # mid-way (a broadcast capture) is scaled to it.
         frames = video.read_frames(path, format=luma, size=(info.width, info.height))
-        batch, count, last_time = [], 0, None
+        batch, count, first_time, last_time = [], 0, None, None
         for frame in frames:
             batch.append(frame)
             count += 1
-            last_time = frame.time if frame.time is not None else last_time
+            if frame.time is not None:
+                first_time = frame.time if first_time is None else first_time
+                last_time = frame.time
             if len(batch) == batch_size:
                 if not _put(out, prepare(batch), stop):
                     return
                 batch = []
-        problem = _incomplete(info, count, last_time)
+        problem = _incomplete(info, count, first_time, last_time)
         if problem:
             raise InputError(f"{path} is truncated or damaged: {problem}; nothing written")
         if batch and not _put(out, prepare(batch), stop):
@@ -458,15 +460,26 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
             frames.close()  # closes the container now, also when the pipeline stops early
 
 
-def _incomplete(info, count: int, last_time: float | None) -> str | None:
+def _incomplete(info, count: int, first_time: float | None, last_time: float | None) -> str | None:
     """Why `count` decoded frames are not the whole video, or None if they are.
 
     Same rules as video.read_frames' warning: fewer frames than the container
     states, or the last frame more than two frame periods before the end.
+    Frames missing only before the first that decodes are no damage: a
+    recording cut from a broadcast starts mid-way through a group of
+    pictures, and no decoder can show the frames before its first keyframe.
+    Those are said in a warning, and the rest is colorized.
     """
+    reached_end = not (info.fps and info.duration and last_time is not None
+                       and last_time + 2 / info.fps < info.duration)
     if info.frame_count_exact and count < info.frame_count:
-        return f"decoded {count} of {info.frame_count} frames"
-    if info.fps and info.duration and last_time is not None and last_time + 2 / info.fps < info.duration:
+        missing_first = round(first_time * info.fps) if first_time and info.fps else 0
+        if not reached_end or count + missing_first < info.frame_count:
+            return f"decoded {count} of {info.frame_count} frames"
+        warnings.warn(f"{info.path} starts mid-way through a group of pictures: its first "
+                      f"{info.frame_count - count} frames ({first_time:.2f} s) cannot be decoded "
+                      "and are left out", video.VideoWarning, stacklevel=2)
+    if not reached_end:
         return f"decoding stopped at {last_time:.2f} s of {info.duration:.2f} s"
     return None
 

@@ -122,6 +122,7 @@ def make_video(
     rotation: int = 0,
     crf: int = 20,
     bframes: int = 0,
+    keyint: int | None = None,
     sample_aspect_ratio: Fraction | None = None,
     tags: dict | None = None,
     video_tags: dict | None = None,
@@ -139,7 +140,8 @@ def make_video(
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
     audio stream's; `audio_layout` the tone's channels ("5.1", ...); `chapters` are (start s, end s, title) triples.
-    `bframes` B-frames between references (libx264): frames stored out of display order.
+    `bframes` B-frames between references (libx264): frames stored out of display order;
+    `keyint` the most frames between keyframes (x264's default: 250).
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -167,7 +169,8 @@ def make_video(
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
-            video.options = {"preset": "ultrafast", "crf": str(crf), "bf": str(bframes)}
+            video.options = {"preset": "ultrafast", "crf": str(crf), "bf": str(bframes),
+                             **({"g": str(keyint)} if keyint else {})}
         subtitle_src = None
         if subtitles:
             kind = "ass" if subtitles == "ass" else "srt"
@@ -272,6 +275,14 @@ def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Pat
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def cut_ts_start(src, dst, fraction: float) -> Path:
+    """An MPEG-TS with its first `fraction` of bytes cut away at a packet
+    boundary: a recording that started mid-way through a broadcast."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[int(len(data) * fraction) // 188 * 188:])
+    return Path(dst)
 
 
 def truncate_copy(src, dst, fraction: float) -> Path:

@@ -170,6 +170,21 @@ def test_a_picture_that_changes_size_mid_way_is_scaled_to_one_size(colorizer, tm
     assert np.mean(np.abs(_luma(out)[6:].astype(int) - luma_in) <= 1) > 0.999
 
 
+def test_a_recording_that_starts_mid_gop_is_colored_from_its_first_keyframe(colorizer, tmp_path):
+    # No decoder can show the frames before the first keyframe; they are
+    # not damage, and the frames after them are the recording.
+    whole = media.make_video(tmp_path / "broadcast.ts", frames=48, rate=Fraction(25), keyint=12)
+    source = media.cut_ts_start(whole, tmp_path / "recording.ts", 0.3)
+    with av.open(str(source)) as container:
+        decodable = [frame.time for frame in container.decode(video=0)]
+    assert video.probe(source).frame_count > len(decodable)
+    out = tmp_path / "out.mp4"
+    with pytest.warns(video.VideoWarning, match="starts mid-way through a group of pictures"):
+        apply.colorize_video(colorizer, source, out, progress=False)
+    with av.open(str(out)) as container:
+        assert [frame.time for frame in container.decode(video=0)] == pytest.approx(decodable, abs=1e-3)  # MP4's ticks
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy
