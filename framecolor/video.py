@@ -775,7 +775,8 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
         last_time = None
         error = None
         first_size, size_changed = None, False
-        frames = _display_ordered(container.decode(stream))
+        window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
+        frames = _display_ordered(container.decode(stream), window)
         while True:
             try:
                 frame = next(frames)
@@ -814,20 +815,23 @@ def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) ->
 # How many frames a decoder may hold back to reorder them: H.264's and
 # HEVC's picture buffers hold at most 16.
 _REORDER_WINDOW = 16
+# Containers that store no presentation times, only the order of the packets.
+_NO_PRESENTATION_TIMES = frozenset({"avi", "asf"})
 
 
-def _display_ordered(frames: Iterator) -> Iterator:
+def _display_ordered(frames: Iterator, window: int) -> Iterator:
     """Decoded frames (in display order) with their pts in display order too.
 
     AVI and ASF store no presentation times: FFmpeg stamps each packet with
     its place in the file, so the B-frames of an XviD AVI, or of any AVI or
     WMV with H.264, come out of the decoder with their stamps out of order
     (1, 3, 4, 2, ...). The stamps themselves are right; they belong to the
-    frames in sorted order. So each frame takes the smallest stamp among the
-    next _REORDER_WINDOW frames'; for a file whose stamps already increase
-    that is its own. A stamp not above the last (a broken file's repeat)
-    moves one tick on, so that the frame is kept and the stamps increase.
-    A decoding error is raised after the frames decoded before it.
+    frames in sorted order. So each frame takes the smallest stamp among
+    itself and the next `window` frames (_REORDER_WINDOW for those
+    containers; 0 for the others, whose stamps are the frames' own). A
+    stamp not above the last (a broken file's repeat) moves one tick on,
+    so that the frame is kept and the stamps increase. A decoding error is
+    raised after the frames decoded before it.
     """
     held: list = []
     stamps: list[int] = []
@@ -847,7 +851,7 @@ def _display_ordered(frames: Iterator) -> Iterator:
             held.append(frame)
             if frame.pts is not None:
                 heapq.heappush(stamps, frame.pts)
-            if len(held) > _REORDER_WINDOW:
+            if len(held) > window:
                 yield release()
     except av.error.FFmpegError:
         while held:
