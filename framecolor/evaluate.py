@@ -51,7 +51,10 @@ def make_gray_clip(source, output, *, start: float | None = None, max_frames: in
         copy_streams_from=source if copy_streams else None, inputs=(source,),
     ) as writer:
         neutral = np.full(writer.chroma_shape, 128, np.uint8)
-        for frame in video.read_frames(source, format="luma", start=start, max_frames=max_frames):
+        # At the probed size, as apply reads it: a clip that changes size mid-way is scaled.
+        frames = video.read_frames(source, format="luma", start=start, max_frames=max_frames,
+                                   size=(info.width, info.height))
+        for frame in frames:
             writer.write_yuv(frame.image, neutral, neutral, frame.pts)
             count += 1
     return count
@@ -67,7 +70,10 @@ def _rgb(path, **kw):
 
 def score_clip(truth_path, gray_path, output_path, *, start, max_frames, deltas) -> dict:
     """Per-clip figures for the output and the gray baseline against the truth."""
-    read = dict(start=start, max_frames=max_frames)
+    # The truth at the gray clip's (upright) size: the same pictures, unless
+    # the truth changes size mid-way and the gray clip was scaled to one.
+    height, width = next(_rgb(gray_path, max_frames=1)).shape[:2]
+    read = dict(start=start, max_frames=max_frames, size=(width, height))
     psnr = {"model": [], "gray": []}
     ssim = {"model": [], "gray": []}
     cf = {"model": [], "gray": [], "truth": []}

@@ -286,12 +286,16 @@ def _stream_duration(container, stream) -> float | None:
     A Matroska track's DURATION tag comes first: FFmpeg fills a stream's
     own duration with the file's when the container states none, so an MKV
     whose audio or subtitles outlast the picture would look truncated.
+    FFmpeg writes that tag as the time the track ends, so a track that
+    starts late (a recording colored from its first keyframe) lasts that
+    less; read_frames' times count from the track's start too.
     """
     for key, value in stream.metadata.items():
         if key.upper().startswith("DURATION"):
             seconds = _parse_clock(value)
             if seconds:
-                return seconds
+                start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+                return max(seconds - max(start, 0.0), 0.0) or seconds
     if stream.duration:
         return float(stream.duration * stream.time_base)
     if container.duration:

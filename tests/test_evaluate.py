@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from framecolor import apply, evaluate, metrics, video
+from tests import media
 
 CONFIG = apply.ApplyConfig(batch_size=4, preset="ultrafast")
 
@@ -83,6 +84,17 @@ def _run_cli(*args):
     from framecolor.cli import make_app
 
     return CliRunner().invoke(make_app(), list(map(str, args)))
+
+
+def test_a_clip_that_changes_size_is_scored_at_one_size(colorizer, tmp_path):
+    # A capture switching between SD and HD: the gray input and the truth
+    # are both scaled to the size the file states, frame for frame.
+    clip = media.make_size_switching_ts(tmp_path / "capture.ts")
+    with pytest.warns(video.VideoWarning, match="changes size"):
+        result = evaluate.evaluate(colorizer, [clip])
+    scores = result["clips"][str(clip)]
+    assert scores["frames"] == 12
+    assert 0 < scores["gray"]["psnr"] < metrics.PSNR_CAP
 
 
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):

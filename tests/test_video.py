@@ -608,6 +608,19 @@ def test_writer_defaults_pts_and_rejects_bad_frames(tmp_path):
     assert probe(out).fps == 25
 
 
+def test_a_matroska_track_that_starts_late_is_not_read_as_truncated(tmp_path):
+    # A recording that starts at 1.4 s (as MPEG-TS captures do), written
+    # with its times kept: FFmpeg's DURATION tag says when the track ends.
+    out = tmp_path / "late.mkv"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 1000), preset="ultrafast") as w:
+        for i in range(12):
+            w.write_rgb(media.frame_image(i, 64, 48), pts=1400 + 40 * i)
+    assert probe(out).duration == pytest.approx(12 / 25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)  # no "truncated" warning
+        assert len(list(read_frames(out))) == 12
+
+
 def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_path):
     for rotation in (90, 180, -90):
         clip = media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation, crf=0)
