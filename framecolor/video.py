@@ -303,19 +303,44 @@ def _stream_duration(container, stream) -> float | None:
     return None
 
 
-def _stated_frames(container, stream) -> int:
+def _stated_frames(container, stream, path: Path) -> int:
     """Frame count the container states: the sample count, or mkvmerge's statistics tag.
 
     An AVI states its length in frame periods, empty (dropped) ones
     included: a capture that dropped frames, or one whose start was moved
     for its sound, states more frames than it holds, so its count is not used.
+    An MP4's or MOV's sample count includes the frames its edit list hides:
+    a file cut without re-encoding (ffmpeg -ss -c copy, an editor's
+    export) keeps the frames before the cut that its first keyframe needs.
     """
     if stream.frames > 0 and container.format.name != "avi":
+        if "mov" in container.format.name.split(","):
+            return stream.frames - _hidden_leading_frames(path, stream.index)
         return stream.frames
     for key, value in stream.metadata.items():
         if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
             return int(value)
     return 0
+
+
+# How far into an MP4 to look for frames its edit list hides: those come
+# before the cut, at most a group of pictures (and its reordering) in.
+_EDIT_LIST_LOOKAHEAD = 600
+
+
+def _hidden_leading_frames(path: Path, index: int) -> int:
+    """Video packets at the start of an MP4 that FFmpeg marks to be decoded but not shown."""
+    hidden = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams[index]
+            for n, packet in enumerate(container.demux(stream)):
+                if n >= _EDIT_LIST_LOOKAHEAD:
+                    break
+                hidden += bool(packet.size and packet.is_discard)
+    except av.error.FFmpegError:
+        pass  # damaged: the count stands, and decoding will tell
+    return hidden
 
 
 def _frame_rate(stream) -> Fraction:
@@ -385,7 +410,7 @@ def probe(path) -> VideoInfo:
         stream = _video_stream(container, path)
         fps = _frame_rate(stream)
         duration = _stream_duration(container, stream)
-        frames, exact = _stated_frames(container, stream), True
+        frames, exact = _stated_frames(container, stream, path), True
         if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
             frames = _count_packets(container, stream)
         if frames <= 0:
@@ -884,7 +909,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
         return
     if not whole:
         return
-    stated = _stated_frames(container, stream)
+    stated = _stated_frames(container, stream, path)
     if stated and decoded < stated:
         warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
                       VideoWarning, stacklevel=3)

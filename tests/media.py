@@ -262,6 +262,22 @@ def make_size_switching_ts(path, sizes=((64, 48), (96, 64)), frames_each: int = 
     return path
 
 
+def cut_without_reencoding(src, dst, hidden: int) -> Path:
+    """`src` (an MP4 starting on a keyframe) with its first `hidden` frames
+    cut as ffmpeg -ss -c copy cuts: the packets stay, for the frames after
+    the cut that need them, and the MP4's edit list hides their frames."""
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        rate = source.streams.video[0].average_rate
+        for packet in source.demux(video=0):
+            if not packet.size:
+                continue
+            shift = int(hidden / rate / packet.time_base)
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, stream
+            out.mux(packet)
+    return Path(dst)
+
+
 def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Path:
     """One image file of `pixels` (laid out as PyAV's `array_format`: rgba,
     rgb48le, ...) stored as `pix_fmt` (ya8, gray16be, ...); the codec follows the suffix."""

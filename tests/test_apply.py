@@ -185,6 +185,14 @@ def test_a_recording_that_starts_mid_gop_is_colored_from_its_first_keyframe(colo
         assert [frame.time for frame in container.decode(video=0)] == pytest.approx(decodable, abs=1e-3)  # MP4's ticks
 
 
+def test_an_mp4_cut_without_reencoding_is_colored_whole(colorizer, tmp_path):
+    whole = media.make_video(tmp_path / "whole.mp4", frames=24, rate=Fraction(25), keyint=12, audio=False)
+    source = media.cut_without_reencoding(whole, tmp_path / "cut.mp4", hidden=3)
+    out = tmp_path / "out.mp4"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    assert _pts(out) == _pts(source) and len(_pts(out)) == 21
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy

@@ -608,6 +608,21 @@ def test_writer_defaults_pts_and_rejects_bad_frames(tmp_path):
     assert probe(out).fps == 25
 
 
+def test_an_mp4_cut_without_reencoding_counts_the_frames_it_shows(tmp_path):
+    # Its sample table still lists the frames before the cut (the first
+    # keyframe's), which its edit list hides and no decoder shows.
+    whole = media.make_video(tmp_path / "whole.mp4", frames=24, rate=Fraction(25), keyint=12, audio=False)
+    cut = media.cut_without_reencoding(whole, tmp_path / "cut.mp4", hidden=3)
+    with av.open(str(cut)) as container:
+        assert container.streams.video[0].frames == 24
+    assert probe(cut).frame_count == 21
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)  # no "truncated" warning
+        frames = list(read_frames(cut))
+    assert len(frames) == 21 and frames[0].time == 0
+    assert frames[0].image.shape == (48, 64, 3)
+
+
 def test_a_matroska_track_that_starts_late_is_not_read_as_truncated(tmp_path):
     # A recording that starts at 1.4 s (as MPEG-TS captures do), written
     # with its times kept: FFmpeg's DURATION tag says when the track ends.
