@@ -443,8 +443,8 @@ def test_a_checkpoint_on_a_full_disk_is_an_output_error_and_leaves_no_partial(tm
         def save_on_a_full_disk(step, **kwargs):
             # What orbax raises when TensorStore cannot write, after it made its temporary directory.
             (ckpts.directory / f"{step}.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
-            raise ValueError(f"RESOURCE_EXHAUSTED: Error writing in OCDBT database: Failed to write 1744252 "
-                             f"bytes to file 8: No space left on device [os_error_code='28']")
+            raise ValueError("RESOURCE_EXHAUSTED: Error writing in OCDBT database: Failed to write 1744252 "
+                             "bytes to file 8: No space left on device [os_error_code='28']")
 
         ckpts._manager.save = save_on_a_full_disk
         with pytest.raises(OutputError, match="no space left"):
