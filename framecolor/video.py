@@ -323,21 +323,26 @@ def _stated_frames(container, stream, path: Path) -> int:
     return 0
 
 
-# How far into an MP4 to look for frames its edit list hides: those come
-# before the cut, at most a group of pictures (and its reordering) in.
-_EDIT_LIST_LOOKAHEAD = 600
+# An MP4's hidden frames come before its cut, in decode order too but for
+# B-frames stored after the first shown frame they precede: after this many
+# shown packets in a row (more than any decoder reorders) there are no more.
+_SHOWN_RUN_AFTER_CUT = 32
 
 
 def _hidden_leading_frames(path: Path, index: int) -> int:
     """Video packets at the start of an MP4 that FFmpeg marks to be decoded but not shown."""
-    hidden = 0
+    hidden = shown_run = 0
     try:
         with av.open(str(path)) as container:
-            stream = container.streams[index]
-            for n, packet in enumerate(container.demux(stream)):
-                if n >= _EDIT_LIST_LOOKAHEAD:
-                    break
-                hidden += bool(packet.size and packet.is_discard)
+            for packet in container.demux(container.streams[index]):
+                if not packet.size:
+                    continue
+                if packet.is_discard:
+                    hidden, shown_run = hidden + 1, 0
+                else:
+                    shown_run += 1
+                    if shown_run >= _SHOWN_RUN_AFTER_CUT:
+                        break
     except av.error.FFmpegError:
         pass  # damaged: the count stands, and decoding will tell
     return hidden
