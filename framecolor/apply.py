@@ -425,7 +425,7 @@ def _get(q: queue.Queue, stop: threading.Event):
 
 
 def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, stop: threading.Event,
-            luma: str = "luma") -> None:
+            luma: str = "luma", span: tuple[float, float | None] | None = None) -> None:
     """Decode thread: prepare(frames) for lists of up to batch_size Frames (`luma` planes), then _END.
 
     A video that stops decoding early is an error here, not a warning: a
@@ -435,7 +435,8 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
     try:
         # At the probed size, which the writer has: a stream that changes size
         # mid-way (a broadcast capture) is scaled to it.
-        frames = video.read_frames(path, format=luma, size=(info.width, info.height))
+        start, end = span or (None, None)
+        frames = video.read_frames(path, format=luma, size=(info.width, info.height), start=start, end=end)
         batch, count, first_time, last_time = [], 0, None, None
         for frame in frames:
             batch.append(frame)
@@ -447,7 +448,7 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
                 if not _put(out, prepare(batch), stop):
                     return
                 batch = []
-        problem = _incomplete(info, count, first_time, last_time)
+        problem = _incomplete(info, count, first_time, last_time, span)
         if problem:
             raise InputError(f"{path} is truncated or damaged: {problem}; nothing written")
         if batch and not _put(out, prepare(batch), stop):
@@ -460,18 +461,22 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
             frames.close()  # closes the container now, also when the pipeline stops early
 
 
-def _incomplete(info, count: int, first_time: float | None, last_time: float | None) -> str | None:
-    """Why `count` decoded frames are not the whole video, or None if they are.
+def _incomplete(info, count: int, first_time: float | None, last_time: float | None,
+                span: tuple[float, float | None] | None = None) -> str | None:
+    """Why `count` decoded frames are not the whole video (or `span` of it), or None if they are.
 
     Same rules as video.read_frames' warning: fewer frames than the container
     states, or the last frame more than two frame periods before the end.
     Frames missing only before the first that decodes are no damage: a
     recording cut from a broadcast starts mid-way through a group of
     pictures, and no decoder can show the frames before its first keyframe.
-    Those are said in a warning, and the rest is colorized.
+    Those are said in a warning, and the rest is colorized. An excerpt
+    must reach its own end, or the video's.
     """
-    reached_end = not (info.fps and info.duration and last_time is not None
-                       and last_time + 2 / info.fps < info.duration)
+    end = info.duration if span is None or span[1] is None else min(span[1], info.duration or span[1])
+    reached_end = not (info.fps and end and last_time is not None and last_time + 2 / info.fps < end)
+    if span is not None:
+        return None if reached_end else f"decoding stopped at {last_time:.2f} s of {end:.2f} s"
     if info.frame_count_exact and count < info.frame_count:
         missing_first = round(first_time * info.fps) if first_time and info.fps else 0
         if not reached_end or count + missing_first < info.frame_count:
@@ -577,18 +582,21 @@ def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **
 
 
 def colorize_video(
-    colorizer: Colorizer, source, output, *, overwrite: bool = False, progress: bool = True
+    colorizer: Colorizer, source, output, *, overwrite: bool = False, progress: bool = True,
+    excerpt: Excerpt | None = None,
 ) -> dict:
     """Colorize one video file into `output` (atomic; nothing is left behind on error).
 
     Same size, frames, pts, time base and frame rate as the source; audio and
-    subtitles copied. Returns a summary: frames, seconds, fps.
+    subtitles copied. An `excerpt` writes that part only, from 0 s, its
+    audio and subtitles cut to it. Returns a summary: frames, seconds, fps.
     """
     from tqdm import tqdm
 
     source, output = Path(source), Path(output)
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     info = video.probe(source)
+    span = excerpt.span(info) if excerpt is not None else None
     config = colorizer.config
     deep = config.pix_fmt.endswith("10le")
     if info.luma_bits > 8 and not deep:
@@ -613,6 +621,7 @@ def colorize_video(
         preset=config.preset,
         pix_fmt=config.pix_fmt,
         copy_streams_from=source,
+        excerpt=span is not None,
         overwrite=overwrite,
         inputs=(source,),
         matrix=matrix,
@@ -633,11 +642,14 @@ def colorize_video(
 
     state = colorizer.initial_state(width, height, turns, pixel_aspect)
     chroma = _recombined(colorizer, _queued(predicted_q, stop), state=state, **finish_kw)
-    bar = tqdm(total=info.frame_count or None, unit="frame", desc=source.name, disable=not progress)
+    frames = info.frame_count
+    if span is not None:
+        frames = round(((span[1] or info.duration) - span[0]) * info.fps) if info.fps and info.duration else 0
+    bar = tqdm(total=frames or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(
             target=_decode, args=(source, info, colorizer.batch_size, prepare, prepared_q, stop),
-            kwargs={"luma": "luma10" if deep else "luma"}, name="decode", daemon=True,
+            kwargs={"luma": "luma10" if deep else "luma", "span": span}, name="decode", daemon=True,
         )
         encoder = threading.Thread(
             target=_encode, args=(writer, chroma, stop, bar.update, errors), name="encode", daemon=True
@@ -658,6 +670,9 @@ def colorize_video(
             decoder.join()
         if errors:
             raise errors[0]
+        if count == 0 and span is not None:
+            until = "its end" if span[1] is None else f"{span[1]:g} s"
+            raise InputError(f"{source} has no frame from {span[0]:g} s to {until}")
         if count == 0:
             raise InputError(f"{source}: no video frames could be decoded")
     seconds = time.perf_counter() - started
@@ -678,15 +693,33 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
             "fps": 1 / seconds if seconds > 0 else 0.0}
 
 
-def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True) -> dict:
-    """An image or a video, by the source's kind."""
+def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True,
+                  excerpt: Excerpt | None = None) -> dict:
+    """An image or a video, by the source's kind (an excerpt is of videos only)."""
     if video.is_image_path(source):
         return colorize_image(colorizer, source, output, overwrite=overwrite)
-    return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress)
+    return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)
 
 
 # ---------------------------------------------------------------------------
 # Several files
+
+
+class Excerpt(NamedTuple):
+    """A part of a video, in seconds from its first frame: to try a model or
+    its settings on a minute of a feature film before running the whole."""
+
+    start: float = 0.0
+    duration: float | None = None  # None: to the end
+
+    def span(self, info) -> tuple[float, float | None]:
+        """(start, end) on the video's timeline; InputError where it holds none of it."""
+        if self.start < 0 or (self.duration is not None and self.duration <= 0):
+            raise InputError(f"an excerpt starts at 0 s or later and lasts more than 0 s, "
+                             f"not {self.start} s for {self.duration} s")
+        if info.duration and self.start >= info.duration:
+            raise InputError(f"{info.path} is {info.duration:.2f} s long: nothing from {self.start:g} s on")
+        return self.start, None if self.duration is None else self.start + self.duration
 
 
 @dataclass(frozen=True)
@@ -773,6 +806,7 @@ def colorize_jobs(
     skip_existing: bool = False,
     progress: bool = True,
     report: Callable[[Result], None] = lambda result: None,
+    excerpt: Excerpt | None = None,
 ) -> list[Result]:
     """Run every job; a failing file is reported and the rest still run.
 
@@ -807,17 +841,19 @@ def colorize_jobs(
                 settle(photos_at_once)
             else:
                 settle(0)
-                record(_run_job(colorizer, job, overwrite, progress))
+                record(_run_job(colorizer, job, overwrite, progress, excerpt))
         settle(0)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
     return results
 
 
-def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool) -> Result:
+def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool,
+             excerpt: Excerpt | None = None) -> Result:
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress)
+        done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress,
+                             excerpt=excerpt)
         return Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
     except FramecolorError as exc:
         return Result(str(job.source), str(job.output), "failed", error=str(exc))

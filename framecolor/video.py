@@ -1017,6 +1017,9 @@ class VideoWriter:
     (title, date, ...) and its video stream's (language, a timecode), as
     ffmpeg does by default. Audio the container cannot hold as it is gets
     re-encoded in the container's own audio codec, as ffmpeg does too.
+    `excerpt` True writes a part of the source: every stream is shifted so
+    that the first frame written is at 0, and the copied ones are cut to
+    the frames' span (chapters are not copied).
     """
 
     def __init__(
@@ -1032,6 +1035,7 @@ class VideoWriter:
         preset: str | None = None,
         pix_fmt: str = "yuv420p",
         copy_streams_from=None,
+        excerpt: bool = False,
         overwrite: bool = False,
         inputs: Iterable = (),
         matrix: str | None = None,
@@ -1053,6 +1057,9 @@ class VideoWriter:
         self._copy = {}  # source stream index -> output stream, packets copied as they are
         self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
         self._pending = None
+        self._excerpt = excerpt
+        self._start_pts = None  # the first frame's pts: where an excerpt's timeline starts
+        self._end_time = None  # seconds on the source's timeline where the frames written end
         self._tmp = _temp_path(self.path)
         try:
             self._out = av.open(str(self._tmp), "w")
@@ -1187,7 +1194,7 @@ class VideoWriter:
         self._source = _open_input(_check_input_file(source))
         self._out.metadata.update(_user_tags(self._source.metadata))
         chapters = self._source.chapters()
-        if chapters:
+        if chapters and not self._excerpt:
             self._out.set_chapters(chapters)
         self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
@@ -1208,11 +1215,13 @@ class VideoWriter:
             copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
             copy.disposition = stream.disposition  # which track players pick by default
         if self._copy or self._reencode:
-            wanted = [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
-            self._packets = self._source.demux(*wanted)
+            self._packets = self._source.demux(*self._copied_sources())
         else:
             self._source.close()
             self._source = None
+
+    def _copied_sources(self) -> list:
+        return [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
 
     def _holds_copy(self, stream, names) -> bool:
         if stream.type == "subtitle" and self._out.format.name == "mpegts" and names & _TEXT_SUBTITLES:
@@ -1305,9 +1314,14 @@ class VideoWriter:
         if self._range_flag is not None:
             frame.color_range = self._range_flag
         pts = self._next_pts(pts)
+        if self._start_pts is None:
+            self._start_pts = pts if self._excerpt else 0
+            if self._excerpt:
+                self._seek_copies(float(pts * self.time_base))
         self._mux_copies(until=float(pts * self.time_base))
-        frame.pts = self._stream_pts(pts)
+        frame.pts = self._stream_pts(pts - self._start_pts)
         frame.time_base = self._stream_time_base
+        self._end_time = float(pts * self.time_base) + (float(1 / self.fps) if self.fps else 0.0)
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
         self.frames_written += 1
@@ -1343,8 +1357,26 @@ class VideoWriter:
     def sample_dtype(self):
         return np.uint16 if self.pix_fmt.endswith("10le") else np.uint8
 
+    def _seek_copies(self, seconds: float) -> None:
+        """Start the copied streams at a keyframe before `seconds` (an excerpt's start)."""
+        if self._source is None:
+            return
+        self._source.seek(max(0, math.floor(seconds * av.time_base)), backward=True)
+        for source, _ in self._reencode.values():
+            source.codec_context.flush_buffers()
+        self._packets = self._source.demux(*self._copied_sources())
+        self._pending = None
+
+    def _end_copies(self) -> None:
+        self._flush_reencoded()
+        self._source.close()
+        self._source = None
+
     def _mux_copies(self, until: float | None):
-        """Mux copied packets up to time `until` (all if None): keeps the file interleaved."""
+        """Mux copied packets up to time `until` (all if None): keeps the file interleaved.
+
+        An excerpt's packets that end before its first frame are dropped, and
+        the rest move with the frames, by the first frame's time."""
         if self._source is None:
             return
         while True:
@@ -1352,9 +1384,7 @@ class VideoWriter:
             if packet is None:
                 packet = next(self._packets, None)
                 if packet is None:
-                    self._flush_reencoded()
-                    self._source.close()
-                    self._source = None
+                    self._end_copies()
                     return
                 if packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
@@ -1367,11 +1397,24 @@ class VideoWriter:
                 self._pending = packet
                 return
             self._pending = None
+            if self._excerpt and not self._shift_into_excerpt(packet):
+                continue
             if packet.stream.index in self._reencode:
                 self._reencode_packet(packet)
             else:
                 packet.stream = self._copy[packet.stream.index]
                 self._out.mux(packet)
+
+    def _shift_into_excerpt(self, packet) -> bool:
+        """Move `packet` onto the excerpt's timeline; False if it ends before the excerpt starts."""
+        start = float(self._start_pts * self.time_base)
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if float((stamp + (packet.duration or 0)) * packet.time_base) <= start:
+            return False
+        shift = round(start / packet.time_base)
+        packet.pts = None if packet.pts is None else packet.pts - shift
+        packet.dts = None if packet.dts is None else packet.dts - shift
+        return True
 
     def _reencode_packet(self, packet) -> None:
         source, out = self._reencode[packet.stream.index]
@@ -1422,7 +1465,9 @@ class VideoWriter:
             with _write_errors(self.path):
                 for packet in self._stream.encode(None):
                     self._out.mux(packet)
-                self._mux_copies(until=None)
+                self._mux_copies(until=self._end_time if self._excerpt else None)
+                if self._source is not None:  # an excerpt's: the rest of the source is not in it
+                    self._end_copies()
                 self._out.close()
                 os.replace(self._tmp, self.path)
         except BaseException:

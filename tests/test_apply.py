@@ -193,6 +193,36 @@ def test_an_mp4_cut_without_reencoding_is_colored_whole(colorizer, tmp_path):
     assert _pts(out) == _pts(source) and len(_pts(out)) == 21
 
 
+def test_an_excerpt_starts_at_zero_with_its_own_sound(colorizer, tmp_path):
+    # To try a model on a minute of a feature film: frames 10-19 of 30, at
+    # 0 s, and the sound that plays with them, cut from the source's.
+    source = media.make_video(tmp_path / "film.mp4", frames=30, rate=Fraction(25))
+    out = tmp_path / "part.mp4"
+    apply.colorize_video(colorizer, source, out, progress=False, excerpt=apply.Excerpt(0.4, 0.4))
+    frames = list(video.read_frames(out, format="luma"))
+    assert [round(f.time, 3) for f in frames] == [round(n / 25, 3) for n in range(10)]
+    originals = list(video.read_frames(source, format="luma"))[10:20]
+    for got, original in zip(frames, originals):
+        assert np.mean(np.abs(got.image.astype(int) - original.image) <= 1) > 0.999
+    with av.open(str(source)) as container:
+        stream = container.streams.audio[0]
+        first_video = float(container.streams.video[0].start_time * container.streams.video[0].time_base)
+        packets = [(bytes(p), float(p.pts * stream.time_base), float(p.duration * stream.time_base))
+                   for p in container.demux(stream) if p.size]
+    kept = [p for p in packets if 0.4 + first_video < p[1] + p[2] and p[1] < 0.8 + first_video]
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        got = [(bytes(p), float(p.pts * stream.time_base)) for p in container.demux(stream) if p.size]
+    assert [data for data, _ in got] == [data for data, _, _ in kept]  # the same sound, cut to the part
+    assert got[0][1] == pytest.approx(kept[0][1] - 0.4 - first_video, abs=1e-3)  # still in time with the picture
+    with pytest.raises(InputError, match="nothing from 5 s on"):
+        apply.colorize_video(colorizer, source, tmp_path / "none.mp4", progress=False, excerpt=apply.Excerpt(5.0))
+    with pytest.raises(InputError, match="no frame from 0.41 s to 0.42 s"):  # between two frames
+        apply.colorize_video(colorizer, source, tmp_path / "none.mp4", progress=False,
+                             excerpt=apply.Excerpt(0.41, 0.01))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "part.mp4"]
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy
@@ -671,6 +701,10 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--crf", "99")  # x264 would clamp it to 51
     assert result.exit_code == 1 and result.output.startswith("error: libx264 takes crf 0-51, not 99")
     assert "Traceback" not in result.output
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--start", "9", "--quiet")
+    assert result.exit_code == 1 and "error:" in result.output and "nothing from 9 s on" in result.output
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--duration", "0", "--quiet")
+    assert result.exit_code == 1 and "lasts more than 0 s" in result.output
     assert not (tmp_path / "x.mp4").exists()
 
 

@@ -16,6 +16,7 @@ _HELP = """Colorize black-and-white videos or images.
   framecolor apply bw.mp4 color.mp4
   framecolor apply a.mp4 b.mkv photo.jpg --out-dir colored/
   framecolor apply bw_folder/ colored_folder/
+  framecolor apply film.mp4 try.mp4 --start 600 --duration 30
 
 The output keeps the input's size, frames, timing, luminance, audio and
 subtitles; only color is added.
@@ -42,6 +43,10 @@ def apply(
     crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 2; other encoders: crf 18)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
     pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p, or yuv420p10le / yuv444p10le to keep a 10-bit source's luma (default: yuv420p)."),
+    start: Optional[float] = typer.Option(
+        None, "--start", "-ss", help="Colorize videos from this second on: try settings on a part first."
+    ),
+    duration: Optional[float] = typer.Option(None, "--duration", "-t", help="Colorize this many seconds of videos."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -64,6 +69,7 @@ def apply(
         "pix_fmt": pix_fmt,
     }
     config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
+    excerpt = None if start is None and duration is None else pipeline.Excerpt(start or 0.0, duration)
     jobs, batch = pipeline.plan_jobs(paths, out_dir)
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
@@ -75,7 +81,8 @@ def apply(
         # Refuse a bad output before loading (and compiling) anything.
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         colorizer = pipeline.Colorizer(pipeline.load(model), config)
-        done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet)
+        done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
+                                      excerpt=excerpt)
         if not quiet:
             typer.echo(f"{job.output}: {done['frames']} frames in {done['seconds']:.1f} s", err=True)
         return
@@ -89,7 +96,8 @@ def apply(
 
     started = time.perf_counter()
     results = pipeline.colorize_jobs(
-        colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report
+        colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report,
+        excerpt=excerpt,
     )
     typer.echo(pipeline.summary(results, time.perf_counter() - started), err=True)
     if any(r.status == "failed" for r in results):
