@@ -79,6 +79,15 @@ def test_a_full_disk_anywhere_is_one_error_line(tmp_path, monkeypatch):
     assert isinstance(command_failing_with(errno.EACCES).exception, PermissionError)
 
 
+def test_apply_takes_times_as_ffmpeg_does():
+    from framecolor.cli.apply import _seconds
+
+    assert [_seconds(t) for t in ("90", "1:30", "0:01:30.5", " 2.25 ")] == [90.0, 90.0, 90.5, 2.25]
+    for bad in ("1:xx", "1::2", "1:2:3:4", ""):
+        with pytest.raises(typer.BadParameter, match="not a time"):
+            _seconds(bad)
+
+
 def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "framecolor", "--help"], capture_output=True, text=True)
     assert done.returncode == 0

@@ -23,6 +23,20 @@ subtitles; only color is added.
 """
 
 
+def _seconds(text: str) -> float:
+    """'90', '1:30' or '0:01:30.5' (as ffmpeg's -ss and -t take them) -> seconds."""
+    parts = text.strip().split(":")
+    try:
+        if len(parts) > 3 or any(not part for part in parts):
+            raise ValueError(text)
+        seconds = 0.0
+        for part in parts:
+            seconds = seconds * 60 + float(part)
+        return seconds
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a time: give seconds or [HH:]MM:SS[.mmm]") from None
+
+
 def apply(
     paths: List[Path] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
@@ -44,9 +58,12 @@ def apply(
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
     pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p or yuv444p, or yuv420p10le / yuv444p10le to keep a 10-bit source's luma (default: yuv420p)."),
     start: Optional[float] = typer.Option(
-        None, "--start", "-ss", help="Colorize videos from this second on: try settings on a part first."
+        None, "--start", "-ss", parser=_seconds, metavar="TIME",
+        help="Colorize videos from this time on (seconds, or [HH:]MM:SS[.mmm]): try settings on a part first.",
     ),
-    duration: Optional[float] = typer.Option(None, "--duration", "-t", help="Colorize this many seconds of videos."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", "-t", parser=_seconds, metavar="TIME", help="Colorize this long a part of videos."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
