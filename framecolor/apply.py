@@ -461,6 +461,13 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
             frames.close()  # closes the container now, also when the pipeline stops early
 
 
+def _expected_end(info, span: tuple[float, float | None] | None) -> float:
+    """Where decoding a video (or `span` of it) must reach: its end, or the excerpt's if sooner."""
+    if span is None or span[1] is None:
+        return info.duration
+    return min(span[1], info.duration) if info.duration else span[1]
+
+
 def _incomplete(info, count: int, first_time: float | None, last_time: float | None,
                 span: tuple[float, float | None] | None = None) -> str | None:
     """Why `count` decoded frames are not the whole video (or `span` of it), or None if they are.
@@ -473,7 +480,7 @@ def _incomplete(info, count: int, first_time: float | None, last_time: float | N
     Those are said in a warning, and the rest is colorized. An excerpt
     must reach its own end, or the video's.
     """
-    end = info.duration if span is None or span[1] is None else min(span[1], info.duration or span[1])
+    end = _expected_end(info, span)
     reached_end = not (info.fps and end and last_time is not None and last_time + 2 / info.fps < end)
     if span is not None:
         return None if reached_end else f"decoding stopped at {last_time:.2f} s of {end:.2f} s"
@@ -644,7 +651,8 @@ def colorize_video(
     chroma = _recombined(colorizer, _queued(predicted_q, stop), state=state, **finish_kw)
     frames = info.frame_count
     if span is not None:
-        frames = round(((span[1] or info.duration) - span[0]) * info.fps) if info.fps and info.duration else 0
+        end = _expected_end(info, span)
+        frames = round((end - span[0]) * info.fps) if info.fps and end else 0
     bar = tqdm(total=frames or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(

@@ -295,7 +295,7 @@ def _stream_duration(container, stream) -> float | None:
             seconds = _parse_clock(value)
             if seconds:
                 start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
-                return max(seconds - max(start, 0.0), 0.0) or seconds
+                return seconds - start if 0 < start < seconds else seconds
     if stream.duration:
         return float(stream.duration * stream.time_base)
     if container.duration:
@@ -1059,7 +1059,6 @@ class VideoWriter:
         self._pending = None
         self._excerpt = excerpt
         self._start_pts = None  # the first frame's pts: where an excerpt's timeline starts
-        self._end_time = None  # seconds on the source's timeline where the frames written end
         self._tmp = _temp_path(self.path)
         try:
             self._out = av.open(str(self._tmp), "w")
@@ -1321,7 +1320,6 @@ class VideoWriter:
         self._mux_copies(until=float(pts * self.time_base))
         frame.pts = self._stream_pts(pts - self._start_pts)
         frame.time_base = self._stream_time_base
-        self._end_time = float(pts * self.time_base) + (float(1 / self.fps) if self.fps else 0.0)
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
         self.frames_written += 1
@@ -1465,7 +1463,7 @@ class VideoWriter:
             with _write_errors(self.path):
                 for packet in self._stream.encode(None):
                     self._out.mux(packet)
-                self._mux_copies(until=self._end_time if self._excerpt else None)
+                self._mux_copies(until=self._frames_end() if self._excerpt else None)
                 if self._source is not None:  # an excerpt's: the rest of the source is not in it
                     self._end_copies()
                 self._out.close()
@@ -1473,6 +1471,10 @@ class VideoWriter:
         except BaseException:
             self._abort()
             raise
+
+    def _frames_end(self) -> float:
+        """Seconds on the source's timeline where the last frame written stops showing."""
+        return float(self._last_pts * self.time_base) + (float(1 / self.fps) if self.fps else 0.0)
 
     def _abort(self) -> None:
         for c in (self._out, self._source):
