@@ -217,21 +217,8 @@ def make_images(folder, n: int, size=(40, 30), suffix: str = ".png") -> list[Pat
     once n >= 10), frame `i` of `frame_image` each, size=(width, height)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    codec = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp"}[suffix]
-    paths = []
-    for i in range(n):
-        path = folder / f"img_{i + 1}{suffix}"
-        with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
-            stream = out.add_stream(codec, rate=1)
-            stream.width, stream.height = size
-            stream.pix_fmt = {"png": "rgb24", "mjpeg": "yuvj444p", "bmp": "bgr24"}[codec]
-            frame = av.VideoFrame.from_ndarray(frame_image(i, *size), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
-        paths.append(path)
-    return paths
+    pix_fmt = {".png": "rgb24", ".jpg": "yuvj444p", ".jpeg": "yuvj444p", ".bmp": "bgr24"}[suffix]
+    return [make_photo(folder / f"img_{i + 1}{suffix}", frame_image(i, *size), "rgb24", pix_fmt) for i in range(n)]
 
 
 def make_size_switching_ts(path, sizes=((64, 48), (96, 64)), frames_each: int = 6) -> Path:
@@ -282,7 +269,7 @@ def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Pat
     """One image file of `pixels` (laid out as PyAV's `array_format`: rgba,
     rgb48le, ...) stored as `pix_fmt` (ya8, gray16be, ...); the codec follows the suffix."""
     path = Path(path)
-    codec = {".png": "png", ".tif": "tiff", ".webp": "libwebp"}[path.suffix]
+    codec = {".png": "png", ".tif": "tiff", ".webp": "libwebp", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp"}[path.suffix]
     with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
         stream = out.add_stream(codec, rate=1)
         stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], pix_fmt
