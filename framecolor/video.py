@@ -607,6 +607,15 @@ _IMAGE_CODECS[".jpeg"] = _IMAGE_CODECS[".jpg"]
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
 _TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "3gp": "mov_text", "ipod": "mov_text",
                          "webm": "webvtt"}
+# The codecs FFmpeg's MPEG-TS muxer gives a stream type (or a registration
+# descriptor) that its demuxer reads back: video, and the broadcast audio and
+# subtitle codecs. Anything else (PCM, FLAC, text subtitles) it writes as
+# private data, which comes back as an unknown data stream.
+_MPEGTS_TYPED = frozenset({
+    "mpeg1video", "mpeg2video", "mpeg4", "h264", "libx264", "hevc", "libx265", "vc1", "dirac",
+    "mp2", "mp3", "libmp3lame", "aac", "aac_latm", "ac3", "eac3", "dts", "dca", "opus", "libopus",
+    "s302m", "dvb_subtitle", "dvb_teletext",
+})
 # Lossy image encoders' quality. Their defaults aim at a bit rate, not at a
 # photo: mjpeg's gave 20 corpus photos back with a mean error of 3.6 codes
 # at a third of their size; at quantizer 2 (ffmpeg's -q:v 2) 1.8, at three
@@ -1121,13 +1130,17 @@ class VideoWriter:
     def _holds(self, names, add_stream) -> bool:
         """Can this file's container hold a stream of one of these codec `names`?
 
-        FFmpeg's codec query says yes, no or "unknown" (MPEG-TS answers
-        unknown for everything, H.264 and AAC included), and PyAV's
-        supported_codecs counts unknown as no. So a no is confirmed by
-        writing a header with `add_stream(container)` to memory.
+        FFmpeg's codec query cannot tell: it says "unknown" for everything
+        MPEG-TS holds, H.264 and AAC included (PyAV counts that as no), and
+        yes where the muxer then refuses the stream (MOV takes Opus and FLAC
+        only in its MP4 form; FLV takes PCM at 44.1 kHz, not at 48). So the
+        answer is writing a header with `add_stream(container)` to memory.
+        MPEG-TS writes a header with any stream, but one it has no stream
+        type for goes out as private data that no demuxer reads back.
         """
-        supported = getattr(self._out, "supported_codecs", None)
-        return supported is None or bool(set(names) & set(supported)) or self._header_writes(add_stream)
+        if self._out.format.name == "mpegts" and not set(names) & _MPEGTS_TYPED:
+            return False
+        return self._header_writes(add_stream)
 
     def _header_writes(self, add_stream) -> bool:
         """Does a file of this container type, with the stream `add_stream(container)`
@@ -1223,8 +1236,6 @@ class VideoWriter:
         return [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
 
     def _holds_copy(self, stream, names) -> bool:
-        if stream.type == "subtitle" and self._out.format.name == "mpegts" and names & _TEXT_SUBTITLES:
-            return False  # MPEG-TS writes text subtitles that no demuxer finds again
         return self._holds(names, lambda container: container.add_stream_from_template(stream))
 
     def _add_reencoded_audio(self, stream):

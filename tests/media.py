@@ -81,8 +81,8 @@ def _video_time_base(rate: Fraction) -> tuple[Fraction, int]:
     return Fraction(1, rate.numerator), rate.denominator
 
 
-def _add_tone_stream(container, layout: str = "mono"):
-    return container.add_stream("aac", rate=AUDIO_RATE, layout=layout)
+def _add_tone_stream(container, layout: str = "mono", codec: str = "aac"):
+    return container.add_stream(codec, rate=AUDIO_RATE, layout=layout)
 
 
 def _encode_tone(container, stream, seconds: float) -> None:
@@ -113,6 +113,7 @@ def make_video(
     rate=Fraction(30000, 1001),
     audio: bool = True,
     audio_layout: str = "mono",
+    audio_codec: str = "aac",
     vfr: bool = False,
     subtitles: bool | str = False,
     codec: str = "libx264",
@@ -139,7 +140,9 @@ def make_video(
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
-    audio stream's; `audio_layout` the tone's channels ("5.1", ...); `chapters` are (start s, end s, title) triples.
+    audio stream's; `audio_layout` the tone's channels ("5.1", ...) and `audio_codec` its
+    encoder (PyAV converts the float samples to the encoder's format); `chapters` are
+    (start s, end s, title) triples.
     `bframes` B-frames between references (libx264): frames stored out of display order;
     `keyint` the most frames between keyframes (x264's default: 250).
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
@@ -179,7 +182,7 @@ def make_video(
             subtitle_src = av.open(str(sub_file))
             sub_out = out.add_stream_from_template(subtitle_src.streams.subtitles[0])
         # Every stream must exist before the first packet is muxed (the header).
-        tone = _add_tone_stream(out, audio_layout) if audio else None
+        tone = _add_tone_stream(out, audio_layout, audio_codec) if audio else None
         if tone is not None:
             tone.metadata.update(audio_tags or {})
         for i, pts in enumerate(pts_list):

@@ -514,6 +514,20 @@ def test_audio_the_container_cannot_hold_is_reencoded(clip, tmp_path):
     assert abs(start - video_start) < 0.5 / float(probe(clip).fps)
 
 
+@pytest.mark.parametrize("suffix, codec, out_suffix, out_codec", [
+    (".mkv", "libopus", ".mov", "aac"),  # MOV's codec list names Opus, but only its MP4 form takes it
+    (".mov", "pcm_s16le", ".flv", "mp3float"),  # FLV takes PCM at 44.1 kHz, not at 48
+    (".mov", "pcm_s16le", ".ts", "mp2"),  # MPEG-TS writes PCM as private data, which reads back as no audio
+])
+def test_audio_a_muxer_refuses_or_loses_is_reencoded(tmp_path, suffix, codec, out_suffix, out_codec):
+    src = media.make_video(tmp_path / f"in{suffix}", frames=8, audio_codec=codec)
+    with pytest.warns(VideoWarning, match=f"re-encoding audio stream #1 .* a \\{out_suffix} file cannot hold"):
+        out = _copy_video(src, tmp_path / f"out{out_suffix}")
+    sound, rate, got_codec, _, _ = _audio(out)
+    assert got_codec == out_codec
+    assert abs(_pitch(sound[0], rate) - media.TONE_HZ) < 5
+
+
 def test_reencoded_audio_has_the_channels_the_encoder_takes(tmp_path):
     # mp2 holds at most two channels: 5.1 sound is mixed down, not lost.
     src = media.make_video(tmp_path / "surround.mp4", frames=6, audio_layout="5.1")
