@@ -348,9 +348,55 @@ def _hidden_leading_frames(path: Path, index: int) -> int:
     return hidden
 
 
-def _frame_rate(stream) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return Fraction(rate) if rate else Fraction(0)
+# The rates cameras, film transfers and broadcasts use: a rate measured from
+# millisecond timestamps is taken as the one it is this close to.
+_COMMON_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50",
+                                            "60000/1001", "60", "100", "120"))
+_COMMON_RATE_TOLERANCE = 0.005
+# A stated rate this many times off the frames' own rate is not the video's.
+_IMPLAUSIBLE_RATE_FACTOR = 4
+# Packets whose timestamps measure the frames' own rate.
+_RATE_PACKETS = 64
+
+
+def _frame_rate(stream, path: Path | None = None) -> Fraction:
+    """The video's frame rate: the one its header states, unless the first
+    frames' timestamps (read from `path`) show it is not.
+
+    Headers can be far off: a Matroska file remuxed by a script may state
+    30000 frames/s (its DefaultDuration written from a time base) for
+    frames 33 ms apart. Players go by the timestamps; taking the header at
+    its word would call such a file truncated and write that rate on.
+    """
+    stated = [Fraction(r) for r in (stream.average_rate, stream.guessed_rate, stream.base_rate) if r]
+    measured = _packet_rate(path, stream.index) if path is not None else None
+    if not measured:
+        return stated[0] if stated else Fraction(0)
+    plausible = [r for r in stated if 1 / _IMPLAUSIBLE_RATE_FACTOR < r / measured < _IMPLAUSIBLE_RATE_FACTOR]
+    if plausible and plausible[0] == stated[0]:
+        return stated[0]
+    # FFmpeg's guess from the first timestamps (a millisecond time base makes
+    # it 359/12 for 29.97), else the timestamps' own rate, as the rate it is near.
+    rate = plausible[0] if plausible else measured
+    nearest = min(_COMMON_RATES, key=lambda common: abs(common / rate - 1))
+    return nearest if abs(nearest / rate - 1) <= _COMMON_RATE_TOLERANCE else rate.limit_denominator(1001)
+
+
+def _packet_rate(path: Path, index: int) -> Fraction | None:
+    """Frames per second over the first _RATE_PACKETS timestamped packets of stream `index`."""
+    times = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams[index]
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    times.append(packet.pts)
+                    if len(times) == _RATE_PACKETS:
+                        break
+            span = (max(times) - min(times)) * stream.time_base if len(times) > 1 else 0
+    except av.error.FFmpegError:
+        return None  # damaged: the header stands, and decoding will tell
+    return Fraction(len(times) - 1) / Fraction(span) if span > 0 else None
 
 
 def display_rotation(matrix) -> int:
@@ -413,11 +459,11 @@ def probe(path) -> VideoInfo:
     path = _check_input_file(path)
     with _open_input(path) as container:
         stream = _video_stream(container, path)
-        fps = _frame_rate(stream)
         duration = _stream_duration(container, stream)
         frames, exact = _stated_frames(container, stream, path), True
         if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
             frames = _count_packets(container, stream)
+        fps = _frame_rate(stream, path)
         if frames <= 0:
             frames, exact = round((duration or 0.0) * fps), False
         if duration is None:
@@ -929,7 +975,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
                       VideoWarning, stacklevel=3)
         return
     duration = _stream_duration(container, stream)
-    fps = _frame_rate(stream)
+    fps = _frame_rate(stream, path)
     if not stated and duration and fps and last_time is not None:
         # No frame count in the container: compare how far we got with its duration.
         if last_time + 2 / fps < duration:

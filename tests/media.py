@@ -296,3 +296,27 @@ def truncate_copy(src, dst, fraction: float) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def make_misstated_rate_mkv(path, frames: int = 12, stated: int = 30000) -> Path:
+    """An MKV of 29.97 frames/s (each frame 1001/30000 s, as its packets
+    say) whose header states `stated` frames/s, as a script remuxing with
+    a time base for a rate writes one."""
+    path = Path(path)
+    period = Fraction(1001, 30000)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=stated)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.options = {"preset": "ultrafast", "bf": "0"}
+
+        def mux(packets):
+            for packet in packets:
+                packet.duration = round(period / packet.time_base)  # the track's end, as muxers state it
+                out.mux(packet)
+
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, 64, 48), format="rgb24")
+            frame.pts, frame.time_base = i * 1001, Fraction(1, 30000)
+            mux(video.encode(frame))
+        mux(video.encode(None))
+    return path

@@ -185,6 +185,21 @@ def test_a_recording_that_starts_mid_gop_is_colored_from_its_first_keyframe(colo
         assert [frame.time for frame in container.decode(video=0)] == pytest.approx(decodable, abs=1e-3)  # MP4's ticks
 
 
+def test_a_header_that_misstates_the_frame_rate_is_not_taken_at_its_word(colorizer, tmp_path):
+    # The header says 30000 frames/s, the timestamps 29.97: taken at its
+    # word, the whole file looked truncated (its last frame 33 ms before its
+    # end, not two frame periods) and the output would state 30000 too.
+    source = media.make_misstated_rate_mkv(tmp_path / "remuxed.mkv")
+    with av.open(str(source)) as container:
+        assert container.streams.video[0].average_rate == 30000
+    assert video.probe(source).fps == Fraction(30000, 1001)
+    out = tmp_path / "out.mp4"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    times = [[f.time for f in video.read_frames(path, format="luma")] for path in (source, out)]
+    assert times[1] == pytest.approx(times[0], abs=1e-3) and len(times[1]) == 12
+    assert float(video.probe(out).fps) == pytest.approx(30000 / 1001, rel=0.005)  # its frames' millisecond times
+
+
 def test_an_mp4_cut_without_reencoding_is_colored_whole(colorizer, tmp_path):
     whole = media.make_video(tmp_path / "whole.mp4", frames=24, rate=Fraction(25), keyint=12, audio=False)
     source = media.cut_without_reencoding(whole, tmp_path / "cut.mp4", hidden=3)
