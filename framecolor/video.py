@@ -1255,6 +1255,7 @@ class VideoWriter:
         if chapters and not self._excerpt:
             self._out.set_chapters(chapters)
         self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
+        self._add_attachments(source)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
@@ -1277,6 +1278,19 @@ class VideoWriter:
         else:
             self._source.close()
             self._source = None
+
+    def _add_attachments(self, source: Path) -> None:
+        """The files a Matroska source carries (the fonts its ASS subtitles are
+        drawn in, a cover picture), where this container holds them: only
+        Matroska does (WebM's muxer takes them and writes nothing)."""
+        attachments = [a for a in self._source.streams.attachments if a.name and a.mimetype and a.data]
+        if attachments and self._out.format.name != "matroska":
+            warnings.warn(f"skipping {len(attachments)} attached file(s) of {source} "
+                          f"({', '.join(a.name for a in attachments)}): a {self.path.suffix} file cannot hold them",
+                          VideoWarning, stacklevel=4)
+            return
+        for attachment in attachments:
+            self._out.add_attachment(attachment.name, attachment.mimetype, bytes(attachment.data))
 
     def _copied_sources(self) -> list:
         return [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]

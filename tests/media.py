@@ -129,6 +129,7 @@ def make_video(
     video_tags: dict | None = None,
     audio_tags: dict | None = None,
     chapters: list | None = None,
+    attachments: list | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -145,6 +146,7 @@ def make_video(
     (start s, end s, title) triples.
     `bframes` B-frames between references (libx264): frames stored out of display order;
     `keyint` the most frames between keyframes (x264's default: 250).
+    `attachments` are (file name, MIME type, bytes) triples, as MKVs carry fonts (MKV only).
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -160,6 +162,8 @@ def make_video(
             out.set_chapters([{"id": i + 1, "start": round(a * 1000), "end": round(b * 1000),
                                "time_base": Fraction(1, 1000), "metadata": {"title": title}}
                               for i, (a, b, title) in enumerate(chapters)])
+        for name, mimetype, data in attachments or ():
+            out.add_attachment(name, mimetype, data)
         video = out.add_stream(codec, rate=Fraction(rate))
         video.metadata.update(video_tags or {})
         video.width, video.height, video.pix_fmt = stored_width, stored_height, pix_fmt

@@ -528,6 +528,18 @@ def test_audio_a_muxer_refuses_or_loses_is_reencoded(tmp_path, suffix, codec, ou
     assert abs(_pitch(sound[0], rate) - media.TONE_HZ) < 5
 
 
+def test_attached_files_are_kept_where_the_container_holds_them(tmp_path):
+    # An MKV's fonts are what its ASS subtitles are drawn in.
+    font = ("Reel.ttf", "application/x-truetype-font", b"\0\1\0\0" + bytes(range(256)))
+    src = media.make_video(tmp_path / "in.mkv", frames=6, audio=False, attachments=[font])
+    out = _copy_video(src, tmp_path / "out.mkv")
+    with av.open(str(out)) as c:
+        assert [(a.name, a.mimetype, bytes(a.data)) for a in c.streams.attachments] == [font]
+    for suffix in (".mp4", ".webm"):  # WebM's muxer would take them and write nothing
+        with pytest.warns(VideoWarning, match=rf"skipping 1 attached file\(s\) .* \(Reel.ttf\): a \{suffix} file cannot"):
+            _copy_video(src, tmp_path / f"out{suffix}", **({"codec": "libvpx-vp9", "preset": None} if suffix == ".webm" else {}))
+
+
 def test_reencoded_audio_has_the_channels_the_encoder_takes(tmp_path):
     # mp2 holds at most two channels: 5.1 sound is mixed down, not lost.
     src = media.make_video(tmp_path / "surround.mp4", frames=6, audio_layout="5.1")
