@@ -1118,7 +1118,8 @@ class VideoWriter:
         try:
             self._out = av.open(str(self._tmp), "w")
         except ValueError:
-            raise OutputError(f"cannot write {self.path}: unknown container type {self.path.suffix!r}") from None
+            kind = f"unknown container type {self.path.suffix!r}" if self.path.suffix else "no suffix to name its type"
+            raise OutputError(f"cannot write {self.path}: {kind} (.mp4 and .mkv keep the luma)") from None
         except av.error.FFmpegError as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
         # AVI has no timestamps, only a frame rate: a finer time base (an MP4's

@@ -741,6 +741,14 @@ def test_other_codec_and_pix_fmt(clip, tmp_path):
     assert probe(out).pix_fmt == "yuv444p"
 
 
+@pytest.mark.parametrize("name, why", [("colored", "no suffix to name its type"),
+                                       ("colored.mp5", "unknown container type '.mp5'")])
+def test_an_output_without_a_container_suffix_is_a_clear_error(tmp_path, name, why):
+    with pytest.raises(OutputError, match=f"cannot write .*{name}: {why} \\(.mp4 and .mkv keep the luma\\)"):
+        video.VideoWriter(tmp_path / name, width=64, height=48, fps=25, time_base=Fraction(1, 25))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_writer_tags_the_chroma_matrix_so_readers_convert_with_it(tmp_path):
     """Chroma written for BT.709 must be read back as BT.709, or HD colors shift."""
     import av
