@@ -68,8 +68,12 @@ MIN_RENDER_SIZE = 75
 # Formats write_yuv can fill (any other would re-derive luma from RGB); the
 # 10-bit ones keep a deeper source's luma.
 PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
+# What a folder given to apply is searched for: the containers people keep
+# films in, camcorder and DVD files (.mod, .tod, .vob), broadcast MXF, and
+# the raw streams and Y4M of research clips.
 VIDEO_SUFFIXES = frozenset(
-    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .m2ts .mts .wmv .flv .ogv .3gp .gif".split()
+    """.mp4 .m4v .mkv .mov .qt .avi .divx .webm .mpg .mpeg .m2p .vob .mod .tod .ts .m2ts .mts .mxf .dv
+    .wmv .asf .flv .f4v .ogv .3gp .3g2 .gif .y4m .h264 .264 .hevc .265 .m2v .m1v .ivf .mjpeg .rm""".split()
 )
 
 
@@ -748,9 +752,15 @@ def _folder_media(folder: Path) -> list[Path]:
     return files
 
 
-# Containers that cannot hold H.264 video, and the type their colored copies
-# take: one that holds the source's streams (an animated GIF has no sound).
-_H264_HOMES = {".webm": ".mkv", ".ogv": ".mkv", ".gif": ".mp4"}
+# In a batch, the type of the colored copy of a video whose own type cannot
+# hold H.264 (or that FFmpeg writes under another name): Matroska, which
+# holds any sound and subtitles; MP4 for an animated GIF, which has none.
+_H264_HOMES = {
+    **dict.fromkeys(".webm .ogv .vob .mod .tod .m2p .mxf .dv .divx .y4m .hevc .265 .m2v .m1v .ivf .mjpeg .rm"
+                    .split(), ".mkv"),
+    ".gif": ".mp4",
+    ".qt": ".mov",
+}
 
 
 def _output_name(source: Path) -> str:
@@ -761,8 +771,8 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     """What to write where, from the command line's paths.
 
     - `out_dir` given: every path is an input (folders are expanded to their
-      videos and images); outputs are out_dir/<input name> (.webm/.ogv
-      become .mkv and .gif .mp4: they cannot hold H.264).
+      videos and images); outputs are out_dir/<input name>, but types that
+      cannot hold H.264 become .mkv (.gif: .mp4; _H264_HOMES).
     - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
       OUTPUT, means files into that folder; otherwise OUTPUT is the file.
     Returns (jobs, batch): batch is True when several files may be written.

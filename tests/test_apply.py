@@ -641,6 +641,16 @@ def test_strength_zero_is_identity():
 # Planning and the command line
 
 
+def test_every_video_type_a_batch_takes_gets_an_output_type_that_holds_h264(tmp_path):
+    outputs = {apply._output_name(tmp_path / f"clip{suffix}").rpartition(".")[2] for suffix in apply.VIDEO_SUFFIXES}
+    for suffix in sorted(outputs):
+        with video.VideoWriter(tmp_path / f"clip.{suffix}", width=64, height=48, fps=25,
+                               time_base=Fraction(1, 25)) as writer:
+            assert writer.codec == "libx264", suffix
+            writer.write_yuv(np.full((48, 64), 128, np.uint8), *np.full((2, 24, 32), 128, np.uint8), 0)
+        assert video.probe(tmp_path / f"clip.{suffix}").codec == "h264", suffix
+
+
 def test_plan_jobs(tmp_path):
     a, b = tmp_path / "a.mp4", tmp_path / "b.png"
     a.touch(), b.touch()
