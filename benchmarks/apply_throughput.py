@@ -159,7 +159,7 @@ def colored_chroma(colored) -> list:
     from framecolor import video
 
     with av.open(str(colored)) as container:  # the raw codes of each plane, as apply wrote them
-        return [(video._plane(frame, 1), video._plane(frame, 2)) for frame in container.decode(video=0)]
+        return [(video.pixels._plane(frame, 1), video.pixels._plane(frame, 2)) for frame in container.decode(video=0)]
 
 
 def _reencode(planes, out, *, info, source, codec, crf, preset, pix_fmt) -> dict:

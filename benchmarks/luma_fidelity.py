@@ -50,7 +50,7 @@ def measure_clip(source: Path, workdir: Path, settings=SETTINGS) -> dict:
     rows = []
     for label, crf, preset, keep_luma in settings:
         # A past keep-luma setting goes in place of the writer's, through the same writer.
-        with mock.patch.dict(video._KEEP_LUMA_X264, keep_luma or dict(video._KEEP_LUMA_X264), clear=True):
+        with mock.patch.dict(video.encoding._KEEP_LUMA_X264, keep_luma or dict(video.encoding._KEEP_LUMA_X264), clear=True):
             options = video.encoder_options("libx264", crf, preset)
             encode_s = apply_throughput.encode_luma([f.image for f in frames], info, workdir / "out.mp4", crf=crf,
                                                     preset=preset, pts=[f.pts for f in frames])

@@ -297,7 +297,7 @@ def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
 def _chroma(path, dtype=np.uint8):
     """(frames, 2, h, w): each frame's Cb and Cr planes."""
     with av.open(str(path)) as c:
-        return np.stack([np.stack([video._plane(f, 1, dtype), video._plane(f, 2, dtype)]) for f in c.decode(video=0)])
+        return np.stack([np.stack([video.pixels._plane(f, 1, dtype), video.pixels._plane(f, 2, dtype)]) for f in c.decode(video=0)])
 
 
 def test_a_video_stored_sideways_is_colored_upright_and_still_plays_turned(colorizer, tmp_path):
@@ -444,7 +444,7 @@ def test_a_disk_that_fills_up_is_one_error_and_leaves_nothing(colorizer, clip, t
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         return container
 
-    monkeypatch.setattr(video.av, "open", open_full)
+    monkeypatch.setattr(av, "open", open_full)
     with pytest.raises(OutputError, match="cannot write .*out.png: No space left on device"):
         apply.colorize_image(colorizer, photo, tmp_path / "out.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

@@ -80,7 +80,7 @@ def test_probe_mkv_counts_packets_and_lists_subtitles(mkv_subs):
 
 
 def test_probe_estimates_count_of_large_files(mkv_subs, monkeypatch):
-    monkeypatch.setattr(video, "COUNT_PACKETS_MAX_BYTES", 0)
+    monkeypatch.setattr(video.probing, "COUNT_PACKETS_MAX_BYTES", 0)
     info = probe(mkv_subs)
     assert not info.frame_count_exact
     assert info.frame_count == 12  # 0.4 s * 29.97 fps, rounded
@@ -690,7 +690,7 @@ def test_pictures_of_non_square_pixels_come_at_the_shown_aspect(tmp_path):
 def test_tags_about_the_source_encoding_are_not_copied():
     tags = {"title": "Reel 3", "ENCODER": "Lavf58", "BPS-eng": "1000", "NUMBER_OF_FRAMES": "3",
             "major_brand": "isom", "handler_name": "VideoHandler", "timecode": "01:00:00:00"}
-    assert video._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
+    assert video.writer._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
 
 
 def test_avi_counts_frames_at_the_frame_rate_whatever_the_callers_time_base(tmp_path):

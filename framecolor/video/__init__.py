@@ -1,0 +1,58 @@
+"""Video and image I/O: probing, decoding, encoding, with PyAV.
+
+Everything that touches FFmpeg lives here so that the other stages see only
+numpy arrays, pts and plain metadata. Resizing and pixel-format conversion are
+done by swscale (in C) through PyAV, never with numpy.
+
+Timestamps are kept as the container gives them (`pts` in the stream's
+`time_base`) and written back unchanged, so variable-frame-rate input stays
+variable and audio stays in sync when it is copied packet for packet.
+
+The stage is one package of small modules, each importing only those before it:
+
+    files     input checks, no overwriting, temporary names, a full disk
+    encoding  pixel formats and encoder settings (the luma-keeping default)
+    probing   what a video is: size, frames, rate, duration, streams
+    pixels    a decoded frame as a numpy array, upright
+    photos    still images in and out, 16 bits and alpha kept
+    reader    frames from a video or an image folder, in display order
+    writer    VideoWriter: frames out, the source's other streams copied
+"""
+
+from framecolor.video.encoding import (
+    DEFAULT_CRF,
+    DEFAULT_ENCODER,
+    FULL_RANGE,
+    check_encoder,
+    encoder_options,
+)
+from framecolor.video.files import VideoWarning, check_output_path
+from framecolor.video.photos import (
+    IMAGE_SUFFIXES,
+    Photo,
+    is_image_path,
+    list_images,
+    read_image,
+    read_photo,
+    write_image,
+    write_photo,
+)
+from framecolor.video.pixels import FORMATS
+from framecolor.video.probing import (
+    COUNT_PACKETS_MAX_BYTES,
+    StreamInfo,
+    VideoInfo,
+    describe,
+    display_rotation,
+    probe,
+    quarter_turns,
+)
+from framecolor.video.reader import Frame, read_frames
+from framecolor.video.writer import VideoWriter
+
+__all__ = [
+    "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
+    "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
+    "check_encoder", "check_output_path", "describe", "display_rotation", "encoder_options", "is_image_path",
+    "list_images", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "write_image", "write_photo",
+]

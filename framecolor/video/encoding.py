@@ -1,0 +1,93 @@
+"""Pixel formats and encoder settings: which options keep the input's luma,
+which presets and quality scales each encoder takes, checked before a frame
+is decoded so that a typo costs nothing."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+
+from framecolor.errors import OutputError
+
+# Chroma-subsampled formats that cannot hold an odd width/height, and the
+# full-chroma format to use instead.
+# (Full-range yuvj* requests arrive here as their yuv* twins.)
+_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
+                      "yuv420p10le": "yuv444p10le"}
+_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p", "yuv420p10le", "yuv444p10le"})
+_FULL_CHROMA_FORMATS = frozenset({"yuv444p", "yuvj444p", "yuv444p10le"})
+FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+# The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
+_JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
+# Each constant-quality encoder's scale; x264 and x265 clamp a crf above it
+# without a word, so it is checked here.
+_CRF_RANGES = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libaom-av1": 63, "libsvtav1": 63}
+_CRF_CODECS = frozenset(_CRF_RANGES)
+_PRESET_CODECS = frozenset({"libx264", "libx265"})
+DEFAULT_ENCODER = "libx264"
+DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with no luma-keeping mode
+# libx264 with no crf keeps the source's luma instead: colorizing must not
+# re-grade the picture it was given. At quantizer 2 the step is under one
+# code value and the deblocking filter is off, so Y comes back within +-1 on
+# >99.9% of pixels (crf 18: 74-94% on the sample clips) for 6-8x crf 18's
+# size, still the High 4:2:0 profile browsers and phones play. psy-rd spends
+# fidelity on apparent texture, so it is off; chroma, a smooth prediction,
+# takes a coarser quantizer (2 + 12) that saves a quarter of the size.
+# Trellis quantization is off: at so fine a step it costs x264 a fifth of its
+# time, and quantizer 2 without it keeps more luma than quantizer 3 with it.
+_KEEP_LUMA_X264 = {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0"}
+# At that quantizer "faster" keeps luma at least as well as "medium" (fewer
+# psychovisual decisions) and encodes faster.
+_KEEP_LUMA_PRESET, _DEFAULT_PRESET = "faster", "medium"
+# x264's and x265's presets. Checked here because x264 reports an unknown one
+# on stderr itself, before FFmpeg can turn it into an error.
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+def encoder_options(codec: str, crf: int | None = None, preset: str | None = None) -> dict[str, str]:
+    """The encoder's options: `crf` None keeps luma (libx264) or means DEFAULT_CRF;
+    `preset` None means the mode's own preset."""
+    if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
+        raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
+    options = {}
+    keep_luma = crf is None and codec == "libx264"
+    if keep_luma:
+        options.update(_KEEP_LUMA_X264)
+    elif codec in _CRF_CODECS:
+        options["crf"] = str(DEFAULT_CRF if crf is None else crf)
+    if codec in _PRESET_CODECS:
+        options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
+    return options
+
+
+def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:
+    """Raise OutputError now if `codec` will not open with these settings.
+
+    Encoders open on their first frame; without this a wrong --preset or
+    --crf would surface only after the model is loaded and compiled.
+    """
+    context = av.CodecContext.create(_encoder(codec), "w")
+    if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
+        raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
+    formats = {f.name for f in context.codec.video_formats or ()}
+    context.width, context.height, context.time_base = 64, 64, Fraction(1, 25)
+    context.pix_fmt = pix_fmt if not formats or pix_fmt in formats else sorted(formats)[0]  # the writer checks it
+    context.options = encoder_options(codec, crf, preset)
+    _open_encoder(context, codec, crf, preset)  # freed with the context
+
+
+def _encoder(codec: str) -> "av.Codec":
+    try:
+        return av.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise OutputError(f"unknown video encoder {codec!r}") from None
+
+
+def _open_encoder(context, codec: str, crf, preset) -> None:
+    try:
+        context.open()
+    except av.error.FFmpegError as e:
+        chosen = ", ".join(f"{name} {value}" for name, value in (("crf", crf), ("preset", preset)) if value is not None)
+        raise OutputError(f"{codec} will not encode with {chosen or 'its default settings'}: "
+                          f"{(e.strerror or str(e)).lower()}") from None

@@ -1,0 +1,82 @@
+"""The files video I/O reads and writes: checking an input before FFmpeg opens
+it, refusing to overwrite, writing to a temporary name that is renamed at the
+end, and a full disk as one clear error."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import av
+
+from framecolor.errors import InputError, OutputError
+
+
+class VideoWarning(UserWarning):
+    """Something was read or written, but not all of it (truncated input, skipped stream)."""
+
+
+def _check_input_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, expected a video file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {path}: permission denied")
+    return path
+
+
+def _open_input(path: Path):
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise InputError(f"not a video file (or damaged): {path} ({reason})") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) -> None:
+    """Raise OutputError if `output` cannot or must not be written."""
+    output = Path(output)
+    for source in inputs:
+        if source is not None and _same_file(output, Path(source)):
+            raise OutputError(f"output {output} is the same file as input {source}")
+    parent = output.parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if output.is_dir():
+        raise OutputError(f"output {output} is a folder, expected a file name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
+
+
+def _temp_path(path: Path) -> Path:
+    # Same folder, so os.replace is an atomic rename; same suffix, so the
+    # muxer is chosen as for the final name.
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+# What a full disk, a quota or a failing drive raises while a file is written.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    """A disk that fills up mid-file is the user's to fix: an OutputError (one
+    line from the command line), not a traceback. The caller removes the
+    partial file, as for any other error."""
+    try:
+        yield
+    except OSError as e:  # PyAV's errors with an errno are OSErrors too
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise OutputError(f"cannot write {path}: {e.strerror or os.strerror(e.errno)}") from None

@@ -1,0 +1,81 @@
+"""From a decoded frame to a numpy array: the raw luma plane where the frame
+has one (no conversion, no copy), else swscale's conversion and resize, and
+pictures turned upright as their display matrix or orientation says."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from framecolor.video.probing import quarter_turns
+
+FORMATS = ("rgb24", "gray", "luma", "luma10")
+# 8-bit YUV formats whose plane 0 is the Y plane at full resolution: "luma"
+# reads it as is. Anything else (RGB, gray, 10-bit) is converted to yuv420p.
+_YUV8 = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+     "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "nv24", "nv42"}
+)
+# Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
+_YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
+# The raw-plane reads: formats read as they are, the format others are converted
+# to, and the sample type.
+_LUMA_READS = {"luma": (_YUV8, "yuv420p", np.uint8), "luma10": (_YUV10, "yuv420p10le", np.uint16)}
+
+
+def _output_size(width, height, size, short_side) -> tuple[int, int]:
+    if size is not None:
+        return int(size[0]), int(size[1])
+    if short_side is not None:
+        scale = short_side / min(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+    return width, height
+
+
+def _plane(frame, i: int, dtype=np.uint8) -> np.ndarray:
+    """Plane `i` as (h, w) of `dtype` samples, dropping the padding at the end of each line."""
+    return _plane_view(frame.planes[i], dtype).copy()
+
+
+def _plane_view(plane, dtype=np.uint8) -> np.ndarray:
+    """The (h, w) samples of a plane, in place (writable where the frame is)."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // itemsize)
+    return rows[:, : plane.width]
+
+
+def _convert(frame, fmt: str, size, short_side, shown_width: int | None = None) -> np.ndarray:
+    w, h = _output_size(shown_width or frame.width, frame.height, size, short_side)
+    resize = (w, h) != (frame.width, frame.height)
+    # AREA averages when shrinking (no aliasing in training crops).
+    interp = ("AREA" if w * h < frame.width * frame.height else "BICUBIC") if resize else None
+    if fmt in _LUMA_READS:
+        native, fallback, dtype = _LUMA_READS[fmt]
+        name = frame.format.name
+        if name not in native or resize:
+            frame = frame.reformat(width=w, height=h, format=name if name in native else fallback,
+                                   interpolation=interp)
+        return _plane(frame, 0, dtype)
+    # Recent PyAV passes the frame's colour range (full/limited) on to swscale itself.
+    return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)
+
+
+def _upright(frame, fmt: str, size, short_side, pixel_aspect: Fraction | None = None) -> np.ndarray:
+    """A picture as players and viewers show it: widened (or narrowed) by its
+    pixels' aspect, then turned as its display matrix or EXIF orientation says
+    (FFmpeg reports both as the frame's rotation; a mirror is not undone).
+    "luma" stays as stored: it is the plane re-encoded.
+
+    Image outputs carry no EXIF, and the network learned upright pictures,
+    so colorized photos and training crops stand up in the pixels themselves.
+    """
+    if fmt in _LUMA_READS:
+        return _convert(frame, fmt, size, short_side)
+    rotation = frame.rotation  # NaN for a singular matrix
+    turns = quarter_turns(round(rotation)) if math.isfinite(rotation) else 0
+    if turns % 2 and size is not None:
+        size = (size[1], size[0])
+    shown_width = max(1, round(frame.width * pixel_aspect)) if pixel_aspect else None
+    return np.ascontiguousarray(np.rot90(_convert(frame, fmt, size, short_side, shown_width), turns))

@@ -1,0 +1,415 @@
+"""Probing a video: its size, frame count, rate, duration, streams, display
+matrix and pixel aspect, as players would show it, from what the container
+states and, where that is wrong or missing, from its packets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from framecolor.errors import InputError
+from framecolor.video.encoding import FULL_RANGE
+from framecolor.video.files import _check_input_file, _open_input
+
+# Counting packets gives the exact frame count where the container does not
+# state it (MKV, WebM, raw streams). Demuxing without decoding is fast, but it
+# still reads the whole file, so only do it for files up to this size.
+COUNT_PACKETS_MAX_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str
+    codec: str
+    language: str | None
+    channels: int | None
+    sample_rate: int | None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    frame_count: int
+    frame_count_exact: bool
+    fps: Fraction
+    time_base: Fraction
+    duration: float
+    codec: str
+    pix_fmt: str
+    audio: tuple[StreamInfo, ...]
+    subtitles: tuple[StreamInfo, ...]
+    color_range: int = 0  # FFmpeg's AVColorRange: 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
+    # How players turn the stored picture for display (phones film sideways and
+    # say so here): FFmpeg's 3x3 AV_PKT_DATA_DISPLAYMATRIX, or None.
+    display_matrix: tuple[int, ...] | None = None
+    # Width of a pixel over its height where it is not 1 (anamorphic DVD and
+    # DV video: 720x480 shown at 4:3 or 16:9); None when square or unstated.
+    sample_aspect_ratio: Fraction | None = None
+
+    @property
+    def luma_bits(self) -> int:
+        """Bits per luma sample (8 where the pixel format is unknown)."""
+        try:
+            return av.VideoFormat(self.pix_fmt).components[0].bits
+        except (ValueError, IndexError):
+            return 8
+
+    @property
+    def rotation(self) -> int:
+        """Degrees counter-clockwise that players rotate the picture by (0 with no display matrix)."""
+        return display_rotation(self.display_matrix)
+
+    @property
+    def full_range(self) -> bool:
+        """Does the video store full-range (JPEG) luma codes, 0..255 instead of 16..235?
+
+        Said either by the old yuvj* pixel formats or, as encoders that have no
+        yuvj format (FFV1, VP9, ...) and current FFmpeg write it, by a flag.
+        """
+        return self.pix_fmt.startswith("yuvj") or self.color_range == FULL_RANGE
+
+    def to_dict(self) -> dict:
+        """JSON-able: fractions as "num/den" strings, streams as lists of dicts."""
+        d = dataclasses.asdict(self)
+        d["fps"] = str(self.fps)
+        d["time_base"] = str(self.time_base)
+        d["sample_aspect_ratio"] = str(self.sample_aspect_ratio) if self.sample_aspect_ratio else None
+        d["audio"] = [dataclasses.asdict(s) for s in self.audio]
+        d["subtitles"] = [dataclasses.asdict(s) for s in self.subtitles]
+        return d
+
+
+def _is_attached_picture(stream) -> bool:
+    # Cover art in audio files shows up as a one-frame video stream.
+    try:
+        return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    except AttributeError:  # PyAV without Disposition
+        return False
+
+
+def _video_stream(container, path):
+    for stream in container.streams.video:
+        if not _is_attached_picture(stream):
+            if not stream.codec_context.width:
+                # FFmpeg found no picture size: a text file named .png, or damage.
+                raise InputError(f"not a video file (or damaged): {path} (no picture size)")
+            return stream
+    raise InputError(f"no video stream in {path}")
+
+
+def _language(stream) -> str | None:
+    lang = getattr(stream, "language", None) or stream.metadata.get("language")
+    return None if lang in (None, "", "und") else lang
+
+
+# Decoder names that differ from their codec's name (for PyAV without canonical_name).
+_DECODER_ALIASES = {"srt": "subrip", "ssa": "ass", "libdav1d": "av1", "libaom-av1": "av1"}
+
+
+def _codec_name(stream) -> str:
+    """The codec's own name ("subrip", "av1"), not the decoder's ("srt", "libdav1d")."""
+    cc = stream.codec_context
+    if cc is None:
+        return "unknown"
+    canonical = getattr(cc.codec, "canonical_name", None)
+    return canonical or _DECODER_ALIASES.get(cc.name, cc.name)
+
+
+def _stream_info(stream) -> StreamInfo:
+    cc = stream.codec_context
+    audio = stream.type == "audio"
+    return StreamInfo(
+        index=stream.index,
+        kind=stream.type,
+        codec=_codec_name(stream),
+        language=_language(stream),
+        channels=cc.channels if audio else None,
+        sample_rate=cc.sample_rate if audio else None,
+    )
+
+
+def _parse_clock(text: str) -> float | None:
+    # Matroska's DURATION tag: "HH:MM:SS.nnnnnnnnn".
+    m = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", text.strip())
+    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+def _stream_duration(container, stream) -> float | None:
+    """Seconds of the video stream itself (not the longest stream), when stated.
+
+    A Matroska track's DURATION tag comes first: FFmpeg fills a stream's
+    own duration with the file's when the container states none, so an MKV
+    whose audio or subtitles outlast the picture would look truncated.
+    FFmpeg writes that tag as the time the track ends, so a track that
+    starts late (a recording colored from its first keyframe) lasts that
+    less; read_frames' times count from the track's start too.
+    """
+    for key, value in stream.metadata.items():
+        if key.upper().startswith("DURATION"):
+            seconds = _parse_clock(value)
+            if seconds:
+                start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+                return seconds - start if 0 < start < seconds else seconds
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _stated_frames(container, stream, path: Path) -> int:
+    """Frame count the container states: the sample count, or mkvmerge's statistics tag.
+
+    An AVI states its length in frame periods, empty (dropped) ones
+    included: a capture that dropped frames, or one whose start was moved
+    for its sound, states more frames than it holds, so its count is not used.
+    An MP4's or MOV's sample count includes the frames its edit list hides:
+    a file cut without re-encoding (ffmpeg -ss -c copy, an editor's
+    export) keeps the frames before the cut that its first keyframe needs.
+    """
+    if stream.frames > 0 and container.format.name != "avi":
+        if "mov" in container.format.name.split(","):
+            return stream.frames - _hidden_leading_frames(path, stream.index)
+        return stream.frames
+    for key, value in stream.metadata.items():
+        if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+# An MP4's hidden frames come before its cut, in decode order too but for
+# B-frames stored after the first shown frame they precede: after this many
+# shown packets in a row (more than any decoder reorders) there are no more.
+_SHOWN_RUN_AFTER_CUT = 32
+
+
+def _hidden_leading_frames(path: Path, index: int) -> int:
+    """Video packets at the start of an MP4 that FFmpeg marks to be decoded but not shown."""
+    hidden = shown_run = 0
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams[index]):
+                if not packet.size:
+                    continue
+                if packet.is_discard:
+                    hidden, shown_run = hidden + 1, 0
+                else:
+                    shown_run += 1
+                    if shown_run >= _SHOWN_RUN_AFTER_CUT:
+                        break
+    except av.error.FFmpegError:
+        pass  # damaged: the count stands, and decoding will tell
+    return hidden
+
+
+# The rates cameras, film transfers and broadcasts use: a rate measured from
+# millisecond timestamps is taken as the one it is this close to.
+_COMMON_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50",
+                                            "60000/1001", "60", "100", "120"))
+_COMMON_RATE_TOLERANCE = 0.005
+# A stated rate this many times off the frames' own rate is not the video's.
+_IMPLAUSIBLE_RATE_FACTOR = 4
+# Packets whose timestamps measure the frames' own rate.
+_RATE_PACKETS = 64
+
+
+def _frame_rate(stream, path: Path | None = None) -> Fraction:
+    """The video's frame rate: the one its header states, unless the first
+    frames' timestamps (read from `path`) show it is not.
+
+    Headers can be far off: a Matroska file remuxed by a script may state
+    30000 frames/s (its DefaultDuration written from a time base) for
+    frames 33 ms apart. Players go by the timestamps; taking the header at
+    its word would call such a file truncated and write that rate on.
+    """
+    stated = [Fraction(r) for r in (stream.average_rate, stream.guessed_rate, stream.base_rate) if r]
+    measured = _packet_rate(path, stream.index) if path is not None else None
+    if not measured:
+        return stated[0] if stated else Fraction(0)
+    plausible = [r for r in stated if 1 / _IMPLAUSIBLE_RATE_FACTOR < r / measured < _IMPLAUSIBLE_RATE_FACTOR]
+    if plausible and plausible[0] == stated[0]:
+        return stated[0]
+    # FFmpeg's guess from the first timestamps (a millisecond time base makes
+    # it 359/12 for 29.97), else the timestamps' own rate, as the rate it is near.
+    rate = plausible[0] if plausible else measured
+    nearest = min(_COMMON_RATES, key=lambda common: abs(common / rate - 1))
+    return nearest if abs(nearest / rate - 1) <= _COMMON_RATE_TOLERANCE else rate.limit_denominator(1001)
+
+
+def _packet_rate(path: Path, index: int) -> Fraction | None:
+    """Frames per second over the first _RATE_PACKETS timestamped packets of stream `index`."""
+    times = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams[index]
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    times.append(packet.pts)
+                    if len(times) == _RATE_PACKETS:
+                        break
+            span = (max(times) - min(times)) * stream.time_base if len(times) > 1 else 0
+    except av.error.FFmpegError:
+        return None  # damaged: the header stands, and decoding will tell
+    return Fraction(len(times) - 1) / Fraction(span) if span > 0 else None
+
+
+def display_rotation(matrix) -> int:
+    """A display matrix's rotation in whole degrees counter-clockwise, in (-180, 180], as
+    FFmpeg's av_display_rotation_get reads it (its scale and any mirroring aside)."""
+    if matrix is None:
+        return 0
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not scale_x or not scale_y:  # singular: nothing to turn by
+        return 0
+    degrees = -math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x))
+    degrees = round(degrees)
+    return 180 if degrees == -180 else degrees
+
+
+def quarter_turns(rotation: int) -> int:
+    """Quarter turns counter-clockwise (0-3) that stand a picture up, from the
+    rotation players apply (VideoInfo.rotation); 0 for angles that are not quarter turns."""
+    return (rotation // 90) % 4 if rotation % 90 == 0 else 0
+
+
+def _rotation_matrix(rotation: int) -> tuple[int, ...]:
+    """The display matrix of a pure counter-clockwise rotation (16.16 fixed point, w in 2.30)."""
+    c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+    return (round(c * 65536), round(-s * 65536), 0, round(s * 65536), round(c * 65536), 0, 0, 0, 1 << 30)
+
+
+def _display_matrix(container, stream) -> tuple[int, ...] | None:
+    """The display matrix that decoded frames carry (FFmpeg puts the stream's on each).
+
+    PyAV reads it only from frames, so this decodes the first one; a file
+    that cannot decode has none here and fails later, where it is read.
+    """
+    try:
+        frame = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return None
+    if frame is None:
+        return None
+    try:
+        for side_data in frame.side_data:
+            if side_data.type.name == "DISPLAYMATRIX" and len(bytes(side_data)) == 36:
+                return tuple(int(x) for x in np.frombuffer(bytes(side_data), np.int32))
+        return None
+    except ValueError:
+        # Side data newer than this PyAV's list (an MJPEG frame's EXIF, say)
+        # stops it listing any; .rotation still reads the matrix, flips aside.
+        rotation = round(frame.rotation) if math.isfinite(frame.rotation) else 0
+        return _rotation_matrix(rotation) if rotation else None
+
+
+def probe(path) -> VideoInfo:
+    """Describe a video file, decoding at most its first frame (for the display matrix).
+
+    The frame count is exact when the container states it (MP4/MOV sample
+    tables, mkvmerge's NUMBER_OF_FRAMES tag) or, for files up to
+    COUNT_PACKETS_MAX_BYTES, by counting the video packets; otherwise it is
+    duration * frame rate and `frame_count_exact` is False.
+    """
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        duration = _stream_duration(container, stream)
+        frames, exact = _stated_frames(container, stream, path), True
+        if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
+            frames = _count_packets(container, stream)
+        fps = _frame_rate(stream, path)
+        if frames <= 0:
+            frames, exact = round((duration or 0.0) * fps), False
+        if duration is None:
+            duration = float(frames / fps) if fps else 0.0
+        cc = stream.codec_context
+        return VideoInfo(
+            path=str(path),
+            width=cc.width,
+            height=cc.height,
+            frame_count=int(frames),
+            frame_count_exact=exact,
+            fps=fps,
+            time_base=Fraction(stream.time_base),
+            duration=float(duration),
+            codec=_codec_name(stream),
+            pix_fmt=cc.pix_fmt or "unknown",
+            audio=tuple(_stream_info(s) for s in container.streams.audio),
+            subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
+            color_range=int(getattr(cc, "color_range", 0) or 0),
+            display_matrix=_first_display_matrix(path),
+            sample_aspect_ratio=_sample_aspect_ratio(stream),
+        )
+
+
+def _sample_aspect_ratio(stream) -> Fraction | None:
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar > 0 and sar != 1 else None
+
+
+def _first_display_matrix(path: Path) -> tuple[int, ...] | None:
+    with _open_input(path) as container:  # a fresh read: probing may have demuxed to the end
+        return _display_matrix(container, _video_stream(container, path))
+
+
+def _count_packets(container, stream) -> int:
+    try:
+        return sum(1 for p in container.demux(stream) if p.size > 0)
+    except av.error.FFmpegError:
+        return 0  # damaged: fall back to the estimate
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+
+
+def _format_rate(fps: Fraction) -> str:
+    if fps.denominator == 1:
+        return f"{fps.numerator} fps"
+    return f"{float(fps):.3f} fps ({fps.numerator}/{fps.denominator})"
+
+
+def _describe_stream(s: StreamInfo) -> str:
+    parts = [f"#{s.index}", s.codec]
+    if s.sample_rate:
+        parts.append(f"{s.sample_rate} Hz")
+    if s.channels:
+        parts.append(f"{s.channels} ch")
+    if s.language:
+        parts.append(f"[{s.language}]")
+    return " ".join(parts)
+
+
+def _describe_sar(info: VideoInfo) -> str:
+    sar = info.sample_aspect_ratio
+    return f"{sar.numerator}:{sar.denominator} (shown {round(info.width * sar)} x {info.height})"
+
+
+def describe(info: VideoInfo) -> list[tuple[str, str]]:
+    """(label, value) rows for a human-readable table of `info`."""
+    frames = str(info.frame_count) if info.frame_count_exact else f"~{info.frame_count} (estimated)"
+    return [
+        ("file", info.path),
+        ("size", f"{info.width} x {info.height}"),
+        ("frames", frames),
+        ("frame rate", _format_rate(info.fps)),
+        ("duration", f"{_format_seconds(info.duration)} ({info.duration:.3f} s)"),
+        ("codec", f"{info.codec} ({info.pix_fmt}{', full range' if info.full_range else ''})"),
+        ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
+        *([("display", f"rotated {info.rotation} degrees counter-clockwise")] if info.rotation else []),
+        *([("pixel aspect", _describe_sar(info))] if info.sample_aspect_ratio else []),
+        ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
+        ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
+    ]

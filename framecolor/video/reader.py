@@ -1,0 +1,235 @@
+"""Decoding video (and image folders) into frames: raw luma planes or RGB,
+resized in swscale, with the container's pts, in display order, and a
+warning or an error where a file ends early."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from framecolor.errors import InputError
+from framecolor.video.files import VideoWarning, _check_input_file, _open_input
+from framecolor.video.photos import _decode_image, list_images
+from framecolor.video.pixels import FORMATS, _upright
+from framecolor.video.probing import (
+    _frame_rate,
+    _sample_aspect_ratio,
+    _stated_frames,
+    _stream_duration,
+    _video_stream,
+)
+
+
+@dataclass
+class Frame:
+    image: np.ndarray
+    pts: int | None  # in the stream's time_base; the image index for image sources
+    time: float | None  # seconds from the start of the stream; None for image folders
+    index: int  # position in the source, counted from the first frame at or after `start`
+
+
+def _check_read_args(size, short_side, fmt, every, max_frames):
+    if size is not None and short_side is not None:
+        raise ValueError("give size or short_side, not both")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if int(every) < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
+
+
+def read_frames(
+    path,
+    *,
+    size: tuple[int, int] | None = None,
+    short_side: int | None = None,
+    format: str = "rgb24",
+    every: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> Iterator[Frame]:
+    """Decode frames of a video, an image file or a folder of images.
+
+    The source is checked now (InputError for a missing/unreadable file, a text
+    file, an audio-only file); frames are decoded lazily as the iterator is used.
+
+    size=(w, h) or short_side=n resize (aspect kept for short_side) in swscale.
+    format: "rgb24" (H, W, 3), "gray" (H, W) full-range gray, or "luma" (H, W)
+    the decoded Y plane's code values as they are (no range conversion),
+    uint8; "luma10" the same as uint16 10-bit codes (deeper sources keep
+    their precision; others are converted).
+    rgb24 and gray come as players show them: non-square pixels widened or
+    narrowed, turned upright by a display matrix or an EXIF orientation
+    (size is then as shown); luma as stored.
+    every=k keeps frames 0, k, 2k, ... counted from `start`; start/end are
+    seconds from the start of the stream (end exclusive); max_frames caps the
+    number yielded. A truncated video yields what decodes and warns
+    (VideoWarning) with the count; nothing decodable is an InputError.
+    """
+    _check_read_args(size, short_side, format, every, max_frames)
+    path = Path(path)
+    if path.is_dir():
+        if start is not None or end is not None:
+            raise ValueError("start/end need a video, not a folder of images")
+        images = list_images(path)
+        if not images:
+            raise InputError(f"no images (.jpg, .png, ...) in folder {path}")
+        return _image_frames(images, size, short_side, format, int(every), max_frames)
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        _video_stream(container, path)
+    return _video_frames(path, size, short_side, format, int(every), start, end, max_frames)
+
+
+def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[Frame]:
+    selected = images[::every][:max_frames]
+    for k, image_path in enumerate(selected):
+        index = k * every
+        yield Frame(_upright(_decode_image(image_path), fmt, size, short_side), index, None, index)
+
+
+def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) -> Iterator[Frame]:
+    if max_frames == 0:
+        return
+    container = _open_input(path)
+    try:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        pixel_aspect = _sample_aspect_ratio(stream)
+        tb = Fraction(stream.time_base) if stream.time_base else None
+        t0 = stream.start_time or 0
+        if start is not None and start > 0 and tb:
+            # Seek lands on the keyframe at or before `start`; the frames
+            # between it and `start` are decoded and dropped below.
+            container.seek(t0 + math.floor(start / tb), stream=stream)
+        decoded = kept = yielded = 0
+        last_time = None
+        error = None
+        first_size, size_changed = None, False
+        window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
+        frames = _display_ordered(container.decode(stream), window)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:
+                error = e
+                break
+            decoded += 1
+            time = float((frame.pts - t0) * tb) if frame.pts is not None and tb else None
+            if first_size is None:
+                first_size = (frame.width, frame.height)
+            elif not size_changed and first_size != (frame.width, frame.height):
+                _warn_size_change(path, first_size, frame, time, size)  # once: a capture may switch often
+                size_changed = True
+            if time is not None:
+                if start is not None and time < start - 1e-9:
+                    continue
+                if end is not None and time >= end:
+                    break
+                last_time = time
+            index = kept
+            kept += 1
+            if index % every:
+                continue
+            yield Frame(_upright(frame, fmt, size, short_side, pixel_aspect), frame.pts, time, index)
+            yielded += 1
+            if max_frames is not None and yielded >= max_frames:
+                return
+        _report_end(path, container, stream, error, decoded, kept, last_time,
+                    whole=start is None and end is None)
+    finally:
+        container.close()
+
+
+# How many frames a decoder may hold back to reorder them: H.264's and
+# HEVC's picture buffers hold at most 16.
+_REORDER_WINDOW = 16
+# Containers that store no presentation times, only the order of the packets.
+_NO_PRESENTATION_TIMES = frozenset({"avi", "asf"})
+
+
+def _display_ordered(frames: Iterator, window: int) -> Iterator:
+    """Decoded frames (in display order) with their pts in display order too.
+
+    AVI and ASF store no presentation times: FFmpeg stamps each packet with
+    its place in the file, so the B-frames of an XviD AVI, or of any AVI or
+    WMV with H.264, come out of the decoder with their stamps out of order
+    (1, 3, 4, 2, ...). The stamps themselves are right; they belong to the
+    frames in sorted order. So each frame takes the smallest stamp among
+    itself and the next `window` frames (_REORDER_WINDOW for those
+    containers; 0 for the others, whose stamps are the frames' own). A
+    stamp not above the last (a broken file's repeat) moves one tick on,
+    so that the frame is kept and the stamps increase. A decoding error is
+    raised after the frames decoded before it.
+    """
+    held: list = []
+    stamps: list[int] = []
+    last = None
+
+    def release():
+        nonlocal last
+        frame = held.pop(0)
+        if frame.pts is not None:
+            pts = heapq.heappop(stamps)
+            frame.pts = pts if last is None or pts > last else last + 1
+            last = frame.pts
+        return frame
+
+    try:
+        for frame in frames:
+            held.append(frame)
+            if frame.pts is not None:
+                heapq.heappush(stamps, frame.pts)
+            if len(held) > window:
+                yield release()
+    except av.error.FFmpegError:
+        while held:
+            yield release()
+        raise
+    while held:
+        yield release()
+
+
+def _warn_size_change(path, before: tuple[int, int], frame, time: float | None, size) -> None:
+    # A broadcast capture switching between SD and HD, or joined clips.
+    when = f" at {time:.2f} s" if time is not None else ""
+    scaled = f"; frames of other sizes are scaled to {size[0]}x{size[1]}" if size is not None else ""
+    warnings.warn(f"{path}: the picture changes size{when}, {before[0]}x{before[1]} -> "
+                  f"{frame.width}x{frame.height}{scaled}", VideoWarning, stacklevel=3)
+
+
+def _report_end(path, container, stream, error, decoded, kept, last_time, whole):
+    """After the last frame: fail if nothing decoded, warn if the file ended early."""
+    if decoded == 0 and (error is not None or whole):
+        reason = f" ({getattr(error, 'strerror', None) or error})" if error is not None else ""
+        raise InputError(f"no frames could be decoded from {path}{reason}")
+    if error is not None:
+        warnings.warn(f"{path}: decoding stopped early ({getattr(error, 'strerror', None) or error}); "
+                      f"read {kept} frames", VideoWarning, stacklevel=3)
+        return
+    if not whole:
+        return
+    stated = _stated_frames(container, stream, path)
+    if stated and decoded < stated:
+        warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
+                      VideoWarning, stacklevel=3)
+        return
+    duration = _stream_duration(container, stream)
+    fps = _frame_rate(stream, path)
+    if not stated and duration and fps and last_time is not None:
+        # No frame count in the container: compare how far we got with its duration.
+        if last_time + 2 / fps < duration:
+            warnings.warn(f"{path} is truncated or damaged: read {decoded} frames "
+                          f"({last_time:.2f} s of {duration:.2f} s)", VideoWarning, stacklevel=3)
