@@ -130,6 +130,7 @@ def make_video(
     audio_tags: dict | None = None,
     chapters: list | None = None,
     attachments: list | None = None,
+    colorless: range = range(0),
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -147,6 +148,8 @@ def make_video(
     `bframes` B-frames between references (libx264): frames stored out of display order;
     `keyint` the most frames between keyframes (x264's default: 250).
     `attachments` are (file name, MIME type, bytes) triples, as MKVs carry fonts (MKV only).
+    Frames whose index is in `colorless` are gray (the same picture without its color),
+    as a film's black-and-white scenes or credits are.
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -190,7 +193,10 @@ def make_video(
         if tone is not None:
             tone.metadata.update(audio_tags or {})
         for i, pts in enumerate(pts_list):
-            picture = np.ascontiguousarray(np.rot90(frame_image(i, width, height), -turns))
+            picture = frame_image(i, width, height)
+            if i in colorless:
+                picture = np.repeat(picture.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+            picture = np.ascontiguousarray(np.rot90(picture, -turns))
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = pts
             frame.time_base = time_base

@@ -51,6 +51,26 @@ def test_every_k_and_near_duplicates(clips):
     np.testing.assert_array_equal(every[1], everything[4])
 
 
+def test_frames_and_images_without_color_are_left_out(tmp_path, cache):
+    # Credits on black, a black-and-white scene, a gray photo: trained on, they teach gray.
+    film = media.make_video(tmp_path / "film.mp4", frames=12, audio=False, colorless=range(8, 12))
+    bw = media.make_video(tmp_path / "bw.mp4", frames=12, audio=False, colorless=range(12))
+    photos = tmp_path / "photos"
+    color = media.make_images(photos, 2, size=(48, 40))
+    gray = np.repeat(media.frame_image(0, 48, 40).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    media.make_photo(photos / "z_gray.png", gray, "rgb24", "rgb24")
+    with pytest.warns(UserWarning) as caught:
+        frameset = dataset.load_frames([film, bw, photos], size=SIZE, frames_per_video=12, dedup_threshold=0.0,
+                                       cache_dir=cache)
+    assert [(os.path.basename(s.path), s.count) for s in frameset.sources] == [
+        ("film.mp4", 8), *((p.name, 1) for p in color)]
+    assert all(dataset.chroma(frame) > 10 for frame in frameset.frames)
+    said = " | ".join(str(w.message) for w in caught)
+    assert f"left out {bw}: no frame in it has color" in said and "left out 1 image(s) without color" in said
+    with pytest.raises(TrainingError, match="holds no color to learn from"):
+        dataset.load_frames([bw], size=SIZE, cache_dir=cache)
+
+
 def test_second_load_comes_from_the_cache(clips, cache, monkeypatch):
     first = dataset.load_frames(clips, size=SIZE, frames_per_video=5, cache_dir=cache)
     assert not first.cached
