@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framecolor import video
+from framecolor import metrics, video
 from framecolor.cachedir import default_cache_dir
 from framecolor.errors import InputError, TrainingError
 
@@ -39,16 +39,11 @@ CROP_MARGIN = 1.15
 # gray thumbnails) are frozen or repeated frames: they add no information.
 DEFAULT_DEDUP_THRESHOLD = 0.5
 _THUMB = 32
-# Frames with less color than this (chroma(): the mean spread of R, G and B,
-# in 0-255 codes) have none to learn: gray photos, black frames and fades,
-# credits on black, a film's black-and-white scenes. Trained on, they teach
-# the model that such pictures are gray, so they are left out, as
-# colorization papers leave ImageNet's gray photos out. Measured on stored
-# frames (258 pixels square): the photo corpus has 26 gray photos at 0.04 or
-# under, then 3.0 (a near-gray beetle), 3.4, 3.6; gray frames that x264
-# (crf 20) coded after colored ones keep some chroma noise, 1.4-2.5; the
-# least colorful frame of the clips, a dull street in bikes.mp4, is at 5.5.
-DEFAULT_MIN_CHROMA = 2.8
+# Frames with less color than this have none to learn: gray photos, black
+# frames and fades, credits on black, a film's black-and-white scenes.
+# Trained on, they teach the model that such pictures are gray, so they are
+# left out, as colorization papers leave ImageNet's gray photos out.
+DEFAULT_MIN_CHROMA = metrics.NO_COLOR_SPREAD
 
 
 def stored_side(size: int) -> int:
@@ -98,16 +93,6 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
     return image[::step, ::step].mean(axis=-1, dtype=np.float32)
 
 
-def chroma(image: np.ndarray) -> float:
-    """How much color an RGB uint8 frame has: the mean spread of R, G and B
-    (0 for gray) over a thumbnail of block means, so that a codec's chroma
-    noise on a gray frame averages out and colored areas do not."""
-    k = max(4, min(image.shape[:2]) // _THUMB)
-    h, w = image.shape[0] // k * k, image.shape[1] // k * k
-    thumb = image[:h, :w].reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3), dtype=np.float32)
-    return float((thumb.max(axis=-1) - thumb.min(axis=-1)).mean())
-
-
 def sample_video(
     path,
     side: int,
@@ -122,7 +107,7 @@ def sample_video(
     ``every`` keeps every k-th frame; otherwise about ``frames_per_video``
     frames are spread evenly over the whole video. Near-duplicates of the
     previously kept frame are skipped, and so are frames with less color
-    than ``min_chroma`` (see chroma()).
+    than ``min_chroma`` (metrics.chroma_spread).
     """
     return _sample_video(path, side, frames_per_video, every, dedup_threshold, min_chroma)[0]
 
@@ -138,7 +123,7 @@ def _sample_video(path, side, frames_per_video, every, dedup_threshold, min_chro
     kept, last, gray = [], None, 0
     for frame in video.read_frames(path, short_side=side, every=max(1, int(every))):
         image = _center_square(frame.image, side)
-        if min_chroma and chroma(image) < min_chroma:
+        if min_chroma and metrics.chroma_spread(image) < min_chroma:
             gray += 1
             continue
         thumb = _thumbnail(image)
@@ -293,7 +278,7 @@ def load_frames(
                 gray_videos.append(path)
         else:
             block = read_still(path, side)[None]
-            if min_chroma and chroma(block[0]) < min_chroma:
+            if min_chroma and metrics.chroma_spread(block[0]) < min_chroma:
                 block, gray_images = block[:0], gray_images + 1
         if len(block):
             chunks.append(block)

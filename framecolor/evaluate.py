@@ -137,6 +137,16 @@ def _overall(clips: list[dict]) -> dict:
     return overall
 
 
+def _check_has_color(clip: Path, info, start) -> None:
+    """eval scores a colorization against the clip's own colors: a black-and-white
+    clip has none, and its scores (a colorfulness ratio over zero) would mean nothing."""
+    every = max(1, info.frame_count // 8)
+    frames = video.read_frames(clip, short_side=64, every=every, start=start)
+    if max((metrics.chroma_spread(f.image) for f in frames), default=0.0) < metrics.NO_COLOR_SPREAD:
+        raise InputError(f"{clip} has no color to score against: eval takes color clips and makes them gray "
+                         "itself (to colorize a black-and-white video, use framecolor apply)")
+
+
 def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, strips_dir=None,
              progress: bool = False) -> dict:
     """Score `colorizer` on each color clip; returns {"clips": {...}, "overall": {...}}."""
@@ -152,6 +162,7 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
         for i, clip in enumerate(map(Path, clips)):
             info = video.probe(clip)
             start = info.duration * config.train_split if config.train_split else None
+            _check_has_color(clip, info, start)
             gray, out = Path(work, f"{i}-gray.mkv"), Path(work, f"{i}-out.mkv")
             frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
             if frames < 2:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from framecolor import dataset
+from framecolor import dataset, metrics
 from framecolor.errors import InputError, TrainingError
 from tests import media
 
@@ -64,7 +64,7 @@ def test_frames_and_images_without_color_are_left_out(tmp_path, cache):
                                        cache_dir=cache)
     assert [(os.path.basename(s.path), s.count) for s in frameset.sources] == [
         ("film.mp4", 8), *((p.name, 1) for p in color)]
-    assert all(dataset.chroma(frame) > 10 for frame in frameset.frames)
+    assert all(metrics.chroma_spread(frame) > 10 for frame in frameset.frames)
     said = " | ".join(str(w.message) for w in caught)
     assert f"left out {bw}: no frame in it has color" in said and "left out 1 image(s) without color" in said
     with pytest.raises(TrainingError, match="holds no color to learn from"):

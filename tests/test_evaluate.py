@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from framecolor import apply, evaluate, metrics, video
+from framecolor.errors import InputError
 from tests import media
 
 CONFIG = apply.ApplyConfig(batch_size=4, preset="ultrafast")
@@ -95,6 +96,15 @@ def test_a_clip_that_changes_size_is_scored_at_one_size(colorizer, tmp_path):
     scores = result["clips"][str(clip)]
     assert scores["frames"] == 12
     assert 0 < scores["gray"]["psnr"] < metrics.PSNR_CAP
+
+
+def test_a_black_and_white_clip_is_refused_before_any_work(colorizer, tmp_path, monkeypatch):
+    # Its "truth" has no color: the scores would compare with gray, and the
+    # colorfulness ratio divide by zero. The user meant `framecolor apply`.
+    bw = media.make_video(tmp_path / "bw.mp4", frames=12, audio=False, colorless=range(12))
+    monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
+    with pytest.raises(InputError, match="bw.mp4 has no color to score against: .* use framecolor apply"):
+        evaluate.evaluate(colorizer, [bw])
 
 
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
