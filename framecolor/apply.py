@@ -613,6 +613,7 @@ def colorize_video(
     if info.luma_bits > 8 and not deep:
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {config.pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=2)
+    _warn_if_in_color(source, _opening_frames(source))
     width, height = info.width, info.height
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
@@ -692,6 +693,39 @@ def colorize_video(
             "fps": count / seconds if seconds > 0 else 0.0}
 
 
+# Frames of a video's opening that are looked at for color (every fifth).
+_OPENING_FRAMES = 12
+
+
+def _opening_frames(source: Path) -> list[np.ndarray]:
+    """A few small RGB frames from the start of `source`, to see whether it has color.
+
+    Runs before the pipeline's threads (a batch runs videos on their own), so
+    silencing warnings here silences nothing else: a damaged file is told of
+    once, by the pipeline's own reading.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            frames = video.read_frames(source, short_side=64, every=5, max_frames=_OPENING_FRAMES // 5 + 1)
+            try:
+                return [frame.image for frame in frames]
+            finally:
+                frames.close()
+        except FramecolorError:
+            return []
+
+
+def _warn_if_in_color(source: Path, frames: Sequence[np.ndarray]) -> None:
+    """Colorizing keeps only the luma: a source that has color loses it, which
+    a user who picked the wrong file (the original, not its gray copy) should hear."""
+    from framecolor import metrics
+
+    if any(metrics.chroma_spread(frame) >= metrics.NO_COLOR_SPREAD for frame in frames):
+        warnings.warn(f"{source} is in color already: its colors are replaced by the model's "
+                      "(only its luma is kept)", video.VideoWarning, stacklevel=3)
+
+
 def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = False) -> dict:
     """Colorize one still image: same size, Lab lightness, depth (8 or 16 bits)
     and transparency, where the output's type holds them."""
@@ -699,6 +733,7 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
     started = time.perf_counter()
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     photo = video.read_photo(source)
+    _warn_if_in_color(source, [photo.rgb if photo.rgb.dtype == np.uint8 else (photo.rgb >> 8).astype(np.uint8)])
     video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)))
     seconds = time.perf_counter() - started
     return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,

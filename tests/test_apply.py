@@ -118,7 +118,8 @@ def test_output_keeps_the_tags_timecode_track_names_and_chapters(colorizer, tmp_
 
 
 def test_subtitles_that_outlast_the_picture_are_not_a_truncation(colorizer, tmp_path):
-    source = media.make_video(tmp_path / "short.mkv", frames=3, subtitles="srt")  # subtitles run to 0.35 s
+    source = media.make_video(tmp_path / "short.mkv", frames=3, subtitles="srt",  # subtitles run to 0.35 s
+                              colorless=range(3))  # black and white, as apply's input is
     assert video.probe(source).duration == pytest.approx(3 * 1001 / 30000, abs=0.01)  # the picture's own
     with warnings.catch_warnings():
         warnings.simplefilter("error", video.VideoWarning)
@@ -263,15 +264,31 @@ def test_full_range_flag_is_kept_and_ffv1_keeps_luma_exactly(colorizer, tmp_path
 
 
 def test_deeper_luma_is_written_8_bit_and_says_so(colorizer, tmp_path):
-    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False)
+    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False,
+                              colorless=range(3))
     out = tmp_path / "out.mkv"
     with pytest.warns(video.VideoWarning, match="has 10-bit luma; .*out.mkv is 8-bit"):
         apply.colorize_video(colorizer.reconfigured(crf=0), source, out, progress=False)
     assert video.probe(out).luma_bits == 8 and video.probe(out).frame_count == 3
 
 
+def test_a_source_that_has_color_already_is_said_to(colorizer, tmp_path):
+    # Only its luma is kept: a user who gave the original, not its gray copy, loses its colors.
+    color = media.make_video(tmp_path / "color.mp4", frames=6, audio=False)
+    with pytest.warns(video.VideoWarning, match="color.mp4 is in color already: its colors are replaced"):
+        apply.colorize_video(colorizer, color, tmp_path / "a.mp4", progress=False)
+    photo = media.make_images(tmp_path / "photos", 1, size=(64, 48))[0]
+    with pytest.warns(video.VideoWarning, match="in color already"):
+        apply.colorize_image(colorizer, photo, tmp_path / "a.png")
+    gray = media.make_video(tmp_path / "gray.mp4", frames=6, audio=False, colorless=range(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", video.VideoWarning)
+        apply.colorize_video(colorizer, gray, tmp_path / "b.mp4", progress=False)
+
+
 def test_ten_bit_output_keeps_a_ten_bit_luma(colorizer, tmp_path):
-    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False)
+    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False,
+                              colorless=range(3))
     out = tmp_path / "out.mkv"
     with warnings.catch_warnings():
         warnings.simplefilter("error", video.VideoWarning)  # nothing is rounded, so nothing to say
@@ -737,7 +754,9 @@ def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):
     result = _run_cli(odd_clip, tmp_path / "odd.mp4", "--model", model_path, "--batch-size", BATCH,
                       "--preset", "ultrafast", "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("warning: 175x143 is odd, which yuv420p cannot hold")
+    lines = result.output.splitlines()
+    assert any(line.startswith("warning: 175x143 is odd, which yuv420p cannot hold") for line in lines)
+    assert all(line.startswith("warning: ") for line in lines[:-1])  # the last: the summary
     assert "VideoWarning" not in result.output and "apply.py" not in result.output  # no source location
 
 
