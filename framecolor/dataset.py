@@ -289,7 +289,7 @@ def load_frames(
     if bar is not None:
         bar.close()
     if not chunks and (gray_videos or gray_images):
-        raise TrainingError(f"{', '.join(map(str, inputs))} holds no color to learn from: train on color footage")
+        raise TrainingError(f"no color to learn from in {', '.join(map(str, inputs))}: train on color footage")
     if not chunks:
         raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}")
     _warn_left_out(gray_videos, gray_images)

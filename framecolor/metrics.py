@@ -141,7 +141,7 @@ def chroma_spread(image) -> float:
     in 0-255 codes) over a thumbnail of block means, so that a codec's chroma
     noise on a gray frame averages out and colored areas do not."""
     image = _frame(image)
-    k = max(4, min(image.shape[:2]) // 32)
+    k = min(max(4, min(image.shape[:2]) // 32), *image.shape[:2])  # blocks of 4 pixels or more
     h, w = image.shape[0] // k * k, image.shape[1] // k * k
     thumb = image[:h, :w].reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3), dtype=np.float32)
     return float((thumb.max(axis=-1) - thumb.min(axis=-1)).mean())

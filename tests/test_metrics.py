@@ -109,6 +109,18 @@ def test_colorfulness_of_red_and_blue_pixels():
 # --- CDC ------------------------------------------------------------------------
 
 
+def test_chroma_spread_sees_color_not_a_codecs_noise_on_gray():
+    rng = np.random.default_rng(0)
+    gray = np.repeat(rng.integers(0, 256, (96, 128, 1)), 3, axis=2)
+    noisy = np.clip(gray + rng.integers(-3, 4, gray.shape), 0, 255).astype(np.uint8)  # +-3 codes per channel
+    assert metrics.chroma_spread(gray.astype(np.uint8)) == 0.0
+    assert metrics.chroma_spread(noisy) < metrics.NO_COLOR_SPREAD  # averaged out in 4x4 blocks
+    tinted = gray.astype(np.uint8).copy()
+    tinted[:48, :, 0] = np.minimum(tinted[:48, :, 0].astype(int) + 20, 255)  # half the frame 20 codes redder
+    assert metrics.chroma_spread(tinted) > metrics.NO_COLOR_SPREAD
+    assert metrics.chroma_spread(np.full((1, 1, 3), (200, 10, 10), np.uint8)) == 190.0  # tiny images too
+
+
 def test_cdc_of_a_static_clip_is_zero(noise):
     assert metrics.cdc([noise] * 6) == 0.0
 
