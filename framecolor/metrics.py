@@ -25,9 +25,6 @@ import itertools
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
-from scipy.special import rel_entr
-from skimage.color import rgb2lab
-from skimage.metrics import structural_similarity
 
 from framecolor.errors import InputError
 
@@ -87,6 +84,8 @@ def ssim(pred, truth) -> float:
     pred, truth = _pair(pred, truth)
     if min(pred.shape[:2]) < 7:
         raise InputError(f"SSIM needs frames of at least 7x7 pixels, got {pred.shape[1]}x{pred.shape[0]}")
+    from skimage.metrics import structural_similarity  # scipy and scikit-image load in 0.3 s: only when used
+
     return float(structural_similarity(pred, truth, channel_axis=2, data_range=255))
 
 
@@ -162,6 +161,8 @@ def _histograms(frames: Iterable) -> np.ndarray:
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Jensen-Shannon divergence (natural log, in [0, ln 2]) over the last axis."""
     m = 0.5 * (p + q)
+    from scipy.special import rel_entr
+
     return 0.5 * rel_entr(p, m).sum(-1) + 0.5 * rel_entr(q, m).sum(-1)
 
 
@@ -194,6 +195,8 @@ def flicker(frames) -> float:
     pixels and frame pairs. 0 for a static clip. Unlike CDC it is local:
     it sees a patch whose color swaps even when the histogram stays the same.
     """
+    from skimage.color import rgb2lab
+
     previous, changes = None, []
     for frame in frames:
         ab = rgb2lab(_frame(frame))[..., 1:]
