@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from framecolor.cli import make_app
+from tests import media
 
 
 def run(*args):
@@ -35,6 +37,17 @@ def test_info_video_table_and_json(clip):
     data = json.loads(run("info", clip, "--json").output)
     assert (data["width"], data["height"], data["frame_count"]) == (64, 48, 12)
     assert data["fps"] == "30000/1001" and len(data["audio"]) == 1
+
+
+def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
+    # Not a one-frame video at 25 frames/s: its size, depth and transparency.
+    deep = np.random.default_rng(0).integers(0, 65536, (30, 40, 4), dtype=np.uint16)
+    photo = media.make_photo(tmp_path / "scan.png", deep, "rgba64le", "rgba64be")
+    data = json.loads(run("info", photo, "--json").output)
+    assert data == {"file": str(photo), "size": "40 x 30", "type": "png (rgba64be)",
+                    "depth": "16 bits a channel", "transparency": "yes"}
+    table = run("info", photo).output
+    assert "frame rate" not in table and "16 bits a channel" in table
 
 
 def test_info_counts_the_seed_models_parameters():

@@ -33,10 +33,13 @@ def info(
     else:
         from framecolor import video
 
-        if as_json:
+        if video.is_image_path(path):
+            rows = video.describe_photo(path)
+        elif as_json:
             typer.echo(json.dumps(video.probe(path).to_dict(), indent=2))
             return
-        rows = video.describe(video.probe(path))
+        else:
+            rows = video.describe(video.probe(path))
     if as_json:
         typer.echo(json.dumps(dict(rows), indent=2))
     else:

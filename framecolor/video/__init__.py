@@ -30,6 +30,7 @@ from framecolor.video.files import VideoWarning, check_output_path
 from framecolor.video.photos import (
     IMAGE_SUFFIXES,
     Photo,
+    describe_photo,
     is_image_path,
     list_images,
     read_image,
@@ -53,6 +54,6 @@ from framecolor.video.writer import VideoWriter
 __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
-    "check_encoder", "check_output_path", "describe", "display_rotation", "encoder_options", "is_image_path",
+    "check_encoder", "check_output_path", "describe", "describe_photo", "display_rotation", "encoder_options", "is_image_path",
     "list_images", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "write_image", "write_photo",
 ]

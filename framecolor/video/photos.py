@@ -87,6 +87,23 @@ def read_photo(path) -> Photo:
     return Photo(np.ascontiguousarray(pixels[..., :3]), None if (alpha == opaque).all() else alpha.copy())
 
 
+def describe_photo(path) -> list[tuple[str, str]]:
+    """(label, value) rows for `framecolor info` of an image file: what
+    colorizing it keeps (its size as shown, depth and transparency)."""
+    path = Path(path)
+    frame = _decode_image(path)
+    photo = read_photo(path)
+    height, width = photo.rgb.shape[:2]
+    turned = (width, height) != (frame.width, frame.height)
+    return [
+        ("file", str(path)),
+        ("size", f"{width} x {height}" + (" (stored turned; shown upright)" if turned else "")),
+        ("type", f"{path.suffix.lower().lstrip('.')} ({frame.format.name})"),
+        ("depth", f"{16 if photo.rgb.dtype == np.uint16 else 8} bits a channel"),
+        ("transparency", "yes" if photo.alpha is not None else "none"),
+    ]
+
+
 # Each image type's encoder and, per (16 bits a channel, alpha), the pixel
 # format it writes; a picture a type cannot hold is written as near as it can.
 _IMAGE_CODECS = {
