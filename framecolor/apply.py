@@ -828,6 +828,10 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: output folder is a file")
+    if not out_dir.exists() and is_media_path(out_dir):
+        # `apply scans/ film.mp4` would make a folder named film.mp4.
+        raise OutputError(f"{out_dir}: a folder's videos and images are colorized one by one into a folder; "
+                          "give a folder name, not a file name")
     sources = []
     for path in paths:
         if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():

@@ -688,6 +688,9 @@ def test_plan_jobs(tmp_path):
         apply.plan_jobs([a, b, a])
     with pytest.raises(OutputError, match="same output"):
         apply.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
+    with pytest.raises(OutputError, match="film.mp4: .* into a folder; give a folder name, not a file name"):
+        apply.plan_jobs([tmp_path, tmp_path / "film.mp4"])  # would make a folder called film.mp4
+    assert not (tmp_path / "film.mp4").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no videos or images"):
