@@ -45,6 +45,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 import warnings
@@ -267,16 +268,28 @@ class Colorizer:
         new render shape (IMAGE_RENDER_STEP) compiles the network, a new
         canvas (IMAGE_CANVAS_STEPS_PER_OCTAVE) only the light full-size steps.
         """
+        lightness, small, size = self.photo_lightness(rgb)
+        return self.photo_rgb(lightness, self.photo_ab(small[None])[0], size, rgb)
+
+    # colorize_rgb's three steps, which a sequence of photos takes in batches.
+    def photo_lightness(self, rgb: np.ndarray):
+        """(L on the photo's canvas, L at the render size, the photo's (h, w)), on the device."""
         height, width = rgb.shape[:2]
         render_hw = render_shape(width, height, self.render_size, step=IMAGE_RENDER_STEP)
         canvas = np.zeros((canvas_side(height), canvas_side(width), 3), rgb.dtype)
         canvas[:height, :width] = rgb
         size = jnp.asarray([height, width], jnp.float32)
-        lightness, small = _image_lightness(canvas, size, render_hw=render_hw)
-        ab = _predict_ab(self.module, self.model_config.mode, self.variables, small[None],
-                         jnp.float32(self.config.temperature))
-        out = _image_rgb(lightness, ab[0], size, jnp.float32(self.saturation), dtype=rgb.dtype.name)
-        return np.asarray(out)[:height, :width]
+        return (*_image_lightness(canvas, size, render_hw=render_hw), size)
+
+    def photo_ab(self, small: jax.Array) -> jax.Array:
+        """(B, h, w) L at the render size -> (B, h, w, 2) predicted ab."""
+        return _predict_ab(self.module, self.model_config.mode, self.variables, small,
+                           jnp.float32(self.config.temperature))
+
+    def photo_rgb(self, lightness, ab, size, rgb: np.ndarray) -> np.ndarray:
+        """The photo `rgb` with its own L and the (h, w, 2) predicted `ab`, of its type."""
+        out = _image_rgb(lightness, ab, size, jnp.float32(self.saturation), dtype=rgb.dtype.name)
+        return np.asarray(out)[: rgb.shape[0], : rgb.shape[1]]
 
 
 def _default_networks_in_flight(mesh: Mesh) -> int:
@@ -740,6 +753,106 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
             "fps": 1 / seconds if seconds > 0 else 0.0}
 
 
+class _SequenceFrame(NamedTuple):
+    job: "Job"
+    photo: video.Photo
+    lightness: jax.Array  # L on the photo's canvas
+    small: jax.Array  # L at the render size
+    size: jax.Array
+
+
+def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False
+                            ) -> Iterator["Result"]:
+    """Numbered photos (a film scanned to frames) colorized as a video's frames
+    are: in batches, the predicted color smoothed over neighbouring frames
+    (framecolor.smoothing: it stops at motion and restarts at cuts), each
+    photo keeping its own L, depth and transparency as colorize_image's do.
+
+    Yields one Result per job, in order. A frame that cannot be read or
+    written fails alone; the smoothing restarts after it, and wherever the
+    picture size changes.
+    """
+    batch_size = colorizer.batch_size
+    strength = jnp.float32(colorizer.config.smoothing)
+    batch: list[_SequenceFrame] = []
+    waiting = None  # (Track, frames): a batch waiting for the next as its look-ahead
+    state, state_shape = None, None  # the smoothing's state, and the photos' (shape, type) it runs over
+
+    def track(frames):
+        small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
+        valid = jnp.asarray(np.arange(batch_size) < len(frames))
+        return smoothing.Track(colorizer.photo_ab(small), small, _histograms(small), valid)
+
+    def write(ahead):
+        nonlocal state, waiting
+        current, frames = waiting
+        state, ab = _smooth(state, current, ahead, strength)
+        waiting = None
+        for frame, frame_ab in zip(frames, ab):
+            started = time.perf_counter()
+            try:
+                rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
+                video.write_photo(frame.job.output, frame.photo._replace(rgb=rgb), overwrite=overwrite)
+            except FramecolorError as exc:
+                yield Result(str(frame.job.source), str(frame.job.output), "failed", error=str(exc))
+                continue
+            yield Result(str(frame.job.source), str(frame.job.output), "done", 1, time.perf_counter() - started)
+
+    def send(frames):
+        nonlocal waiting
+        current = track(frames)
+        if waiting is not None:
+            yield from write(current)
+        waiting = (current, frames)
+
+    def flush():
+        nonlocal batch, state
+        if batch:
+            yield from send(batch)
+            batch = []
+        if waiting is not None:
+            yield from write(waiting[0]._replace(valid=jnp.zeros_like(waiting[0].valid)))
+        state = None
+
+    for job in jobs:
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
+            photo = video.read_photo(job.source)
+        except (FramecolorError, OSError) as exc:
+            yield from flush()
+            yield Result(str(job.source), str(job.output), "failed", error=str(exc))
+            continue
+        shape = (photo.rgb.shape, photo.rgb.dtype)
+        if state is not None and shape != state_shape:
+            yield from flush()
+        if state is None:
+            state_shape = shape
+            _warn_if_in_color(job.source, [photo.rgb if photo.rgb.dtype == np.uint8
+                                           else (photo.rgb >> 8).astype(np.uint8)])
+        lightness, small, size = colorizer.photo_lightness(photo.rgb)
+        if state is None:
+            state = smoothing.initial_state(*small.shape)
+        batch.append(_SequenceFrame(job, photo, lightness, small, size))
+        if len(batch) == batch_size:
+            yield from send(batch)
+            batch = []
+    yield from flush()
+
+
+# A numbered photo: the stem's text before its last number, which the frames
+# of one scanned film share (scan_000001.tif, reel2-0001.png).
+_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
+
+
+def _sequence_key(path: Path):
+    """What the photos of one numbered sequence share (folder, name before the number, type), or None."""
+    match = _NUMBERED_STEM.fullmatch(path.stem)
+    if match is None or not video.is_image_path(path):
+        return None
+    return path.parent, match.group(1), path.suffix.lower()
+
+
 def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True,
                   excerpt: Excerpt | None = None) -> dict:
     """An image or a video, by the source's kind (an excerpt is of videos only)."""
@@ -888,21 +1001,55 @@ def colorize_jobs(
             record(running.popleft().result())
 
     pool = ThreadPoolExecutor(photos_at_once, thread_name_prefix="photo")
+    jobs, index = list(jobs), 0
     try:
-        for job in jobs:
+        while index < len(jobs):
+            job = jobs[index]
+            sequence = _sequence_run(jobs, index, skip_existing) if colorizer.config.smoothing else []
             if skip_existing and job.output.exists():
                 settle(0)
                 record(Result(str(job.source), str(job.output), "skipped"))
+            elif len(sequence) > 1:
+                settle(0)
+                for result in _guarded_sequence(colorizer, sequence, overwrite):
+                    record(result)
+                index += len(sequence)
+                continue
             elif video.is_image_path(job.source):
                 running.append(pool.submit(_run_job, colorizer, job, overwrite, progress))
                 settle(photos_at_once)
             else:
                 settle(0)
                 record(_run_job(colorizer, job, overwrite, progress, excerpt))
+            index += 1
         settle(0)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
     return results
+
+
+def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[Job]:
+    """The jobs from `start` on that are frames of one numbered photo sequence."""
+    key = _sequence_key(jobs[start].source)
+    run = []
+    for job in jobs[start:]:
+        if key is None or _sequence_key(job.source) != key or (skip_existing and job.output.exists()):
+            break
+        run.append(job)
+    return run
+
+
+def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool) -> Iterator[Result]:
+    """colorize_photo_sequence, whose unexpected errors fail the frames not yet done, not the batch."""
+    done = 0
+    try:
+        for result in colorize_photo_sequence(colorizer, jobs, overwrite=overwrite):
+            done += 1
+            yield result
+    except Exception as exc:  # a bug or a codec error must not stop the batch
+        log.debug("failed on the sequence from %s", jobs[done].source, exc_info=True)
+        for job in jobs[done:]:
+            yield Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool,

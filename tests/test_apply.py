@@ -389,6 +389,38 @@ def test_smoothing_steadies_colors_of_a_static_scene(colorizer, tmp_path):
     assert change[CONFIG.smoothing] < 0.4 * change[0.0]
 
 
+def test_numbered_photos_are_smoothed_as_a_films_frames(colorizer, tmp_path):
+    # A film scanned to frames: steady colors as a video's, each frame's own
+    # lightness kept as a photo's, a broken frame failing alone.
+    rng = np.random.default_rng(0)
+    still = media.frame_image(0, 64, 48).astype(float)
+    frames = []
+    (tmp_path / "scan").mkdir()
+    for i in range(1, 9):
+        noisy = np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+        frames.append(media.make_photo(tmp_path / "scan" / f"scan_{i:04d}.png", noisy, "rgb24", "rgb24"))
+    (tmp_path / "scan" / "scan_0009.png").write_bytes(b"not a picture")
+    frames.append(tmp_path / "scan" / "scan_0009.png")
+    change = {}
+    for strength in (0.0, CONFIG.smoothing, 0.99):  # off (photo by photo), the default, nearly a constant color
+        jobs, _ = apply.plan_jobs([tmp_path / "scan", tmp_path / f"out{strength}"])
+        results = apply.colorize_jobs(colorizer.reconfigured(smoothing=strength), jobs, progress=False)
+        assert [(r.source, r.status) for r in results] == [(str(f), "done") for f in frames[:8]] + [
+            (str(frames[8]), "failed")]
+        outputs = [video.read_image(tmp_path / f"out{strength}" / f.name) for f in frames[:8]]
+        change[strength] = metrics.flicker(outputs)
+        for source, output in zip(frames, outputs):
+            l_in = np.asarray(color.rgb_to_lab(video.read_image(source) / 255.0))[..., 0]
+            l_out = np.asarray(color.rgb_to_lab(output / 255.0))[..., 0]
+            assert np.mean(np.abs(l_out - l_in) < 1.5) > 0.99
+    # Each frame keeps its own noisy L, so even one constant color changes a
+    # little in 8-bit RGB (the floor, ~0.26); the default takes away nearly
+    # all the flicker above that floor.
+    floor = change[0.99]
+    assert change[0.0] - floor > 0.1  # frame by frame, the colors flicker
+    assert change[CONFIG.smoothing] - floor < 0.2 * (change[0.0] - floor)
+
+
 def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip, tmp_path):
     # 12 frames, batches of 4: with two forwards at once the second batch's
     # may finish first; the video must not change.
@@ -706,6 +738,7 @@ def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path
     sources = [photos[0], photos[1], broken, clip, photos[2], photos[3], photos[4]]
     jobs = [apply.Job(source, tmp_path / "out" / source.name) for source in sources]
     reported = []
+    colorizer = colorizer.reconfigured(smoothing=0.0)  # img_1..img_5 would be a sequence, smoothed as one
     results = apply.colorize_jobs(colorizer, jobs, progress=False, report=reported.append)
     assert [r.source for r in reported] == [r.source for r in results] == [str(s) for s in sources]
     assert [r.status for r in results] == ["done", "done", "failed", "done", "done", "done", "done"]
