@@ -759,6 +759,7 @@ class _SequenceFrame(NamedTuple):
     lightness: jax.Array  # L on the photo's canvas
     small: jax.Array  # L at the render size
     size: jax.Array
+    started: float  # when its reading began
 
 
 def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False
@@ -770,13 +771,33 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
 
     Yields one Result per job, in order. A frame that cannot be read or
     written fails alone; the smoothing restarts after it, and wherever the
-    picture size changes.
+    picture size changes. Photos are read ahead and written behind in a
+    few threads (PyAV's codecs let go of the GIL), beside the network.
     """
     batch_size = colorizer.batch_size
     strength = jnp.float32(colorizer.config.smoothing)
     batch: list[_SequenceFrame] = []
     waiting = None  # (Track, frames): a batch waiting for the next as its look-ahead
     state, state_shape = None, None  # the smoothing's state, and the photos' (shape, type) it runs over
+    writes: collections.deque = collections.deque()  # (job, started, future), in job order
+
+    def load(job):
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
+        return video.read_photo(job.source)
+
+    def save(job, photo, rgb):
+        video.write_photo(job.output, photo._replace(rgb=rgb), overwrite=overwrite)
+
+    def written(wait: bool):
+        while writes and (wait or writes[0][2].done()):
+            job, started, future = writes.popleft()
+            try:
+                future.result()
+            except (FramecolorError, OSError) as exc:
+                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
+                continue
+            yield Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started)
 
     def track(frames):
         small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
@@ -789,14 +810,9 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
         state, ab = _smooth(state, current, ahead, strength)
         waiting = None
         for frame, frame_ab in zip(frames, ab):
-            started = time.perf_counter()
-            try:
-                rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
-                video.write_photo(frame.job.output, frame.photo._replace(rgb=rgb), overwrite=overwrite)
-            except FramecolorError as exc:
-                yield Result(str(frame.job.source), str(frame.job.output), "failed", error=str(exc))
-                continue
-            yield Result(str(frame.job.source), str(frame.job.output), "done", 1, time.perf_counter() - started)
+            rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
+            writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
+        yield from written(wait=False)
 
     def send(frames):
         nonlocal waiting
@@ -813,31 +829,38 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
         if waiting is not None:
             yield from write(waiting[0]._replace(valid=jnp.zeros_like(waiting[0].valid)))
         state = None
+        yield from written(wait=True)
 
-    for job in jobs:
-        try:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
-            photo = video.read_photo(job.source)
-        except (FramecolorError, OSError) as exc:
-            yield from flush()
-            yield Result(str(job.source), str(job.output), "failed", error=str(exc))
-            continue
-        shape = (photo.rgb.shape, photo.rgb.dtype)
-        if state is not None and shape != state_shape:
-            yield from flush()
-        if state is None:
-            state_shape = shape
-            _warn_if_in_color(job.source, [photo.rgb if photo.rgb.dtype == np.uint8
-                                           else (photo.rgb >> 8).astype(np.uint8)])
-        lightness, small, size = colorizer.photo_lightness(photo.rgb)
-        if state is None:
-            state = smoothing.initial_state(*small.shape)
-        batch.append(_SequenceFrame(job, photo, lightness, small, size))
-        if len(batch) == batch_size:
-            yield from send(batch)
-            batch = []
-    yield from flush()
+    with ThreadPoolExecutor(3, thread_name_prefix="sequence-io") as pool:
+        remaining = iter(jobs)
+        loads: collections.deque = collections.deque()
+        while True:
+            while len(loads) < 2 * batch_size and (job := next(remaining, None)) is not None:
+                loads.append((job, time.perf_counter(), pool.submit(load, job)))
+            if not loads:
+                break
+            job, started, future = loads.popleft()
+            try:
+                photo = future.result()
+            except (FramecolorError, OSError) as exc:
+                yield from flush()
+                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
+                continue
+            shape = (photo.rgb.shape, photo.rgb.dtype)
+            if state is not None and shape != state_shape:
+                yield from flush()
+            if state is None:
+                state_shape = shape
+                _warn_if_in_color(job.source, [photo.rgb if photo.rgb.dtype == np.uint8
+                                               else (photo.rgb >> 8).astype(np.uint8)])
+            lightness, small, size = colorizer.photo_lightness(photo.rgb)
+            if state is None:
+                state = smoothing.initial_state(*small.shape)
+            batch.append(_SequenceFrame(job, photo, lightness, small, size, started))
+            if len(batch) == batch_size:
+                yield from send(batch)
+                batch = []
+        yield from flush()
 
 
 # A numbered photo: the stem's text before its last number, which the frames
