@@ -45,7 +45,6 @@ import logging
 import math
 import os
 import queue
-import re
 import threading
 import time
 import warnings
@@ -60,7 +59,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framecolor import color, resize, smoothing, video
-from framecolor.errors import FramecolorError, InputError, ModelFileError, OutputError
+from framecolor.errors import FramecolorError, InputError, ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +68,6 @@ MIN_RENDER_SIZE = 75
 # Formats write_yuv can fill (any other would re-derive luma from RGB); the
 # 10-bit ones keep a deeper source's luma.
 PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
-# What a folder given to apply is searched for: the containers people keep
-# films in, camcorder and DVD files (.mod, .tod, .vob), broadcast MXF, and
-# the raw streams and Y4M of research clips.
-VIDEO_SUFFIXES = frozenset(
-    """.mp4 .m4v .mkv .mov .qt .avi .divx .webm .mpg .mpeg .m2p .vob .mod .tod .ts .m2ts .mts .mxf .dv
-    .wmv .asf .flv .f4v .ogv .3gp .3g2 .gif .y4m .h264 .264 .hevc .265 .m2v .m1v .ivf .mjpeg .rm""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -285,6 +277,14 @@ class Colorizer:
         """(B, h, w) L at the render size -> (B, h, w, 2) predicted ab."""
         return _predict_ab(self.module, self.model_config.mode, self.variables, small,
                            jnp.float32(self.config.temperature))
+
+    def photo_track(self, small: jax.Array, valid: jax.Array) -> smoothing.Track:
+        """A batch of photos' L at the render size -> what the smoothing takes of them."""
+        return smoothing.Track(self.photo_ab(small), small, _histograms(small), valid)
+
+    def smooth(self, state: smoothing.State, track: smoothing.Track, ahead: smoothing.Track):
+        """(state, the smoothed ab of `track`), with `ahead` as its look-ahead (smoothing.smooth)."""
+        return _smooth(state, track, ahead, jnp.float32(self.config.smoothing))
 
     def photo_rgb(self, lightness, ab, size, rgb: np.ndarray) -> np.ndarray:
         """The photo `rgb` with its own L and the (h, w, 2) predicted `ab`, of its type."""
@@ -626,7 +626,7 @@ def colorize_video(
     if info.luma_bits > 8 and not deep:
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {config.pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=2)
-    _warn_if_in_color(source, _opening_frames(source))
+    warn_if_in_color(source, _opening_frames(source))
     width, height = info.width, info.height
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
@@ -729,7 +729,7 @@ def _opening_frames(source: Path) -> list[np.ndarray]:
             return []
 
 
-def _warn_if_in_color(source: Path, frames: Sequence[np.ndarray]) -> None:
+def warn_if_in_color(source: Path, frames: Sequence[np.ndarray]) -> None:
     """Colorizing keeps only the luma: a source that has color loses it, which
     a user who picked the wrong file (the original, not its gray copy) should hear."""
     from framecolor import metrics
@@ -746,134 +746,11 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
     started = time.perf_counter()
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     photo = video.read_photo(source)
-    _warn_if_in_color(source, [photo.rgb if photo.rgb.dtype == np.uint8 else (photo.rgb >> 8).astype(np.uint8)])
+    warn_if_in_color(source, [photo.rgb if photo.rgb.dtype == np.uint8 else (photo.rgb >> 8).astype(np.uint8)])
     video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)))
     seconds = time.perf_counter() - started
     return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,
             "fps": 1 / seconds if seconds > 0 else 0.0}
-
-
-class _SequenceFrame(NamedTuple):
-    job: "Job"
-    photo: video.Photo
-    lightness: jax.Array  # L on the photo's canvas
-    small: jax.Array  # L at the render size
-    size: jax.Array
-    started: float  # when its reading began
-
-
-def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False
-                            ) -> Iterator["Result"]:
-    """Numbered photos (a film scanned to frames) colorized as a video's frames
-    are: in batches, the predicted color smoothed over neighbouring frames
-    (framecolor.smoothing: it stops at motion and restarts at cuts), each
-    photo keeping its own L, depth and transparency as colorize_image's do.
-
-    Yields one Result per job, in order. A frame that cannot be read or
-    written fails alone; the smoothing restarts after it, and wherever the
-    picture size changes. Photos are read ahead and written behind in a
-    few threads (PyAV's codecs let go of the GIL), beside the network.
-    """
-    batch_size = colorizer.batch_size
-    strength = jnp.float32(colorizer.config.smoothing)
-    batch: list[_SequenceFrame] = []
-    waiting = None  # (Track, frames): a batch waiting for the next as its look-ahead
-    state, state_shape = None, None  # the smoothing's state, and the photos' (shape, type) it runs over
-    writes: collections.deque = collections.deque()  # (job, started, future), in job order
-
-    def load(job):
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
-        return video.read_photo(job.source)
-
-    def save(job, photo, rgb):
-        video.write_photo(job.output, photo._replace(rgb=rgb), overwrite=overwrite)
-
-    def written(wait: bool):
-        while writes and (wait or writes[0][2].done()):
-            job, started, future = writes.popleft()
-            try:
-                future.result()
-            except (FramecolorError, OSError) as exc:
-                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
-                continue
-            yield Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started)
-
-    def track(frames):
-        small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
-        valid = jnp.asarray(np.arange(batch_size) < len(frames))
-        return smoothing.Track(colorizer.photo_ab(small), small, _histograms(small), valid)
-
-    def write(ahead):
-        nonlocal state, waiting
-        current, frames = waiting
-        state, ab = _smooth(state, current, ahead, strength)
-        waiting = None
-        for frame, frame_ab in zip(frames, ab):
-            rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
-            writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
-        yield from written(wait=False)
-
-    def send(frames):
-        nonlocal waiting
-        current = track(frames)
-        if waiting is not None:
-            yield from write(current)
-        waiting = (current, frames)
-
-    def flush():
-        nonlocal batch, state
-        if batch:
-            yield from send(batch)
-            batch = []
-        if waiting is not None:
-            yield from write(waiting[0]._replace(valid=jnp.zeros_like(waiting[0].valid)))
-        state = None
-        yield from written(wait=True)
-
-    with ThreadPoolExecutor(3, thread_name_prefix="sequence-io") as pool:
-        remaining = iter(jobs)
-        loads: collections.deque = collections.deque()
-        while True:
-            while len(loads) < 2 * batch_size and (job := next(remaining, None)) is not None:
-                loads.append((job, time.perf_counter(), pool.submit(load, job)))
-            if not loads:
-                break
-            job, started, future = loads.popleft()
-            try:
-                photo = future.result()
-            except (FramecolorError, OSError) as exc:
-                yield from flush()
-                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
-                continue
-            shape = (photo.rgb.shape, photo.rgb.dtype)
-            if state is not None and shape != state_shape:
-                yield from flush()
-            if state is None:
-                state_shape = shape
-                _warn_if_in_color(job.source, [photo.rgb if photo.rgb.dtype == np.uint8
-                                               else (photo.rgb >> 8).astype(np.uint8)])
-            lightness, small, size = colorizer.photo_lightness(photo.rgb)
-            if state is None:
-                state = smoothing.initial_state(*small.shape)
-            batch.append(_SequenceFrame(job, photo, lightness, small, size, started))
-            if len(batch) == batch_size:
-                yield from send(batch)
-                batch = []
-        yield from flush()
-
-
-# A numbered photo: the stem's text before its last number, which the frames
-# of one scanned film share (scan_000001.tif, reel2-0001.png).
-_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
-
-
-def _sequence_key(path: Path):
-    """What the photos of one numbered sequence share (folder, name before the number, type), or None."""
-    match = _NUMBERED_STEM.fullmatch(path.stem)
-    if match is None or not video.is_image_path(path):
-        return None
-    return path.parent, match.group(1), path.suffix.lower()
 
 
 def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True,
@@ -885,7 +762,7 @@ def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, prog
 
 
 # ---------------------------------------------------------------------------
-# Several files
+# A part of a video (several files at once: framecolor.batch)
 
 
 class Excerpt(NamedTuple):
@@ -903,197 +780,3 @@ class Excerpt(NamedTuple):
         if info.duration and self.start >= info.duration:
             raise InputError(f"{info.path} is {info.duration:.2f} s long: nothing from {self.start:g} s on")
         return self.start, None if self.duration is None else self.start + self.duration
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    output: Path
-
-
-def is_media_path(path) -> bool:
-    path = Path(path)
-    return path.suffix.lower() in VIDEO_SUFFIXES or video.is_image_path(path)
-
-
-def _folder_media(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_media_path(p))
-    if not files:
-        raise InputError(f"{folder}: no videos or images in this folder")
-    return files
-
-
-# In a batch, the type of the colored copy of a video whose own type cannot
-# hold H.264 (or that FFmpeg writes under another name): Matroska, which
-# holds any sound and subtitles; MP4 for an animated GIF, which has none.
-_H264_HOMES = {
-    **dict.fromkeys(".webm .ogv .vob .mod .tod .m2p .mxf .dv .divx .y4m .hevc .265 .m2v .m1v .ivf .mjpeg .rm"
-                    .split(), ".mkv"),
-    ".gif": ".mp4",
-    ".qt": ".mov",
-}
-
-
-def _output_name(source: Path) -> str:
-    return source.stem + _H264_HOMES.get(source.suffix.lower(), source.suffix)
-
-
-def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
-    """What to write where, from the command line's paths.
-
-    - `out_dir` given: every path is an input (folders are expanded to their
-      videos and images); outputs are out_dir/<input name>, but types that
-      cannot hold H.264 become .mkv (.gif: .mp4; _H264_HOMES).
-    - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
-      OUTPUT, means files into that folder; otherwise OUTPUT is the file.
-    Returns (jobs, batch): batch is True when several files may be written.
-    """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise InputError("no input given")
-    if out_dir is None:
-        if len(paths) != 2:
-            raise InputError(
-                "give INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or several inputs with --out-dir"
-                if len(paths) > 2 else f"{paths[0]}: no output given (add an output path or --out-dir)"
-            )
-        source, target = paths
-        if not (source.is_dir() or target.is_dir()):
-            return [Job(source, target)], False
-        paths, out_dir = [source], target
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: output folder is a file")
-    if not out_dir.exists() and is_media_path(out_dir):
-        # `apply scans/ film.mp4` would make a folder named film.mp4.
-        raise OutputError(f"{out_dir}: a folder's videos and images are colorized one by one into a folder; "
-                          "give a folder name, not a file name")
-    sources = []
-    for path in paths:
-        if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():
-            raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
-        sources.extend(_folder_media(path) if path.is_dir() else [path])
-    jobs = [Job(source, out_dir / _output_name(source)) for source in sources]
-    names = [job.output for job in jobs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise OutputError(f"{duplicate}: several inputs would be written to this same output")
-    return jobs, True
-
-
-@dataclass(frozen=True)
-class Result:
-    source: str
-    output: str
-    status: str  # "done", "skipped" or "failed"
-    frames: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-
-
-def colorize_jobs(
-    colorizer: Colorizer,
-    jobs: Sequence[Job],
-    *,
-    overwrite: bool = False,
-    skip_existing: bool = False,
-    progress: bool = True,
-    report: Callable[[Result], None] = lambda result: None,
-    excerpt: Excerpt | None = None,
-) -> list[Result]:
-    """Run every job; a failing file is reported and the rest still run.
-
-    Results come (and `report` is called) in job order. Photos run
-    `networks_in_flight + 1` at a time, so that reading and writing one
-    overlaps the network on others: one photo leaves cores idle, as one
-    forward does (on this 2-core CPU: 33 ms a photo alone, 22-24 three at
-    a time). A video runs on its own, after the photos before it.
-    """
-    if overwrite and skip_existing:
-        raise InputError("--overwrite and --skip-existing contradict each other")
-    results: list[Result] = []
-    running: collections.deque = collections.deque()  # photos' futures, oldest first
-    photos_at_once = colorizer.networks_in_flight + 1
-
-    def record(result: Result) -> None:
-        results.append(result)
-        report(result)
-
-    def settle(keep: int) -> None:
-        while len(running) > keep:
-            record(running.popleft().result())
-
-    pool = ThreadPoolExecutor(photos_at_once, thread_name_prefix="photo")
-    jobs, index = list(jobs), 0
-    try:
-        while index < len(jobs):
-            job = jobs[index]
-            sequence = _sequence_run(jobs, index, skip_existing) if colorizer.config.smoothing else []
-            if skip_existing and job.output.exists():
-                settle(0)
-                record(Result(str(job.source), str(job.output), "skipped"))
-            elif len(sequence) > 1:
-                settle(0)
-                for result in _guarded_sequence(colorizer, sequence, overwrite):
-                    record(result)
-                index += len(sequence)
-                continue
-            elif video.is_image_path(job.source):
-                running.append(pool.submit(_run_job, colorizer, job, overwrite, progress))
-                settle(photos_at_once)
-            else:
-                settle(0)
-                record(_run_job(colorizer, job, overwrite, progress, excerpt))
-            index += 1
-        settle(0)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
-    return results
-
-
-def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[Job]:
-    """The jobs from `start` on that are frames of one numbered photo sequence."""
-    key = _sequence_key(jobs[start].source)
-    run = []
-    for job in jobs[start:]:
-        if key is None or _sequence_key(job.source) != key or (skip_existing and job.output.exists()):
-            break
-        run.append(job)
-    return run
-
-
-def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool) -> Iterator[Result]:
-    """colorize_photo_sequence, whose unexpected errors fail the frames not yet done, not the batch."""
-    done = 0
-    try:
-        for result in colorize_photo_sequence(colorizer, jobs, overwrite=overwrite):
-            done += 1
-            yield result
-    except Exception as exc:  # a bug or a codec error must not stop the batch
-        log.debug("failed on the sequence from %s", jobs[done].source, exc_info=True)
-        for job in jobs[done:]:
-            yield Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool,
-             excerpt: Excerpt | None = None) -> Result:
-    try:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress,
-                             excerpt=excerpt)
-        return Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
-    except FramecolorError as exc:
-        return Result(str(job.source), str(job.output), "failed", error=str(exc))
-    except Exception as exc:  # a bug or a codec error on one file must not stop the batch
-        log.debug("failed on %s", job.source, exc_info=True)
-        return Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def summary(results: Sequence[Result], seconds: float | None = None) -> str:
-    """One line of counts; `seconds` is the batch's wall time (photos overlap,
-    so their own times add up to more), else the files' times summed."""
-    counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped", "failed")}
-    frames = sum(r.frames for r in results)
-    seconds = sum(r.seconds for r in results) if seconds is None else seconds
-    return (f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-            f"({frames} frames in {seconds:.1f} s)")

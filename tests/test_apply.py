@@ -21,7 +21,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from framecolor import apply, color, metrics, smoothing, video
+from framecolor import apply, batch, color, metrics, smoothing, video
 from framecolor.errors import InputError, ModelFileError, OutputError
 from tests import media
 
@@ -403,8 +403,8 @@ def test_numbered_photos_are_smoothed_as_a_films_frames(colorizer, tmp_path):
     frames.append(tmp_path / "scan" / "scan_0009.png")
     change = {}
     for strength in (0.0, CONFIG.smoothing, 0.99):  # off (photo by photo), the default, nearly a constant color
-        jobs, _ = apply.plan_jobs([tmp_path / "scan", tmp_path / f"out{strength}"])
-        results = apply.colorize_jobs(colorizer.reconfigured(smoothing=strength), jobs, progress=False)
+        jobs, _ = batch.plan_jobs([tmp_path / "scan", tmp_path / f"out{strength}"])
+        results = batch.colorize_jobs(colorizer.reconfigured(smoothing=strength), jobs, progress=False)
         assert [(r.source, r.status) for r in results] == [(str(f), "done") for f in frames[:8]] + [
             (str(frames[8]), "failed")]
         outputs = [video.read_image(tmp_path / f"out{strength}" / f.name) for f in frames[:8]]
@@ -691,7 +691,7 @@ def test_strength_zero_is_identity():
 
 
 def test_every_video_type_a_batch_takes_gets_an_output_type_that_holds_h264(tmp_path):
-    outputs = {apply._output_name(tmp_path / f"clip{suffix}").rpartition(".")[2] for suffix in apply.VIDEO_SUFFIXES}
+    outputs = {batch._output_name(tmp_path / f"clip{suffix}").rpartition(".")[2] for suffix in batch.VIDEO_SUFFIXES}
     for suffix in sorted(outputs):
         with video.VideoWriter(tmp_path / f"clip.{suffix}", width=64, height=48, fps=25,
                                time_base=Fraction(1, 25)) as writer:
@@ -704,29 +704,29 @@ def test_plan_jobs(tmp_path):
     a, b = tmp_path / "a.mp4", tmp_path / "b.png"
     a.touch(), b.touch()
     (tmp_path / "notes.txt").touch()
-    assert apply.plan_jobs([a, tmp_path / "o.mp4"]) == ([apply.Job(a, tmp_path / "o.mp4")], False)
+    assert batch.plan_jobs([a, tmp_path / "o.mp4"]) == ([batch.Job(a, tmp_path / "o.mp4")], False)
     out = tmp_path / "out"
-    assert apply.plan_jobs([a, b], out) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
-    assert apply.plan_jobs([tmp_path, out]) == ([apply.Job(a, out / "a.mp4"), apply.Job(b, out / "b.png")], True)
+    assert batch.plan_jobs([a, b], out) == ([batch.Job(a, out / "a.mp4"), batch.Job(b, out / "b.png")], True)
+    assert batch.plan_jobs([tmp_path, out]) == ([batch.Job(a, out / "a.mp4"), batch.Job(b, out / "b.png")], True)
     webm, gif = tmp_path / "c.webm", tmp_path / "d.gif"
     webm.touch(), gif.touch()
-    assert apply.plan_jobs([webm, gif], out)[0] == [apply.Job(webm, out / "c.mkv"), apply.Job(gif, out / "d.mp4")]
+    assert batch.plan_jobs([webm, gif], out)[0] == [batch.Job(webm, out / "c.mkv"), batch.Job(gif, out / "d.mp4")]
     with pytest.raises(OutputError, match="output folder is the input folder"):
-        apply.plan_jobs([tmp_path, tmp_path])
+        batch.plan_jobs([tmp_path, tmp_path])
     webm.unlink(), gif.unlink()
     with pytest.raises(InputError, match="no output"):
-        apply.plan_jobs([a])
+        batch.plan_jobs([a])
     with pytest.raises(InputError, match="--out-dir"):
-        apply.plan_jobs([a, b, a])
+        batch.plan_jobs([a, b, a])
     with pytest.raises(OutputError, match="same output"):
-        apply.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
+        batch.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
     with pytest.raises(OutputError, match="film.mp4: .* into a folder; give a folder name, not a file name"):
-        apply.plan_jobs([tmp_path, tmp_path / "film.mp4"])  # would make a folder called film.mp4
+        batch.plan_jobs([tmp_path, tmp_path / "film.mp4"])  # would make a folder called film.mp4
     assert not (tmp_path / "film.mp4").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no videos or images"):
-        apply.plan_jobs([empty, out])
+        batch.plan_jobs([empty, out])
 
 
 def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path):
@@ -736,17 +736,17 @@ def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path
     broken = tmp_path / "in" / "broken.png"
     broken.write_bytes(b"not a picture")
     sources = [photos[0], photos[1], broken, clip, photos[2], photos[3], photos[4]]
-    jobs = [apply.Job(source, tmp_path / "out" / source.name) for source in sources]
+    jobs = [batch.Job(source, tmp_path / "out" / source.name) for source in sources]
     reported = []
     colorizer = colorizer.reconfigured(smoothing=0.0)  # img_1..img_5 would be a sequence, smoothed as one
-    results = apply.colorize_jobs(colorizer, jobs, progress=False, report=reported.append)
+    results = batch.colorize_jobs(colorizer, jobs, progress=False, report=reported.append)
     assert [r.source for r in reported] == [r.source for r in results] == [str(s) for s in sources]
     assert [r.status for r in results] == ["done", "done", "failed", "done", "done", "done", "done"]
     assert video.probe(tmp_path / "out" / clip.name).frame_count == 12
     for photo in photos:  # PNG is lossless: exactly what one photo at a time gives
         expected = colorizer.colorize_rgb(video.read_image(photo))
         np.testing.assert_array_equal(video.read_image(tmp_path / "out" / photo.name), expected)
-    assert apply.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
+    assert batch.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
 
 
 def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4, tmp_path):

@@ -71,6 +71,7 @@ def apply(
     from dataclasses import replace
 
     from framecolor import apply as pipeline
+    from framecolor import batch as several
     from framecolor import video
     from framecolor.errors import InputError
 
@@ -87,7 +88,7 @@ def apply(
     }
     config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
     excerpt = None if start is None and duration is None else pipeline.Excerpt(start or 0.0, duration)
-    jobs, batch = pipeline.plan_jobs(paths, out_dir)
+    jobs, batch = several.plan_jobs(paths, out_dir)
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
     if not batch:  # one file: its error is the command's error
@@ -112,11 +113,11 @@ def apply(
             typer.echo(f"{result.status}: {result.source} -> {result.output}", err=True)
 
     started = time.perf_counter()
-    results = pipeline.colorize_jobs(
+    results = several.colorize_jobs(
         colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report,
         excerpt=excerpt,
     )
-    typer.echo(pipeline.summary(results, time.perf_counter() - started), err=True)
+    typer.echo(several.summary(results, time.perf_counter() - started), err=True)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
