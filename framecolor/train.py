@@ -788,7 +788,6 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
     return state
 
 
-@functools.lru_cache(maxsize=4)
 def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss: str, mesh: Mesh, frozen: frozenset,
                    bin_weights: tuple | None = None):
     """``make_steps`` memoized, so repeated ``train`` calls in one process compile once.
@@ -796,6 +795,13 @@ def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss:
     The learning rate is not part of the key: it lives in the optimizer state
     (inject_hyperparams), so one compiled step serves every LR.
     """
+    # lru_cache tells f(a) from f(a, None): every caller reaches it with all
+    # arguments, or one that left out bin_weights would compile the steps again.
+    return _compiled_steps(model_config, clip_norm, size, loss, mesh, frozenset(frozen), bin_weights)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_steps(model_config, clip_norm, size, loss, mesh, frozen, bin_weights):
     model = build_colorizer(model_config)
     tx = make_optimizer(1e-3, clip_norm)
     return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen,
