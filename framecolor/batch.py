@@ -49,7 +49,9 @@ def is_media_path(path) -> bool:
 
 
 def _folder_media(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_media_path(p))
+    # In natural order (frame_2 before frame_10): a numbered sequence is smoothed in that order.
+    files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_media_path(p)),
+                   key=video.natural_key)
     if not files:
         raise InputError(f"{folder}: no videos or images in this folder")
     return files

@@ -720,6 +720,12 @@ def test_plan_jobs(tmp_path):
         batch.plan_jobs([a, b, a])
     with pytest.raises(OutputError, match="same output"):
         batch.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n in (10, 2, 1):
+        (frames / f"frame_{n}.png").touch()
+    assert [job.source.name for job in batch.plan_jobs([frames, out])[0]] == ["frame_1.png", "frame_2.png",
+                                                                              "frame_10.png"]
     with pytest.raises(OutputError, match="film.mp4: .* into a folder; give a folder name, not a file name"):
         batch.plan_jobs([tmp_path, tmp_path / "film.mp4"])  # would make a folder called film.mp4
     assert not (tmp_path / "film.mp4").exists()

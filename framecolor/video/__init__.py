@@ -33,6 +33,7 @@ from framecolor.video.photos import (
     describe_photo,
     is_image_path,
     list_images,
+    natural_key,
     read_image,
     read_photo,
     write_image,
@@ -55,5 +56,5 @@ __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
     "check_encoder", "check_output_path", "describe", "describe_photo", "display_rotation", "encoder_options", "is_image_path",
-    "list_images", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "write_image", "write_photo",
+    "list_images", "natural_key", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "write_image", "write_photo",
 ]

@@ -30,7 +30,7 @@ def is_image_path(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _natural_key(path: Path):
+def natural_key(path: Path):
     # frame_2 before frame_10, as a person numbering files expects.
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -41,7 +41,7 @@ def list_images(folder) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"no such folder: {folder}")
     files = [p for p in folder.iterdir() if p.is_file() and is_image_path(p) and not p.name.startswith(".")]
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=natural_key)
 
 
 def _decode_image(path: Path):
