@@ -186,13 +186,22 @@ def colorize_jobs(
 
 
 def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[Job]:
-    """The jobs from `start` on that are frames of one numbered photo sequence."""
+    """The jobs from `start` on that are frames of one numbered photo sequence:
+    named alike and of one size, as a scanned film's frames are. Numbered
+    photos of many sizes (an album scanned photo by photo) are not a film,
+    and would each run the network on a batch of padding."""
     key = _sequence_key(jobs[start].source)
-    run = []
+    if key is None:
+        return []
+    run, size = [], None
     for job in jobs[start:]:
-        if key is None or _sequence_key(job.source) != key or (skip_existing and job.output.exists()):
+        if _sequence_key(job.source) != key or (skip_existing and job.output.exists()):
+            break
+        job_size = video.stored_size(job.source)
+        if job_size is None or (size is not None and job_size != size):
             break
         run.append(job)
+        size = job_size
     return run
 
 

@@ -421,6 +421,18 @@ def test_numbered_photos_are_smoothed_as_a_films_frames(colorizer, tmp_path):
     assert change[CONFIG.smoothing] - floor < 0.2 * (change[0.0] - floor)
 
 
+def test_numbered_photos_of_many_sizes_are_not_a_film(colorizer, tmp_path, monkeypatch):
+    # An album scanned photo by photo is numbered too; its photos go one by
+    # one, not through the sequence path (where each would fill a batch).
+    album = tmp_path / "album"
+    album.mkdir()
+    for n, size in enumerate([(64, 48), (48, 64), (40, 30)], 1):
+        media.make_photo(album / f"scan_{n}.png", media.frame_image(n, *size), "rgb24", "rgb24")
+    monkeypatch.setattr(batch, "colorize_photo_sequence", lambda *a, **k: pytest.fail("taken as a film"))
+    jobs, _ = batch.plan_jobs([album, tmp_path / "out"])
+    assert [r.status for r in batch.colorize_jobs(colorizer, jobs, progress=False)] == ["done"] * 3
+
+
 def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip, tmp_path):
     # 12 frames, batches of 4: with two forwards at once the second batch's
     # may finish first; the video must not change.

@@ -36,6 +36,7 @@ from framecolor.video.photos import (
     natural_key,
     read_image,
     read_photo,
+    stored_size,
     write_image,
     write_photo,
 )
@@ -56,5 +57,5 @@ __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
     "check_encoder", "check_output_path", "describe", "describe_photo", "display_rotation", "encoder_options", "is_image_path",
-    "list_images", "natural_key", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "write_image", "write_photo",
+    "list_images", "natural_key", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "stored_size", "write_image", "write_photo",
 ]
