@@ -222,14 +222,15 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
     if not whole:
         return
     stated = _stated_frames(container, stream, path)
-    if stated and decoded < stated:
-        warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
-                      VideoWarning, stacklevel=3)
+    if stated:
+        if decoded < stated:
+            warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
+                          VideoWarning, stacklevel=3)
         return
+    # No frame count in the container: compare how far we got with its duration
+    # (the frame rate reads the file's first packets again, so only here).
     duration = _stream_duration(container, stream)
-    fps = _frame_rate(stream, path)
-    if not stated and duration and fps and last_time is not None:
-        # No frame count in the container: compare how far we got with its duration.
+    if duration and last_time is not None and (fps := _frame_rate(stream, path)):
         if last_time + 2 / fps < duration:
             warnings.warn(f"{path} is truncated or damaged: read {decoded} frames "
                           f"({last_time:.2f} s of {duration:.2f} s)", VideoWarning, stacklevel=3)
