@@ -85,7 +85,11 @@ _ARRAY_FORMATS = {(False, False): "rgb24", (False, True): "rgba", (True, False):
 def read_photo(path) -> Photo:
     """An image file's RGB and transparency, 16 bits a channel where it has
     more than 8 (scans of old photos often do), EXIF turns applied."""
-    frame = _decode_image(Path(path))
+    return _photo(_decode_image(Path(path)))
+
+
+def _photo(frame) -> Photo:
+    """A decoded image frame as a Photo (read_photo)."""
     components = frame.format.components
     deep = max(c.bits for c in components) > 8
     # A palette may hold transparent entries without an alpha component.
@@ -103,7 +107,7 @@ def describe_photo(path) -> list[tuple[str, str]]:
     colorizing it keeps (its size as shown, depth and transparency)."""
     path = Path(path)
     frame = _decode_image(path)
-    photo = read_photo(path)
+    photo = _photo(frame)
     height, width = photo.rgb.shape[:2]
     turned = (width, height) != (frame.width, frame.height)
     return [
