@@ -731,10 +731,11 @@ def _opening_frames(source: Path) -> list[np.ndarray]:
 
 def warn_if_in_color(source: Path, frames: Sequence[np.ndarray]) -> None:
     """Colorizing keeps only the luma: a source that has color loses it, which
-    a user who picked the wrong file (the original, not its gray copy) should hear."""
+    a user who picked the wrong file (the original, not its gray copy) should hear.
+    `frames` are RGB, 8 or 16 bits a channel."""
     from framecolor import metrics
 
-    if any(metrics.chroma_spread(frame) >= metrics.NO_COLOR_SPREAD for frame in frames):
+    if metrics.has_color(frame if frame.dtype == np.uint8 else (frame >> 8).astype(np.uint8) for frame in frames):
         warnings.warn(f"{source} is in color already: its colors are replaced by the model's "
                       "(only its luma is kept)", video.VideoWarning, stacklevel=3)
 
@@ -746,7 +747,7 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
     started = time.perf_counter()
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     photo = video.read_photo(source)
-    warn_if_in_color(source, [photo.rgb if photo.rgb.dtype == np.uint8 else (photo.rgb >> 8).astype(np.uint8)])
+    warn_if_in_color(source, [photo.rgb])
     video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)))
     seconds = time.perf_counter() - started
     return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,

@@ -338,8 +338,7 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
                 yield from flush()
             if state is None:
                 state_shape = shape
-                warn_if_in_color(job.source, [photo.rgb if photo.rgb.dtype == np.uint8
-                                               else (photo.rgb >> 8).astype(np.uint8)])
+                warn_if_in_color(job.source, [photo.rgb])
             lightness, small, size = colorizer.photo_lightness(photo.rgb)
             if state is None:
                 state = smoothing.initial_state(*small.shape)

@@ -142,7 +142,11 @@ def _check_has_color(clip: Path, info, start) -> None:
     clip has none, and its scores (a colorfulness ratio over zero) would mean nothing."""
     every = max(1, info.frame_count // 8)
     frames = video.read_frames(clip, short_side=64, every=every, start=start)
-    if max((metrics.chroma_spread(f.image) for f in frames), default=0.0) < metrics.NO_COLOR_SPREAD:
+    try:
+        colored = metrics.has_color(f.image for f in frames)  # stops at the first frame with color
+    finally:
+        frames.close()
+    if not colored:
         raise InputError(f"{clip} has no color to score against: eval takes color clips and makes them gray "
                          "itself (to colorize a black-and-white video, use framecolor apply)")
 

@@ -146,6 +146,11 @@ def chroma_spread(image) -> float:
     return float((thumb.max(axis=-1) - thumb.min(axis=-1)).mean())
 
 
+def has_color(frames: Iterable) -> bool:
+    """Whether any of `frames` has color (chroma_spread at NO_COLOR_SPREAD or more)."""
+    return any(chroma_spread(frame) >= NO_COLOR_SPREAD for frame in frames)
+
+
 def _histograms(frames: Iterable) -> np.ndarray:
     """(T, 3, 256) per-channel histograms, each normalized by the pixel count."""
     hists = []
