@@ -64,6 +64,11 @@ def frame_image(i: int, width: int, height: int) -> np.ndarray:
     return img
 
 
+def gray(picture: np.ndarray) -> np.ndarray:
+    """An RGB picture without its color: each pixel's channel mean in all three."""
+    return np.repeat(picture.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+
+
 def frame_pts(frames: int, step: int, vfr: bool) -> list[int]:
     """The pts `make_video` gives its frames: regular, or irregular when `vfr`."""
     if not vfr:
@@ -195,7 +200,7 @@ def make_video(
         for i, pts in enumerate(pts_list):
             picture = frame_image(i, width, height)
             if i in colorless:
-                picture = np.repeat(picture.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+                picture = gray(picture)
             picture = np.ascontiguousarray(np.rot90(picture, -turns))
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = pts

@@ -357,16 +357,21 @@ def test_anamorphic_video_keeps_its_pixel_aspect_and_is_rendered_as_shown(colori
     assert colorizer.initial_state(64, 48, pixel_aspect=float(sar)).den.shape == (h, w)
 
 
-def _static_noisy_clip(path, frames=12, seed=0):
-    """One still picture with fresh luma noise in every frame, nearly lossless."""
+def _noisy_stills(frames: int, seed: int = 0):
+    """One still picture, 64x48, with fresh luma noise in each of `frames` copies."""
     rng = np.random.default_rng(seed)
     still = media.frame_image(0, 64, 48).astype(float)
+    for _ in range(frames):
+        yield np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+
+
+def _static_noisy_clip(path, frames=12, seed=0):
+    """_noisy_stills as a video, nearly lossless."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         stream.options = {"qp": "0", "preset": "ultrafast"}
-        for i in range(frames):
-            noisy = np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+        for i, noisy in enumerate(_noisy_stills(frames, seed)):
             frame = av.VideoFrame.from_ndarray(noisy, format="rgb24")
             frame.pts = i
             for packet in stream.encode(frame):
@@ -392,13 +397,9 @@ def test_smoothing_steadies_colors_of_a_static_scene(colorizer, tmp_path):
 def test_numbered_photos_are_smoothed_as_a_films_frames(colorizer, tmp_path):
     # A film scanned to frames: steady colors as a video's, each frame's own
     # lightness kept as a photo's, a broken frame failing alone.
-    rng = np.random.default_rng(0)
-    still = media.frame_image(0, 64, 48).astype(float)
-    frames = []
     (tmp_path / "scan").mkdir()
-    for i in range(1, 9):
-        noisy = np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
-        frames.append(media.make_photo(tmp_path / "scan" / f"scan_{i:04d}.png", noisy, "rgb24", "rgb24"))
+    frames = [media.make_photo(tmp_path / "scan" / f"scan_{i:04d}.png", noisy, "rgb24", "rgb24")
+              for i, noisy in enumerate(_noisy_stills(8), 1)]
     (tmp_path / "scan" / "scan_0009.png").write_bytes(b"not a picture")
     frames.append(tmp_path / "scan" / "scan_0009.png")
     change = {}

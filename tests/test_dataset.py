@@ -57,8 +57,7 @@ def test_frames_and_images_without_color_are_left_out(tmp_path, cache):
     bw = media.make_video(tmp_path / "bw.mp4", frames=12, audio=False, colorless=range(12))
     photos = tmp_path / "photos"
     color = media.make_images(photos, 2, size=(48, 40))
-    gray = np.repeat(media.frame_image(0, 48, 40).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
-    media.make_photo(photos / "z_gray.png", gray, "rgb24", "rgb24")
+    media.make_photo(photos / "z_gray.png", media.gray(media.frame_image(0, 48, 40)), "rgb24", "rgb24")
     with pytest.warns(UserWarning) as caught:
         frameset = dataset.load_frames([film, bw, photos], size=SIZE, frames_per_video=12, dedup_threshold=0.0,
                                        cache_dir=cache)
