@@ -340,6 +340,22 @@ def test_a_video_stored_sideways_is_colored_upright_and_still_plays_turned(color
     assert np.abs(turned - expected).max() <= 1
 
 
+def test_a_strip_far_wider_than_film_is_rendered_on_a_shorter_short_side():
+    # 16:9 and 2.76:1 keep the render size as their short side.
+    assert apply.render_shape(1280, 720, 224) == (224, 400)
+    assert apply.render_shape(2760, 1000, 224)[0] == 224
+    cap = 224 * 224 * apply.MAX_RENDER_ASPECT
+    for width, height in ((1280, 32), (32, 1280), (1000, 100)):
+        h, w = apply.render_shape(width, height, 224)
+        # the area of a MAX_RENDER_ASPECT frame, unless the backbone's
+        # smallest input holds the short side (a 1280x32 strip was 224x8960)
+        assert h * w <= cap * 1.05 or min(h, w) == 80  # 1.05: sides rounded to 8
+        assert h * w < 224 * 8960 / 7
+        assert min(h, w) >= apply.MIN_RENDER_SIZE
+        assert max(h, w) / min(h, w) == pytest.approx(max(width, height) / min(width, height), rel=0.05)
+        assert (h > w) == (height > width)
+
+
 def test_anamorphic_video_keeps_its_pixel_aspect_and_is_rendered_as_shown(colorizer, tmp_path):
     """DVD and DV video stores 720x480 pixels that players widen (or narrow) to 4:3 or 16:9."""
     sar = Fraction(32, 27)  # NTSC 16:9: 64x48 stored shows as 76x48
