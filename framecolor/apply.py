@@ -456,19 +456,16 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return _END
 
 
-def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, stop: threading.Event,
-            luma: str = "luma", span: tuple[float, float | None] | None = None) -> None:
-    """Decode thread: prepare(frames) for lists of up to batch_size Frames (`luma` planes), then _END.
+def _decode(read: Callable[[], Iterator], info, batch_size: int, prepare: Callable, out: queue.Queue,
+            stop: threading.Event, span: tuple[float, float | None] | None = None) -> None:
+    """Decode thread: prepare(frames) for lists of up to batch_size of `read()`'s Frames, then _END.
 
     A video that stops decoding early is an error here, not a warning: a
     shorter output with the audio of the whole would look like success.
     """
     frames = None
     try:
-        # At the probed size, which the writer has: a stream that changes size
-        # mid-way (a broadcast capture) is scaled to it.
-        start, end = span or (None, None)
-        frames = video.read_frames(path, format=luma, size=(info.width, info.height), start=start, end=end)
+        frames = read()
         batch, count, first_time, last_time = [], 0, None, None
         for frame in frames:
             batch.append(frame)
@@ -482,7 +479,7 @@ def _decode(path, info, batch_size: int, prepare: Callable, out: queue.Queue, st
                 batch = []
         problem = _incomplete(info, count, first_time, last_time, span)
         if problem:
-            raise InputError(f"{path} is truncated or damaged: {problem}; nothing written")
+            raise InputError(f"{info.path} is truncated or damaged: {problem}; nothing written")
         if batch and not _put(out, prepare(batch), stop):
             return
         _put(out, _END, stop)
@@ -630,18 +627,72 @@ def colorize_video(
     subtitles copied. An `excerpt` writes that part only, from 0 s, its
     audio and subtitles cut to it. Returns a summary: frames, seconds, fps.
     """
-    from tqdm import tqdm
-
     source, output = Path(source), Path(output)
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     info = video.probe(source)
     span = excerpt.span(info) if excerpt is not None else None
-    config = colorizer.config
-    deep = config.pix_fmt.endswith("10le")
+    luma = _luma_format(colorizer, info, source, output)
+    warn_if_in_color(source, _opening_frames(source))
+
+    def read():
+        # At the probed size, which the writer has: a stream that changes size
+        # mid-way (a broadcast capture) is scaled to it.
+        start, end = span or (None, None)
+        return video.read_frames(source, format=luma, size=(info.width, info.height), start=start, end=end)
+
+    return _colorize_frames(colorizer, info, read, output, copy_streams_from=source, inputs=(source,),
+                            span=span, overwrite=overwrite, progress=progress)
+
+
+def colorize_photo_film(
+    colorizer: Colorizer, folder, output, *, fps=video.DEFAULT_SEQUENCE_FPS, overwrite: bool = False,
+    progress: bool = True, excerpt: Excerpt | None = None,
+) -> dict:
+    """Colorize a folder of numbered photos (a film scanned to frames) into
+    one video file at `fps`, as colorize_video does a file's frames.
+
+    The photos' gray is the video's luma: 8-bit photos' codes exactly, as
+    full-range video (10-bit --pix-fmt: 10-bit video codes, from 16-bit
+    photos at their depth).
+    """
+    folder, output = Path(folder), Path(output)
+    photos = video.photo_film(folder)
+    video.check_output_path(output, inputs=(folder,), overwrite=overwrite)
+    deep = colorizer.config.pix_fmt.endswith("10le")
+    info = video.probe_photo_film(photos, fps, full_range=not deep)
+    span = excerpt.span(info) if excerpt is not None else None
+    _luma_format(colorizer, info, folder, output)
+    opening = video.read_photo_film(photos, fps, format="rgb24", short_side=64, every=5,
+                                    max_frames=_OPENING_FRAMES // 5 + 1)
+    warn_if_in_color(folder, [frame.image for frame in opening])
+
+    def read():
+        start, end = span or (None, None)
+        return video.read_photo_film(photos, fps, format="luma10" if deep else "gray",
+                                     size=(info.width, info.height), start=start, end=end)
+
+    return _colorize_frames(colorizer, info, read, output, inputs=(folder,), span=span,
+                            overwrite=overwrite, progress=progress)
+
+
+def _luma_format(colorizer: Colorizer, info, source: Path, output: Path) -> str:
+    """The frames' luma as the output's pixel format holds it, said where that rounds it."""
+    pix_fmt = colorizer.config.pix_fmt
+    deep = pix_fmt.endswith("10le")
     if info.luma_bits > 8 and not deep:
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
-                      f"to 8 bits (--pix-fmt {config.pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=2)
-    warn_if_in_color(source, _opening_frames(source))
+                      f"to 8 bits (--pix-fmt {pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=3)
+    return "luma10" if deep else "luma"
+
+
+def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], output: Path, *,
+                     copy_streams_from=None, inputs=(), span=None, overwrite=False, progress=True) -> dict:
+    """The pipeline: `read()`'s frames (luma planes shaped as `info` says)
+    colorized into `output`, written as `info`'s video."""
+    from tqdm import tqdm
+
+    source = Path(info.path)
+    config = colorizer.config
     width, height = info.width, info.height
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
@@ -660,10 +711,10 @@ def colorize_video(
         crf=config.crf,
         preset=config.preset,
         pix_fmt=config.pix_fmt,
-        copy_streams_from=source,
+        copy_streams_from=copy_streams_from,
         excerpt=span is not None,
         overwrite=overwrite,
-        inputs=(source,),
+        inputs=inputs,
         matrix=matrix,
     )
     turns = video.quarter_turns(info.rotation)
@@ -689,8 +740,8 @@ def colorize_video(
     bar = tqdm(total=frames or None, unit="frame", desc=source.name, disable=not progress)
     with writer, bar:
         decoder = threading.Thread(
-            target=_decode, args=(source, info, colorizer.batch_size, prepare, prepared_q, stop),
-            kwargs={"luma": "luma10" if deep else "luma", "span": span}, name="decode", daemon=True,
+            target=_decode, args=(read, info, colorizer.batch_size, prepare, prepared_q, stop),
+            kwargs={"span": span}, name="decode", daemon=True,
         )
         encoder = threading.Thread(
             target=_encode, args=(writer, chroma, stop, bar.update, errors), name="encode", daemon=True
@@ -770,8 +821,16 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
 
 
 def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True,
-                  excerpt: Excerpt | None = None) -> dict:
-    """An image or a video, by the source's kind (an excerpt is of videos only)."""
+                  excerpt: Excerpt | None = None, fps=None) -> dict:
+    """An image, a video, or a folder of numbered photos made into a video at
+    `fps` (None: DEFAULT_SEQUENCE_FPS), by the source's kind (an excerpt is
+    of videos only)."""
+    if Path(source).is_dir():
+        return colorize_photo_film(colorizer, source, output, fps=fps or video.DEFAULT_SEQUENCE_FPS,
+                                   overwrite=overwrite, progress=progress, excerpt=excerpt)
+    if fps is not None:
+        raise InputError(f"{source}: a frame rate is given to a folder of numbered photos made into a "
+                         "video; a video keeps its own")
     if video.is_image_path(source):
         return colorize_image(colorizer, source, output, overwrite=overwrite)
     return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)

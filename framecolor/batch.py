@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,7 +78,9 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
       videos and images); outputs are out_dir/<input name>, but types that
       cannot hold H.264 become .mkv (.gif: .mp4; _H264_HOMES).
     - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
-      OUTPUT, means files into that folder; otherwise OUTPUT is the file.
+      OUTPUT, means files into that folder, except a folder INPUT and a
+      video file name OUTPUT (`scans/ film.mp4`): its numbered photos made
+      into that video. Otherwise OUTPUT is the file.
     Returns (jobs, batch): batch is True when several files may be written.
     """
     paths = [Path(p) for p in paths]
@@ -94,12 +95,14 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
         source, target = paths
         if not (source.is_dir() or target.is_dir()):
             return [Job(source, target)], False
+        if source.is_dir() and not target.exists() and target.suffix.lower() in VIDEO_SUFFIXES:
+            return [Job(source, target)], False  # numbered photos made into one video
         paths, out_dir = [source], target
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: output folder is a file")
     if not out_dir.exists() and is_media_path(out_dir):
-        # `apply scans/ film.mp4` would make a folder named film.mp4.
+        # `apply scans/ still.png` would make a folder named still.png.
         raise OutputError(f"{out_dir}: a folder's videos and images are colorized one by one into a folder; "
                           "give a folder name, not a file name")
     sources = []
@@ -190,12 +193,12 @@ def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[
     named alike and of one size, as a scanned film's frames are. Numbered
     photos of many sizes (an album scanned photo by photo) are not a film,
     and would each run the network on a batch of padding."""
-    key = _sequence_key(jobs[start].source)
+    key = video.sequence_key(jobs[start].source)
     if key is None:
         return []
     run, size = [], None
     for job in jobs[start:]:
-        if _sequence_key(job.source) != key or (skip_existing and job.output.exists()):
+        if video.sequence_key(job.source) != key or (skip_existing and job.output.exists()):
             break
         job_size = video.stored_size(job.source)
         if job_size is None or (size is not None and job_size != size):
@@ -347,16 +350,3 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
                 yield from send(batch)
                 batch = []
         yield from flush()
-
-
-# A numbered photo: the stem's text before its last number, which the frames
-# of one scanned film share (scan_000001.tif, reel2-0001.png).
-_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
-
-
-def _sequence_key(path: Path):
-    """What the photos of one numbered sequence share (folder, name before the number, type), or None."""
-    match = _NUMBERED_STEM.fullmatch(path.stem)
-    if match is None or not video.is_image_path(path):
-        return None
-    return path.parent, match.group(1), path.suffix.lower()

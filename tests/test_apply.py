@@ -450,6 +450,61 @@ def test_numbered_photos_of_many_sizes_are_not_a_film(colorizer, tmp_path, monke
     assert [r.status for r in batch.colorize_jobs(colorizer, jobs, progress=False)] == ["done"] * 3
 
 
+def test_numbered_photos_become_one_video_at_the_frame_rate_given(colorizer, tmp_path):
+    # `framecolor apply scans/ film.mp4 --fps 25`: a scanned film as a video.
+    # Unpadded numbers 8..13: string order would put scan_10 first.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    stills = [media.gray(still) for still in _noisy_stills(6)]
+    for n, still in enumerate(stills, 8):
+        media.make_photo(scans / f"scan_{n}.png", still, "rgb24", "rgb24")
+    change = {}
+    for strength in (0.0, CONFIG.smoothing):
+        out = tmp_path / f"film{strength}.mp4"
+        done = apply.colorize_file(colorizer.reconfigured(smoothing=strength), scans, out, progress=False,
+                                   fps=video.frame_rate("25"))
+        assert done["frames"] == 6
+        info = video.probe(out)
+        assert (info.fps, info.frame_count, info.full_range) == (25, 6, True)
+        assert [f.time for f in video.read_frames(out, format="luma")] == pytest.approx([i / 25 for i in range(6)])
+        # Each photo's gray is its frame's luma, in number order.
+        luma = _luma(out).astype(int)
+        expected = np.stack([still[..., 0] for still in stills]).astype(int)
+        assert np.mean(np.abs(luma - expected) <= 1) >= 0.999
+        change[strength] = metrics.flicker(f.image for f in video.read_frames(out))
+    assert change[CONFIG.smoothing] < 0.5 * change[0.0]  # steadied as a video's colors
+
+
+def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for n, size in enumerate([(64, 48), (64, 48), (48, 64)], 1):
+        media.make_photo(scans / f"scan_{n}.png", media.frame_image(n, *size), "rgb24", "rgb24")
+    out = tmp_path / "film.mp4"
+    with pytest.raises(InputError, match="share one size, but scan_1.png is 64x48 and scan_3.png is 48x64"):
+        apply.colorize_file(colorizer, scans, out, progress=False)
+    (scans / "scan_3.png").rename(scans / "other_3.png")
+    with pytest.raises(InputError, match="other_3.png and scan_1.png are not of one sequence"):
+        apply.colorize_file(colorizer, scans, out, progress=False)
+    (scans / "other_3.png").unlink()
+    media.make_photo(scans / "scan_4.png", media.frame_image(4, 64, 48), "rgb24", "rgb24")
+    with pytest.warns(video.VideoWarning, match="skip from 2 to 4"):
+        video.photo_film(scans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scans"]  # nothing written
+
+
+def test_a_frame_rate_is_for_photos_made_into_a_video(clip, tmp_path):
+    assert video.frame_rate("29.97") == Fraction(30000, 1001)
+    assert video.frame_rate("24") == 24 and video.frame_rate("12.5") == Fraction(25, 2)
+    for text in ("abc", "0", "-24"):
+        with pytest.raises(InputError, match="frame rate"):
+            video.frame_rate(text)
+    result = _run_cli(clip, tmp_path / "out.mp4", "--fps", "24")
+    assert result.exit_code == 1
+    assert "error: --fps is the frame rate of a video made from a folder of numbered photos" in result.output
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip, tmp_path):
     # 12 frames, batches of 4: with two forwards at once the second batch's
     # may finish first; the video must not change.
@@ -755,9 +810,11 @@ def test_plan_jobs(tmp_path):
         (frames / f"frame_{n}.png").touch()
     assert [job.source.name for job in batch.plan_jobs([frames, out])[0]] == ["frame_1.png", "frame_2.png",
                                                                               "frame_10.png"]
-    with pytest.raises(OutputError, match="film.mp4: .* into a folder; give a folder name, not a file name"):
-        batch.plan_jobs([tmp_path, tmp_path / "film.mp4"])  # would make a folder called film.mp4
-    assert not (tmp_path / "film.mp4").exists()
+    with pytest.raises(OutputError, match="still.png: .* into a folder; give a folder name, not a file name"):
+        batch.plan_jobs([tmp_path, tmp_path / "still.png"])  # would make a folder called still.png
+    assert not (tmp_path / "still.png").exists()
+    # A folder and a video file name: its numbered photos made into that video.
+    assert batch.plan_jobs([frames, tmp_path / "film.mp4"]) == ([batch.Job(frames, tmp_path / "film.mp4")], False)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no videos or images"):

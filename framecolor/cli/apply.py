@@ -17,9 +17,11 @@ _HELP = """Colorize black-and-white videos or images.
   framecolor apply a.mp4 b.mkv photo.jpg --out-dir colored/
   framecolor apply bw_folder/ colored_folder/
   framecolor apply film.mp4 try.mp4 --start 600 --duration 30
+  framecolor apply scans/ film.mp4 --fps 24
 
 The output keeps the input's size, frames, timing, luminance, audio and
-subtitles; only color is added.
+subtitles; only color is added. A folder of numbered photos (a film scanned
+to frames) given a video file name becomes that video.
 """
 
 
@@ -64,6 +66,10 @@ def apply(
     duration: Optional[float] = typer.Option(
         None, "--duration", "-t", parser=_seconds, metavar="TIME", help="Colorize this long a part of videos."
     ),
+    fps: Optional[str] = typer.Option(
+        None, "--fps", metavar="RATE",
+        help="Frame rate of a video made from numbered photos: 24, 25, 29.97 or 30000/1001 (default: 24).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -88,9 +94,13 @@ def apply(
     }
     config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
     excerpt = None if start is None and duration is None else pipeline.Excerpt(start or 0.0, duration)
+    rate = None if fps is None else video.frame_rate(fps)
     jobs, batch = several.plan_jobs(paths, out_dir)
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
+    if rate is not None and (batch or not jobs[0].source.is_dir()):
+        raise InputError("--fps is the frame rate of a video made from a folder of numbered photos "
+                         "(framecolor apply scans/ film.mp4 --fps 24); videos keep their own")
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
         if skip_existing and job.output.exists():
@@ -100,7 +110,7 @@ def apply(
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         colorizer = pipeline.Colorizer(pipeline.load(model), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
-                                      excerpt=excerpt)
+                                      excerpt=excerpt, fps=rate)
         if not quiet:
             typer.echo(f"{job.output}: {done['frames']} frames in {done['seconds']:.1f} s", err=True)
         return

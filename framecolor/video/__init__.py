@@ -16,6 +16,7 @@ The stage is one package of small modules, each importing only those before it:
     pixels    a decoded frame as a numpy array, upright
     photos    still images in and out, 16 bits and alpha kept
     reader    frames from a video or an image folder, in display order
+    sequences numbered photos (a film scanned to frames) as one video
     writer    VideoWriter: frames out, the source's other streams copied
 """
 
@@ -51,11 +52,19 @@ from framecolor.video.probing import (
     quarter_turns,
 )
 from framecolor.video.reader import Frame, read_frames
+from framecolor.video.sequences import (
+    DEFAULT_SEQUENCE_FPS,
+    frame_rate,
+    photo_film,
+    probe_photo_film,
+    read_photo_film,
+    sequence_key,
+)
 from framecolor.video.writer import VideoWriter
 
 __all__ = [
-    "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
+    "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "DEFAULT_SEQUENCE_FPS", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
-    "check_encoder", "check_output_path", "describe", "describe_photo", "display_rotation", "encoder_options", "is_image_path",
-    "list_images", "natural_key", "probe", "quarter_turns", "read_frames", "read_image", "read_photo", "stored_size", "write_image", "write_photo",
+    "check_encoder", "check_output_path", "describe", "describe_photo", "display_rotation", "encoder_options", "frame_rate", "is_image_path",
+    "list_images", "natural_key", "photo_film", "probe", "probe_photo_film", "quarter_turns", "read_frames", "read_image", "read_photo", "read_photo_film", "sequence_key", "stored_size", "write_image", "write_photo",
 ]

@@ -1,0 +1,155 @@
+"""Numbered photos as one video: a film scanned to frames (scan_000001.tif,
+scan_000002.tif, ...) has no container, so which photos belong together,
+the video they make and its frame rate come from here."""
+
+from __future__ import annotations
+
+import collections
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import av
+
+from framecolor.errors import InputError
+from framecolor.video.encoding import FULL_RANGE
+from framecolor.video.files import VideoWarning
+from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
+from framecolor.video.pixels import _upright
+from framecolor.video.probing import _COMMON_RATES, VideoInfo
+from framecolor.video.reader import Frame
+
+# Scans carry no frame rate; film runs at 24 frames a second.
+DEFAULT_SEQUENCE_FPS = Fraction(24)
+LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
+# 23.98 and 29.97 stand for 24000/1001 and 30000/1001 to within this; 24 and
+# 24000/1001 are five times as far apart.
+_TYPED_RATE_TOLERANCE = 0.0002
+# A numbered photo: the stem's text before its last number, which the frames
+# of one scanned film share (scan_000001.tif, reel2-0001.png).
+_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
+# Photos decoded ahead of the one being read: PyAV's image decoders let go
+# of the GIL, and a 4K TIFF takes tens of milliseconds.
+_READ_AHEAD = 4
+
+
+def frame_rate(text: str) -> Fraction:
+    """A frame rate as people write it ("24", "25", "29.97", "24000/1001"):
+    a rounded NTSC rate is taken as the exact one it stands for."""
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"not a frame rate: {text!r} (write 24, 29.97 or 30000/1001)") from None
+    if rate <= 0:
+        raise InputError(f"a frame rate is more than 0, not {text}")
+    nearest = min(_COMMON_RATES, key=lambda common: abs(common / rate - 1))
+    return nearest if abs(nearest / rate - 1) < _TYPED_RATE_TOLERANCE else rate
+
+
+def sequence_key(path) -> tuple | None:
+    """What the photos of one numbered sequence share (folder, name before the number, type), or None."""
+    path = Path(path)
+    match = _NUMBERED_STEM.fullmatch(path.stem)
+    if match is None or not is_image_path(path):
+        return None
+    return path.parent, match.group(1), path.suffix.lower()
+
+
+def frame_number(path) -> int:
+    return int(_NUMBERED_STEM.fullmatch(Path(path).stem).group(2))
+
+
+def photo_film(folder) -> list[Path]:
+    """The photos of `folder` as one film's frames, in number order.
+
+    InputError unless they are one numbered sequence of one stored size:
+    a video's frames share a size, and photos named apart are not one film.
+    A gap in the numbers (a frame lost in scanning) is a warning, since the
+    video would jump there.
+    """
+    folder = Path(folder)
+    photos = list_images(folder)
+    if not photos:
+        raise InputError(f"{folder}: no photos (.png, .tif, .jpg, ...) to make a video of")
+    example = "numbered photos of one name (scan_0001.tif, scan_0002.tif, ...)"
+    key = sequence_key(photos[0])
+    if key is None:
+        raise InputError(f"{folder}: a video is made of {example}; {photos[0].name} has no number")
+    stray = next((p for p in photos if sequence_key(p) != key), None)
+    if stray is not None:
+        raise InputError(f"{folder}: a video is made of {example}; {photos[0].name} and "
+                         f"{stray.name} are not of one sequence")
+    first = stored_size(photos[0])
+    for photo in photos[1:]:
+        size = stored_size(photo)
+        if size != first:
+            shown = "unreadable" if size is None else f"{size[0]}x{size[1]}"
+            raise InputError(f"{folder}: a video's frames share one size, but {photos[0].name} is "
+                             f"{first[0]}x{first[1]} and {photo.name} is {shown}")
+    numbers = [frame_number(p) for p in photos]
+    gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
+    if gaps:
+        a, b = gaps[0]
+        more = f" (and {len(gaps) - 1} more gaps)" if len(gaps) > 1 else ""
+        warnings.warn(f"{folder}: the frames' numbers skip from {a} to {b}{more}; the video jumps there",
+                      VideoWarning, stacklevel=2)
+    return photos
+
+
+def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_range: bool = True) -> VideoInfo:
+    """The video `photos` make at `fps`: shaped as the first is shown, one
+    frame per photo, pts counting frames (time base 1/fps).
+
+    `full_range` says which luma codes read_photo_film will give (the
+    photos' own gray, 0..255, or 10-bit video codes). A 16-bit photo
+    reports 16-bit luma, so that an 8-bit output says it rounds it.
+    """
+    fps = Fraction(fps)
+    if fps <= 0:
+        raise InputError(f"a frame rate is more than 0, not {float(fps):g}")
+    frame = _decode_image(Path(photos[0]))
+    height, width = _upright(frame, "gray", None, None).shape
+    deep = frame.format.components[0].bits > 8
+    return VideoInfo(
+        path=str(Path(photos[0]).parent), width=width, height=height,
+        frame_count=len(photos), frame_count_exact=True, fps=fps, time_base=1 / fps,
+        duration=float(len(photos) / fps), codec=_codec_name(photos[0]),
+        pix_fmt="gray16le" if deep else "gray", audio=(), subtitles=(),
+        color_range=FULL_RANGE if full_range else LIMITED_RANGE,
+    )
+
+
+def _codec_name(path: Path) -> str:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].codec_context.name
+
+
+def read_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, format: str = "gray",
+                    size=None, short_side=None, start: float | None = None, end: float | None = None,
+                    every: int = 1, max_frames: int | None = None) -> Iterator[Frame]:
+    """Frames of the video `photos` make at `fps`, as video.read_frames gives
+    a file's (format, size, short_side, every, max_frames alike): photo i is
+    at pts i and i/fps seconds; start/end pick the photos in [start, end).
+    A photo that cannot be decoded is an InputError when its turn comes.
+    """
+    fps = Fraction(fps)
+    first = 0 if start is None else max(0, -(-Fraction(start) * fps // 1))
+    stop = len(photos) if end is None else min(len(photos), -(-Fraction(end) * fps // 1))
+    chosen = range(int(first), int(stop), int(every))[:max_frames]
+
+    def decode(i):
+        return _upright(_decode_image(Path(photos[i])), format, size, short_side)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="photo-film") as pool:
+        ahead: collections.deque = collections.deque()
+        indices = iter(chosen)
+        while True:
+            while len(ahead) < _READ_AHEAD and (i := next(indices, None)) is not None:
+                ahead.append((i, pool.submit(decode, i)))
+            if not ahead:
+                return
+            i, image = ahead.popleft()
+            yield Frame(image.result(), i, float(i / fps), i - int(first))
