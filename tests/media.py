@@ -335,3 +335,64 @@ def make_misstated_rate_mkv(path, frames: int = 12, stated: int = 30000) -> Path
             mux(video.encode(frame))
         mux(video.encode(None))
     return path
+
+
+def make_interlaced_video(path, *, top_first: bool = True, frames: int = 8, width: int = 160,
+                          height: int = 96) -> Path:
+    """An interlaced MPEG-2 clip whose fields are 1/50 s apart (a bar moving
+    between them), stored and marked in the given field order, as a DVD or a
+    broadcast is; the order is set on each frame with FFmpeg's setfield."""
+    import av.filter
+
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"flags": "+ildct+ilme", "qscale": "2"}
+        stream.codec_context.field_order = 2 if top_first else 3  # AV_FIELD_TT, AV_FIELD_BB
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=Fraction(1, 25))
+        marker, sink = graph.add("setfield", "tff" if top_first else "bff"), graph.add("buffersink")
+        source.link_to(marker)
+        marker.link_to(sink)
+        graph.configure()
+        for i in range(frames):
+            picture = frame_image(i, width, height)
+            for field in (0, 1):  # each field's lines show the bar where it was at that field's time
+                picture[field::2, :, :] = np.roll(frame_image(i, width, height), 4 * (2 * i + field), axis=1)[field::2]
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            graph.push(frame)
+            for packet in stream.encode(graph.pull()):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def field_dominance(path) -> list[str]:
+    """Each decoded frame's scan as FFmpeg's showinfo tells it: "T" (interlaced,
+    top field first), "B" (bottom first) or "P" (progressive)."""
+    import re
+
+    import av.filter
+    import av.logging
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        source = graph.add_buffer(template=stream)
+        info, sink = graph.add("showinfo"), graph.add("buffersink")
+        source.link_to(info)
+        info.link_to(sink)
+        graph.configure()
+        level = av.logging.get_level()
+        av.logging.set_level(av.logging.INFO)
+        try:
+            with av.logging.Capture() as logs:
+                for frame in container.decode(stream):
+                    graph.push(frame)
+                    graph.pull()
+        finally:
+            av.logging.set_level(level)
+    return [m.group(1) for _, _, line in logs if (m := re.search(r" i:([TBP])", line))]

@@ -356,6 +356,29 @@ def test_a_strip_far_wider_than_film_is_rendered_on_a_shorter_short_side():
         assert (h > w) == (height > width)
 
 
+@pytest.mark.parametrize("top_first", [True, False])
+def test_interlaced_video_keeps_its_fields_and_their_order(colorizer, tmp_path, top_first):
+    # Old TV, DV and DVD are interlaced. Written progressive, a moving edge
+    # combs and players never deinterlace it; in the wrong order, motion
+    # judders once they do.
+    source = media.make_interlaced_video(tmp_path / "tv.mpg", top_first=top_first)
+    mark = "T" if top_first else "B"
+    assert media.field_dominance(source) == [mark] * 8
+    out = tmp_path / "tv.mp4"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    assert media.field_dominance(out) == [mark] * 8
+    assert video.probe(out).field_order == video.probe(source).field_order
+    assert np.mean(np.abs(_luma(out).astype(int) - _luma(source)) <= 1) >= 0.999
+
+
+def test_an_encoder_that_cannot_keep_fields_says_so(colorizer, tmp_path):
+    source = media.make_interlaced_video(tmp_path / "tv.mpg", frames=4)
+    with pytest.warns(video.VideoWarning, match="cannot code an interlaced picture's fields apart"):
+        apply.colorize_video(colorizer.reconfigured(codec="libvpx-vp9", preset=None), source, tmp_path / "tv.webm",
+                             progress=False)
+    assert set(media.field_dominance(tmp_path / "tv.webm")) == {"P"}
+
+
 def test_anamorphic_video_keeps_its_pixel_aspect_and_is_rendered_as_shown(colorizer, tmp_path):
     """DVD and DV video stores 720x480 pixels that players widen (or narrow) to 4:3 or 16:9."""
     sar = Fraction(32, 27)  # NTSC 16:9: 64x48 stored shows as 76x48

@@ -96,6 +96,29 @@ def test_describe_rows(clip, mkv_subs):
     assert "subrip" in dict(video.describe(probe(mkv_subs)))["subtitles"]
 
 
+def test_probe_reads_the_field_order_of_the_frames_not_the_header(tmp_path):
+    assert video.probe(media.make_video(tmp_path / "p.mp4")).field_order == video.encoding.FIELD_PROGRESSIVE
+    top = video.probe(media.make_interlaced_video(tmp_path / "tt.mpg"))
+    assert (top.field_order, top.interlaced) == (video.encoding.FIELD_TT, True)
+    assert ("scan", "interlaced, top field first") in video.describe(top)
+    # NTSC DV is bottom field first, and its frames say so; its header does not.
+    dv = tmp_path / "tape.dv"
+    with av.open(str(dv), "w") as out:
+        stream = out.add_stream("dvvideo", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 720, 480, "yuv411p"
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(media.frame_image(i, 720, 480), format="rgb24")
+            for packet in stream.encode(frame.reformat(format="yuv411p")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with av.open(str(dv)) as container:
+        assert container.streams.video[0].codec_context.field_order != video.encoding.FIELD_BB
+    tape = video.probe(dv)
+    assert tape.field_order == video.encoding.FIELD_BB
+    assert ("scan", "interlaced, bottom field first") in video.describe(tape)
+
+
 def test_describe_marks_estimates():
     info = video.VideoInfo("v.mkv", 2, 2, 10, False, Fraction(25), Fraction(1, 1000), 0.4, "h264", "yuv420p", (), ())
     assert dict(video.describe(info))["frames"] == "~10 (estimated)"

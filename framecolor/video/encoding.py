@@ -61,6 +61,39 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
     return options
 
 
+# FFmpeg's AVFieldOrder: how an interlaced picture's two fields are stored
+# and shown (TB: top coded first, bottom shown first).
+FIELD_UNKNOWN, FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range(6)
+_INTERLACED_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
+# Encoders that code the two fields of a picture apart when asked by flags.
+_FIELD_FLAG_CODECS = frozenset({"mpeg2video", "mpeg4"})
+
+
+def is_interlaced(field_order: int) -> bool:
+    return field_order in _INTERLACED_ORDERS
+
+
+def top_field_first(field_order: int) -> bool:
+    """Is the top field shown first (broadcast HD, DVD; DV shows the bottom first)?"""
+    return field_order in (FIELD_TT, FIELD_BT)
+
+
+def interlaced_options(codec: str, options: dict[str, str], field_order: int) -> dict[str, str] | None:
+    """`options` with the encoder coding each field apart, in `field_order`,
+    or None where it cannot (VP9, AV1, HEVC here): the fields of one picture
+    are 1/50 or 1/60 s apart, and coded as one progressive picture a moving
+    edge becomes a comb that a player, told the video is progressive, never
+    deinterlaces. x264 tries weighted prediction, which it has no interlaced
+    form of, and says so on every run unless it is off."""
+    if codec == "libx264":
+        fields = f"interlaced=1:{'tff' if top_field_first(field_order) else 'bff'}=1:weightp=0"
+        params = options.get("x264-params")
+        return {**options, "x264-params": f"{params}:{fields}" if params else fields}
+    if codec in _FIELD_FLAG_CODECS:
+        return {**options, "flags": "+ildct+ilme"}
+    return None
+
+
 def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:
     """Raise OutputError now if `codec` will not open with these settings.
 

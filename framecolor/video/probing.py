@@ -15,7 +15,14 @@ import av
 import numpy as np
 
 from framecolor.errors import InputError
-from framecolor.video.encoding import FULL_RANGE
+from framecolor.video.encoding import (
+    FIELD_BB,
+    FIELD_PROGRESSIVE,
+    FIELD_TT,
+    FULL_RANGE,
+    is_interlaced,
+    top_field_first,
+)
 from framecolor.video.files import _check_input_file, _open_input
 
 # Counting packets gives the exact frame count where the container does not
@@ -55,6 +62,13 @@ class VideoInfo:
     # Width of a pixel over its height where it is not 1 (anamorphic DVD and
     # DV video: 720x480 shown at 4:3 or 16:9); None when square or unstated.
     sample_aspect_ratio: Fraction | None = None
+    # FFmpeg's AVFieldOrder of the pictures as decoded: FIELD_PROGRESSIVE, or
+    # the order of an interlaced video's two fields (old TV, DV, DVD); 0 unknown.
+    field_order: int = 0
+
+    @property
+    def interlaced(self) -> bool:
+        return is_interlaced(self.field_order)
 
     @property
     def luma_bits(self) -> int:
@@ -288,18 +302,17 @@ def _rotation_matrix(rotation: int) -> tuple[int, ...]:
     return (round(c * 65536), round(-s * 65536), 0, round(s * 65536), round(c * 65536), 0, 0, 0, 1 << 30)
 
 
-def _display_matrix(container, stream) -> tuple[int, ...] | None:
-    """The display matrix that decoded frames carry (FFmpeg puts the stream's on each).
-
-    PyAV reads it only from frames, so this decodes the first one; a file
-    that cannot decode has none here and fails later, where it is read.
-    """
+def _first_frame(container, stream):
+    """The first decoded frame; None for a file that cannot decode (it fails later, where it is read)."""
     try:
-        frame = next(container.decode(stream), None)
+        return next(container.decode(stream), None)
     except av.error.FFmpegError:
         return None
-    if frame is None:
-        return None
+
+
+def _display_matrix(frame) -> tuple[int, ...] | None:
+    """The display matrix that decoded frames carry (FFmpeg puts the stream's
+    on each; PyAV reads it only from frames)."""
     try:
         for side_data in frame.side_data:
             if side_data.type.name == "DISPLAYMATRIX" and len(bytes(side_data)) == 36:
@@ -313,7 +326,7 @@ def _display_matrix(container, stream) -> tuple[int, ...] | None:
 
 
 def probe(path) -> VideoInfo:
-    """Describe a video file, decoding at most its first frame (for the display matrix).
+    """Describe a video file, decoding at most its first frame (display matrix, field order).
 
     The frame count is exact when the container states it (MP4/MOV sample
     tables, mkvmerge's NUMBER_OF_FRAMES tag) or, for files up to
@@ -347,7 +360,7 @@ def probe(path) -> VideoInfo:
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             color_range=int(getattr(cc, "color_range", 0) or 0),
-            display_matrix=_first_display_matrix(path),
+            **_first_frame_facts(path, stated_field_order=cc.field_order),
             sample_aspect_ratio=_sample_aspect_ratio(stream),
         )
 
@@ -357,9 +370,55 @@ def _sample_aspect_ratio(stream) -> Fraction | None:
     return Fraction(sar) if sar and sar > 0 and sar != 1 else None
 
 
-def _first_display_matrix(path: Path) -> tuple[int, ...] | None:
+def _first_frame_facts(path: Path, stated_field_order: int) -> dict:
+    """The display matrix and field order that the first decoded frame shows.
+
+    A header's field order is not the pictures': soft-telecined film on a
+    DVD is stated top-field-first and decodes to progressive frames. So a
+    video counts as interlaced where its first frame decodes as such, in the
+    stated order (top field first where none is stated, as HD broadcast is).
+    """
     with _open_input(path) as container:  # a fresh read: probing may have demuxed to the end
-        return _display_matrix(container, _video_stream(container, path))
+        frame = _first_frame(container, _video_stream(container, path))
+    if frame is None:
+        return {"display_matrix": None, "field_order": 0}
+    order = FIELD_PROGRESSIVE
+    if frame.interlaced_frame:
+        order = _frame_field_order(frame) or (stated_field_order if is_interlaced(stated_field_order) else FIELD_TT)
+    return {"display_matrix": _display_matrix(frame), "field_order": order}
+
+
+def _frame_field_order(frame) -> int | None:
+    """FIELD_TT or FIELD_BB as an interlaced frame's own mark says; None if unread.
+
+    Headers get this wrong (a DV file, bottom field first by its standard,
+    is stated top-field-first), and a wrong order makes motion judder back
+    and forth once deinterlaced. PyAV does not read the mark, but FFmpeg's
+    showinfo filter logs it ("i:T" or "i:B"), so the frame passes through
+    one with its log captured (FFmpeg logs only while a level is set).
+    """
+    import av.filter
+    import av.logging
+
+    level = av.logging.get_level()
+    try:
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                  time_base=Fraction(1, 1))
+        shown, sink = graph.add("showinfo"), graph.add("buffersink")
+        source.link_to(shown)
+        shown.link_to(sink)
+        graph.configure()
+        av.logging.set_level(av.logging.INFO)
+        with av.logging.Capture() as logs:
+            graph.push(frame)
+            graph.pull()
+    except (av.error.FFmpegError, ValueError):
+        return None
+    finally:
+        av.logging.set_level(level)
+    marks = {match.group(1) for *_, line in logs if (match := re.search(r" i:([TB])\b", line))}
+    return {"T": FIELD_TT, "B": FIELD_BB}[marks.pop()] if len(marks) == 1 else None
 
 
 def _count_packets(container, stream) -> int:
@@ -410,6 +469,8 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
         *([("display", f"rotated {info.rotation} degrees counter-clockwise")] if info.rotation else []),
         *([("pixel aspect", _describe_sar(info))] if info.sample_aspect_ratio else []),
+        *([("scan", f"interlaced, {'top' if top_field_first(info.field_order) else 'bottom'} field first")]
+          if info.interlaced else []),
         ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
         ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
     ]

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import av
 
 from framecolor.errors import InputError
-from framecolor.video.encoding import FULL_RANGE
+from framecolor.video.encoding import FIELD_PROGRESSIVE, FULL_RANGE
 from framecolor.video.files import VideoWarning
 from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
 from framecolor.video.pixels import _upright
@@ -118,7 +118,7 @@ def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_r
         frame_count=len(photos), frame_count_exact=True, fps=fps, time_base=1 / fps,
         duration=float(len(photos) / fps), codec=_codec_name(photos[0]),
         pix_fmt="gray16le" if deep else "gray", audio=(), subtitles=(),
-        color_range=FULL_RANGE if full_range else LIMITED_RANGE,
+        color_range=FULL_RANGE if full_range else LIMITED_RANGE, field_order=FIELD_PROGRESSIVE,
     )
 
 
