@@ -201,6 +201,19 @@ def test_a_header_that_misstates_the_frame_rate_is_not_taken_at_its_word(coloriz
     assert float(video.probe(out).fps) == pytest.approx(30000 / 1001, rel=0.005)  # its frames' millisecond times
 
 
+def test_an_mpeg_ps_that_stamps_few_packets_keeps_its_stated_rate(colorizer, tmp_path):
+    # MPEG-PS stamps a packet only where a pack starts: here 2 of 10, 0.16 s
+    # apart. Taken as the frames' rate (6.25/s), the gaps were filled at that
+    # rate and the pipeline stopped on a traceback ("pts must increase").
+    source = media.make_video(tmp_path / "dvd.mpg", frames=10, rate=Fraction(25), bframes=2, audio=False)
+    with av.open(str(source)) as container:
+        assert sum(p.pts is not None for p in container.demux(video=0) if p.size) < 10
+    assert video.probe(source).fps == 25
+    out = tmp_path / "out.mkv"
+    apply.colorize_video(colorizer, source, out, progress=False)
+    assert [f.time for f in video.read_frames(out, format="luma")] == pytest.approx([i / 25 for i in range(10)])
+
+
 def test_an_mp4_cut_without_reencoding_is_colored_whole(colorizer, tmp_path):
     whole = media.make_video(tmp_path / "whole.mp4", frames=24, rate=Fraction(25), keyint=12, audio=False)
     source = media.cut_without_reencoding(whole, tmp_path / "cut.mp4", hidden=3)

@@ -261,16 +261,21 @@ def _frame_rate(stream, path: Path | None = None) -> Fraction:
 
 
 def _packet_rate(path: Path, index: int) -> Fraction | None:
-    """Frames per second over the first _RATE_PACKETS timestamped packets of stream `index`."""
+    """Frames per second over the first _RATE_PACKETS packets of stream `index`;
+    None where one has no timestamp (MPEG-PS stamps a packet only where a
+    pack starts, so the stamped ones are not the frames' rate)."""
     times = []
     try:
         with av.open(str(path)) as container:
             stream = container.streams[index]
             for packet in container.demux(stream):
-                if packet.size and packet.pts is not None:
-                    times.append(packet.pts)
-                    if len(times) == _RATE_PACKETS:
-                        break
+                if not packet.size:
+                    continue
+                if packet.pts is None:
+                    return None
+                times.append(packet.pts)
+                if len(times) == _RATE_PACKETS:
+                    break
             span = (max(times) - min(times)) * stream.time_base if len(times) > 1 else 0
     except av.error.FFmpegError:
         return None  # damaged: the header stands, and decoding will tell
