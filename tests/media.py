@@ -396,3 +396,30 @@ def field_dominance(path) -> list[str]:
         finally:
             av.logging.set_level(level)
     return [m.group(1) for _, _, line in logs if (m := re.search(r" i:([TBP])", line))]
+
+
+def with_cover(source, path, size: int = 32) -> tuple[Path, bytes]:
+    """`source` remuxed into `path` with a JPEG cover picture (an attached
+    picture stream, as MP4s from stores and taggers carry); returns the path
+    and the picture's bytes."""
+    context = av.CodecContext.create("mjpeg", "w")
+    context.width = context.height = size
+    context.pix_fmt, context.time_base = "yuvj420p", Fraction(1, 25)
+    still = av.VideoFrame.from_ndarray(frame_image(0, size, size), format="rgb24").reformat(format="yuvj420p")
+    picture = bytes([*context.encode(still), *context.encode(None)][0])
+    path = Path(path)
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = size
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        out.start_encoding()
+        packet = av.Packet(picture)
+        packet.stream, packet.pts, packet.dts = cover, 0, 0
+        out.mux(packet)
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    return path, picture

@@ -214,6 +214,21 @@ def test_an_mpeg_ps_that_stamps_few_packets_keeps_its_stated_rate(colorizer, tmp
     assert [f.time for f in video.read_frames(out, format="luma")] == pytest.approx([i / 25 for i in range(10)])
 
 
+def test_a_cover_picture_is_kept_where_the_output_holds_one(colorizer, tmp_path):
+    source, picture = media.with_cover(media.make_video(tmp_path / "plain.mp4"), tmp_path / "song.mp4")
+    for suffix in (".mp4", ".mkv"):  # MP4's attached picture; Matroska's cover.jpg attachment
+        out = tmp_path / f"out{suffix}"
+        apply.colorize_video(colorizer, source, out, progress=False)
+        with av.open(str(out)) as container:
+            covers = [s for s in container.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+            assert len(covers) == 1 and len(container.streams.video) == 2
+            assert [bytes(p) for p in container.demux(covers[0]) if p.size] == [picture]
+        times = [[f.time for f in video.read_frames(path, format="luma")] for path in (source, out)]
+        assert times[1] == pytest.approx(times[0], abs=1e-3)
+    with pytest.warns(video.VideoWarning, match="skipping the cover picture .* a .ts file cannot hold it"):
+        apply.colorize_video(colorizer, source, tmp_path / "out.ts", progress=False)
+
+
 def test_an_mp4_cut_without_reencoding_is_colored_whole(colorizer, tmp_path):
     whole = media.make_video(tmp_path / "whole.mp4", frames=24, rate=Fraction(25), keyint=12, audio=False)
     source = media.cut_without_reencoding(whole, tmp_path / "cut.mp4", hidden=3)

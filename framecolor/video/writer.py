@@ -43,7 +43,27 @@ from framecolor.video.files import (
 )
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, _codec_name, _video_stream
+from framecolor.video.probing import VideoInfo, _codec_name, _is_attached_picture, _video_stream
+
+# Cover pictures Matroska holds as attachments, by codec, and their types.
+_COVER_SUFFIXES = {"mjpeg": ".jpg", "png": ".png"}
+_IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def _add_cover_stream(container, stream):
+    copy = container.add_stream_from_template(stream)
+    copy.disposition = av.stream.Disposition.attached_pic
+    return copy
+
+
+def _cover_bytes(source: Path, index: int) -> bytes | None:
+    """The picture of attached-picture stream `index` (FFmpeg hands it out first, untimed)."""
+    with _open_input(source) as container:
+        for packet in container.demux(container.streams[index]):
+            if packet.size:
+                return bytes(packet)
+    return None
+
 
 # Text subtitle codecs, which FFmpeg converts among, and the one each
 # container type that holds none of the others takes.
@@ -334,6 +354,7 @@ class VideoWriter:
             self._out.set_chapters(chapters)
         self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
         self._add_attachments(source)
+        self._add_covers(source)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
@@ -357,10 +378,29 @@ class VideoWriter:
             self._source.close()
             self._source = None
 
+    def _add_covers(self, source: Path) -> None:
+        """A source's cover picture (an attached picture: a one-frame video
+        stream that players show as the file's artwork), copied as MP4 holds
+        it, or as the cover.jpg attachment Matroska players look for.
+        QuickTime's muxer drops it without a word, and others cannot hold it."""
+        covers = [s for s in self._source.streams.video if _is_attached_picture(s)]
+        name = self._out.format.name
+        for stream in covers:
+            codec = _codec_name(stream)
+            suffix = _COVER_SUFFIXES.get(codec)
+            if name in ("mp4", "ipod") and self._header_writes(lambda container: _add_cover_stream(container, stream)):
+                self._copy[stream.index] = _add_cover_stream(self._out, stream)
+            elif name == "matroska" and suffix is not None and (picture := _cover_bytes(source, stream.index)):
+                self._out.add_attachment(f"cover{suffix}", _IMAGE_TYPES[suffix], picture)
+            else:
+                warnings.warn(f"skipping the cover picture ({codec}) of {source}: a {self.path.suffix} file "
+                              "cannot hold it (.mp4 and .mkv can)", VideoWarning, stacklevel=4)
+
     def _add_attachments(self, source: Path) -> None:
         """The files a Matroska source carries (the fonts its ASS subtitles are
-        drawn in, a cover picture), where this container holds them: only
-        Matroska does (WebM's muxer takes them and writes nothing)."""
+        drawn in), where this container holds them: only Matroska does (WebM's
+        muxer takes them and writes nothing). A cover picture is not among
+        them: FFmpeg shows it as a stream (_add_covers)."""
         attachments = [a for a in self._source.streams.attachments if a.name and a.mimetype and a.data]
         if attachments and self._out.format.name != "matroska":
             warnings.warn(f"skipping {len(attachments)} attached file(s) of {source} "
@@ -538,15 +578,15 @@ class VideoWriter:
                 if packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
                 if packet.dts is None:
-                    if packet.pts is None:
+                    if packet.pts is None and not _is_attached_picture(packet.stream):
                         continue  # no time at all: the muxer would reject it
-                    packet.dts = packet.pts
+                    packet.dts = packet.pts = packet.pts or 0  # a cover picture belongs to no time: 0
             stamp = packet.dts if packet.dts is not None else packet.pts
             if until is not None and float(stamp * packet.time_base) > until:
                 self._pending = packet
                 return
             self._pending = None
-            if self._excerpt and not self._shift_into_excerpt(packet):
+            if self._excerpt and not _is_attached_picture(packet.stream) and not self._shift_into_excerpt(packet):
                 continue
             if packet.stream.index in self._reencode:
                 self._reencode_packet(packet)
