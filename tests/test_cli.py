@@ -50,6 +50,15 @@ def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
     assert "frame rate" not in table and "16 bits a channel" in table
 
 
+def test_info_of_numbered_photos_describes_the_video_they_make(tmp_path):
+    for n in (1, 2, 10):
+        media.make_photo(tmp_path / f"scan_{n}.png", media.frame_image(n, 40, 30), "rgb24", "rgb24")
+    table = run("info", tmp_path).output
+    assert "40 x 30" in table and "24 fps" in table and "numbers skip from 2 to 10" in table
+    data = json.loads(run("info", tmp_path, "--json").stdout)
+    assert (data["width"], data["height"], data["frame_count"], data["fps"]) == (40, 30, 3, "24")
+
+
 def test_info_counts_the_seed_models_parameters():
     assert "24,441,256" in run("info", "--decoder", "seed", "--mode", "lab", "--size", 224).output
     assert "24,441,313" in run("info", "--decoder", "seed", "--mode", "rgb", "--size", 224).output

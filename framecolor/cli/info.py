@@ -12,7 +12,7 @@ from framecolor.cli.common import guarded, print_rows
 
 
 def info(
-    path: Optional[Path] = typer.Argument(None, help="A video, image, or .fcm model file."),
+    path: Optional[Path] = typer.Argument(None, help="A video, image, folder of numbered photos, or .fcm model file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     decoder: str = typer.Option("unet", help="Without PATH: the decoder of the model to describe (unet, seed)."),
     mode: str = typer.Option("lab", help="Without PATH: what the model predicts (lab, rgb)."),
@@ -33,13 +33,15 @@ def info(
     else:
         from framecolor import video
 
-        if video.is_image_path(path):
+        # A folder of numbered photos is described as the video `apply scans/ film.mp4` makes of it.
+        described = video.probe_photo_film(video.photo_film(path)) if path.is_dir() else None
+        if described is None and video.is_image_path(path):
             rows = video.describe_photo(path)
         elif as_json:
-            typer.echo(json.dumps(video.probe(path).to_dict(), indent=2))
+            typer.echo(json.dumps((described or video.probe(path)).to_dict(), indent=2))
             return
         else:
-            rows = video.describe(video.probe(path))
+            rows = video.describe(described or video.probe(path))
     if as_json:
         typer.echo(json.dumps(dict(rows), indent=2))
     else:
