@@ -631,7 +631,8 @@ def colorize_video(
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     info = video.probe(source)
     span = excerpt.span(info) if excerpt is not None else None
-    luma = _luma_format(colorizer, info, source, output)
+    _warn_if_rounded(colorizer, info, source, output)
+    luma = "luma10" if colorizer.config.pix_fmt.endswith("10le") else "luma"
     warn_if_in_color(source, _opening_frames(source))
 
     def read():
@@ -661,7 +662,7 @@ def colorize_photo_film(
     deep = colorizer.config.pix_fmt.endswith("10le")
     info = video.probe_photo_film(photos, fps, full_range=not deep)
     span = excerpt.span(info) if excerpt is not None else None
-    _luma_format(colorizer, info, folder, output)
+    _warn_if_rounded(colorizer, info, folder, output)
     opening = video.read_photo_film(photos, fps, format="rgb24", short_side=64, every=5,
                                     max_frames=_OPENING_FRAMES // 5 + 1)
     warn_if_in_color(folder, [frame.image for frame in opening])
@@ -675,14 +676,12 @@ def colorize_photo_film(
                             overwrite=overwrite, progress=progress)
 
 
-def _luma_format(colorizer: Colorizer, info, source: Path, output: Path) -> str:
-    """The frames' luma as the output's pixel format holds it, said where that rounds it."""
+def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:
+    """Say so where an 8-bit output rounds a deeper source's luma."""
     pix_fmt = colorizer.config.pix_fmt
-    deep = pix_fmt.endswith("10le")
-    if info.luma_bits > 8 and not deep:
+    if info.luma_bits > 8 and not pix_fmt.endswith("10le"):
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=3)
-    return "luma10" if deep else "luma"
 
 
 def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], output: Path, *,

@@ -116,13 +116,13 @@ def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_r
     return VideoInfo(
         path=str(Path(photos[0]).parent), width=width, height=height,
         frame_count=len(photos), frame_count_exact=True, fps=fps, time_base=1 / fps,
-        duration=float(len(photos) / fps), codec=_codec_name(photos[0]),
+        duration=float(len(photos) / fps), codec=_photo_codec(photos[0]),
         pix_fmt="gray16le" if deep else "gray", audio=(), subtitles=(),
         color_range=FULL_RANGE if full_range else LIMITED_RANGE, field_order=FIELD_PROGRESSIVE,
     )
 
 
-def _codec_name(path: Path) -> str:
+def _photo_codec(path: Path) -> str:
     with av.open(str(path)) as container:
         return container.streams.video[0].codec_context.name
 
