@@ -21,7 +21,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from framecolor import apply, batch, color, metrics, smoothing, video
+from framecolor import apply, batch, color, inference, metrics, smoothing, video
 from framecolor.errors import InputError, ModelFileError, OutputError
 from tests import media
 
@@ -572,7 +572,7 @@ def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip
 def test_a_cpu_backend_runs_two_forwards_at_once_when_it_has_two_cores(model, monkeypatch):
     assert jax.default_backend() == "cpu"
     for cores, expected in (({0}, 1), ({0, 1}, 2), (set(range(16)), 2)):
-        monkeypatch.setattr(apply.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
         assert apply.Colorizer(model, CONFIG).networks_in_flight == expected
     assert apply.Colorizer(model, dataclasses.replace(CONFIG, networks_in_flight=3)).networks_in_flight == 3
 
@@ -648,7 +648,7 @@ def test_recombination_writes_the_chroma_of_the_predicted_lab():
     y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) limited-range codes
     ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
     track = _track(np.zeros((2, 2, 2)), ab)
-    _, u, v = apply._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
+    _, u, v = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
                             jnp.asarray(y), 0.0, 1.0, full_range=False, matrix="bt601", subsample=False)
     gray = (y.astype(float) - 16) / 219
     lightness = np.asarray(color.gray_to_lightness(gray))
@@ -706,7 +706,7 @@ def test_photos_of_about_one_aspect_share_the_networks_compile(colorizer):
     for height, width in ((60, 80), (60, 70), (58, 79), (60, 160)):  # three of about 4:3, then 2:1
         out = colorizer.colorize_rgb(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         assert out.shape == (height, width, 3)
-        compiles.append(apply._predict_ab._cache_size())
+        compiles.append(inference._predict_ab._cache_size())
     assert compiles[1] == compiles[2] == compiles[0]
     assert compiles[3] == compiles[0] + 1
 
@@ -726,21 +726,21 @@ def test_photo_steps_on_a_canvas_match_the_photo_alone():
     rng = np.random.default_rng(1)
     render_hw = (24, 32)
     ab = jnp.asarray(rng.normal(0, 30, (*render_hw, 2)), jnp.float32)
-    compiled = apply._image_rgb._cache_size()
+    compiled = inference._image_rgb._cache_size()
     for height, width in ((45, 61), (41, 50)):  # both on a 48 x 64 canvas
         rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         canvas = np.zeros((apply.canvas_side(height), apply.canvas_side(width), 3), np.uint8)
         canvas[:height, :width] = rgb
         size = jnp.asarray([height, width], jnp.float32)
-        lightness, small = apply._image_lightness(canvas, size, render_hw=render_hw)
-        out = np.asarray(apply._image_rgb(lightness, ab, size, jnp.float32(1.0)))[:height, :width]
+        lightness, small = inference._image_lightness(canvas, size, render_hw=render_hw)
+        out = np.asarray(inference._image_rgb(lightness, ab, size, jnp.float32(1.0)))[:height, :width]
 
         alone = color.rgb_to_lab(rgb / 255.0)[..., 0]
         np.testing.assert_allclose(small, jax.image.resize(alone, render_hw, "linear", antialias=True), atol=1e-3)
         ab_alone = jax.image.resize(ab, (height, width, 2), "linear")
         expected = np.round(np.asarray(color.lab_to_rgb(jnp.concatenate([alone[..., None], ab_alone], -1))) * 255)
         assert np.abs(out.astype(int) - expected).max() <= 1
-    assert apply._image_rgb._cache_size() == compiled + 1
+    assert inference._image_rgb._cache_size() == compiled + 1
 
 
 def test_the_model_files_saturation_is_the_default_and_an_option_overrides_it(model, colorizer, tmp_path):
@@ -962,8 +962,8 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
     track = _track(np.zeros((2, 4, 4)), ab)
     kw = dict(full_range=False, matrix="bt601")
     args = (smoothing.initial_state(4, 4), track, track._replace(valid=jnp.zeros(2, bool)), y, 0.0, 1.0)
-    _, u_half, v_half = apply._finish(*args, subsample=True, **kw)
-    _, u_full, v_full = apply._finish(*args, subsample=False, **kw)
+    _, u_half, v_half = inference._finish(*args, subsample=True, **kw)
+    _, u_full, v_full = inference._finish(*args, subsample=False, **kw)
     assert u_half.shape == (2, 4, 4)
     for half, full in ((u_half, u_full), (v_half, v_full)):
         averaged = np.asarray(full, float).reshape(2, 4, 2, 4, 2).mean(axis=(2, 4))
