@@ -95,7 +95,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
         source, target = paths
         if not (source.is_dir() or target.is_dir()):
             return [Job(source, target)], False
-        if source.is_dir() and not target.exists() and target.suffix.lower() in VIDEO_SUFFIXES:
+        if source.is_dir() and not target.is_dir() and target.suffix.lower() in VIDEO_SUFFIXES:
             return [Job(source, target)], False  # numbered photos made into one video
         paths, out_dir = [source], target
     out_dir = Path(out_dir)

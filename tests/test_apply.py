@@ -866,6 +866,9 @@ def test_plan_jobs(tmp_path):
     assert not (tmp_path / "still.png").exists()
     # A folder and a video file name: its numbered photos made into that video.
     assert batch.plan_jobs([frames, tmp_path / "film.mp4"]) == ([batch.Job(frames, tmp_path / "film.mp4")], False)
+    (tmp_path / "film.mp4").touch()  # made before: --overwrite replaces it, so it is still that job
+    assert batch.plan_jobs([frames, tmp_path / "film.mp4"]) == ([batch.Job(frames, tmp_path / "film.mp4")], False)
+    (tmp_path / "film.mp4").unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no videos or images"):

@@ -112,7 +112,9 @@ def apply(
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
                                       excerpt=excerpt, fps=rate)
         if not quiet:
-            typer.echo(f"{job.output}: {done['frames']} frames in {done['seconds']:.1f} s", err=True)
+            # A video made from photos has the rate it was given, or a default the user may not know.
+            made_at = f" at {float(rate or video.DEFAULT_SEQUENCE_FPS):g} fps" if job.source.is_dir() else ""
+            typer.echo(f"{job.output}: {done['frames']} frames{made_at} in {done['seconds']:.1f} s", err=True)
         return
     colorizer = pipeline.Colorizer(pipeline.load(model), config)
 
