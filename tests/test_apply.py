@@ -542,6 +542,11 @@ def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp
     with pytest.warns(video.VideoWarning, match="skip from 2 to 4"):
         video.photo_film(scans)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scans"]  # nothing written
+    films = tmp_path / "films"
+    films.mkdir()
+    media.make_video(films / "a.mp4")
+    with pytest.raises(InputError, match="no photos .* to colorize the videos in it one by one, give an output folder"):
+        apply.colorize_file(colorizer, films, out, progress=False)
 
 
 def test_a_frame_rate_is_for_photos_made_into_a_video(clip, tmp_path):

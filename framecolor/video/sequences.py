@@ -73,7 +73,8 @@ def photo_film(folder) -> list[Path]:
     folder = Path(folder)
     photos = list_images(folder)
     if not photos:
-        raise InputError(f"{folder}: no photos (.png, .tif, .jpg, ...) to make a video of")
+        raise InputError(f"{folder}: no photos (.png, .tif, .jpg, ...) to make one video of; "
+                         "to colorize the videos in it one by one, give an output folder")
     example = "numbered photos of one name (scan_0001.tif, scan_0002.tif, ...)"
     key = sequence_key(photos[0])
     if key is None:
