@@ -281,18 +281,21 @@ def colorize_video(
 
 def colorize_photo_film(
     colorizer: Colorizer, folder, output, *, fps=video.DEFAULT_SEQUENCE_FPS, overwrite: bool = False,
-    progress: bool = True, excerpt: Excerpt | None = None,
+    progress: bool = True, excerpt: Excerpt | None = None, audio=None,
 ) -> dict:
     """Colorize a folder of numbered photos (a film scanned to frames) into
     one video file at `fps`, as colorize_video does a file's frames.
 
     The photos' gray is the video's luma: 8-bit photos' codes exactly, as
     full-range video (10-bit --pix-fmt: 10-bit video codes, from 16-bit
-    photos at their depth).
+    photos at their depth). `audio`, a sound file (a film's soundtrack,
+    scanned or recorded apart), is copied in from its start at the first
+    frame (an excerpt's: its own part).
     """
     folder, output = Path(folder), Path(output)
     photos = video.photo_film(folder)
-    video.check_output_path(output, inputs=(folder,), overwrite=overwrite)
+    inputs = (folder,) if audio is None else (folder, Path(audio))
+    video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     deep = colorizer.config.pix_fmt.endswith("10le")
     info = video.probe_photo_film(photos, fps, full_range=not deep)
     span = excerpt.span(info) if excerpt is not None else None
@@ -306,7 +309,7 @@ def colorize_photo_film(
         return video.read_photo_film(photos, fps, format="luma10" if deep else "gray",
                                      size=(info.width, info.height), start=start, end=end)
 
-    return _colorize_frames(colorizer, info, read, output, inputs=(folder,), span=span,
+    return _colorize_frames(colorizer, info, read, output, copy_streams_from=audio, inputs=inputs, span=span,
                             overwrite=overwrite, progress=progress)
 
 
@@ -454,16 +457,16 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
 
 
 def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, progress=True,
-                  excerpt: Excerpt | None = None, fps=None) -> dict:
+                  excerpt: Excerpt | None = None, fps=None, audio=None) -> dict:
     """An image, a video, or a folder of numbered photos made into a video at
-    `fps` (None: DEFAULT_SEQUENCE_FPS), by the source's kind (an excerpt is
-    of videos only)."""
+    `fps` (None: DEFAULT_SEQUENCE_FPS) with the sound of `audio`, by the
+    source's kind (an excerpt is of videos only)."""
     if Path(source).is_dir():
         return colorize_photo_film(colorizer, source, output, fps=fps or video.DEFAULT_SEQUENCE_FPS,
-                                   overwrite=overwrite, progress=progress, excerpt=excerpt)
-    if fps is not None:
-        raise InputError(f"{source}: a frame rate is given to a folder of numbered photos made into a "
-                         "video; a video keeps its own")
+                                   overwrite=overwrite, progress=progress, excerpt=excerpt, audio=audio)
+    if fps is not None or audio is not None:
+        raise InputError(f"{source}: a frame rate and a sound file are given to a folder of numbered photos "
+                         "made into a video; a video keeps its own")
     if video.is_image_path(source):
         return colorize_image(colorizer, source, output, overwrite=overwrite)
     return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)

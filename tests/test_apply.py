@@ -526,6 +526,17 @@ def test_numbered_photos_become_one_video_at_the_frame_rate_given(colorizer, tmp
     assert change[CONFIG.smoothing] < 0.5 * change[0.0]  # steadied as a video's colors
 
 
+def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(colorizer, tmp_path, audio_only):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for n in range(1, 5):
+        media.make_photo(scans / f"scan_{n}.png", media.gray(media.frame_image(n, 64, 48)), "rgb24", "rgb24")
+    out = tmp_path / "film.mp4"
+    apply.colorize_file(colorizer, scans, out, progress=False, audio=audio_only)
+    assert _packets(out, "audio") == _packets(audio_only, "audio")
+    assert len(_luma(out)) == 4
+
+
 def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp_path):
     scans = tmp_path / "scans"
     scans.mkdir()
@@ -555,10 +566,11 @@ def test_a_frame_rate_is_for_photos_made_into_a_video(clip, tmp_path):
     for text in ("abc", "0", "-24"):
         with pytest.raises(InputError, match="frame rate"):
             video.frame_rate(text)
-    result = _run_cli(clip, tmp_path / "out.mp4", "--fps", "24")
-    assert result.exit_code == 1
-    assert "error: --fps is the frame rate of a video made from a folder of numbered photos" in result.output
-    assert not (tmp_path / "out.mp4").exists()
+    for option, value, said in (("--fps", "24", "--fps is the frame rate"), ("--audio", clip, "--audio is the sound")):
+        result = _run_cli(clip, tmp_path / "out.mp4", option, value)
+        assert result.exit_code == 1
+        assert f"error: {said} of a video made from a folder of numbered photos" in result.output
+        assert not (tmp_path / "out.mp4").exists()
 
 
 def test_networks_in_flight_at_once_give_the_same_video_in_order(colorizer, clip, tmp_path):

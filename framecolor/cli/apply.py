@@ -17,7 +17,7 @@ _HELP = """Colorize black-and-white videos or images.
   framecolor apply a.mp4 b.mkv photo.jpg --out-dir colored/
   framecolor apply bw_folder/ colored_folder/
   framecolor apply film.mp4 try.mp4 --start 600 --duration 30
-  framecolor apply scans/ film.mp4 --fps 24
+  framecolor apply scans/ film.mp4 --fps 24 --audio soundtrack.wav
 
 The output keeps the input's size, frames, timing, luminance, audio and
 subtitles; only color is added. A folder of numbered photos (a film scanned
@@ -70,6 +70,9 @@ def apply(
         None, "--fps", metavar="RATE",
         help="Frame rate of a video made from numbered photos: 24, 25, 29.97 or 30000/1001 (default: 24).",
     ),
+    audio: Optional[Path] = typer.Option(
+        None, "--audio", metavar="FILE", help="Sound for a video made from numbered photos (its soundtrack).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that exist alone."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -98,9 +101,10 @@ def apply(
     jobs, batch = several.plan_jobs(paths, out_dir)
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
-    if rate is not None and (batch or not jobs[0].source.is_dir()):
-        raise InputError("--fps is the frame rate of a video made from a folder of numbered photos "
-                         "(framecolor apply scans/ film.mp4 --fps 24); videos keep their own")
+    for option, value in (("--fps is the frame rate", rate), ("--audio is the sound", audio)):
+        if value is not None and (batch or not jobs[0].source.is_dir()):
+            raise InputError(f"{option} of a video made from a folder of numbered photos "
+                             "(framecolor apply scans/ film.mp4 --fps 24); videos keep their own")
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
         if skip_existing and job.output.exists():
@@ -110,7 +114,7 @@ def apply(
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         colorizer = pipeline.Colorizer(pipeline.load(model), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
-                                      excerpt=excerpt, fps=rate)
+                                      excerpt=excerpt, fps=rate, audio=audio)
         if not quiet:
             # A video made from photos has the rate it was given, or a default the user may not know.
             made_at = f" at {float(rate or video.DEFAULT_SEQUENCE_FPS):g} fps" if job.source.is_dir() else ""

@@ -145,7 +145,7 @@ class VideoWriter:
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
     picture as they did the source's. `copy_streams_from` copies a source's
-    audio and subtitle streams, its chapters, and its tags: the file's
+    (a video's, or a sound file's) audio and subtitle streams, its chapters, and its tags: the file's
     (title, date, ...) and its video stream's (language, a timecode), as
     ffmpeg does by default. Audio the container cannot hold as it is gets
     re-encoded in the container's own audio codec, as ffmpeg does too.
@@ -352,7 +352,9 @@ class VideoWriter:
         chapters = self._source.chapters()
         if chapters and not self._excerpt:
             self._out.set_chapters(chapters)
-        self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
+        if any(not _is_attached_picture(s) for s in self._source.streams.video):
+            # A video's tags (a timecode, a language); a sound file alone has none.
+            self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
         self._add_attachments(source)
         self._add_covers(source)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
