@@ -1,20 +1,10 @@
-"""Training: TrainState, the pure jitted train/eval steps, and the epoch loop.
-
-Everything per pixel happens on the device inside the jitted step: the random
-crop and flip of the stored uint8 frames, RGB -> Lab (framecolor.color), the
-model, the loss and the optimizer. The host only hands over batch indices,
-so the step is limited by the device, not by Python or skimage.
-
-Data parallelism: the batch is sharded along a ``data`` mesh axis over all
-devices and the state is replicated; ``jax.jit`` inserts the gradient
-all-reduce (what ``pmap`` + ``psum`` did by hand). BatchNorm statistics are
-over the whole global batch, so N devices compute what one device would.
-"""
+"""Training: the epoch loop around framecolor.steps' jitted steps, with
+early stopping, learning rate on plateau, checkpoints, previews, resuming,
+and the model file at the end."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import signal
@@ -25,21 +15,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from framecolor import abbins, callbacks, color, dataset
+from framecolor import callbacks, dataset
 from framecolor.errors import TrainingError
-from framecolor.models.colorizer import BACKBONE, TINY_MODEL, ModelConfig, build_colorizer, init_variables
+from framecolor.models.colorizer import TINY_MODEL, ModelConfig
+# The steps' names, also reached as train.<name>.
+from framecolor.steps import (  # noqa: F401
+    HUBER_DELTA,
+    LOSSES,
+    MAX_CHROMA_GAIN,
+    TrainState,
+    backbone_keys,
+    bin_weights_for,
+    chroma_gain,
+    compiled_steps,
+    fresh_variables,
+    get_lr,
+    init_state,
+    make_mesh,
+    make_optimizer,
+    make_steps,
+    per_example_loss,
+    prepare_batch,
+    set_lr,
+    to_rgb,
+)
 
-LOSSES = ("mse", "huber", "l1")
-# Huber's quadratic zone, in normalized units (ab/110 or RGB in [0, 1]):
-# errors above ~0.1 (11 ab units) are treated linearly, the usual robust choice.
-HUBER_DELTA = 0.1
 _MODEL_FIELDS = ("backbone", "width", "decoder", "mode", "compute_dtype", "head")
 # Options that may differ when a run is resumed (they do not change the math).
 # A new --lr on resume replaces the run's current one (the way to go on after
@@ -110,19 +115,6 @@ TINY_TRAIN = TrainConfig(
 )
 
 
-@flax.struct.dataclass
-class TrainState:
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-    step: jax.Array  # int32 scalar: global step, also the checkpoint number
-    rng: jax.Array  # raw uint32[2] key; step keys are fold_in(rng, step)
-
-    @property
-    def variables(self) -> dict:
-        return {"params": self.params, "batch_stats": self.batch_stats}
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -132,191 +124,6 @@ class TrainResult:
     best_loss: float
     interrupted: bool = False
     early_stopped: bool = False
-
-
-# ------------------------------------------------------------------ pieces
-
-
-def make_optimizer(lr: float, clip_norm: float) -> optax.GradientTransformation:
-    # inject_hyperparams puts the LR into the optimizer state: the plateau
-    # callback changes it without recompiling the step.
-    return optax.chain(optax.clip_by_global_norm(clip_norm), optax.inject_hyperparams(optax.adam)(learning_rate=lr))
-
-
-def get_lr(state: TrainState) -> float:
-    return float(state.opt_state[1].hyperparams["learning_rate"])
-
-
-def set_lr(state: TrainState, lr: float) -> TrainState:
-    inner = state.opt_state[1]
-    old = inner.hyperparams["learning_rate"]
-    new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
-    inner = inner._replace(hyperparams={**inner.hyperparams, "learning_rate": new})
-    return state.replace(opt_state=(state.opt_state[0], inner) + tuple(state.opt_state[2:]))
-
-
-def backbone_keys(params) -> frozenset:
-    """Top-level parameter collections of the pretrained backbone (frozen with --freeze-backbone-epochs)."""
-    return frozenset({BACKBONE}) & set(params)
-
-
-def prepare_batch(batch, rng, size: int, mode: str):
-    """uint8 (B, S, S, 3) -> (l_norm (B, size, size, 1), target) on device.
-
-    With ``rng`` a random crop and horizontal flip per image; without, the
-    center crop (validation). The target is ab_norm (mode lab) or RGB in [0, 1].
-    """
-    b, s = batch.shape[0], batch.shape[1]
-    if rng is None:
-        o = (s - size) // 2
-        crops = batch[:, o : o + size, o : o + size]
-    else:
-        k_y, k_x, k_f = jax.random.split(rng, 3)
-        ys = jax.random.randint(k_y, (b,), 0, s - size + 1)
-        xs = jax.random.randint(k_x, (b,), 0, s - size + 1)
-        crop = lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (size, size, 3))
-        crops = jax.vmap(crop)(batch, ys, xs)
-        flip = jax.random.bernoulli(k_f, 0.5, (b,))
-        crops = jnp.where(flip[:, None, None, None], crops[:, :, ::-1], crops)
-    rgb = crops.astype(jnp.float32) / 255.0
-    lab = color.rgb_to_lab(rgb)
-    l_norm = color.normalize_l(lab[..., :1])
-    target = color.normalize_ab(lab[..., 1:]) if mode == "lab" else rgb
-    return l_norm, target
-
-
-def per_example_loss(pred, target, kind: str):
-    """Mean loss per image (B,), in float32 whatever the compute dtype."""
-    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-    if kind == "mse":
-        err = jnp.square(pred - target)
-    elif kind == "l1":
-        err = jnp.abs(pred - target)
-    elif kind == "huber":
-        err = optax.huber_loss(pred, target, delta=HUBER_DELTA)
-    else:
-        raise TrainingError(f"loss must be one of {', '.join(LOSSES)}, not {kind!r}")
-    return err.reshape(err.shape[0], -1).mean(axis=1)
-
-
-def to_rgb(l_norm, out, mode: str):
-    """Model output -> RGB in [0, 1] for previews."""
-    if mode == "rgb":
-        return out
-    lab = jnp.concatenate([color.denormalize_l(l_norm), color.denormalize_ab(out)], axis=-1)
-    return color.lab_to_rgb(lab)
-
-
-def _bins_loss(model, variables, l_norm, target, bin_weights, **apply_kw):
-    """Rebalanced cross-entropy of the bins head against the true ab at the logits' stride."""
-    logits = model.apply(variables, l_norm, logits=True, **apply_kw)
-    logits, updates = logits if isinstance(logits, tuple) else (logits, {})
-    ab = color.denormalize_ab(target)
-    ab = jax.image.resize(ab, (*ab.shape[:1], *logits.shape[1:3], 2), "linear")  # antialiased: a local mean
-    centers = jnp.asarray(abbins.bin_centers())
-    return abbins.loss(logits, ab, jnp.asarray(bin_weights, jnp.float32), centers), updates
-
-
-def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset(), bin_weights=None):
-    """The jitted ``train_step(state, batch, freeze)`` and ``eval_step(state, batch, mask)``.
-
-    ``freeze`` (a traced bool) zeroes the gradients of the ``frozen`` top-level
-    parameter collections: one compiled step serves the frozen and the
-    unfrozen epochs (the select it costs fuses into the optimizer update).
-    """
-    replicated = NamedSharding(mesh, P())
-    sharded = NamedSharding(mesh, P("data"))
-    bins = model.config.head == "bins"
-    if bins and bin_weights is None:
-        raise TrainingError("the bins head needs class weights from the training data")
-
-    def train_step(state: TrainState, batch, freeze):
-        rng = jax.random.fold_in(state.rng, state.step)
-        l_norm, target = prepare_batch(batch, rng, size, mode)
-
-        def loss_fn(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
-            if bins:
-                losses, updates = _bins_loss(model, variables, l_norm, target, bin_weights, train=True,
-                                             mutable=["batch_stats"])
-            else:
-                out, updates = model.apply(variables, l_norm, train=True, mutable=["batch_stats"])
-                losses = per_example_loss(out, target, loss)
-            return losses.mean(), updates.get("batch_stats", state.batch_stats)
-
-        (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        if frozen:
-            # Zero gradients leave Adam's moments at zero, so frozen weights do
-            # not move; their BatchNorm statistics are kept as well.
-            hold = lambda new, old: jax.tree.map(lambda n, o: jnp.where(freeze, o, n), new, old)
-            grads = {k: hold(g, jax.tree.map(jnp.zeros_like, g)) if k in frozen else g for k, g in grads.items()}
-            batch_stats = {k: hold(v, state.batch_stats[k]) if k in frozen else v for k, v in batch_stats.items()}
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
-        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        return new, {"loss": value, "grad_norm": grad_norm}
-
-    def eval_step(state: TrainState, batch, mask):
-        l_norm, target = prepare_batch(batch, None, size, mode)
-        out = model.apply(state.variables, l_norm, train=False)
-        if bins:
-            losses, _ = _bins_loss(model, state.variables, l_norm, target, bin_weights, train=False)
-        else:
-            losses = per_example_loss(out, target, loss)
-        to_u8 = lambda x: jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
-        gray = color.lab_to_rgb(jnp.concatenate([color.denormalize_l(l_norm), jnp.zeros_like(out[..., :2])], -1))
-        o = (batch.shape[1] - size) // 2
-        previews = {
-            "gray": to_u8(gray),
-            "pred": to_u8(to_rgb(l_norm, out, mode)),
-            "truth": batch[:, o : o + size, o : o + size],
-        }
-        return {"loss_sum": jnp.sum(losses * mask), "count": jnp.sum(mask)}, previews
-
-    train_jit = jax.jit(
-        train_step,
-        in_shardings=(replicated, sharded, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
-    )
-    eval_jit = jax.jit(
-        eval_step, in_shardings=(replicated, sharded, sharded), out_shardings=(replicated, sharded)
-    )
-    return train_jit, eval_jit
-
-
-def make_mesh() -> Mesh:
-    return Mesh(np.array(jax.devices()), ("data",))
-
-
-def init_state(variables: dict, *, lr: float, clip_norm: float, seed: int, mesh: Mesh) -> TrainState:
-    """A replicated TrainState around ``variables`` (fresh Adam moments, step 0)."""
-    return _state_maker(clip_norm, mesh)(variables, jnp.float32(lr), jax.random.PRNGKey(seed))
-
-
-@functools.lru_cache(maxsize=4)
-def _state_maker(clip_norm: float, mesh: Mesh):
-    # One jitted program, compiled once per model shape in a process.
-    def make(variables, lr, rng):
-        params = variables["params"]
-        return TrainState(
-            params=params,
-            batch_stats=variables.get("batch_stats", {}),
-            opt_state=make_optimizer(lr, clip_norm).init(params),
-            step=jnp.zeros((), jnp.int32),
-            rng=rng,
-        )
-
-    return jax.jit(make, out_shardings=NamedSharding(mesh, P()))
-
-
-def fresh_variables(model_config: ModelConfig, seed: int, size: int | None = None) -> dict:
-    """Randomly initialized model variables (the same for the same seed)."""
-    return init_variables(model_config, jax.random.PRNGKey(seed), size)
-
-
-# --------------------------------------------------------------------- loop
 
 
 @contextmanager
@@ -579,38 +386,6 @@ def train(
         )
 
 
-# A regression's ab is a conditional mean: where hues are uncertain it averages
-# them toward gray, so its output is duller than the footage. A single gain that
-# gives the validation frames back their chroma energy undoes most of that at
-# little cost in PSNR (the error grows by (gain-1)^2 of the prediction's energy).
-MAX_CHROMA_GAIN = 2.0
-
-
-def chroma_gain(model_config: ModelConfig, variables, frames: np.ndarray, indices, size: int,
-                batch_size: int = 16) -> float:
-    """sqrt(sum |ab_true|^2 / sum |ab_pred|^2) over center crops of frames[indices], in [1, MAX_CHROMA_GAIN]."""
-    forward = _chroma_energies(build_colorizer(model_config), size)
-    true_sum = pred_sum = 0.0
-    for batch_idx, mask in dataset.eval_batches(np.asarray(indices), batch_size):  # one shape: one compile
-        t, q = forward(variables, frames[batch_idx], mask)
-        true_sum, pred_sum = true_sum + float(t), pred_sum + float(q)
-    if pred_sum <= 0.0:
-        return 1.0
-    return float(np.clip(math.sqrt(true_sum / pred_sum), 1.0, MAX_CHROMA_GAIN))
-
-
-@functools.lru_cache(maxsize=4)
-def _chroma_energies(model, size: int):
-    @jax.jit
-    def energies(variables, batch, mask):
-        l_norm, target = prepare_batch(batch, None, size, "lab")
-        out = model.apply(variables, l_norm, train=False).astype(jnp.float32)
-        weight = mask[:, None, None, None]
-        return jnp.sum(jnp.square(target) * weight), jnp.sum(jnp.square(out) * weight)
-
-    return energies
-
-
 @dataclass
 class LoopState:
     """Where the loop stands; saved as JSON in every checkpoint."""
@@ -786,38 +561,6 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
         + (f" (first step + compile {run.warmup_s:.1f} s)" if run.warmup_images else "")
     )
     return state
-
-
-def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss: str, mesh: Mesh, frozen: frozenset,
-                   bin_weights: tuple | None = None):
-    """``make_steps`` memoized, so repeated ``train`` calls in one process compile once.
-
-    The learning rate is not part of the key: it lives in the optimizer state
-    (inject_hyperparams), so one compiled step serves every LR.
-    """
-    # lru_cache tells f(a) from f(a, None): every caller reaches it with all
-    # arguments, or one that left out bin_weights would compile the steps again.
-    return _compiled_steps(model_config, clip_norm, size, loss, mesh, frozenset(frozen), bin_weights)
-
-
-@functools.lru_cache(maxsize=4)
-def _compiled_steps(model_config, clip_norm, size, loss, mesh, frozen, bin_weights):
-    model = build_colorizer(model_config)
-    tx = make_optimizer(1e-3, clip_norm)
-    return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen,
-                      bin_weights=bin_weights)
-
-
-def bin_weights_for(frames: np.ndarray, train_idx: np.ndarray, max_frames: int = 512) -> tuple:
-    """Class-rebalancing weights of the bins head from the training frames' colors.
-
-    A deterministic subsample (every k-th frame, every 4th pixel) is plenty for
-    a 265-bin histogram, and makes a resumed run compute the same weights.
-    """
-    picked = train_idx[:: max(1, len(train_idx) // max_frames)]
-    rgb = frames[picked, ::4, ::4].astype(np.float32) / 255.0
-    ab = np.asarray(jax.jit(color.rgb_to_lab)(rgb))[..., 1:]
-    return tuple(float(w) for w in abbins.class_weights(ab, abbins.bin_centers()))
 
 
 def _deleted(state) -> bool:
