@@ -33,6 +33,8 @@ SETTINGS = [
     ("default, preset medium", None, "medium", None),
     ("quantizer 3 with trellis (the first default)", None, None,
      {"qp": "3", "x264-params": "psy-rd=0,0:chroma-qp-offset=12"}),
+    ("with CABAC (the default until the twelfth session)", None, None,
+     {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0"}),
     ("crf 18, medium", 18, "medium", None),
     ("crf 8, medium", 8, "medium", None),
     ("crf 0, medium", 0, "medium", None),
