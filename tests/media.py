@@ -287,7 +287,8 @@ def make_photo(path, pixels: np.ndarray, array_format: str, pix_fmt: str) -> Pat
     """One image file of `pixels` (laid out as PyAV's `array_format`: rgba,
     rgb48le, ...) stored as `pix_fmt` (ya8, gray16be, ...); the codec follows the suffix."""
     path = Path(path)
-    codec = {".png": "png", ".tif": "tiff", ".webp": "libwebp", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp"}[path.suffix]
+    codec = {".png": "png", ".tif": "tiff", ".webp": "libwebp", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp",
+             ".dpx": "dpx"}[path.suffix]
     with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
         stream = out.add_stream(codec, rate=1)
         stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], pix_fmt

@@ -340,9 +340,13 @@ def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_
     photo = video.read_photo(tmp_path / "deep.png")
     assert photo.alpha is None
     np.testing.assert_array_equal(photo.rgb, deep)
-    for name in ("deep.tif", "copy.png"):
+    for name in ("deep.tif", "copy.png", "scan.dpx"):
         video.write_photo(tmp_path / name, photo)
         np.testing.assert_array_equal(video.read_photo(tmp_path / name).rgb, deep)
+    # A film scanner's 10-bit DPX is read at 16 bits, each 10-bit code scaled up.
+    media.make_photo(tmp_path / "reel_0001.dpx", deep, "rgb48le", "gbrp10le")
+    ten = video.read_photo(tmp_path / "reel_0001.dpx").rgb.astype(int)
+    assert np.abs(ten - deep).max() <= 64 and len(np.unique(ten)) > 256
     with pytest.warns(video.VideoWarning, match="8 bits a channel"):
         video.write_photo(tmp_path / "deep.jpg", photo)
     assert video.read_photo(tmp_path / "deep.jpg").rgb.dtype == np.uint8

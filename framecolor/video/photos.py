@@ -23,7 +23,7 @@ from framecolor.video.files import (
 )
 from framecolor.video.pixels import _upright
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dpx"})
 
 
 def is_image_path(path) -> bool:
@@ -130,6 +130,10 @@ _IMAGE_CODECS = {
     ".bmp": ("bmp", {(False, False): "bgr24"}),
     ".webp": ("libwebp", {(False, False): "yuv420p", (False, True): "yuva420p"}),
 }
+# DPX, the film scanner's format (10 bits a channel, most often), is written
+# at 16: depth kept, and read by every grading and compositing tool.
+_IMAGE_CODECS[".dpx"] = ("dpx", {(False, False): "rgb24", (False, True): "rgba",
+                                 (True, False): "rgb48le", (True, True): "rgba64le"})
 _IMAGE_CODECS[".tiff"] = _IMAGE_CODECS[".tif"]
 _IMAGE_CODECS[".jpeg"] = _IMAGE_CODECS[".jpg"]
 
