@@ -10,7 +10,9 @@ with the same inputs and sampling loads it instantly.
 The validation split never mixes neighbouring frames of one shot into both
 sides: each video gives its *last* ``val_fraction`` of sampled frames (one
 contiguous stretch of time) to validation; single images go by a hash of their
-name, so the split does not change when images are added.
+name, so the split does not change when images are added. A folder of
+numbered photos of one size is a film scanned to frames: it is sampled and
+split as a video is.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Source:
     """Where a run of consecutive stored frames came from."""
 
     path: str
-    kind: str  # "video" or "image"
+    kind: str  # "video", "film" (a folder of numbered photos of one size: a film scanned to frames) or "image"
     start: int  # index of its first frame in FrameSet.frames
     count: int
 
@@ -114,14 +116,34 @@ def sample_video(
 
 def _sample_video(path, side, frames_per_video, every, dedup_threshold, min_chroma) -> tuple[np.ndarray, int]:
     """sample_video's frames, and how many frames it left out for want of color."""
+    def read(k):
+        return video.read_frames(path, short_side=side, every=k)
+
+    return _sample_frames(read, lambda: video.probe(path).frame_count, side, frames_per_video, every,
+                          dedup_threshold, min_chroma)
+
+
+def _sample_film(folder, side, frames_per_video, every, dedup_threshold, min_chroma) -> tuple[np.ndarray, int]:
+    """A film scanned to numbered photos, sampled as a video is (_sample_video)."""
+    photos = video.list_images(folder)
+
+    def read(k):
+        return video.read_photo_film(photos, format="rgb24", short_side=side, every=k)
+
+    return _sample_frames(read, lambda: len(photos), side, frames_per_video, every, dedup_threshold, min_chroma)
+
+
+def _sample_frames(read, count, side, frames_per_video, every, dedup_threshold, min_chroma) -> tuple[np.ndarray, int]:
+    """Frames of `read(every)` (`count()` of them in all), spread, deduplicated and
+    without the colorless; and how many it left out for want of color."""
     if every is None:
         target = max(1, int(frames_per_video or 200))
-        total = max(1, video.probe(path).frame_count)
+        total = max(1, count())
         every = max(1, total // target)
     else:
         target = None
     kept, last, gray = [], None, 0
-    for frame in video.read_frames(path, short_side=side, every=max(1, int(every))):
+    for frame in read(max(1, int(every))):
         image = _center_square(frame.image, side)
         if min_chroma and metrics.chroma_spread(image) < min_chroma:
             gray += 1
@@ -147,7 +169,8 @@ def read_still(path, side: int) -> np.ndarray:
 
 
 def _expand_inputs(inputs) -> list[tuple[str, str]]:
-    """Inputs -> [(path, "video"|"image")], folders expanded into their images."""
+    """Inputs -> [(path, "video"|"film"|"image")], folders expanded into their
+    images, or taken whole as a film where they are one (_is_film)."""
     items = []
     for raw in inputs:
         path = Path(raw)
@@ -157,7 +180,10 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
             images = video.list_images(path)
             if not images:
                 raise InputError(f"{raw}: folder holds no images (jpg, png, bmp, tif)")
-            items.extend((str(p), "image") for p in images)
+            if _is_film(images):
+                items.append((str(path), "film"))
+            else:
+                items.extend((str(p), "image") for p in images)
         elif video.is_image_path(path):
             items.append((str(path), "image"))
         else:
@@ -170,12 +196,42 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------- cache
 
 
+# A film's neighbouring frames differ by less than this (mean absolute
+# difference of 0-255 gray thumbnails, as dedup measures it): shots hold
+# still for a 24th of a second. Photos of an album, numbered alike by the
+# camera, differ by far more.
+FILM_NEIGHBOUR_DIFFERENCE = 12.0
+# Pairs of neighbouring photos looked at to tell a film from an album.
+_FILM_PAIRS = 8
+
+
+def _is_film(images) -> bool:
+    """Are these a film scanned to frames: numbered alike (scan_000001.tif,
+    ...), of one size, and each much like the next? Then, as a video's, its
+    frames are sampled (near-copies of their neighbours add nothing) and its
+    end is held out for validation: split photo by photo, each validation
+    frame would have its neighbour in training."""
+    keys = {video.sequence_key(p) for p in images}
+    if len(images) < 2 or len(keys) != 1 or None in keys:
+        return False
+    first = video.stored_size(images[0])
+    if first is None or any(video.stored_size(p) != first for p in images[1:]):
+        return False
+    starts = np.unique(np.linspace(0, len(images) - 2, min(_FILM_PAIRS, len(images) - 1)).round().astype(int))
+    pairs = [i + k for i in starts for k in (0, 1)]
+    thumbs = [_thumbnail(frame.image) for frame in video.read_photo_film([images[i] for i in pairs], format="rgb24",
+                                                                          size=(_THUMB, _THUMB))]
+    differences = [float(np.abs(a - b).mean()) for a, b in zip(thumbs[::2], thumbs[1::2])]
+    return float(np.median(differences)) < FILM_NEIGHBOUR_DIFFERENCE
+
+
 def cache_key(items, side, frames_per_video, every, dedup_threshold, min_chroma=DEFAULT_MIN_CHROMA) -> str:
     """Hash of everything that decides the stored frames (paths, sizes, mtimes, sampling)."""
     files = []
     for path, kind in items:
-        st = os.stat(path)
-        files.append([os.path.abspath(path), kind, st.st_size, st.st_mtime_ns])
+        for file in video.list_images(path) if kind == "film" else [path]:
+            st = os.stat(file)
+            files.append([os.path.abspath(file), kind, st.st_size, st.st_mtime_ns])
     blob = json.dumps(
         {
             "version": CACHE_VERSION,
@@ -272,8 +328,9 @@ def load_frames(
         bar = tqdm(total=len(items), desc="reading frames", unit="file", leave=False)
     gray_videos, gray_images = [], 0
     for path, kind in items:
-        if kind == "video":
-            block, gray = _sample_video(path, side, frames_per_video, every, dedup_threshold, min_chroma)
+        if kind in ("video", "film"):
+            sample = _sample_video if kind == "video" else _sample_film
+            block, gray = sample(path, side, frames_per_video, every, dedup_threshold, min_chroma)
             if gray and not len(block):
                 gray_videos.append(path)
         else:
@@ -323,7 +380,7 @@ def split(frameset: FrameSet, val_fraction: float) -> tuple[np.ndarray, np.ndarr
     train, val = [], []
     for src in frameset.sources:
         idx = np.arange(src.start, src.start + src.count)
-        if src.kind == "video":
+        if src.kind in ("video", "film"):
             n_val = int(round(src.count * val_fraction)) if src.count >= 2 else 0
             n_val = min(n_val, src.count - 1)
             if val_fraction > 0 and src.count >= 5:

@@ -28,6 +28,17 @@ def cache(tmp_path):
     return tmp_path / "cache"
 
 
+@pytest.fixture(scope="module")
+def album(tmp_path_factory):
+    """11 photos numbered alike by a camera (IMG_1 ... IMG_11), of one size, each of another scene."""
+    folder = tmp_path_factory.mktemp("album")
+    rng = np.random.default_rng(0)
+    for i in range(1, 12):
+        scene = rng.integers(0, 256, (3, 4, 3)).repeat(10, axis=0).repeat(10, axis=1).astype(np.uint8)
+        media.make_photo(folder / f"IMG_{i}.png", scene, "rgb24", "rgb24")
+    return folder
+
+
 def test_videos_are_sampled_to_square_frames(clips, cache):
     frameset = dataset.load_frames(clips, size=SIZE, frames_per_video=6, dedup_threshold=0.0, cache_dir=cache)
     assert frameset.frames.dtype == np.uint8
@@ -96,14 +107,33 @@ def test_cache_dir_from_environment(clips, tmp_path, monkeypatch):
     assert (tmp_path / "env_cache" / f"frames-{frameset.key}.npy").is_file()
 
 
-def test_images_and_folders_mix_with_videos(clips, image_folder, cache):
-    single = sorted(image_folder.iterdir())[0]
+def test_images_and_folders_mix_with_videos(clips, album, image_folder, cache):
+    single = sorted(album.iterdir())[0]
     frameset = dataset.load_frames(
-        [clips[0], image_folder, single], size=SIZE, frames_per_video=4, cache_dir=cache
+        [clips[0], album, single, image_folder], size=SIZE, frames_per_video=4, cache_dir=cache
     )
     kinds = [s.kind for s in frameset.sources]
-    assert kinds.count("video") == 1 and kinds.count("image") == 11 + 1
+    assert kinds == ["video"] + ["image"] * (11 + 1) + ["film"]
     assert frameset.frames.shape[1:] == (SIDE, SIDE, 3)
+
+
+def test_a_film_scanned_to_frames_is_sampled_and_split_as_a_video(tmp_path, cache):
+    # Numbered photos of one size, each much like the next: a film's frames.
+    # Split photo by photo, each validation frame would have its neighbour
+    # in training.
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    for i in range(1, 21):
+        media.make_photo(reel / f"reel_{i:04d}.png", media.frame_image(i, 64, 48), "rgb24", "rgb24")
+    frameset = dataset.load_frames([reel], size=SIZE, frames_per_video=10, dedup_threshold=0.0, cache_dir=cache)
+    assert [(s.kind, s.count) for s in frameset.sources] == [("film", 10)]
+    train_idx, val_idx = dataset.split(frameset, 0.2)
+    assert val_idx.tolist() == [8, 9] and train_idx.tolist() == list(range(8))
+    # A photo more edited changes the cache key, as a changed video does.
+    key = frameset.key
+    media.make_photo(reel / "reel_0003.png", media.frame_image(7, 64, 48), "rgb24", "rgb24")
+    assert dataset.load_frames([reel], size=SIZE, frames_per_video=10, dedup_threshold=0.0,
+                               cache_dir=cache).key != key
 
 
 def test_split_holds_out_the_end_of_each_video(clips, cache):
@@ -113,8 +143,9 @@ def test_split_holds_out_the_end_of_each_video(clips, cache):
     assert sorted(train_idx.tolist() + val_idx.tolist()) == list(range(24))
 
 
-def test_image_split_is_by_name_and_stable(image_folder, cache):
-    frameset = dataset.load_frames([image_folder], size=SIZE, cache_dir=cache)
+def test_image_split_is_by_name_and_stable(album, cache):
+    frameset = dataset.load_frames([album], size=SIZE, cache_dir=cache)
+    assert {s.kind for s in frameset.sources} == {"image"}  # numbered alike, one size, but no film
     train_idx, val_idx = dataset.split(frameset, 0.5)
     assert 0 < len(val_idx) < 11
     names = lambda idx: {os.path.basename(frameset.sources[i].path) for i in idx}
