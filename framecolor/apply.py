@@ -294,7 +294,9 @@ def colorize_photo_film(
     """
     folder, output = Path(folder), Path(output)
     photos = video.photo_film(folder)
-    inputs = (folder,) if audio is None else (folder, Path(audio))
+    if audio is not None:
+        audio = video.check_soundtrack(audio)
+    inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     deep = colorizer.config.pix_fmt.endswith("10le")
     info = video.probe_photo_film(photos, fps, full_range=not deep)

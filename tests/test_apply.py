@@ -535,6 +535,9 @@ def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(coloriz
     apply.colorize_file(colorizer, scans, out, progress=False, audio=audio_only)
     assert _packets(out, "audio") == _packets(audio_only, "audio")
     assert len(_luma(out)) == 4
+    with pytest.raises(InputError, match="scan_1.png has no sound to put under the film"):
+        apply.colorize_file(colorizer, scans, tmp_path / "silent.mp4", progress=False, audio=scans / "scan_1.png")
+    assert not (tmp_path / "silent.mp4").exists()
 
 
 def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp_path):

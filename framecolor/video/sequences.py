@@ -16,7 +16,7 @@ import av
 
 from framecolor.errors import InputError
 from framecolor.video.encoding import FIELD_PROGRESSIVE, FULL_RANGE
-from framecolor.video.files import VideoWarning
+from framecolor.video.files import VideoWarning, _check_input_file, _open_input
 from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
 from framecolor.video.pixels import _upright
 from framecolor.video.probing import _COMMON_RATES, VideoInfo
@@ -98,6 +98,15 @@ def photo_film(folder) -> list[Path]:
         warnings.warn(f"{folder}: the frames' numbers skip from {a} to {b}{more}; the video jumps there",
                       VideoWarning, stacklevel=2)
     return photos
+
+
+def check_soundtrack(path) -> Path:
+    """`path`, a file with sound to put under a film made from photos; InputError if it has none."""
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no sound to put under the film (give a sound file: .wav, .flac, ...)")
+    return path
 
 
 def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_range: bool = True) -> VideoInfo:
