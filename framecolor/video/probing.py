@@ -396,9 +396,9 @@ def _first_frame_facts(path: Path, stated_field_order: int) -> dict:
 def _frame_field_order(frame) -> int | None:
     """FIELD_TT or FIELD_BB as an interlaced frame's own mark says; None if unread.
 
-    Headers get this wrong (a DV file, bottom field first by its standard,
-    is stated top-field-first), and a wrong order makes motion judder back
-    and forth once deinterlaced. PyAV does not read the mark, but FFmpeg's
+    Headers do not tell it reliably (a DV file, bottom field first by its
+    standard, states no order, and top first is the usual guess), and a
+    wrong order makes motion judder back and forth once deinterlaced. PyAV does not read the mark, but FFmpeg's
     showinfo filter logs it ("i:T" or "i:B"), so the frame passes through
     one with its log captured (FFmpeg logs only while a level is set).
     """

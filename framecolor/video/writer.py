@@ -145,7 +145,8 @@ class VideoWriter:
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
     picture as they did the source's. `copy_streams_from` copies a source's
-    (a video's, or a sound file's) audio and subtitle streams, its chapters, and its tags: the file's
+    (a video's, or a sound file's) audio and subtitle streams, its cover
+    picture, its chapters, and its tags: the file's
     (title, date, ...) and its video stream's (language, a timecode), as
     ffmpeg does by default. Audio the container cannot hold as it is gets
     re-encoded in the container's own audio codec, as ffmpeg does too.
