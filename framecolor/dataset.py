@@ -11,8 +11,8 @@ The validation split never mixes neighbouring frames of one shot into both
 sides: each video gives its *last* ``val_fraction`` of sampled frames (one
 contiguous stretch of time) to validation; single images go by a hash of their
 name, so the split does not change when images are added. A folder of
-numbered photos of one size is a film scanned to frames: it is sampled and
-split as a video is.
+numbered photos of one size, each much like the next, is a film scanned to
+frames: it is sampled and split as a video is.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Source:
     """Where a run of consecutive stored frames came from."""
 
     path: str
-    kind: str  # "video", "film" (a folder of numbered photos of one size: a film scanned to frames) or "image"
+    kind: str  # "video", "film" (a folder of a film's frames as numbered photos, _is_film) or "image"
     start: int  # index of its first frame in FrameSet.frames
     count: int
 
