@@ -211,11 +211,7 @@ def _is_film(images) -> bool:
     frames are sampled (near-copies of their neighbours add nothing) and its
     end is held out for validation: split photo by photo, each validation
     frame would have its neighbour in training."""
-    keys = {video.sequence_key(p) for p in images}
-    if len(images) < 2 or len(keys) != 1 or None in keys:
-        return False
-    first = video.stored_size(images[0])
-    if first is None or any(video.stored_size(p) != first for p in images[1:]):
+    if len(images) < 2 or video.why_not_one_film(images) is not None:
         return False
     starts = np.unique(np.linspace(0, len(images) - 2, min(_FILM_PAIRS, len(images) - 1)).round().astype(int))
     pairs = [i + k for i in starts for k in (0, 1)]

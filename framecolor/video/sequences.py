@@ -62,6 +62,28 @@ def frame_number(path) -> int:
     return int(_NUMBERED_STEM.fullmatch(Path(path).stem).group(2))
 
 
+def why_not_one_film(photos: Sequence[Path]) -> str | None:
+    """Why `photos` are not one film's frames (a photo with no number, photos
+    named apart, or of two stored sizes), or None where they are."""
+    example = "numbered photos of one name (scan_0001.tif, scan_0002.tif, ...)"
+    key = sequence_key(photos[0])
+    if key is None:
+        return f"a video is made of {example}; {photos[0].name} has no number"
+    stray = next((p for p in photos if sequence_key(p) != key), None)
+    if stray is not None:
+        return f"a video is made of {example}; {photos[0].name} and {stray.name} are not of one sequence"
+    first = stored_size(photos[0])
+    if first is None:
+        return f"{photos[0].name} is not a photo that can be read (or damaged)"
+    for photo in photos[1:]:
+        size = stored_size(photo)
+        if size != first:
+            shown = "unreadable" if size is None else f"{size[0]}x{size[1]}"
+            return (f"a video's frames share one size, but {photos[0].name} is {first[0]}x{first[1]} "
+                    f"and {photo.name} is {shown}")
+    return None
+
+
 def photo_film(folder) -> list[Path]:
     """The photos of `folder` as one film's frames, in number order.
 
@@ -75,21 +97,9 @@ def photo_film(folder) -> list[Path]:
     if not photos:
         raise InputError(f"{folder}: no photos (.png, .tif, .jpg, ...) to make one video of; "
                          "to colorize the videos in it one by one, give an output folder")
-    example = "numbered photos of one name (scan_0001.tif, scan_0002.tif, ...)"
-    key = sequence_key(photos[0])
-    if key is None:
-        raise InputError(f"{folder}: a video is made of {example}; {photos[0].name} has no number")
-    stray = next((p for p in photos if sequence_key(p) != key), None)
-    if stray is not None:
-        raise InputError(f"{folder}: a video is made of {example}; {photos[0].name} and "
-                         f"{stray.name} are not of one sequence")
-    first = stored_size(photos[0])
-    for photo in photos[1:]:
-        size = stored_size(photo)
-        if size != first:
-            shown = "unreadable" if size is None else f"{size[0]}x{size[1]}"
-            raise InputError(f"{folder}: a video's frames share one size, but {photos[0].name} is "
-                             f"{first[0]}x{first[1]} and {photo.name} is {shown}")
+    reason = why_not_one_film(photos)
+    if reason is not None:
+        raise InputError(f"{folder}: {reason}")
     numbers = [frame_number(p) for p in photos]
     gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
     if gaps:
