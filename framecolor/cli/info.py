@@ -33,15 +33,15 @@ def info(
     else:
         from framecolor import video
 
-        # A folder of numbered photos is described as the video `apply scans/ film.mp4` makes of it.
-        described = video.probe_photo_film(video.photo_film(path)) if path.is_dir() else None
-        if described is None and video.is_image_path(path):
+        if video.is_image_path(path) and not path.is_dir():
             rows = video.describe_photo(path)
-        elif as_json:
-            typer.echo(json.dumps((described or video.probe(path)).to_dict(), indent=2))
-            return
         else:
-            rows = video.describe(described or video.probe(path))
+            # A folder of numbered photos is described as the video `apply scans/ film.mp4` makes of it.
+            described = video.probe_photo_film(video.photo_film(path)) if path.is_dir() else video.probe(path)
+            if as_json:
+                typer.echo(json.dumps(described.to_dict(), indent=2))
+                return
+            rows = video.describe(described)
     if as_json:
         typer.echo(json.dumps(dict(rows), indent=2))
     else:
