@@ -266,7 +266,7 @@ def colorize_video(
     info = video.probe(source)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, source, output)
-    luma = "luma10" if colorizer.config.pix_fmt.endswith("10le") else "luma"
+    luma = "luma10" if colorizer.config.ten_bit else "luma"
     warn_if_in_color(source, _opening_frames(source))
 
     def read():
@@ -298,7 +298,7 @@ def colorize_photo_film(
         audio = video.check_soundtrack(audio)
     inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
-    deep = colorizer.config.pix_fmt.endswith("10le")
+    deep = colorizer.config.ten_bit
     info = video.probe_photo_film(photos, fps, full_range=not deep)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
@@ -318,7 +318,7 @@ def colorize_photo_film(
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:
     """Say so where an 8-bit output rounds a deeper source's luma."""
     pix_fmt = colorizer.config.pix_fmt
-    if info.luma_bits > 8 and not pix_fmt.endswith("10le"):
+    if info.luma_bits > 8 and not colorizer.config.ten_bit:
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=3)
 

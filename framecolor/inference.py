@@ -58,6 +58,11 @@ class ApplyConfig:
     queue_size: int = 2  # batches waiting between the threads
     networks_in_flight: int | None = None  # batches in the network at once; None: 2 on a CPU backend, else 1
 
+    @property
+    def ten_bit(self) -> bool:
+        """Does the output's pixel format hold 10-bit luma (a deeper source's, kept)?"""
+        return self.pix_fmt.endswith("10le")
+
     def validate(self) -> "ApplyConfig":
         if self.render_size is not None and self.render_size < MIN_RENDER_SIZE:
             raise InputError(f"render size must be at least {MIN_RENDER_SIZE}, got {self.render_size}")
