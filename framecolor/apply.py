@@ -280,11 +280,12 @@ def colorize_video(
 
 
 def colorize_photo_film(
-    colorizer: Colorizer, folder, output, *, fps=video.DEFAULT_SEQUENCE_FPS, overwrite: bool = False,
+    colorizer: Colorizer, folder, output, *, fps=None, overwrite: bool = False,
     progress: bool = True, excerpt: Excerpt | None = None, audio=None,
 ) -> dict:
     """Colorize a folder of numbered photos (a film scanned to frames) into
-    one video file at `fps`, as colorize_video does a file's frames.
+    one video file at `fps` (None: DEFAULT_SEQUENCE_FPS), as colorize_video
+    does a file's frames; the summary also says the `frame_rate` it made.
 
     The photos' gray is the video's luma: 8-bit photos' codes exactly, as
     full-range video (10-bit --pix-fmt: 10-bit video codes, from 16-bit
@@ -299,6 +300,7 @@ def colorize_photo_film(
     inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     deep = colorizer.config.ten_bit
+    fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
     info = video.probe_photo_film(photos, fps, full_range=not deep)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
@@ -311,8 +313,9 @@ def colorize_photo_film(
         return video.read_photo_film(photos, fps, format="luma10" if deep else "gray",
                                      size=(info.width, info.height), start=start, end=end)
 
-    return _colorize_frames(colorizer, info, read, output, copy_streams_from=audio, inputs=inputs, span=span,
+    done = _colorize_frames(colorizer, info, read, output, copy_streams_from=audio, inputs=inputs, span=span,
                             overwrite=overwrite, progress=progress)
+    return {**done, "frame_rate": float(info.fps)}
 
 
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:
@@ -464,8 +467,8 @@ def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, prog
     `fps` (None: DEFAULT_SEQUENCE_FPS) with the sound of `audio`, by the
     source's kind (an excerpt is of videos only)."""
     if Path(source).is_dir():
-        return colorize_photo_film(colorizer, source, output, fps=fps or video.DEFAULT_SEQUENCE_FPS,
-                                   overwrite=overwrite, progress=progress, excerpt=excerpt, audio=audio)
+        return colorize_photo_film(colorizer, source, output, fps=fps, overwrite=overwrite, progress=progress,
+                                   excerpt=excerpt, audio=audio)
     if fps is not None or audio is not None:
         raise InputError(f"{source}: a frame rate and a sound file are given to a folder of numbered photos "
                          "made into a video; a video keeps its own")

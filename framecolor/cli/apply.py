@@ -117,7 +117,7 @@ def apply(
                                       excerpt=excerpt, fps=rate, audio=audio)
         if not quiet:
             # A video made from photos has the rate it was given, or a default the user may not know.
-            made_at = f" at {float(rate or video.DEFAULT_SEQUENCE_FPS):g} fps" if job.source.is_dir() else ""
+            made_at = f" at {done['frame_rate']:g} fps" if "frame_rate" in done else ""
             typer.echo(f"{job.output}: {done['frames']} frames{made_at} in {done['seconds']:.1f} s", err=True)
         return
     colorizer = pipeline.Colorizer(pipeline.load(model), config)
