@@ -393,27 +393,37 @@ def _first_frame_facts(path: Path, stated_field_order: int) -> dict:
     return {"display_matrix": _display_matrix(frame), "field_order": order}
 
 
+def one_filter_graph(frame, name: str, args: str | None = None):
+    """An FFmpeg filter graph, configured, that passes frames shaped as
+    `frame` (size, pixel format) through the one filter `name`: push a
+    frame in, pull it out."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                              time_base=Fraction(1, 1))
+    middle, sink = graph.add(name, args), graph.add("buffersink")
+    source.link_to(middle)
+    middle.link_to(sink)
+    graph.configure()
+    return graph
+
+
 def _frame_field_order(frame) -> int | None:
     """FIELD_TT or FIELD_BB as an interlaced frame's own mark says; None if unread.
 
     Headers do not tell it reliably (a DV file, bottom field first by its
     standard, states no order, and top first is the usual guess), and a
-    wrong order makes motion judder back and forth once deinterlaced. PyAV does not read the mark, but FFmpeg's
-    showinfo filter logs it ("i:T" or "i:B"), so the frame passes through
-    one with its log captured (FFmpeg logs only while a level is set).
+    wrong order makes motion judder back and forth once deinterlaced. PyAV
+    does not read the mark, but FFmpeg's showinfo filter logs it ("i:T" or
+    "i:B"), so the frame passes through one with its log captured (FFmpeg
+    logs only while a level is set).
     """
-    import av.filter
     import av.logging
 
     level = av.logging.get_level()
     try:
-        graph = av.filter.Graph()
-        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                  time_base=Fraction(1, 1))
-        shown, sink = graph.add("showinfo"), graph.add("buffersink")
-        source.link_to(shown)
-        shown.link_to(sink)
-        graph.configure()
+        graph = one_filter_graph(frame, "showinfo")
         av.logging.set_level(av.logging.INFO)
         with av.logging.Capture() as logs:
             graph.push(frame)

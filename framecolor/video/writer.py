@@ -13,7 +13,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import av.filter
 import numpy as np
 
 from framecolor.errors import OutputError
@@ -43,7 +42,7 @@ from framecolor.video.files import (
 )
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, _codec_name, _is_attached_picture, _video_stream
+from framecolor.video.probing import VideoInfo, _codec_name, _is_attached_picture, _video_stream, one_filter_graph
 
 # Cover pictures Matroska holds as attachments, by codec, and their types.
 _COVER_SUFFIXES = {"mjpeg": ".jpg", "png": ".png"}
@@ -120,13 +119,7 @@ class _FieldMarker:
     def mark(self, frame):
         shape = (frame.format.name, frame.width, frame.height)
         if shape != self._shape:
-            self._graph, self._shape = av.filter.Graph(), shape
-            source = self._graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                            time_base=Fraction(1, 1))
-            marker, sink = self._graph.add("setfield", self._mode), self._graph.add("buffersink")
-            source.link_to(marker)
-            marker.link_to(sink)
-            self._graph.configure()
+            self._graph, self._shape = one_filter_graph(frame, "setfield", self._mode), shape
         self._graph.push(frame)
         return self._graph.pull()
 
