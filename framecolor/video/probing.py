@@ -256,8 +256,14 @@ def _frame_rate(stream, path: Path | None = None) -> Fraction:
     # FFmpeg's guess from the first timestamps (a millisecond time base makes
     # it 359/12 for 29.97), else the timestamps' own rate, as the rate it is near.
     rate = plausible[0] if plausible else measured
+    nearest, off = _nearest_common_rate(rate)
+    return nearest if off <= _COMMON_RATE_TOLERANCE else rate.limit_denominator(1001)
+
+
+def _nearest_common_rate(rate: Fraction) -> tuple[Fraction, Fraction]:
+    """The common rate nearest `rate`, and how far off it is (relative)."""
     nearest = min(_COMMON_RATES, key=lambda common: abs(common / rate - 1))
-    return nearest if abs(nearest / rate - 1) <= _COMMON_RATE_TOLERANCE else rate.limit_denominator(1001)
+    return nearest, abs(nearest / rate - 1)
 
 
 def _packet_rate(path: Path, index: int) -> Fraction | None:

@@ -19,7 +19,7 @@ from framecolor.video.encoding import FIELD_PROGRESSIVE, FULL_RANGE
 from framecolor.video.files import VideoWarning, _check_input_file, _open_input
 from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
 from framecolor.video.pixels import _upright
-from framecolor.video.probing import _COMMON_RATES, VideoInfo
+from framecolor.video.probing import VideoInfo, _nearest_common_rate
 from framecolor.video.reader import Frame
 
 # Scans carry no frame rate; film runs at 24 frames a second.
@@ -45,8 +45,8 @@ def frame_rate(text: str) -> Fraction:
         raise InputError(f"not a frame rate: {text!r} (write 24, 29.97 or 30000/1001)") from None
     if rate <= 0:
         raise InputError(f"a frame rate is more than 0, not {text}")
-    nearest = min(_COMMON_RATES, key=lambda common: abs(common / rate - 1))
-    return nearest if abs(nearest / rate - 1) < _TYPED_RATE_TOLERANCE else rate
+    nearest, off = _nearest_common_rate(rate)
+    return nearest if off < _TYPED_RATE_TOLERANCE else rate
 
 
 def sequence_key(path) -> tuple | None:
