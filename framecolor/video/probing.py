@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import av
 import numpy as np
@@ -181,24 +182,29 @@ def _stream_duration(container, stream) -> float | None:
     return None
 
 
-def _stated_frames(container, stream, path: Path) -> int:
+def _stated_frames(container, stream, hidden_frames: Callable[[], int]) -> int:
     """Frame count the container states: the sample count, or mkvmerge's statistics tag.
 
     An AVI states its length in frame periods, empty (dropped) ones
     included: a capture that dropped frames, or one whose start was moved
     for its sound, states more frames than it holds, so its count is not used.
-    An MP4's or MOV's sample count includes the frames its edit list hides:
-    a file cut without re-encoding (ffmpeg -ss -c copy, an editor's
-    export) keeps the frames before the cut that its first keyframe needs.
+    An MP4's or MOV's sample count includes the frames its edit list hides
+    (hidden_frames(), read from its first packets only where needed): a
+    file cut without re-encoding (ffmpeg -ss -c copy, an editor's export)
+    keeps the frames before the cut that its first keyframe needs.
     """
     if stream.frames > 0 and container.format.name != "avi":
-        if "mov" in container.format.name.split(","):
-            return stream.frames - _hidden_leading_frames(path, stream.index)
+        if _is_mov(container):
+            return stream.frames - hidden_frames()
         return stream.frames
     for key, value in stream.metadata.items():
         if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
             return int(value)
     return 0
+
+
+def _is_mov(container) -> bool:
+    return "mov" in container.format.name.split(",")
 
 
 # An MP4's hidden frames come before its cut, in decode order too but for
@@ -207,23 +213,66 @@ def _stated_frames(container, stream, path: Path) -> int:
 _SHOWN_RUN_AFTER_CUT = 32
 
 
-def _hidden_leading_frames(path: Path, index: int) -> int:
-    """Video packets at the start of an MP4 that FFmpeg marks to be decoded but not shown."""
-    hidden = shown_run = 0
+class Opening(NamedTuple):
+    """What a video stream's first packets show, read in one pass."""
+
+    hidden: int  # packets an MP4's edit list marks to be decoded but not shown (its cut)
+    rate: Fraction | None  # frames per second over the first _RATE_PACKETS packets, where all are stamped
+    first_frame: object  # the first decoded av.VideoFrame; None where nothing decodes (or not asked)
+    packets: int  # video packets read, to count on from
+    whole: bool  # False where demuxing failed part-way
+
+
+def scan_opening(container, stream, *, decode: bool = True) -> Opening:
+    """Read the first packets of `stream` once, for everything probe needs of them.
+
+    Opening a file is most of what probing it costs (FFmpeg reads and
+    decodes its start to find the streams' parameters; 12 ms for a 720p
+    MP4 here), so the hidden count, the packets' own rate and the first
+    frame come from one pass over one open container, not three. The
+    container is left where the pass stopped: demuxing on continues from there.
+    """
+    hidden = shown_run = packets = 0
+    hidden_done = not _is_mov(container)
+    times: list[int] | None = []  # None: a packet had no timestamp
+    frame, decoding, whole = None, decode, True
+    try:
+        for packet in container.demux(stream):
+            if decoding:  # the empty last packet flushes the decoder: a one-frame file still gives its frame
+                frame, decoding = _first_decoded(packet)
+            if not packet.size:
+                continue
+            packets += 1
+            if not hidden_done:
+                hidden, shown_run = (hidden + 1, 0) if packet.is_discard else (hidden, shown_run + 1)
+                hidden_done = shown_run >= _SHOWN_RUN_AFTER_CUT
+            if times is not None and len(times) < _RATE_PACKETS:
+                times = None if packet.pts is None else times + [packet.pts]
+            if hidden_done and not decoding and (times is None or len(times) == _RATE_PACKETS):
+                break
+    except av.error.FFmpegError:
+        whole = False  # damaged: what was read stands, and decoding will tell
+        if times is not None and len(times) < _RATE_PACKETS:
+            times = None
+    return Opening(hidden, _rate_of(times, stream.time_base), frame, packets, whole)
+
+
+def _first_decoded(packet) -> tuple[object, bool]:
+    """(the first frame that `packet` gives or None, whether to decode on)."""
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError:
+        return None, False  # a file that cannot decode fails later, where it is read
+    return (frames[0], False) if frames else (None, bool(packet.size))
+
+
+def read_opening(path: Path, index: int) -> Opening:
+    """scan_opening of stream `index` of the file at `path`, without decoding."""
     try:
         with av.open(str(path)) as container:
-            for packet in container.demux(container.streams[index]):
-                if not packet.size:
-                    continue
-                if packet.is_discard:
-                    hidden, shown_run = hidden + 1, 0
-                else:
-                    shown_run += 1
-                    if shown_run >= _SHOWN_RUN_AFTER_CUT:
-                        break
+            return scan_opening(container, container.streams[index], decode=False)
     except av.error.FFmpegError:
-        pass  # damaged: the count stands, and decoding will tell
-    return hidden
+        return Opening(0, None, None, 0, False)
 
 
 # The rates cameras, film transfers and broadcasts use: a rate measured from
@@ -237,9 +286,9 @@ _IMPLAUSIBLE_RATE_FACTOR = 4
 _RATE_PACKETS = 64
 
 
-def _frame_rate(stream, path: Path | None = None) -> Fraction:
+def _frame_rate(stream, measured: Fraction | None = None) -> Fraction:
     """The video's frame rate: the one its header states, unless the first
-    frames' timestamps (read from `path`) show it is not.
+    frames' timestamps (`measured`, Opening.rate) show it is not.
 
     Headers can be far off: a Matroska file remuxed by a script may state
     30000 frames/s (its DefaultDuration written from a time base) for
@@ -247,7 +296,6 @@ def _frame_rate(stream, path: Path | None = None) -> Fraction:
     its word would call such a file truncated and write that rate on.
     """
     stated = [Fraction(r) for r in (stream.average_rate, stream.guessed_rate, stream.base_rate) if r]
-    measured = _packet_rate(path, stream.index) if path is not None else None
     if not measured:
         return stated[0] if stated else Fraction(0)
     plausible = [r for r in stated if 1 / _IMPLAUSIBLE_RATE_FACTOR < r / measured < _IMPLAUSIBLE_RATE_FACTOR]
@@ -266,26 +314,14 @@ def _nearest_common_rate(rate: Fraction) -> tuple[Fraction, Fraction]:
     return nearest, abs(nearest / rate - 1)
 
 
-def _packet_rate(path: Path, index: int) -> Fraction | None:
-    """Frames per second over the first _RATE_PACKETS packets of stream `index`;
-    None where one has no timestamp (MPEG-PS stamps a packet only where a
-    pack starts, so the stamped ones are not the frames' rate)."""
-    times = []
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams[index]
-            for packet in container.demux(stream):
-                if not packet.size:
-                    continue
-                if packet.pts is None:
-                    return None
-                times.append(packet.pts)
-                if len(times) == _RATE_PACKETS:
-                    break
-            span = (max(times) - min(times)) * stream.time_base if len(times) > 1 else 0
-    except av.error.FFmpegError:
-        return None  # damaged: the header stands, and decoding will tell
-    return Fraction(len(times) - 1) / Fraction(span) if span > 0 else None
+def _rate_of(times: list[int] | None, time_base) -> Fraction | None:
+    """Frames per second of packets stamped `times`; None where one had no
+    timestamp (MPEG-PS stamps a packet only where a pack starts, so the
+    stamped ones are not the frames' rate)."""
+    if not times or len(times) < 2 or not time_base:
+        return None
+    span = (max(times) - min(times)) * Fraction(time_base)
+    return Fraction(len(times) - 1) / span if span > 0 else None
 
 
 def display_rotation(matrix) -> int:
@@ -311,14 +347,6 @@ def _rotation_matrix(rotation: int) -> tuple[int, ...]:
     """The display matrix of a pure counter-clockwise rotation (16.16 fixed point, w in 2.30)."""
     c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
     return (round(c * 65536), round(-s * 65536), 0, round(s * 65536), round(c * 65536), 0, 0, 0, 1 << 30)
-
-
-def _first_frame(container, stream):
-    """The first decoded frame; None for a file that cannot decode (it fails later, where it is read)."""
-    try:
-        return next(container.decode(stream), None)
-    except av.error.FFmpegError:
-        return None
 
 
 def _display_matrix(frame) -> tuple[int, ...] | None:
@@ -348,32 +376,45 @@ def probe(path) -> VideoInfo:
     with _open_input(path) as container:
         stream = _video_stream(container, path)
         duration = _stream_duration(container, stream)
-        frames, exact = _stated_frames(container, stream, path), True
-        if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES:
-            frames = _count_packets(container, stream)
-        fps = _frame_rate(stream, path)
+        # As the header states them: decoding the first frame below resets the
+        # codec context to that frame's, and a capture that changes size is
+        # taken at the size its header (and ffprobe) gives.
+        stated = _stated_picture(stream)
+        opening = scan_opening(container, stream)
+        frames, exact = _stated_frames(container, stream, lambda: opening.hidden), True
+        if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES and opening.whole:
+            frames = _count_packets(container, stream, already=opening.packets)
+        fps = _frame_rate(stream, opening.rate)
         if frames <= 0:
             frames, exact = round((duration or 0.0) * fps), False
         if duration is None:
             duration = float(frames / fps) if fps else 0.0
-        cc = stream.codec_context
         return VideoInfo(
             path=str(path),
-            width=cc.width,
-            height=cc.height,
             frame_count=int(frames),
             frame_count_exact=exact,
             fps=fps,
             time_base=Fraction(stream.time_base),
             duration=float(duration),
-            codec=_codec_name(stream),
-            pix_fmt=cc.pix_fmt or "unknown",
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
-            color_range=int(getattr(cc, "color_range", 0) or 0),
-            **_first_frame_facts(path, stated_field_order=cc.field_order),
-            sample_aspect_ratio=_sample_aspect_ratio(stream),
+            **{key: value for key, value in stated.items() if key != "field_order"},
+            **_first_frame_facts(opening.first_frame, stated_field_order=stated["field_order"]),
         )
+
+
+def _stated_picture(stream) -> dict:
+    """VideoInfo's fields that the stream's header states of its pictures."""
+    cc = stream.codec_context
+    return {
+        "width": cc.width,
+        "height": cc.height,
+        "codec": _codec_name(stream),
+        "pix_fmt": cc.pix_fmt or "unknown",
+        "color_range": int(getattr(cc, "color_range", 0) or 0),
+        "field_order": cc.field_order,
+        "sample_aspect_ratio": _sample_aspect_ratio(stream),
+    }
 
 
 def _sample_aspect_ratio(stream) -> Fraction | None:
@@ -381,7 +422,7 @@ def _sample_aspect_ratio(stream) -> Fraction | None:
     return Fraction(sar) if sar and sar > 0 and sar != 1 else None
 
 
-def _first_frame_facts(path: Path, stated_field_order: int) -> dict:
+def _first_frame_facts(frame, stated_field_order: int) -> dict:
     """The display matrix and field order that the first decoded frame shows.
 
     A header's field order is not the pictures': soft-telecined film on a
@@ -389,8 +430,6 @@ def _first_frame_facts(path: Path, stated_field_order: int) -> dict:
     video counts as interlaced where its first frame decodes as such, in the
     stated order (top field first where none is stated, as HD broadcast is).
     """
-    with _open_input(path) as container:  # a fresh read: probing may have demuxed to the end
-        frame = _first_frame(container, _video_stream(container, path))
     if frame is None:
         return {"display_matrix": None, "field_order": 0}
     order = FIELD_PROGRESSIVE
@@ -442,9 +481,10 @@ def _frame_field_order(frame) -> int | None:
     return {"T": FIELD_TT, "B": FIELD_BB}[marks.pop()] if len(marks) == 1 else None
 
 
-def _count_packets(container, stream) -> int:
+def _count_packets(container, stream, already: int = 0) -> int:
+    """The stream's packets: `already` read, and the rest from where demuxing stands."""
     try:
-        return sum(1 for p in container.demux(stream) if p.size > 0)
+        return already + sum(1 for p in container.demux(stream) if p.size > 0)
     except av.error.FFmpegError:
         return 0  # damaged: fall back to the estimate
 

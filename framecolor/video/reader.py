@@ -25,6 +25,7 @@ from framecolor.video.probing import (
     _stated_frames,
     _stream_duration,
     _video_stream,
+    read_opening,
 )
 
 
@@ -221,7 +222,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
         return
     if not whole:
         return
-    stated = _stated_frames(container, stream, path)
+    stated = _stated_frames(container, stream, lambda: read_opening(path, stream.index).hidden)
     if stated:
         if decoded < stated:
             warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
@@ -230,7 +231,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
     # No frame count in the container: compare how far we got with its duration
     # (the frame rate reads the file's first packets again, so only here).
     duration = _stream_duration(container, stream)
-    if duration and last_time is not None and (fps := _frame_rate(stream, path)):
+    if duration and last_time is not None and (fps := _frame_rate(stream, read_opening(path, stream.index).rate)):
         if last_time + 2 / fps < duration:
             warnings.warn(f"{path} is truncated or damaged: read {decoded} frames "
                           f"({last_time:.2f} s of {duration:.2f} s)", VideoWarning, stacklevel=3)
