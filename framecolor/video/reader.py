@@ -87,9 +87,13 @@ def read_frames(
             raise InputError(f"no images (.jpg, .png, ...) in folder {path}")
         return _image_frames(images, size, short_side, format, int(every), max_frames)
     path = _check_input_file(path)
-    with _open_input(path) as container:
+    container = _open_input(path)  # once: opening costs as much as decoding a few frames
+    try:
         _video_stream(container, path)
-    return _video_frames(path, size, short_side, format, int(every), start, end, max_frames)
+    except BaseException:
+        container.close()
+        raise
+    return _video_frames(container, path, size, short_side, format, int(every), start, end, max_frames)
 
 
 def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[Frame]:
@@ -99,11 +103,11 @@ def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[
         yield Frame(_upright(_decode_image(image_path), fmt, size, short_side), index, None, index)
 
 
-def _video_frames(path, size, short_side, fmt, every, start, end, max_frames) -> Iterator[Frame]:
-    if max_frames == 0:
-        return
-    container = _open_input(path)
+def _video_frames(container, path, size, short_side, fmt, every, start, end, max_frames) -> Iterator[Frame]:
+    """Frames of the open `container`, which this closes (also when closed unstarted: PyAV closes it when freed)."""
     try:
+        if max_frames == 0:
+            return
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         pixel_aspect = _sample_aspect_ratio(stream)
