@@ -1,0 +1,120 @@
+"""Apply at several batch sizes beside the two codec floors, in one process.
+
+    python benchmarks/apply_batches.py --heights 720 1080 --batch-sizes 8 16 32 --seconds 16 --rounds 2 --out X.json
+
+apply_throughput.py gives one fps per run. This also splits each run in
+three, from the times of the writer's first and last frames: the start (the
+call until the first frame is written: probing, the colour check, opening
+the writer, and for apply the pipeline's fill, two batches through the
+network since each is smoothed with the next), the writing in between
+(frames a second), and the end (the encoder's flush). On a short clip the
+start is a large part of the whole; on a film it is not. Each round runs
+apply at every batch size, then the gray and same-colors floors
+(apply_throughput.transcode and transcode_colored), on generated 16:9 clips
+with audio, with the shipped model by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import apply_throughput as at  # a sibling module: this folder is on sys.path when run as a script
+
+
+def _timed_writes(video, apply):
+    """Record each write_yuv's time, and the time threads spend waiting on the pipeline's queues."""
+    stamps, waits = [], collections.defaultdict(float)
+    write_yuv, get = video.VideoWriter.write_yuv, apply._get
+
+    def timed_write(self, *args, **kwargs):
+        stamps.append(time.perf_counter())
+        return write_yuv(self, *args, **kwargs)
+
+    def timed_get(q, stop):
+        started = time.perf_counter()
+        try:
+            return get(q, stop)
+        finally:
+            waits[threading.current_thread().name] += time.perf_counter() - started
+
+    video.VideoWriter.write_yuv, apply._get = timed_write, timed_get
+    return stamps, waits
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--heights", type=int, nargs="+", default=[720])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--preset", default="faster")
+    parser.add_argument("--seconds", type=float, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="framecolor/assets/default.fcm")
+    parser.add_argument("--out", help="also write the JSON here (after every run)")
+    args = parser.parse_args(argv)
+    import jax
+
+    from framecolor import apply, video
+
+    stamps, waits = _timed_writes(video, apply)
+    loaded = at._model(args.model, 1.0, None)
+    results = {"device": str(jax.devices()[0]), "preset": args.preset, "seconds": args.seconds,
+               "encoder_options": video.encoder_options("libx264", None, args.preset), "warmup_s": {}, "runs": []}
+
+    def sample(go, **tags):
+        stamps.clear()
+        waits.clear()
+        started = time.perf_counter()
+        row = at._sample(go)
+        row.update(tags, first_write_s=stamps[0] - started, write_fps=(len(stamps) - 1) / (stamps[-1] - stamps[0]),
+                   after_last_write_s=time.perf_counter() - stamps[-1],
+                   queue_wait_s={name: round(s, 3) for name, s in sorted(waits.items())})
+        results["runs"].append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=1))
+
+    colorizers = {b: apply.Colorizer(loaded, apply.ApplyConfig(batch_size=b, preset=args.preset))
+                  for b in args.batch_sizes}
+    codec_kw = dict(codec="libx264", crf=None, preset=args.preset, pix_fmt="yuv420p")
+    for height in args.heights:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            source = at.make_video(tmp / "in.mp4", at._aspect_width(height), height, args.seconds)
+            for b, colorizer in colorizers.items():  # compiles each batch size's steps for this size
+                started = time.perf_counter()
+                apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)
+                results["warmup_s"][f"{height}p B{b}"] = time.perf_counter() - started
+            chroma = at.colored_chroma(tmp / "out.mp4")
+            for _ in range(args.rounds):
+                for b, colorizer in colorizers.items():
+                    sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
+                                                        progress=False), height=height, run=f"apply B{b}")
+                sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height, run="floor gray")
+                sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
+                       height=height, run="floor same colors")
+    print(table(results, args.heights, [f"apply B{b}" for b in args.batch_sizes]))
+
+
+def table(results: dict, heights, applies) -> str:
+    lines = ["| video | run | fps, each round | start s | frames/s between first and last written | end s |",
+             "|---|---|---|---|---|---|"]
+    for height in heights:
+        for name in [*applies, "floor gray", "floor same colors"]:
+            rows = [r for r in results["runs"] if r["run"] == name and r["height"] == height]
+            if rows:
+                lines.append(f"| {height}p {results['seconds']:g} s | {name} | "
+                             + " / ".join(f"{r['fps']:.1f}" for r in rows) + " | "
+                             + " / ".join(f"{r['first_write_s']:.3f}" for r in rows) + " | "
+                             + " / ".join(f"{r['write_fps']:.0f}" for r in rows) + " | "
+                             + " / ".join(f"{r['after_last_write_s']:.3f}" for r in rows) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
