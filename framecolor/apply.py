@@ -291,7 +291,8 @@ def colorize_photo_film(
     full-range video (10-bit --pix-fmt: 10-bit video codes, from 16-bit
     photos at their depth). `audio`, a sound file (a film's soundtrack,
     scanned or recorded apart), is copied in from its start at the first
-    frame (an excerpt's: its own part).
+    frame (an excerpt's: its own part) up to the last frame's end, with a
+    warning where it is a second or more longer or shorter than the film.
     """
     folder, output = Path(folder), Path(output)
     photos = video.photo_film(folder)
@@ -302,6 +303,8 @@ def colorize_photo_film(
     deep = colorizer.config.ten_bit
     fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
     info = video.probe_photo_film(photos, fps, full_range=not deep)
+    if audio is not None:
+        video.warn_if_soundtrack_differs(audio, info)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
     opening = video.read_photo_film(photos, fps, format="rgb24", short_side=64, every=5,
@@ -313,8 +316,9 @@ def colorize_photo_film(
         return video.read_photo_film(photos, fps, format="luma10" if deep else "gray",
                                      size=(info.width, info.height), start=start, end=end)
 
+    # The sound stops with the last photo, as the film does.
     done = _colorize_frames(colorizer, info, read, output, copy_streams_from=audio, inputs=inputs, span=span,
-                            overwrite=overwrite, progress=progress)
+                            overwrite=overwrite, progress=progress, end_with_frames=True)
     return {**done, "frame_rate": float(info.fps)}
 
 
@@ -327,7 +331,8 @@ def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> 
 
 
 def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], output: Path, *,
-                     copy_streams_from=None, inputs=(), span=None, overwrite=False, progress=True) -> dict:
+                     copy_streams_from=None, inputs=(), span=None, overwrite=False, progress=True,
+                     end_with_frames=False) -> dict:
     """The pipeline: `read()`'s frames (luma planes shaped as `info` says)
     colorized into `output`, written as `info`'s video."""
     from tqdm import tqdm
@@ -354,6 +359,7 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         pix_fmt=config.pix_fmt,
         copy_streams_from=copy_streams_from,
         excerpt=span is not None,
+        end_with_frames=end_with_frames,
         overwrite=overwrite,
         inputs=inputs,
         matrix=matrix,

@@ -532,9 +532,24 @@ def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(coloriz
     for n in range(1, 5):
         media.make_photo(scans / f"scan_{n}.png", media.gray(media.frame_image(n, 64, 48)), "rgb24", "rgb24")
     out = tmp_path / "film.mp4"
-    apply.colorize_file(colorizer, scans, out, progress=False, audio=audio_only)
-    assert _packets(out, "audio") == _packets(audio_only, "audio")
+    apply.colorize_file(colorizer, scans, out, progress=False, audio=audio_only)  # 0.5 s of sound, 1/6 s of film
     assert len(_luma(out)) == 4
+    # The sound is the file's from its start, and stops with the film: no
+    # packet that starts after the last frame's end (4 / 24 s).
+    sound = _packets(audio_only, "audio")
+    kept = _packets(out, "audio")
+    assert kept == sound[: len(kept)] and 0 < len(kept) < len(sound)
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        starts = [float(p.pts * stream.time_base) for p in container.demux(stream) if p.size]
+    assert max(starts) <= 4 / 24 and min(starts) <= 0
+    # A sound a second or more longer or shorter than the film is said.
+    long_sound = media.make_audio(tmp_path / "long.m4a", seconds=2.0)
+    with pytest.warns(video.VideoWarning, match=r"long.m4a lasts 2.0 s and the film 0.2 s \(4 photos at 24 fps\): "
+                                                 r"the sound is cut at the film's end"):
+        apply.colorize_file(colorizer, scans, tmp_path / "cut.mp4", progress=False, audio=long_sound)
+    with pytest.warns(video.VideoWarning, match=r"tone.m4a lasts 0.5 s and the film 2.0 s .*: its last 1.5 s are silent"):
+        apply.colorize_file(colorizer, scans, tmp_path / "slow.mp4", progress=False, audio=audio_only, fps=2)
     with pytest.raises(InputError, match="scan_1.png has no sound to put under the film"):
         apply.colorize_file(colorizer, scans, tmp_path / "silent.mp4", progress=False, audio=scans / "scan_1.png")
     assert not (tmp_path / "silent.mp4").exists()

@@ -19,7 +19,7 @@ from framecolor.video.encoding import FIELD_PROGRESSIVE, FULL_RANGE
 from framecolor.video.files import VideoWarning, _check_input_file, _open_input
 from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
 from framecolor.video.pixels import _upright
-from framecolor.video.probing import VideoInfo, _nearest_common_rate
+from framecolor.video.probing import VideoInfo, _nearest_common_rate, _stream_duration
 from framecolor.video.reader import Frame
 
 # Scans carry no frame rate; film runs at 24 frames a second.
@@ -117,6 +117,25 @@ def check_soundtrack(path) -> Path:
         if not container.streams.audio:
             raise InputError(f"{path} has no sound to put under the film (give a sound file: .wav, .flac, ...)")
     return path
+
+
+# A soundtrack this many seconds longer or shorter than the film is said:
+# more than a few frames apart, the rate the photos were given is likely not the film's.
+SOUNDTRACK_MISMATCH_S = 1.0
+
+
+def warn_if_soundtrack_differs(path, film: VideoInfo) -> None:
+    """Say so where the sound at `path` lasts a second or more longer (it is cut at
+    the film's end) or shorter (the film ends silent) than the photos' `film`."""
+    with _open_input(Path(path)) as container:
+        sound = _stream_duration(container, container.streams.audio[0])
+    if sound is None or abs(sound - film.duration) < SOUNDTRACK_MISMATCH_S:
+        return
+    rate = float(film.fps)
+    what = ("the sound is cut at the film's end" if sound > film.duration
+            else f"its last {film.duration - sound:.1f} s are silent")
+    warnings.warn(f"{path} lasts {sound:.1f} s and the film {film.duration:.1f} s ({film.frame_count} photos "
+                  f"at {rate:g} fps): {what} (--fps sets the rate)", VideoWarning, stacklevel=2)
 
 
 def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_range: bool = True) -> VideoInfo:

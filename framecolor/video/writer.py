@@ -145,7 +145,9 @@ class VideoWriter:
     re-encoded in the container's own audio codec, as ffmpeg does too.
     `excerpt` True writes a part of the source: every stream is shifted so
     that the first frame written is at 0, and the copied ones are cut to
-    the frames' span (chapters are not copied).
+    the frames' span (chapters are not copied). `end_with_frames` True cuts
+    the copied streams where the last frame ends, shifting nothing (a
+    soundtrack under a film made from photos).
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class VideoWriter:
         pix_fmt: str = "yuv420p",
         copy_streams_from=None,
         excerpt: bool = False,
+        end_with_frames: bool = False,
         overwrite: bool = False,
         inputs: Iterable = (),
         matrix: str | None = None,
@@ -187,6 +190,7 @@ class VideoWriter:
         self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
         self._pending = None
         self._excerpt = excerpt
+        self._end_with_frames = excerpt or end_with_frames
         self._start_pts = None  # the first frame's pts: where an excerpt's timeline starts
         self._tmp = _temp_path(self.path)
         try:
@@ -650,8 +654,8 @@ class VideoWriter:
             with _write_errors(self.path):
                 for packet in self._stream.encode(None):
                     self._out.mux(packet)
-                self._mux_copies(until=self._frames_end() if self._excerpt else None)
-                if self._source is not None:  # an excerpt's: the rest of the source is not in it
+                self._mux_copies(until=self._frames_end() if self._end_with_frames else None)
+                if self._source is not None:  # the rest of the source goes on past the frames: not in it
                     self._end_copies()
                 self._out.close()
                 os.replace(self._tmp, self.path)
