@@ -96,6 +96,30 @@ def read_frames(
     return _video_frames(container, path, size, short_side, format, int(every), start, end, max_frames)
 
 
+def opening_pictures(path, *, count: int, every: int, short_side: int) -> list[np.ndarray]:
+    """Up to `count` small RGB pictures from the start of a video (frames 0,
+    every, 2 * every, ...), shown as players show them, for a look at its colors.
+
+    What decodes, and no warnings: the video's own reading tells of damage
+    once. So this can run beside that reading, in another thread, where
+    silencing read_frames' warnings would silence that reading's too.
+    """
+    pictures: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container, path)
+            stream.thread_type = "AUTO"
+            pixel_aspect = _sample_aspect_ratio(stream)
+            for index, frame in enumerate(container.decode(stream)):
+                if index % every == 0:
+                    pictures.append(_upright(frame, "rgb24", None, short_side, pixel_aspect))
+                    if len(pictures) == count:
+                        break
+    except (av.error.FFmpegError, InputError):
+        pass
+    return pictures
+
+
 def _image_frames(images, size, short_side, fmt, every, max_frames) -> Iterator[Frame]:
     selected = images[::every][:max_frames]
     for k, image_path in enumerate(selected):
