@@ -146,7 +146,8 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
         error = None
         first_size, size_changed = None, False
         window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
-        frames = _display_ordered(container.decode(stream), window)
+        decoding = _Decoding(container, stream)
+        frames = _display_ordered(iter(decoding), window)
         while True:
             try:
                 frame = next(frames)
@@ -176,10 +177,25 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return
-        _report_end(path, container, stream, error, decoded, kept, last_time,
+        _report_end(path, container, stream, error, decoded, kept, last_time, decoding.hidden,
                     whole=start is None and end is None)
     finally:
         container.close()
+
+
+class _Decoding:
+    """container.decode(stream), counting the packets an MP4's edit list marks
+    to be decoded but not shown, so that its frame count is checked at the end
+    without reading the file's start again."""
+
+    def __init__(self, container, stream):
+        self.container, self.stream, self.hidden = container, stream, 0
+
+    def __iter__(self) -> Iterator:
+        for packet in self.container.demux(self.stream):
+            if packet.size and packet.is_discard:
+                self.hidden += 1
+            yield from packet.decode()
 
 
 # How many frames a decoder may hold back to reorder them: H.264's and
@@ -239,8 +255,9 @@ def _warn_size_change(path, before: tuple[int, int], frame, time: float | None, 
                   f"{frame.width}x{frame.height}{scaled}", VideoWarning, stacklevel=3)
 
 
-def _report_end(path, container, stream, error, decoded, kept, last_time, whole):
-    """After the last frame: fail if nothing decoded, warn if the file ended early."""
+def _report_end(path, container, stream, error, decoded, kept, last_time, hidden, whole):
+    """After the last frame: fail if nothing decoded, warn if the file ended early
+    (`hidden`: the packets an MP4's edit list hid, which its sample count includes)."""
     if decoded == 0 and (error is not None or whole):
         reason = f" ({getattr(error, 'strerror', None) or error})" if error is not None else ""
         raise InputError(f"no frames could be decoded from {path}{reason}")
@@ -250,7 +267,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, whole)
         return
     if not whole:
         return
-    stated = _stated_frames(container, stream, lambda: read_opening(path, stream.index).hidden)
+    stated = _stated_frames(container, stream, lambda: hidden)
     if stated:
         if decoded < stated:
             warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
