@@ -816,7 +816,7 @@ def test_default_codec_is_x264_or_the_containers_own(clip, tmp_path):
     info = probe(out)
     assert (info.codec, info.frame_count, [a.codec for a in info.audio]) == ("vp9", 12, ["opus"])
     with pytest.warns(VideoWarning) as warned:
-        VideoWriter(tmp_path / "y.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25), preset="slow")._abort()
+        VideoWriter(tmp_path / "y.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25), preset="slow").discard()
     assert "libvpx-vp9 has no presets: preset slow is ignored" in [str(w.message) for w in warned]
     assert _decoded(out)[0] == [round(t * 1000) for t in _seconds(clip)]  # WebM counts in ms
     with VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, time_base=Fraction(1, 25)) as w:

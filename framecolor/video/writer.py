@@ -222,7 +222,7 @@ class VideoWriter:
             if copy_streams_from is not None:
                 self._add_copied_streams(Path(copy_streams_from))
         except BaseException:
-            self._abort()
+            self.discard()
             raise
 
     @classmethod
@@ -660,14 +660,15 @@ class VideoWriter:
                 self._out.close()
                 os.replace(self._tmp, self.path)
         except BaseException:
-            self._abort()
+            self.discard()
             raise
 
     def _frames_end(self) -> float:
         """Seconds on the source's timeline where the last frame written stops showing."""
         return float(self._last_pts * self.time_base) + (float(1 / self.fps) if self.fps else 0.0)
 
-    def _abort(self) -> None:
+    def discard(self) -> None:
+        """Close, keeping nothing: the temporary file goes (what a failure does)."""
         for c in (self._out, self._source):
             if c is not None:
                 try:
@@ -684,5 +685,5 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.discard()
         return False
