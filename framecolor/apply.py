@@ -4,6 +4,8 @@
       --(bounded queue)--> main thread: the network on all devices
                            (on a CPU backend, two batches at once)
       --(bounded queue)--> encode thread: smoothing, recombination, encoding
+    open thread: a look at the source's colors, then the writer's opening,
+                 beside the first batches (the encode thread waits for it)
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
 "luma"), or "luma10" for a 10-bit output), pads the frames into fixed
