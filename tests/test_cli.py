@@ -48,6 +48,8 @@ def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
                     "depth": "16 bits a channel", "transparency": "yes"}
     table = run("info", photo).output
     assert "frame rate" not in table and "16 bits a channel" in table
+    scan = media.make_photo(tmp_path / "reel_0001.dpx", deep[..., :3], "rgb48le", "gbrp10le")
+    assert json.loads(run("info", scan, "--json").output)["depth"] == "10 bits a channel"
 
 
 def test_info_of_numbered_photos_describes_the_video_they_make(tmp_path):

@@ -347,6 +347,11 @@ def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_
     media.make_photo(tmp_path / "reel_0001.dpx", deep, "rgb48le", "gbrp10le")
     ten = video.read_photo(tmp_path / "reel_0001.dpx").rgb.astype(int)
     assert np.abs(ten - deep).max() <= 64 and len(np.unique(ten)) > 256
+    # ... and written back at its own 10 bits, code for code.
+    video.write_photo(tmp_path / "reel_0002.dpx", video.read_photo(tmp_path / "reel_0001.dpx"))
+    with av.open(str(tmp_path / "reel_0002.dpx")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "gbrp10le"
+    np.testing.assert_array_equal(video.read_photo(tmp_path / "reel_0002.dpx").rgb, ten)
     with pytest.warns(video.VideoWarning, match="8 bits a channel"):
         video.write_photo(tmp_path / "deep.jpg", photo)
     assert video.read_photo(tmp_path / "deep.jpg").rgb.dtype == np.uint8

@@ -92,6 +92,7 @@ class Photo(NamedTuple):
 
     rgb: np.ndarray  # (H, W, 3): uint8, or uint16 where the file has more than 8 bits a channel
     alpha: np.ndarray | None  # (H, W) of the same type; None where every pixel is opaque
+    bits: int | None = None  # bits a channel in the file (10 for most DPX scans); None: the array type's
 
 
 # The numpy layout of a picture per (16 bits a channel, alpha).
@@ -110,12 +111,13 @@ def _photo(frame) -> Photo:
     deep = max(c.bits for c in components) > 8
     # A palette may hold transparent entries without an alpha component.
     translucent = frame.format.has_palette or any(c.is_alpha for c in components)
+    bits = max(c.bits for c in components)
     pixels = _upright(frame, _ARRAY_FORMATS[deep, translucent], None, None)
     if not translucent:
-        return Photo(pixels, None)
+        return Photo(pixels, None, bits)
     alpha = pixels[..., 3]
     opaque = np.iinfo(alpha.dtype).max
-    return Photo(np.ascontiguousarray(pixels[..., :3]), None if (alpha == opaque).all() else alpha.copy())
+    return Photo(np.ascontiguousarray(pixels[..., :3]), None if (alpha == opaque).all() else alpha.copy(), bits)
 
 
 def describe_photo(path) -> list[tuple[str, str]]:
@@ -130,7 +132,7 @@ def describe_photo(path) -> list[tuple[str, str]]:
         ("file", str(path)),
         ("size", f"{width} x {height}" + (" (stored turned; shown upright)" if turned else "")),
         ("type", f"{path.suffix.lower().lstrip('.')} ({frame.format.name})"),
-        ("depth", f"{16 if photo.rgb.dtype == np.uint16 else 8} bits a channel"),
+        ("depth", f"{photo.bits} bits a channel"),
         ("transparency", "yes" if photo.alpha is not None else "none"),
     ]
 
@@ -146,8 +148,9 @@ _IMAGE_CODECS = {
     ".bmp": ("bmp", {(False, False): "bgr24"}),
     ".webp": ("libwebp", {(False, False): "yuv420p", (False, True): "yuva420p"}),
 }
-# DPX, the film scanner's format (10 bits a channel, most often), is written
-# at 16: depth kept, and read by every grading and compositing tool.
+# DPX, the film scanner's format, is written at 16 bits a channel, or at the
+# 10 or 12 its source had (write_photo): a scan comes back as deep as it was
+# scanned, and a third smaller than at 16.
 _IMAGE_CODECS[".dpx"] = ("dpx", {(False, False): "rgb24", (False, True): "rgba",
                                  (True, False): "rgb48le", (True, True): "rgba64le"})
 _IMAGE_CODECS[".tiff"] = _IMAGE_CODECS[".tif"]
@@ -186,6 +189,9 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
     if alpha is not None and (deep, True) not in pix_fmts:
         warnings.warn(f"{path} cannot hold transparency: it is dropped", VideoWarning, stacklevel=2)
         alpha = None
+    pix_fmt = pix_fmts[deep, alpha is not None]
+    if codec == "dpx" and deep and alpha is None and photo.bits in (10, 12):
+        pix_fmt = f"gbrp{photo.bits}le"  # swscale takes the 16-bit codes back to the scan's own
     pixels = rgb if alpha is None else np.ascontiguousarray(np.dstack([rgb, alpha]))
     frame = av.VideoFrame.from_ndarray(pixels, format=_ARRAY_FORMATS[deep, alpha is not None])
     tmp = _temp_path(path)
@@ -194,7 +200,7 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
             with av.open(str(tmp), "w", format="image2", options={"update": "1"}) as out:
                 stream = out.add_stream(codec, rate=1)
                 stream.width, stream.height = rgb.shape[1], rgb.shape[0]
-                stream.pix_fmt = pix_fmts[deep, alpha is not None]
+                stream.pix_fmt = pix_fmt
                 stream.options = _IMAGE_OPTIONS.get(codec, {})
                 for packet in stream.encode(frame):
                     out.mux(packet)
