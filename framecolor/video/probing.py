@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -182,20 +182,20 @@ def _stream_duration(container, stream) -> float | None:
     return None
 
 
-def _stated_frames(container, stream, hidden_frames: Callable[[], int]) -> int:
+def _stated_frames(container, stream, hidden: int) -> int:
     """Frame count the container states: the sample count, or mkvmerge's statistics tag.
 
     An AVI states its length in frame periods, empty (dropped) ones
     included: a capture that dropped frames, or one whose start was moved
     for its sound, states more frames than it holds, so its count is not used.
-    An MP4's or MOV's sample count includes the frames its edit list hides
-    (hidden_frames(), read from its first packets only where needed): a
-    file cut without re-encoding (ffmpeg -ss -c copy, an editor's export)
-    keeps the frames before the cut that its first keyframe needs.
+    An MP4's or MOV's sample count includes the `hidden` frames its edit
+    list hides (Opening.hidden, or counted while decoding): a file cut
+    without re-encoding (ffmpeg -ss -c copy, an editor's export) keeps the
+    frames before the cut that its first keyframe needs.
     """
     if stream.frames > 0 and container.format.name != "avi":
         if _is_mov(container):
-            return stream.frames - hidden_frames()
+            return stream.frames - hidden
         return stream.frames
     for key, value in stream.metadata.items():
         if key.upper().startswith("NUMBER_OF_FRAMES") and value.strip().isdigit():
@@ -381,7 +381,7 @@ def probe(path) -> VideoInfo:
         # taken at the size its header (and ffprobe) gives.
         stated = _stated_picture(stream)
         opening = scan_opening(container, stream)
-        frames, exact = _stated_frames(container, stream, lambda: opening.hidden), True
+        frames, exact = _stated_frames(container, stream, opening.hidden), True
         if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES and opening.whole:
             frames = _count_packets(container, stream, already=opening.packets)
         fps = _frame_rate(stream, opening.rate)

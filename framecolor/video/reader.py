@@ -267,7 +267,7 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, hidden
         return
     if not whole:
         return
-    stated = _stated_frames(container, stream, lambda: hidden)
+    stated = _stated_frames(container, stream, hidden)
     if stated:
         if decoded < stated:
             warnings.warn(f"{path} is truncated or damaged: read {decoded} of {stated} frames",
