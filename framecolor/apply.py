@@ -309,15 +309,13 @@ def colorize_photo_film(
     """
     folder, output = Path(folder), Path(output)
     photos = video.photo_film(folder)
-    if audio is not None:
-        audio = video.check_soundtrack(audio)
-    inputs = (folder,) if audio is None else (folder, audio)
-    video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     deep = colorizer.config.ten_bit
     fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
     info = video.probe_photo_film(photos, fps, full_range=not deep)
     if audio is not None:
-        video.warn_if_soundtrack_differs(audio, info)
+        audio = video.check_soundtrack(audio, info)
+    inputs = (folder,) if audio is None else (folder, audio)
+    video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
 

@@ -110,32 +110,26 @@ def photo_film(folder) -> list[Path]:
     return photos
 
 
-def check_soundtrack(path) -> Path:
-    """`path`, a file with sound to put under a film made from photos; InputError if it has none."""
-    path = _check_input_file(path)
-    with _open_input(path) as container:
-        if not container.streams.audio:
-            raise InputError(f"{path} has no sound to put under the film (give a sound file: .wav, .flac, ...)")
-    return path
-
-
 # A soundtrack this many seconds longer or shorter than the film is said:
 # more than a few frames apart, the rate the photos were given is likely not the film's.
 SOUNDTRACK_MISMATCH_S = 1.0
 
 
-def warn_if_soundtrack_differs(path, film: VideoInfo) -> None:
-    """Say so where the sound at `path` lasts a second or more longer (it is cut at
-    the film's end) or shorter (the film ends silent) than the photos' `film`."""
-    with _open_input(Path(path)) as container:
+def check_soundtrack(path, film: VideoInfo) -> Path:
+    """`path`, a file with sound to put under `film` (the photos' video);
+    InputError if it has none. Where the sound lasts a second or more longer
+    (it is cut at the film's end) or shorter (the film ends silent), says so."""
+    path = _check_input_file(path)
+    with _open_input(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no sound to put under the film (give a sound file: .wav, .flac, ...)")
         sound = _stream_duration(container, container.streams.audio[0])
-    if sound is None or abs(sound - film.duration) < SOUNDTRACK_MISMATCH_S:
-        return
-    rate = float(film.fps)
-    what = ("the sound is cut at the film's end" if sound > film.duration
-            else f"its last {film.duration - sound:.1f} s are silent")
-    warnings.warn(f"{path} lasts {sound:.1f} s and the film {film.duration:.1f} s ({film.frame_count} photos "
-                  f"at {rate:g} fps): {what} (--fps sets the rate)", VideoWarning, stacklevel=2)
+    if sound is not None and abs(sound - film.duration) >= SOUNDTRACK_MISMATCH_S:
+        what = ("the sound is cut at the film's end" if sound > film.duration
+                else f"its last {film.duration - sound:.1f} s are silent")
+        warnings.warn(f"{path} lasts {sound:.1f} s and the film {film.duration:.1f} s ({film.frame_count} photos "
+                      f"at {float(film.fps):g} fps): {what} (--fps sets the rate)", VideoWarning, stacklevel=2)
+    return path
 
 
 def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_range: bool = True) -> VideoInfo:
