@@ -108,10 +108,10 @@ def read_photo(path) -> Photo:
 def _photo(frame) -> Photo:
     """A decoded image frame as a Photo (read_photo)."""
     components = frame.format.components
-    deep = max(c.bits for c in components) > 8
+    bits = max(c.bits for c in components)
+    deep = bits > 8
     # A palette may hold transparent entries without an alpha component.
     translucent = frame.format.has_palette or any(c.is_alpha for c in components)
-    bits = max(c.bits for c in components)
     pixels = _upright(frame, _ARRAY_FORMATS[deep, translucent], None, None)
     if not translucent:
         return Photo(pixels, None, bits)
