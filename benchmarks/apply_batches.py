@@ -12,6 +12,14 @@ start is a large part of the whole; on a film it is not. Each round runs
 apply at every batch size, then the gray and same-colors floors
 (apply_throughput.transcode and transcode_colored), on generated 16:9 clips
 with audio, with the shipped model by default.
+
+Each run also splits the process's CPU time by thread (sampled from
+/proc/self/task every 20 ms, so a thread's last moments may be missed):
+Python threads by name, native ones by the name they gave themselves, and
+the rest (x264's threads, which end with each writer, and any other thread
+gone before the run's end) as what the process used beyond those. On a GPU,
+TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE (spin, yield, blocking_sync: how XLA's
+CUDA context waits for the device) is recorded with the results.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import tempfile
 import threading
 import time
@@ -47,6 +56,49 @@ def _timed_writes(video, apply):
     return stamps, waits
 
 
+def _task_cpu() -> dict[int, tuple[str, float]]:
+    """tid -> (its name, CPU seconds so far) for this process's live threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tasks = {}
+    for entry in Path("/proc/self/task").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended since the listing
+            continue
+        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        tid = int(entry.name)
+        tasks[tid] = (names.get(tid, comm), (int(fields[11]) + int(fields[12])) / tick)
+    return tasks
+
+
+class _ThreadCpu:
+    """CPU seconds by thread name over a run, from samples of /proc/self/task."""
+
+    def __enter__(self):
+        self.before = _task_cpu() if Path("/proc/self/task").exists() else None
+        self.last, self.done = dict(self.before or {}), threading.Event()
+        self.sampler = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
+        if self.before is not None:
+            self.sampler.start()
+        return self
+
+    def _sample(self):
+        while not self.done.wait(0.02):
+            self.last.update(_task_cpu())
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.before is None:
+            self.seconds = {}
+            return
+        self.sampler.join()
+        self.last.update(_task_cpu())
+        self.seconds = collections.defaultdict(float)
+        for tid, (name, cpu) in self.last.items():  # the sampler's own cost is among them
+            self.seconds[name] += cpu - self.before.get(tid, (name, 0.0))[1]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--heights", type=int, nargs="+", default=[720])
@@ -64,13 +116,18 @@ def main(argv=None) -> None:
     stamps, waits = _timed_writes(video, apply)
     loaded = at._model(args.model, 1.0, None)
     results = {"device": str(jax.devices()[0]), "preset": args.preset, "seconds": args.seconds,
+               "gpu_schedule": os.environ.get("TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE", "unset (CUDA's auto)"),
                "encoder_options": video.encoder_options("libx264", None, args.preset), "warmup_s": {}, "runs": []}
 
     def sample(go, **tags):
         stamps.clear()
         waits.clear()
         started = time.perf_counter()
-        row = at._sample(go)
+        with _ThreadCpu() as threads:
+            row = at._sample(go)
+        named = {name: round(s, 3) for name, s in sorted(threads.seconds.items(), key=lambda kv: -kv[1]) if s >= 0.005}
+        process = row["cpu_ms_per_frame"] * row["frames"] / 1000
+        row.update(thread_cpu_s=named, cpu_s_beyond_live_threads=round(process - sum(threads.seconds.values()), 3))
         row.update(tags, first_write_s=stamps[0] - started, write_fps=(len(stamps) - 1) / (stamps[-1] - stamps[0]),
                    after_last_write_s=time.perf_counter() - stamps[-1],
                    queue_wait_s={name: round(s, 3) for name, s in sorted(waits.items())})
