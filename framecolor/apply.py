@@ -3,24 +3,32 @@
     decode thread: luma planes, batches of B, L at the render size
       --(bounded queue)--> main thread: the network on all devices
                            (on a CPU backend, two batches at once)
-      --(bounded queue)--> encode thread: smoothing, recombination, encoding
+      --(bounded queue)--> recombine thread: smoothing, recombination,
+                           the chroma back to the host
+      --(bounded queue)--> encode thread: the encoder, fed without pause
     open thread: a look at the source's colors, then the writer's opening,
-                 beside the first batches (the encode thread waits for it)
+                 beside the first batches (the recombine and encode threads
+                 wait for it)
 
 The decode thread reads each frame's raw Y plane (video.read_frames(format=
 "luma"), or "luma10" for a 10-bit output), pads the frames into fixed
 batches of B (the last batch too, so nothing recompiles), puts them on a
 Mesh over all local devices (batch sharded, parameters replicated) and
 dispatches the L at the render size; the main thread dispatches the
-network; the encode thread smooths each batch with the next one as
-look-ahead, recombines, pulls the chroma back to the host and writes it.
-Each stage dispatches its own device work: JAX's CPU backend runs the
-computations one thread dispatches in order, one after another, so on a CPU
-this lets the light stages run beside the network instead of between its
-batches. For the same reason the network runs two batches at once on a CPU
-backend, each from a thread of its own: one forward leaves part of the cores
-idle (see inference._default_networks_in_flight). Queues are small, so memory stays
-flat whatever the length of the video.
+network; the recombine thread smooths each batch with the next one as
+look-ahead, recombines and pulls the chroma back to the host; the encode
+thread writes it. Each stage dispatches its own device work: JAX's CPU
+backend runs the computations one thread dispatches in order, one after
+another, so on a CPU this lets the light stages run beside the network
+instead of between its batches. For the same reason the network runs two
+batches at once on a CPU backend, each from a thread of its own: one
+forward leaves part of the cores idle (see
+inference._default_networks_in_flight). On a GPU the codec is the slowest
+stage, so the encode thread only feeds it: when it also dispatched the
+recombination and waited for the device, an H200 wrote 720p at 0.77-0.82 of
+the codec's own rate, and 0.85-0.89 with the recombine thread apart (the
+fourteenth session, benchmarks/RESULTS.md). Queues are small, so memory
+stays flat whatever the length of the video.
 
 The steps on the device (L at the render size, the network, smoothing,
 recombination into Cb/Cr) are framecolor.inference's; the encoder writes the
@@ -161,19 +169,31 @@ def _incomplete(info, count: int, first_time: float | None, last_time: float | N
     return None
 
 
-def _encode(writer_ready: Future, chroma_for: Callable, stop: threading.Event, progress, errors: list) -> None:
-    """Encode thread: once the writer is open (beside the first batches),
-    writes each batch's chroma, in order, with the input's luma.
+def _recombine(writer_ready: Future, chroma_for: Callable, out: queue.Queue, stop: threading.Event) -> None:
+    """Recombine thread: once the writer is open (beside the first batches),
+    each batch's chroma, in order, on the host, then _END.
 
     Iterating chroma_for(writer) (_recombined) dispatches the smoothing and
-    recombination from this thread, beside the network in the main thread.
+    recombination from this thread, beside the network in the main thread,
+    and waits here for the device, so the encode thread does nothing but
+    feed the encoder: x264 is the pipeline's slowest stage, and any pause in
+    its feeding is lost throughput.
     """
     try:
         writer = writer_ready.result()
         for u, v, frames in chroma_for(writer):
-            if stop.is_set():  # something failed: the output will be deleted
+            if not _put(out, (np.asarray(u), np.asarray(v), frames), stop):  # np.asarray waits for the device
                 return
-            u, v = np.asarray(u), np.asarray(v)  # waits for the device
+        _put(out, _END, stop)
+    except BaseException as exc:  # handed to the encode thread, which keeps it for the main thread
+        _put(out, _Failed(exc), stop)
+
+
+def _encode(writer_ready: Future, chroma: queue.Queue, stop: threading.Event, progress, errors: list) -> None:
+    """Encode thread: writes each batch's host chroma, in order, with the input's luma."""
+    try:
+        writer = writer_ready.result()
+        for u, v, frames in _queued(chroma, stop):
             for i, frame in enumerate(frames):
                 writer.write_yuv(frame.image, u[i], v[i], frame.pts)  # pts None: the next nominal one
             progress(len(frames))
@@ -352,8 +372,8 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     Nothing waits before the decode thread and the network start: the
     writer is opened (after `look_first()`, a look at the source's colors)
     in a thread of its own, while the first batches are decoded and
-    predicted; the encode thread, which needs two batches before it writes
-    anything, waits for it. At 1080p the look and the opening took 80 ms
+    predicted; the recombine thread, which needs two batches before it has
+    any chroma, and the encode thread wait for it. At 1080p the look and the opening took 80 ms
     on this machine.
     """
     from tqdm import tqdm
@@ -366,6 +386,7 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     stop = threading.Event()
     prepared_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
     predicted_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    chroma_q: queue.Queue = queue.Queue(maxsize=config.queue_size)
     errors: list = []
     started = time.perf_counter()
     turns = video.quarter_turns(info.rotation)
@@ -405,9 +426,11 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     with ThreadPoolExecutor(1, thread_name_prefix="open") as opener, bar:
         decoder.start()
         writer_ready = opener.submit(open_writer)
-        encoder = threading.Thread(
-            target=_encode, args=(writer_ready, chroma_for, stop, bar.update, errors), name="encode", daemon=True
-        )
+        recombiner = threading.Thread(target=_recombine, args=(writer_ready, chroma_for, chroma_q, stop),
+                                      name="recombine", daemon=True)
+        encoder = threading.Thread(target=_encode, args=(writer_ready, chroma_q, stop, bar.update, errors),
+                                   name="encode", daemon=True)
+        recombiner.start()
         encoder.start()
         try:
             count = _run_model(colorizer, _queued(prepared_q, stop), lambda item: _put(predicted_q, item, stop))
@@ -421,6 +444,7 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         finally:
             stop.set()
             encoder.join()
+            recombiner.join()
             decoder.join()
         # Closed (and the file kept) only where everything went well; an
         # error raised here deletes it. A writer that could not open raises.

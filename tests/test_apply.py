@@ -628,6 +628,24 @@ def test_a_forward_failing_in_its_thread_fails_the_run_and_leaves_nothing(colori
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_recombination_failing_in_its_thread_fails_the_run_and_leaves_nothing(colorizer, clip, tmp_path):
+    # The recombine thread sits between the network and the encoder: its
+    # error must reach the caller, not leave the encoder waiting for chroma.
+    broken = colorizer.reconfigured()
+    calls = []
+
+    def finish(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return colorizer.finish(*args, **kwargs)
+
+    broken.finish = finish
+    with pytest.raises(RuntimeError, match="out of memory"):
+        apply.colorize_video(broken, clip, tmp_path / "out.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_truncated_input_fails_and_leaves_nothing(colorizer, truncated_clip, tmp_path):
     out = tmp_path / "out.mkv"
     with warnings.catch_warnings():
