@@ -19,7 +19,10 @@ Python threads by name, native ones by the name they gave themselves, and
 the rest (x264's threads, which end with each writer, and any other thread
 gone before the run's end) as what the process used beyond those. On a GPU,
 TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE (spin, yield, blocking_sync: how XLA's
-CUDA context waits for the device) is recorded with the results.
+CUDA context waits for the device) is recorded with the results. --switch-intervals runs apply at each of
+several GIL switch intervals (sys.setswitchinterval) in turn, in the same
+process: the encode thread hands the GIL to the others each time it enters
+the encoder, and how soon it gets it back may set its pace.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import collections
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -107,6 +111,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", default="framecolor/assets/default.fcm")
+    parser.add_argument("--switch-intervals", type=float, nargs="+", default=[sys.getswitchinterval()],
+                        help="Python's GIL switch intervals (s) to run apply at, each in turn (the floors: the first)")
     parser.add_argument("--out", help="also write the JSON here (after every run)")
     args = parser.parse_args(argv)
     import jax
@@ -139,6 +145,12 @@ def main(argv=None) -> None:
     colorizers = {b: apply.Colorizer(loaded, apply.ApplyConfig(batch_size=b, preset=args.preset))
                   for b in args.batch_sizes}
     codec_kw = dict(codec="libx264", crf=None, preset=args.preset, pix_fmt="yuv420p")
+    intervals = args.switch_intervals
+
+    def label(b, si):
+        return f"apply B{b}" + (f" switch {si * 1000:g} ms" if len(intervals) > 1 else "")
+
+    applies = [label(b, si) for b in args.batch_sizes for si in intervals]
     for height in args.heights:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -150,12 +162,15 @@ def main(argv=None) -> None:
             chroma = at.colored_chroma(tmp / "out.mp4")
             for _ in range(args.rounds):
                 for b, colorizer in colorizers.items():
-                    sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                        progress=False), height=height, run=f"apply B{b}")
+                    for si in intervals:
+                        sys.setswitchinterval(si)
+                        sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
+                                                            progress=False), height=height, run=label(b, si))
+                sys.setswitchinterval(intervals[0])
                 sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height, run="floor gray")
                 sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
                        height=height, run="floor same colors")
-    print(table(results, args.heights, [f"apply B{b}" for b in args.batch_sizes]))
+    print(table(results, args.heights, applies))
 
 
 def table(results: dict, heights, applies) -> str:

@@ -181,9 +181,9 @@ class Colorizer:
         self.model_saturation = float(model.readout.get("saturation", 1.0))
         devices = jax.devices()
         self.mesh = Mesh(np.array(devices), ("data",))
-        self._configure(config)
         self._batch = NamedSharding(self.mesh, PartitionSpec("data"))
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._configure(config)
         self.variables = jax.device_put(model.variables, self._replicated)
         # Flax modules compare by their fields, so every Colorizer of an equal
         # model config shares the jitted steps' compiled code (jit's cache).
@@ -196,6 +196,11 @@ class Colorizer:
         devices = self.mesh.devices.size
         self.batch_size = math.ceil(config.batch_size / devices) * devices  # the batch splits evenly
         self.networks_in_flight = config.networks_in_flight or _default_networks_in_flight(self.mesh)
+        # On the devices once, not copied there again with every batch (three
+        # small transfers a batch, each holding the GIL the encode thread needs).
+        self._temperature, self._smoothing, self._saturation = (
+            jax.device_put(np.float32(x), self._replicated)
+            for x in (config.temperature, config.smoothing, self.saturation))
 
     def reconfigured(self, **changes) -> "Colorizer":
         """A copy with some ApplyConfig fields changed, sharing the model already on the devices."""
@@ -221,8 +226,7 @@ class Colorizer:
         return Prepared(y, valid, lightness, _histograms(lightness))
 
     def predict(self, prepared: Prepared) -> Prediction:
-        ab = _predict_ab(self.module, self.model_config.mode, self.variables, prepared.lightness,
-                         jnp.float32(self.config.temperature))
+        ab = _predict_ab(self.module, self.model_config.mode, self.variables, prepared.lightness, self._temperature)
         return Prediction(smoothing.Track(ab, prepared.lightness, prepared.hist, prepared.valid), prepared.y)
 
     def initial_state(self, width: int, height: int, turns: int = 0, pixel_aspect: float = 1.0) -> smoothing.State:
@@ -237,8 +241,8 @@ class Colorizer:
             current.track,
             ahead.track,
             current.y,
-            jnp.float32(self.config.smoothing),
-            jnp.float32(self.saturation),
+            self._smoothing,
+            self._saturation,
             full_range=full_range,
             matrix=matrix,
             subsample=subsample,
@@ -267,8 +271,7 @@ class Colorizer:
 
     def photo_ab(self, small: jax.Array) -> jax.Array:
         """(B, h, w) L at the render size -> (B, h, w, 2) predicted ab."""
-        return _predict_ab(self.module, self.model_config.mode, self.variables, small,
-                           jnp.float32(self.config.temperature))
+        return _predict_ab(self.module, self.model_config.mode, self.variables, small, self._temperature)
 
     def photo_track(self, small: jax.Array, valid: jax.Array) -> smoothing.Track:
         """A batch of photos' L at the render size -> what the smoothing takes of them."""
@@ -276,11 +279,11 @@ class Colorizer:
 
     def smooth(self, state: smoothing.State, track: smoothing.Track, ahead: smoothing.Track):
         """(state, the smoothed ab of `track`), with `ahead` as its look-ahead (smoothing.smooth)."""
-        return _smooth(state, track, ahead, jnp.float32(self.config.smoothing))
+        return _smooth(state, track, ahead, self._smoothing)
 
     def photo_rgb(self, lightness, ab, size, rgb: np.ndarray) -> np.ndarray:
         """The photo `rgb` with its own L and the (h, w, 2) predicted `ab`, of its type."""
-        out = _image_rgb(lightness, ab, size, jnp.float32(self.saturation), dtype=rgb.dtype.name)
+        out = _image_rgb(lightness, ab, size, self._saturation, dtype=rgb.dtype.name)
         return np.asarray(out)[: rgb.shape[0], : rgb.shape[1]]
 
 
