@@ -176,8 +176,8 @@ def _recombine(writer_ready: Future, chroma_for: Callable, out: queue.Queue, sto
     Iterating chroma_for(writer) (_recombined) dispatches the smoothing and
     recombination from this thread, beside the network in the main thread,
     and waits here for the device, so the encode thread does nothing but
-    feed the encoder: x264 is the pipeline's slowest stage, and any pause in
-    its feeding is lost throughput.
+    feed the encoder: on a GPU x264 is the pipeline's slowest stage, and any
+    pause in its feeding is lost throughput.
     """
     try:
         writer = writer_ready.result()
@@ -373,8 +373,8 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     writer is opened (after `look_first()`, a look at the source's colors)
     in a thread of its own, while the first batches are decoded and
     predicted; the recombine thread, which needs two batches before it has
-    any chroma, and the encode thread wait for it. At 1080p the look and the opening took 80 ms
-    on this machine.
+    any chroma, and the encode thread wait for it. At 1080p the look and
+    the opening took 80 ms on this machine.
     """
     from tqdm import tqdm
 
