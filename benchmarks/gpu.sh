@@ -19,13 +19,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/framecolor-bench}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=${PYTHONPATH:-}:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/device_setup.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 nproc
 timeout "${LIMIT_S:-520}" python3 benchmarks/run.py --preset "${PRESET:-gpu}" --out "$OUT/bench" ${ONLY:+--only $ONLY} 2>&1 \

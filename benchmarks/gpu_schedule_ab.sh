@@ -12,11 +12,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/framecolor-schedule}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/device_setup.sh
 lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket)' | tee "$OUT/lscpu.txt"
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null
 run() {  # label schedule apply_batches-arguments...
