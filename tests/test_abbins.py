@@ -15,6 +15,14 @@ def centers():
     return abbins.bin_centers()
 
 
+@pytest.fixture(scope="module")
+def bins_model():
+    """A tiny bins-head model, its forward jitted: one compile a readout, not op by op."""
+    config = ModelConfig(width=0.125, size=80, head="bins")
+    module, variables = build_colorizer(config), init_variables(config, jax.random.PRNGKey(1))
+    return jax.jit(module.apply, static_argnames=("logits",)), variables
+
+
 def test_bins_cover_the_srgb_gamut_and_nothing_else(centers):
     assert 200 < len(centers) < 330  # the paper has 313 with a coarser gamut sampling
     ab = skimage.color.rgb2lab(np.random.default_rng(0).random((5000, 1, 3)))[:, 0, 1:]
@@ -58,12 +66,11 @@ def test_loss_prefers_the_true_color(centers):
     assert float(abbins.loss(right, ab, weights, c)[0]) < float(abbins.loss(wrong, ab, weights, c)[0])
 
 
-def test_bins_head_gives_ab_at_input_size_and_logits_at_stride_four():
-    config = ModelConfig(width=0.125, size=80, head="bins")
-    module, variables = build_colorizer(config), init_variables(config, jax.random.PRNGKey(0))
+def test_bins_head_gives_ab_at_input_size_and_logits_at_stride_four(bins_model):
+    forward, variables = bins_model
     x = jnp.zeros((1, 80, 96, 1))
-    ab = module.apply(variables, x)
-    logits = module.apply(variables, x, logits=True)
+    ab = forward(variables, x)
+    logits = forward(variables, x, logits=True)
     assert ab.shape == (1, 80, 96, 2) and float(jnp.abs(ab).max()) <= 1.0
     assert logits.shape[-1] == abbins.num_bins() and 80 // 5 <= logits.shape[1] <= 80 // 4
 
@@ -75,14 +82,13 @@ def test_bins_head_needs_lab_and_unet():
         ModelConfig(mode="rgb", head="bins")
 
 
-def test_readout_temperature_trades_vividness_for_safety():
-    config = ModelConfig(width=0.125, size=80, head="bins")
-    module, variables = build_colorizer(config), init_variables(config, jax.random.PRNGKey(1))
-    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 80, 80, 1)), jnp.float32)
-    logits = module.apply(variables, x, logits=True)
+def test_readout_temperature_trades_vividness_for_safety(bins_model):
+    forward, variables = bins_model
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 80, 96, 1)), jnp.float32)
+    logits = forward(variables, x, logits=True)
     # The readout is the annealed mean of the logits at the given temperature, upsampled.
     for t in (0.2, 1.0):
-        ab = module.apply(variables, x, temperature=t)
+        ab = forward(variables, x, temperature=t)
         expected = abbins.annealed_mean(logits, jnp.asarray(abbins.bin_centers()), t)
         np.testing.assert_allclose(float(ab.mean()) * 110, float(expected.mean()), atol=0.5)
     spread = [float(jnp.std(abbins.annealed_mean(logits, jnp.asarray(abbins.bin_centers()), t))) for t in (0.05, 2.0)]
