@@ -26,7 +26,11 @@ codec's threads shared the cores with apply's own work.
 
 --memory instead runs apply on generated videos of several lengths (default
 1 and 5 minutes), each in a fresh process, and reports its peak RSS: a
-streaming pipeline keeps it flat whatever the length.
+streaming pipeline keeps it flat whatever the length. The RSS swings by
+about 100 MB from moment to moment (batches in the queues, the allocator),
+so a longer run may simply meet a higher swing: each run also samples its
+RSS every 2 s and reports the mean of each fifth of the run, which climbs
+where memory leaks and levels off where it does not.
 
     python benchmarks/apply_throughput.py --height 720 --seconds 5 --width 0.25
     python benchmarks/apply_throughput.py --model model.fcm --height 1080 720 --preset medium veryfast
@@ -363,17 +367,34 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def _child(args) -> None:
-    """--child: apply one video and print peak RSS (a fresh process, so nothing earlier counts)."""
+    """--child: apply one video and print peak RSS (a fresh process, so nothing earlier counts)
+    and the mean RSS of each fifth of the run, sampled every 2 s."""
     from framecolor import apply
 
     loaded = _model(args.model, args.width, args.size)
     colorizer = apply.Colorizer(loaded, apply.ApplyConfig(batch_size=args.batch_size, preset=args.preset[0]))
     before = _peak_rss_mb()
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.wait(2.0):
+            samples.append(_rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     result = apply.colorize_video(colorizer, args.child, Path(args.child).with_suffix(".out.mp4"),
                                   overwrite=True, progress=False)
+    done.set()
+    fifths = [samples[i * len(samples) // 5:(i + 1) * len(samples) // 5] for i in range(5)]
     print(json.dumps({"frames": result["frames"], "fps": result["fps"], "peak_rss_mb": _peak_rss_mb(),
-                      "rss_before_apply_mb": before}))
+                      "rss_before_apply_mb": before,
+                      "mean_rss_mb_by_fifth": [round(sum(f) / len(f)) for f in fifths if f]}))
 
 
 def memory(height: int = 720, minutes=(1.0, 5.0), *, model: str | None = None, width: float = 0.125,
