@@ -336,6 +336,7 @@ def colorize_photo_film(
         audio = video.check_soundtrack(audio, info)
     inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
+    _warn_if_transparent(photos[0], output)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
 
@@ -353,6 +354,14 @@ def colorize_photo_film(
     done = _colorize_frames(colorizer, info, read, output, copy_streams_from=audio, inputs=inputs, span=span,
                             overwrite=overwrite, progress=progress, end_with_frames=True, look_first=look_first)
     return {**done, "frame_rate": float(info.fps)}
+
+
+def _warn_if_transparent(photo: Path, output: Path) -> None:
+    """A video holds no transparency: say so where the film's photos have some
+    (the first photo stands for the rest), as write_photo does for a photo."""
+    if video.read_photo(photo).alpha is not None:
+        warnings.warn(f"{photo.name} has transparency, which a video cannot hold: {output} drops it "
+                      "(the picture under it is kept)", video.VideoWarning, stacklevel=3)
 
 
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:

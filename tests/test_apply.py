@@ -555,6 +555,26 @@ def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(coloriz
     assert not (tmp_path / "silent.mp4").exists()
 
 
+def test_photos_with_transparency_made_into_a_video_are_said_to_lose_it(colorizer, tmp_path):
+    for name, alpha in (("clear", 0), ("opaque", 255)):
+        scans = tmp_path / name
+        scans.mkdir()
+        for n in range(1, 4):
+            rgba = np.dstack([media.gray(media.frame_image(n, 32, 24)), np.full((24, 32), 255, np.uint8)])
+            rgba[:8, :8, 3] = alpha  # a corner of each scan: see-through, or not
+            media.make_photo(scans / f"scan_{n}.png", rgba, "rgba", "rgba")
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            done = apply.colorize_file(colorizer, scans, tmp_path / f"{name}.mp4", progress=False)
+        assert done["frames"] == 3
+        told = [str(w.message) for w in said if "transparency" in str(w.message)]
+        if alpha == 0:
+            assert told == [f"scan_1.png has transparency, which a video cannot hold: {tmp_path / 'clear.mp4'} "
+                            "drops it (the picture under it is kept)"]
+        else:  # an alpha channel that hides nothing loses nothing
+            assert told == []
+
+
 def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp_path):
     scans = tmp_path / "scans"
     scans.mkdir()
