@@ -336,11 +336,11 @@ def colorize_photo_film(
         audio = video.check_soundtrack(audio, info)
     inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
-    _warn_if_transparent(photos[0], output)
     span = excerpt.span(info) if excerpt is not None else None
     _warn_if_rounded(colorizer, info, folder, output)
 
-    def look_first():
+    def look_first():  # beside the first batches, not before them: a 4K scan takes a while to decode
+        _warn_if_transparent(photos[0], output)
         opening = video.read_photo_film(photos, fps, format="rgb24", short_side=64, every=5,
                                         max_frames=_OPENING_FRAMES // 5 + 1)
         warn_if_in_color(folder, [frame.image for frame in opening])
@@ -379,11 +379,11 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     colorized into `output`, written as `info`'s video.
 
     Nothing waits before the decode thread and the network start: the
-    writer is opened (after `look_first()`, a look at the source's colors)
-    in a thread of its own, while the first batches are decoded and
-    predicted; the recombine thread, which needs two batches before it has
-    any chroma, and the encode thread wait for it. At 1080p the look and
-    the opening took 80 ms on this machine.
+    writer is opened (after `look_first()`, a look at the source's colors
+    and, for photos, their transparency) in a thread of its own, while the
+    first batches are decoded and predicted; the recombine thread, which
+    needs two batches before it has any chroma, and the encode thread wait
+    for it. At 1080p the look and the opening took 80 ms on this machine.
     """
     from tqdm import tqdm
 
