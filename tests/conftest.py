@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import jax
 import pytest
 
 from tests import media
+
+
+def pytest_configure(config):
+    """Two test workers on one GPU: each takes memory as it needs it, not 75% up front."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)
