@@ -722,7 +722,7 @@ def test_pictures_of_non_square_pixels_come_at_the_shown_aspect(tmp_path):
 def test_tags_about_the_source_encoding_are_not_copied():
     tags = {"title": "Reel 3", "ENCODER": "Lavf58", "BPS-eng": "1000", "NUMBER_OF_FRAMES": "3",
             "major_brand": "isom", "handler_name": "VideoHandler", "timecode": "01:00:00:00"}
-    assert video.writer._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
+    assert video.copies._user_tags(tags) == {"title": "Reel 3", "timecode": "01:00:00:00"}
 
 
 def test_avi_counts_frames_at_the_frame_rate_whatever_the_callers_time_base(tmp_path):

@@ -17,7 +17,9 @@ The stage is one package of small modules, each importing only those before it:
     photos    still images in and out, 16 bits and alpha kept
     reader    frames from a video or an image folder, in display order
     sequences numbered photos (a film scanned to frames) as one video
-    writer    VideoWriter: frames out, the source's other streams copied
+    containers what a container type can hold, found by writing a header
+    copies    a source's audio, subtitles, cover, chapters and tags, carried over
+    writer    VideoWriter: frames out, with the copies muxed between them
 """
 
 from framecolor.video.encoding import (

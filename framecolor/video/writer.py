@@ -1,11 +1,9 @@
-"""VideoWriter: encoding frames with their pts into a new file, copying (or
-re-encoding where the container cannot hold them) the source's audio,
-subtitles, attachments, chapters and tags, written under a temporary name."""
+"""VideoWriter: encoding frames with their pts into a new file, written under
+a temporary name, with the source's other streams carried over
+(framecolor.video.copies)."""
 
 from __future__ import annotations
 
-import io
-import math
 import os
 import warnings
 from collections.abc import Iterable
@@ -32,53 +30,12 @@ from framecolor.video.encoding import (
     is_interlaced,
     top_field_first,
 )
-from framecolor.video.files import (
-    VideoWarning,
-    _check_input_file,
-    _open_input,
-    _temp_path,
-    _write_errors,
-    check_output_path,
-)
+from framecolor.video.containers import holds
+from framecolor.video.copies import CopiedStreams
+from framecolor.video.files import VideoWarning, _temp_path, _write_errors, check_output_path
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, _codec_name, _is_attached_picture, _video_stream, one_filter_graph
-
-# Cover pictures Matroska holds as attachments, by codec, and their types.
-_COVER_SUFFIXES = {"mjpeg": ".jpg", "png": ".png"}
-_IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
-
-
-def _add_cover_stream(container, stream):
-    copy = container.add_stream_from_template(stream)
-    copy.disposition = av.stream.Disposition.attached_pic
-    return copy
-
-
-def _cover_bytes(source: Path, index: int) -> bytes | None:
-    """The picture of attached-picture stream `index` (FFmpeg hands it out first, untimed)."""
-    with _open_input(source) as container:
-        for packet in container.demux(container.streams[index]):
-            if packet.size:
-                return bytes(packet)
-    return None
-
-
-# Text subtitle codecs, which FFmpeg converts among, and the one each
-# container type that holds none of the others takes.
-_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
-_TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "3gp": "mov_text", "ipod": "mov_text",
-                         "webm": "webvtt"}
-# The codecs FFmpeg's MPEG-TS muxer gives a stream type (or a registration
-# descriptor) that its demuxer reads back: video, and the broadcast audio and
-# subtitle codecs. Anything else (PCM, FLAC, text subtitles) it writes as
-# private data, which comes back as an unknown data stream.
-_MPEGTS_TYPED = frozenset({
-    "mpeg1video", "mpeg2video", "mpeg4", "h264", "libx264", "hevc", "libx265", "vc1", "dirac",
-    "mp2", "mp3", "libmp3lame", "aac", "aac_latm", "ac3", "eac3", "dts", "dca", "opus", "libopus",
-    "s302m", "dvb_subtitle", "dvb_teletext",
-})
-
+from framecolor.video.probing import VideoInfo, one_filter_graph
 
 def _fraction(x) -> Fraction:
     if isinstance(x, float):
@@ -89,18 +46,6 @@ def _fraction(x) -> Fraction:
 # FFmpeg's AVColorSpace numbers of the Y'CbCr matrices framecolor writes
 # (PyAV >= 15 takes them on frames and codec contexts; older PyAV writes untagged).
 _COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
-
-
-# Tags a muxer or mkvmerge writes about the file itself: copied, they would
-# describe the source's encoding (its bitrate, its byte count), not ours.
-_WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name",
-                          "vendor_id", "duration", "bps", "number_of_frames", "number_of_bytes",
-                          "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags"})
-
-
-def _user_tags(tags) -> dict[str, str]:
-    """`tags` less those the writer of a file sets (mkvmerge's carry a language: BPS-eng)."""
-    return {k: v for k, v in tags.items() if k.lower().split("-")[0] not in _WRITER_TAGS}
 
 
 class _FieldMarker:
@@ -185,10 +130,7 @@ class VideoWriter:
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
         self.frames_written = 0
         self._last_pts = None
-        self._source = None
-        self._copy = {}  # source stream index -> output stream, packets copied as they are
-        self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
-        self._pending = None
+        self._copies = None  # the source's other streams, carried over (CopiedStreams)
         self._excerpt = excerpt
         self._end_with_frames = excerpt or end_with_frames
         self._start_pts = None  # the first frame's pts: where an excerpt's timeline starts
@@ -220,7 +162,8 @@ class VideoWriter:
                 # it a phone's portrait video would play sideways.
                 self._stream.set_display_matrix([int(x) for x in display_matrix])
             if copy_streams_from is not None:
-                self._add_copied_streams(Path(copy_streams_from))
+                self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
+                                             path=self.path, excerpt=excerpt)
         except BaseException:
             self.discard()
             raise
@@ -252,39 +195,12 @@ class VideoWriter:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
 
-    def _holds(self, names, add_stream) -> bool:
-        """Can this file's container hold a stream of one of these codec `names`?
-
-        FFmpeg's codec query cannot tell: it says "unknown" for everything
-        MPEG-TS holds, H.264 and AAC included (PyAV counts that as no), and
-        yes where the muxer then refuses the stream (MOV takes Opus and FLAC
-        only in its MP4 form; FLV takes PCM at 44.1 kHz, not at 48). So the
-        answer is writing a header with `add_stream(container)` to memory.
-        MPEG-TS writes a header with any stream, but one it has no stream
-        type for goes out as private data that no demuxer reads back.
-        """
-        if self._out.format.name == "mpegts" and not set(names) & _MPEGTS_TYPED:
-            return False
-        return self._header_writes(add_stream)
-
-    def _header_writes(self, add_stream) -> bool:
-        """Does a file of this container type, with the stream `add_stream(container)`
-        adds, get as far as its header? That opens encoders, so it also tells
-        whether an encoder takes its settings (mp2 refuses 5.1 sound)."""
-        try:
-            with av.open(io.BytesIO(), "w", format=self._out.format.name) as trial:
-                add_stream(trial)
-                trial.start_encoding()
-            return True
-        except (av.error.FFmpegError, ValueError):
-            return False
-
     def _holds_video(self, codec: str) -> bool:
         def add(container):
             stream = container.add_stream(codec, rate=25)
             stream.width = stream.height = 64
 
-        return self._holds({codec, _encoder(codec).name}, add)
+        return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
 
     def _default_codec(self) -> str:
         """DEFAULT_ENCODER, whose settings keep the luma, where the container
@@ -344,125 +260,6 @@ class VideoWriter:
         self._fields = _FieldMarker(top_field_first(self._field_order))
         return interlaced
 
-    def _add_copied_streams(self, source: Path):
-        self._source = _open_input(_check_input_file(source))
-        self._out.metadata.update(_user_tags(self._source.metadata))
-        chapters = self._source.chapters()
-        if chapters and not self._excerpt:
-            self._out.set_chapters(chapters)
-        if any(not _is_attached_picture(s) for s in self._source.streams.video):
-            # A video's tags (a timecode, a language); a sound file alone has none.
-            self._stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
-        self._add_attachments(source)
-        self._add_covers(source)
-        for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
-            codec = _codec_name(stream)
-            names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
-            if self._holds_copy(stream, names):
-                copy = self._out.add_stream_from_template(stream)
-                self._copy[stream.index] = copy
-            elif (copy := self._add_reencoded_audio(stream) or self._add_converted_subtitles(stream)) is not None:
-                warnings.warn(f"re-encoding {stream.type} stream #{stream.index} ({codec}) of {source} as "
-                              f"{copy.codec_context.name}: a {self.path.suffix} file cannot hold {codec}",
-                              VideoWarning, stacklevel=3)
-                self._reencode[stream.index] = (stream, copy)
-            else:
-                warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
-                              f"a {self.path.suffix} file cannot hold it", VideoWarning, stacklevel=3)
-                continue
-            copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
-            copy.disposition = stream.disposition  # which track players pick by default
-        if self._copy or self._reencode:
-            self._packets = self._source.demux(*self._copied_sources())
-        else:
-            self._source.close()
-            self._source = None
-
-    def _add_covers(self, source: Path) -> None:
-        """A source's cover picture (an attached picture: a one-frame video
-        stream that players show as the file's artwork), copied as MP4 holds
-        it, or as the cover.jpg attachment Matroska players look for.
-        QuickTime's muxer drops it without a word, and others cannot hold it."""
-        covers = [s for s in self._source.streams.video if _is_attached_picture(s)]
-        name = self._out.format.name
-        for stream in covers:
-            codec = _codec_name(stream)
-            suffix = _COVER_SUFFIXES.get(codec)
-            if name in ("mp4", "ipod") and self._header_writes(lambda container: _add_cover_stream(container, stream)):
-                self._copy[stream.index] = _add_cover_stream(self._out, stream)
-            elif name == "matroska" and suffix is not None and (picture := _cover_bytes(source, stream.index)):
-                self._out.add_attachment(f"cover{suffix}", _IMAGE_TYPES[suffix], picture)
-            else:
-                warnings.warn(f"skipping the cover picture ({codec}) of {source}: a {self.path.suffix} file "
-                              "cannot hold it (.mp4 and .mkv can)", VideoWarning, stacklevel=4)
-
-    def _add_attachments(self, source: Path) -> None:
-        """The files a Matroska source carries (the fonts its ASS subtitles are
-        drawn in), where this container holds them: only Matroska does (WebM's
-        muxer takes them and writes nothing). A cover picture is not among
-        them: FFmpeg shows it as a stream (_add_covers)."""
-        attachments = [a for a in self._source.streams.attachments if a.name and a.mimetype and a.data]
-        if attachments and self._out.format.name != "matroska":
-            warnings.warn(f"skipping {len(attachments)} attached file(s) of {source} "
-                          f"({', '.join(a.name for a in attachments)}): a {self.path.suffix} file cannot hold them",
-                          VideoWarning, stacklevel=4)
-            return
-        for attachment in attachments:
-            self._out.add_attachment(attachment.name, attachment.mimetype, bytes(attachment.data))
-
-    def _copied_sources(self) -> list:
-        return [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
-
-    def _holds_copy(self, stream, names) -> bool:
-        return self._holds(names, lambda container: container.add_stream_from_template(stream))
-
-    def _add_reencoded_audio(self, stream):
-        """A stream in this container's own audio codec for the sound of
-        `stream`, which it cannot hold as it is (AAC in MPEG-PS or WebM), or
-        None. A video's sound matters more than its bits, so it is re-encoded
-        as ffmpeg does: the source's rate and channels where the encoder takes
-        them, else the nearest rate it takes, and stereo or mono."""
-        name = getattr(self._out, "default_audio_codec", None)
-        if stream.type != "audio" or name in (None, "none") or stream.codec_context is None:
-            return None
-        try:
-            rates = av.Codec(name, "w").audio_rates
-        except (av.error.FFmpegError, ValueError):  # the container's usual encoder is not in this FFmpeg
-            return None
-        rate = stream.rate
-        if rates and rate not in rates:
-            rate = min((r for r in rates if r >= rate), default=max(rates))
-        for layout in dict.fromkeys([stream.layout.name, "stereo", "mono"]):
-            def add(container, layout=layout):
-                return container.add_stream(name, rate=rate, layout=layout)
-
-            if self._header_writes(add):
-                return add(self._out)
-        return None
-
-    def _add_converted_subtitles(self, stream):
-        """A text subtitle stream in the codec this container takes (MP4's
-        mov_text, WebM's WebVTT) for the text subtitles of `stream` (SRT or
-        ASS from an MKV), or None. FFmpeg converts text subtitles through
-        ASS events, so the words and their times survive; styling may not."""
-        target = _TEXT_SUBTITLE_CODECS.get(self._out.format.name)
-        if stream.type != "subtitle" or target is None or _codec_name(stream) not in _TEXT_SUBTITLES:
-            return None
-        decoder = stream.codec_context
-        try:
-            if not decoder.is_open:
-                decoder.open()  # the decoder's ASS header is the encoder's style sheet
-        except av.error.FFmpegError:
-            return None
-
-        def add(container):
-            out = container.add_stream(target)
-            out.codec_context.subtitle_header = decoder.subtitle_header
-            out.codec_context.time_base = stream.time_base
-            return out
-
-        return add(self._out) if self._header_writes(add) else None
-
     @property
     def _range_flag(self) -> int | None:
         """A full-range yuv* format (this encoder has no yuvj* twin) carries the range as a flag."""
@@ -506,9 +303,10 @@ class VideoWriter:
         pts = self._next_pts(pts)
         if self._start_pts is None:
             self._start_pts = pts if self._excerpt else 0
-            if self._excerpt:
-                self._seek_copies(float(pts * self.time_base))
-        self._mux_copies(until=float(pts * self.time_base))
+            if self._excerpt and self._copies is not None:
+                self._copies.seek(float(pts * self.time_base))
+        if self._copies is not None:
+            self._copies.mux(until=float(pts * self.time_base))
         frame.pts = self._stream_pts(pts - self._start_pts)
         frame.time_base = self._stream_time_base
         for packet in self._stream.encode(frame):
@@ -546,104 +344,6 @@ class VideoWriter:
     def sample_dtype(self):
         return np.uint16 if self.pix_fmt.endswith("10le") else np.uint8
 
-    def _seek_copies(self, seconds: float) -> None:
-        """Start the copied streams at a keyframe before `seconds` (an excerpt's start)."""
-        if self._source is None:
-            return
-        self._source.seek(max(0, math.floor(seconds * av.time_base)), backward=True)
-        for source, _ in self._reencode.values():
-            source.codec_context.flush_buffers()
-        self._packets = self._source.demux(*self._copied_sources())
-        self._pending = None
-
-    def _end_copies(self) -> None:
-        self._flush_reencoded()
-        self._source.close()
-        self._source = None
-
-    def _mux_copies(self, until: float | None):
-        """Mux copied packets up to time `until` (all if None): keeps the file interleaved.
-
-        An excerpt's packets that end before its first frame are dropped, and
-        the rest move with the frames, by the first frame's time."""
-        if self._source is None:
-            return
-        while True:
-            packet = self._pending
-            if packet is None:
-                packet = next(self._packets, None)
-                if packet is None:
-                    self._end_copies()
-                    return
-                if packet.size == 0:  # the demuxer's end-of-stream marker
-                    continue
-                if packet.dts is None:
-                    if packet.pts is None and not _is_attached_picture(packet.stream):
-                        continue  # no time at all: the muxer would reject it
-                    packet.dts = packet.pts = packet.pts or 0  # a cover picture belongs to no time: 0
-            stamp = packet.dts if packet.dts is not None else packet.pts
-            if until is not None and float(stamp * packet.time_base) > until:
-                self._pending = packet
-                return
-            self._pending = None
-            if self._excerpt and not _is_attached_picture(packet.stream) and not self._shift_into_excerpt(packet):
-                continue
-            if packet.stream.index in self._reencode:
-                self._reencode_packet(packet)
-            else:
-                packet.stream = self._copy[packet.stream.index]
-                self._out.mux(packet)
-
-    def _shift_into_excerpt(self, packet) -> bool:
-        """Move `packet` onto the excerpt's timeline; False if it ends before the excerpt starts."""
-        start = float(self._start_pts * self.time_base)
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if float((stamp + (packet.duration or 0)) * packet.time_base) <= start:
-            return False
-        shift = round(start / packet.time_base)
-        packet.pts = None if packet.pts is None else packet.pts - shift
-        packet.dts = None if packet.dts is None else packet.dts - shift
-        return True
-
-    def _reencode_packet(self, packet) -> None:
-        source, out = self._reencode[packet.stream.index]
-        if out.type == "subtitle":
-            self._convert_subtitle(packet, source, out)
-        else:
-            self._reencode_audio(packet, source, out)
-
-    def _reencode_audio(self, packet, source, out) -> None:
-        """Decode `packet` (None: what the decoder still holds) and encode its sound anew."""
-        try:
-            frames = source.decode(packet)
-        except av.error.FFmpegError:
-            return  # a damaged packet is a moment of silence, as in a player, not a failed video
-        for frame in frames:
-            # The encoder converts rate, channels and sample format itself.
-            self._out.mux(out.encode(frame))
-
-    def _convert_subtitle(self, packet, source, out) -> None:
-        try:
-            subtitles = source.codec_context.decode2(packet)
-            if subtitles is None or not subtitles.rects:
-                return
-            converted = out.codec_context.encode_subtitle(subtitles)
-        except av.error.FFmpegError:
-            return  # one unreadable line, not a failed video
-        # The encoder stamps its packet in microseconds, or not at all: the
-        # line keeps the source packet's times instead.
-        converted.pts = converted.dts = packet.pts if packet.pts is not None else packet.dts
-        converted.duration = packet.duration
-        converted.time_base = packet.time_base
-        converted.stream = out
-        self._out.mux(converted)
-
-    def _flush_reencoded(self) -> None:
-        for source, out in self._reencode.values():
-            if out.type == "audio":
-                self._reencode_audio(None, source, out)
-                self._out.mux(out.encode(None))
-
     # -- finishing
 
     def close(self) -> None:
@@ -654,9 +354,9 @@ class VideoWriter:
             with _write_errors(self.path):
                 for packet in self._stream.encode(None):
                     self._out.mux(packet)
-                self._mux_copies(until=self._frames_end() if self._end_with_frames else None)
-                if self._source is not None:  # the rest of the source goes on past the frames: not in it
-                    self._end_copies()
+                if self._copies is not None:
+                    self._copies.mux(until=self._frames_end() if self._end_with_frames else None)
+                    self._copies.finish()
                 self._out.close()
                 os.replace(self._tmp, self.path)
         except BaseException:
@@ -669,13 +369,12 @@ class VideoWriter:
 
     def discard(self) -> None:
         """Close, keeping nothing: the temporary file goes (what a failure does)."""
-        for c in (self._out, self._source):
-            if c is not None:
-                try:
-                    c.close()
-                except Exception:  # already failing; the partial file goes anyway
-                    pass
-        self._source = None
+        try:
+            self._out.close()
+        except Exception:  # already failing; the partial file goes anyway
+            pass
+        if self._copies is not None:
+            self._copies.close()
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self):

@@ -1,0 +1,47 @@
+"""What a container type can hold, found by trying: FFmpeg's codec query cannot tell.
+
+It says "unknown" for everything MPEG-TS holds, H.264 and AAC included
+(PyAV counts that as no), and yes where the muxer then refuses the stream
+(MOV takes Opus and FLAC only in its MP4 form; FLV takes PCM at 44.1 kHz,
+not at 48). So the answer is writing a header to memory.
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+
+# The codecs FFmpeg's MPEG-TS muxer gives a stream type (or a registration
+# descriptor) that its demuxer reads back: video, and the broadcast audio and
+# subtitle codecs. Anything else (PCM, FLAC, text subtitles) it writes as
+# private data, which comes back as an unknown data stream.
+_MPEGTS_TYPED = frozenset({
+    "mpeg1video", "mpeg2video", "mpeg4", "h264", "libx264", "hevc", "libx265", "vc1", "dirac",
+    "mp2", "mp3", "libmp3lame", "aac", "aac_latm", "ac3", "eac3", "dts", "dca", "opus", "libopus",
+    "s302m", "dvb_subtitle", "dvb_teletext",
+})
+
+
+def header_writes(format_name: str, add_stream) -> bool:
+    """Does a file of container type `format_name`, with the stream
+    `add_stream(container)` adds, get as far as its header? That opens
+    encoders, so it also tells whether an encoder takes its settings (mp2
+    refuses 5.1 sound)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=format_name) as trial:
+            add_stream(trial)
+            trial.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
+
+
+def holds(format_name: str, names, add_stream) -> bool:
+    """Can a file of container type `format_name` hold a stream of one of these
+    codec `names`, as `add_stream(container)` adds it? MPEG-TS writes a header
+    with any stream, but one it has no stream type for goes out as private
+    data that no demuxer reads back."""
+    if format_name == "mpegts" and not set(names) & _MPEGTS_TYPED:
+        return False
+    return header_writes(format_name, add_stream)

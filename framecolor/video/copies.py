@@ -1,0 +1,310 @@
+"""The streams a written video carries over from its source: audio and
+subtitles copied packet for packet (or re-encoded where the output's
+container cannot hold them), the cover picture, attached files, chapters and
+tags, muxed in step with the frames the writer encodes."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import av
+
+from framecolor.video.containers import header_writes, holds
+from framecolor.video.files import VideoWarning, _check_input_file, _open_input
+from framecolor.video.probing import _codec_name, _is_attached_picture, _video_stream
+
+# Cover pictures Matroska holds as attachments, by codec, and their types.
+_COVER_SUFFIXES = {"mjpeg": ".jpg", "png": ".png"}
+_IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
+# Text subtitle codecs, which FFmpeg converts among, and the one each
+# container type that holds none of the others takes.
+_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+_TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "3gp": "mov_text", "ipod": "mov_text",
+                         "webm": "webvtt"}
+# Tags a muxer or mkvmerge writes about the file itself: copied, they would
+# describe the source's encoding (its bitrate, its byte count), not ours.
+_WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name",
+                          "vendor_id", "duration", "bps", "number_of_frames", "number_of_bytes",
+                          "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags"})
+
+
+def _user_tags(tags) -> dict[str, str]:
+    """`tags` less those the writer of a file sets (mkvmerge's carry a language: BPS-eng)."""
+    return {k: v for k, v in tags.items() if k.lower().split("-")[0] not in _WRITER_TAGS}
+
+
+def _add_cover_stream(container, stream):
+    copy = container.add_stream_from_template(stream)
+    copy.disposition = av.stream.Disposition.attached_pic
+    return copy
+
+
+def _cover_bytes(source: Path, index: int) -> bytes | None:
+    """The picture of attached-picture stream `index` (FFmpeg hands it out first, untimed)."""
+    with _open_input(source) as container:
+        for packet in container.demux(container.streams[index]):
+            if packet.size:
+                return bytes(packet)
+    return None
+
+
+class CopiedStreams:
+    """`source`'s audio, subtitles, cover, attachments, chapters and tags, added
+    to the open output container `out` (whose video stream is `video_stream`,
+    and which will be renamed to `path`) as ffmpeg copies them by default.
+
+    Audio the container cannot hold as it is gets re-encoded in the
+    container's own audio codec, as ffmpeg does too. `excerpt` True leaves
+    the chapters out (they would point past a part's end); seek() then
+    starts the copies at the part's start and moves them onto its timeline.
+    Construction opens `source`; mux() then interleaves its packets with the
+    frames, and finish() or close() lets it go.
+    """
+
+    def __init__(self, source: Path, out, video_stream, *, path: Path, excerpt: bool = False):
+        self._out = out
+        self._path = path
+        self._copy = {}  # source stream index -> output stream, packets copied as they are
+        self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
+        self._pending = None
+        self._start = None  # an excerpt's start on the source's timeline (s), once seek() has it
+        self._source = _open_input(_check_input_file(source))
+        try:
+            self._add_streams(source, video_stream, excerpt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_streams(self, source: Path, video_stream, excerpt: bool) -> None:
+        self._out.metadata.update(_user_tags(self._source.metadata))
+        chapters = self._source.chapters()
+        if chapters and not excerpt:
+            self._out.set_chapters(chapters)
+        if any(not _is_attached_picture(s) for s in self._source.streams.video):
+            # A video's tags (a timecode, a language); a sound file alone has none.
+            video_stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
+        self._add_attachments(source)
+        self._add_covers(source)
+        for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
+            codec = _codec_name(stream)
+            names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
+            if self._holds_copy(stream, names):
+                copy = self._out.add_stream_from_template(stream)
+                self._copy[stream.index] = copy
+            elif (copy := self._add_reencoded_audio(stream) or self._add_converted_subtitles(stream)) is not None:
+                warnings.warn(f"re-encoding {stream.type} stream #{stream.index} ({codec}) of {source} as "
+                              f"{copy.codec_context.name}: a {self._path.suffix} file cannot hold {codec}",
+                              VideoWarning, stacklevel=4)
+                self._reencode[stream.index] = (stream, copy)
+            else:
+                warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
+                              f"a {self._path.suffix} file cannot hold it", VideoWarning, stacklevel=4)
+                continue
+            copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
+            copy.disposition = stream.disposition  # which track players pick by default
+        if self._copy or self._reencode:
+            self._packets = self._source.demux(*self._copied_sources())
+        else:
+            self._source.close()
+            self._source = None
+
+    def _add_covers(self, source: Path) -> None:
+        """A source's cover picture (an attached picture: a one-frame video
+        stream that players show as the file's artwork), copied as MP4 holds
+        it, or as the cover.jpg attachment Matroska players look for.
+        QuickTime's muxer drops it without a word, and others cannot hold it."""
+        covers = [s for s in self._source.streams.video if _is_attached_picture(s)]
+        name = self._out.format.name
+        for stream in covers:
+            codec = _codec_name(stream)
+            suffix = _COVER_SUFFIXES.get(codec)
+            if name in ("mp4", "ipod") and header_writes(name, lambda container: _add_cover_stream(container, stream)):
+                self._copy[stream.index] = _add_cover_stream(self._out, stream)
+            elif name == "matroska" and suffix is not None and (picture := _cover_bytes(source, stream.index)):
+                self._out.add_attachment(f"cover{suffix}", _IMAGE_TYPES[suffix], picture)
+            else:
+                warnings.warn(f"skipping the cover picture ({codec}) of {source}: a {self._path.suffix} file "
+                              "cannot hold it (.mp4 and .mkv can)", VideoWarning, stacklevel=5)
+
+    def _add_attachments(self, source: Path) -> None:
+        """The files a Matroska source carries (the fonts its ASS subtitles are
+        drawn in), where this container holds them: only Matroska does (WebM's
+        muxer takes them and writes nothing). A cover picture is not among
+        them: FFmpeg shows it as a stream (_add_covers)."""
+        attachments = [a for a in self._source.streams.attachments if a.name and a.mimetype and a.data]
+        if attachments and self._out.format.name != "matroska":
+            warnings.warn(f"skipping {len(attachments)} attached file(s) of {source} "
+                          f"({', '.join(a.name for a in attachments)}): a {self._path.suffix} file cannot hold them",
+                          VideoWarning, stacklevel=5)
+            return
+        for attachment in attachments:
+            self._out.add_attachment(attachment.name, attachment.mimetype, bytes(attachment.data))
+
+    def _copied_sources(self) -> list:
+        return [s for s in self._source.streams if s.index in self._copy or s.index in self._reencode]
+
+    def _holds_copy(self, stream, names) -> bool:
+        return holds(self._out.format.name, names, lambda container: container.add_stream_from_template(stream))
+
+    def _add_reencoded_audio(self, stream):
+        """A stream in this container's own audio codec for the sound of
+        `stream`, which it cannot hold as it is (AAC in MPEG-PS or WebM), or
+        None. A video's sound matters more than its bits, so it is re-encoded
+        as ffmpeg does: the source's rate and channels where the encoder takes
+        them, else the nearest rate it takes, and stereo or mono."""
+        name = getattr(self._out, "default_audio_codec", None)
+        if stream.type != "audio" or name in (None, "none") or stream.codec_context is None:
+            return None
+        try:
+            rates = av.Codec(name, "w").audio_rates
+        except (av.error.FFmpegError, ValueError):  # the container's usual encoder is not in this FFmpeg
+            return None
+        rate = stream.rate
+        if rates and rate not in rates:
+            rate = min((r for r in rates if r >= rate), default=max(rates))
+        for layout in dict.fromkeys([stream.layout.name, "stereo", "mono"]):
+            def add(container, layout=layout):
+                return container.add_stream(name, rate=rate, layout=layout)
+
+            if header_writes(self._out.format.name, add):
+                return add(self._out)
+        return None
+
+    def _add_converted_subtitles(self, stream):
+        """A text subtitle stream in the codec this container takes (MP4's
+        mov_text, WebM's WebVTT) for the text subtitles of `stream` (SRT or
+        ASS from an MKV), or None. FFmpeg converts text subtitles through
+        ASS events, so the words and their times survive; styling may not."""
+        target = _TEXT_SUBTITLE_CODECS.get(self._out.format.name)
+        if stream.type != "subtitle" or target is None or _codec_name(stream) not in _TEXT_SUBTITLES:
+            return None
+        decoder = stream.codec_context
+        try:
+            if not decoder.is_open:
+                decoder.open()  # the decoder's ASS header is the encoder's style sheet
+        except av.error.FFmpegError:
+            return None
+
+        def add(container):
+            out = container.add_stream(target)
+            out.codec_context.subtitle_header = decoder.subtitle_header
+            out.codec_context.time_base = stream.time_base
+            return out
+
+        return add(self._out) if header_writes(self._out.format.name, add) else None
+
+    # -- muxing
+
+    def seek(self, seconds: float) -> None:
+        """Start at a keyframe before `seconds`, an excerpt's start, and from
+        then on move every packet onto the excerpt's timeline (by `seconds`)."""
+        self._start = seconds
+        if self._source is None:
+            return
+        self._source.seek(max(0, math.floor(seconds * av.time_base)), backward=True)
+        for source, _ in self._reencode.values():
+            source.codec_context.flush_buffers()
+        self._packets = self._source.demux(*self._copied_sources())
+        self._pending = None
+
+    def mux(self, until: float | None) -> None:
+        """Mux copied packets up to time `until` (all if None): keeps the file interleaved.
+
+        An excerpt's packets that end before its first frame are dropped, and
+        the rest move with the frames, by the first frame's time."""
+        if self._source is None:
+            return
+        while True:
+            packet = self._pending
+            if packet is None:
+                packet = next(self._packets, None)
+                if packet is None:
+                    self.finish()
+                    return
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.dts is None:
+                    if packet.pts is None and not _is_attached_picture(packet.stream):
+                        continue  # no time at all: the muxer would reject it
+                    packet.dts = packet.pts = packet.pts or 0  # a cover picture belongs to no time: 0
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if until is not None and float(stamp * packet.time_base) > until:
+                self._pending = packet
+                return
+            self._pending = None
+            if self._start is not None and not _is_attached_picture(packet.stream) \
+                    and not self._shift_into_excerpt(packet):
+                continue
+            if packet.stream.index in self._reencode:
+                self._reencode_packet(packet)
+            else:
+                packet.stream = self._copy[packet.stream.index]
+                self._out.mux(packet)
+
+    def _shift_into_excerpt(self, packet) -> bool:
+        """Move `packet` onto the excerpt's timeline; False if it ends before the excerpt starts."""
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if float((stamp + (packet.duration or 0)) * packet.time_base) <= self._start:
+            return False
+        shift = round(self._start / packet.time_base)
+        packet.pts = None if packet.pts is None else packet.pts - shift
+        packet.dts = None if packet.dts is None else packet.dts - shift
+        return True
+
+    def _reencode_packet(self, packet) -> None:
+        source, out = self._reencode[packet.stream.index]
+        if out.type == "subtitle":
+            self._convert_subtitle(packet, source, out)
+        else:
+            self._reencode_audio(packet, source, out)
+
+    def _reencode_audio(self, packet, source, out) -> None:
+        """Decode `packet` (None: what the decoder still holds) and encode its sound anew."""
+        try:
+            frames = source.decode(packet)
+        except av.error.FFmpegError:
+            return  # a damaged packet is a moment of silence, as in a player, not a failed video
+        for frame in frames:
+            # The encoder converts rate, channels and sample format itself.
+            self._out.mux(out.encode(frame))
+
+    def _convert_subtitle(self, packet, source, out) -> None:
+        try:
+            subtitles = source.codec_context.decode2(packet)
+            if subtitles is None or not subtitles.rects:
+                return
+            converted = out.codec_context.encode_subtitle(subtitles)
+        except av.error.FFmpegError:
+            return  # one unreadable line, not a failed video
+        # The encoder stamps its packet in microseconds, or not at all: the
+        # line keeps the source packet's times instead.
+        converted.pts = converted.dts = packet.pts if packet.pts is not None else packet.dts
+        converted.duration = packet.duration
+        converted.time_base = packet.time_base
+        converted.stream = out
+        self._out.mux(converted)
+
+    # -- finishing
+
+    def finish(self) -> None:
+        """Flush the re-encoders into the output and let the source go; the
+        rest of the source, past where mux() stopped, is left out."""
+        if self._source is None:
+            return
+        for source, out in self._reencode.values():
+            if out.type == "audio":
+                self._reencode_audio(None, source, out)
+                self._out.mux(out.encode(None))
+        self._source.close()
+        self._source = None
+
+    def close(self) -> None:
+        """Let the source go, writing nothing more (what a failure does)."""
+        if self._source is not None:
+            try:
+                self._source.close()
+            except Exception:  # already failing
+                pass
+        self._source = None
