@@ -299,8 +299,11 @@ def colorize_video(
     luma = "luma10" if colorizer.config.ten_bit else "luma"
 
     def look_first():
-        warn_if_in_color(source, video.opening_pictures(source, count=_OPENING_FRAMES // 5 + 1, every=5,
-                                                        short_side=64))
+        pictures = video.opening_pictures(source, count=_OPENING_FRAMES // 5 + 1, every=5, short_side=64,
+                                          keep_alpha=True)
+        if any(picture.shape[-1] == 4 and _translucent(picture[..., 3]) for picture in pictures):
+            _warn_of_transparency(source.name, output)
+        warn_if_in_color(source, [picture[..., :3] for picture in pictures])
 
     def read():
         # At the probed size, which the writer has: a stream that changes size
@@ -357,11 +360,22 @@ def colorize_photo_film(
 
 
 def _warn_if_transparent(photo: Path, output: Path) -> None:
-    """A video holds no transparency: say so where the film's photos have some
-    (the first photo stands for the rest), as write_photo does for a photo."""
+    """Say so where a film's photos have transparency (the first photo stands for the rest)."""
     if video.read_photo(photo).alpha is not None:
-        warnings.warn(f"{photo.name} has transparency, which a video cannot hold: {output} drops it "
-                      "(the picture under it is kept)", video.VideoWarning, stacklevel=3)
+        _warn_of_transparency(photo.name, output)
+
+
+def _translucent(alpha: np.ndarray) -> bool:
+    """Does this alpha channel hide anything? One opaque everywhere loses nothing when dropped."""
+    return bool((alpha < np.iinfo(alpha.dtype).max).any())
+
+
+def _warn_of_transparency(name: str, output: Path) -> None:
+    """The video written has no alpha channel: say that the source's
+    transparency is lost, as write_photo does for a photo. The opening
+    frames, or a film's first photo, stand for the rest."""
+    warnings.warn(f"{name} has transparency, which {output} does not keep (framecolor writes video "
+                  "without an alpha channel): the picture under it is kept", video.VideoWarning, stacklevel=4)
 
 
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:

@@ -136,6 +136,7 @@ def make_video(
     chapters: list | None = None,
     attachments: list | None = None,
     colorless: range = range(0),
+    corner_alpha: int | None = None,
 ) -> Path:
     """Write a small clip; the container follows the suffix (.mp4, .mkv, .mov, ...).
 
@@ -154,7 +155,9 @@ def make_video(
     `keyint` the most frames between keyframes (x264's default: 250).
     `attachments` are (file name, MIME type, bytes) triples, as MKVs carry fonts (MKV only).
     Frames whose index is in `colorless` are gray (the same picture without its color),
-    as a film's black-and-white scenes or credits are.
+    as a film's black-and-white scenes or credits are. `corner_alpha` gives every
+    frame an alpha channel, opaque but for its top-left 8x8 at that value (for
+    a `pix_fmt` that holds one: QuickTime Animation's argb, PNG's rgba).
     `rotation` (a multiple of 90) stores each picture turned that far clockwise,
     with a display matrix that turns it back: it plays as the plain clip of
     `width` x `height` does, the way a phone stores a portrait video.
@@ -201,8 +204,12 @@ def make_video(
             picture = frame_image(i, width, height)
             if i in colorless:
                 picture = gray(picture)
+            if corner_alpha is not None:
+                alpha = np.full(picture.shape[:2], 255, np.uint8)
+                alpha[:8, :8] = corner_alpha
+                picture = np.dstack([picture, alpha])
             picture = np.ascontiguousarray(np.rot90(picture, -turns))
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24" if corner_alpha is None else "rgba")
             frame.pts = pts
             frame.time_base = time_base
             for packet in video.encode(frame):

@@ -569,9 +569,27 @@ def test_photos_with_transparency_made_into_a_video_are_said_to_lose_it(colorize
         assert done["frames"] == 3
         told = [str(w.message) for w in said if "transparency" in str(w.message)]
         if alpha == 0:
-            assert told == [f"scan_1.png has transparency, which a video cannot hold: {tmp_path / 'clear.mp4'} "
-                            "drops it (the picture under it is kept)"]
+            assert told == [f"scan_1.png has transparency, which {tmp_path / 'clear.mp4'} does not keep "
+                            "(framecolor writes video without an alpha channel): the picture under it is kept"]
         else:  # an alpha channel that hides nothing loses nothing
+            assert told == []
+
+
+def test_a_video_with_transparency_is_said_to_lose_it(colorizer, tmp_path):
+    """QuickTime Animation with an alpha channel: the output has none, which is said
+    where the alpha hides something, and not where it is opaque everywhere."""
+    for name, alpha in (("clear", 0), ("opaque", 255)):
+        clip = media.make_video(tmp_path / f"{name}.mov", codec="qtrle", pix_fmt="argb", frames=3,
+                                audio=False, corner_alpha=alpha)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            done = apply.colorize_file(colorizer, clip, tmp_path / f"{name}.mp4", progress=False)
+        assert done["frames"] == 3
+        told = [str(w.message) for w in said if "has transparency" in str(w.message)]
+        if alpha == 0:
+            assert told == [f"{name}.mov has transparency, which {tmp_path / 'clear.mp4'} does not keep "
+                            "(framecolor writes video without an alpha channel): the picture under it is kept"]
+        else:
             assert told == []
 
 

@@ -96,9 +96,11 @@ def read_frames(
     return _video_frames(container, path, size, short_side, format, int(every), start, end, max_frames)
 
 
-def opening_pictures(path, *, count: int, every: int, short_side: int) -> list[np.ndarray]:
+def opening_pictures(path, *, count: int, every: int, short_side: int, keep_alpha: bool = False) -> list[np.ndarray]:
     """Up to `count` small RGB pictures from the start of a video (frames 0,
-    every, 2 * every, ...), shown as players show them, for a look at its colors.
+    every, 2 * every, ...), shown as players show them, for a look at its
+    colors; `keep_alpha` True makes them RGBA where the video has an alpha
+    channel (QuickTime Animation, PNG or ProRes 4444 in a .mov).
 
     What decodes, and no warnings: the video's own reading tells of damage
     once. So this can run beside that reading, in another thread, where
@@ -112,7 +114,8 @@ def opening_pictures(path, *, count: int, every: int, short_side: int) -> list[n
             pixel_aspect = _sample_aspect_ratio(stream)
             for index, frame in enumerate(container.decode(stream)):
                 if index % every == 0:
-                    pictures.append(_upright(frame, "rgb24", None, short_side, pixel_aspect))
+                    alpha = keep_alpha and any(c.is_alpha for c in frame.format.components)
+                    pictures.append(_upright(frame, "rgba" if alpha else "rgb24", None, short_side, pixel_aspect))
                     if len(pictures) == count:
                         break
     except (av.error.FFmpegError, InputError):
