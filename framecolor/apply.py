@@ -526,6 +526,9 @@ def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, prog
                          "made into a video; a video keeps its own")
     if video.is_image_path(source):
         return colorize_image(colorizer, source, output, overwrite=overwrite)
+    if video.is_image_path(output):  # said before any frame is decoded, in the user's terms, not the muxer's
+        raise InputError(f"{output} is an image file name, and {Path(source).name} a video: it is colorized "
+                         "into a video (.mp4 and .mkv keep its luma)")
     return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)
 
 

@@ -1021,6 +1021,11 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--duration", "0", "--quiet")
     assert result.exit_code == 1 and "lasts more than 0 s" in result.output
     assert not (tmp_path / "x.mp4").exists()
+    result = _run_cli(clip, tmp_path / "x.png", "--model", model_path)  # a still of a video is not a thing apply makes
+    assert result.exit_code == 1 and result.output == (f"error: {tmp_path / 'x.png'} is an image file name, and "
+                                                       "clip.mp4 a video: it is colorized into a video (.mp4 and .mkv "
+                                                       "keep its luma)\n")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):
