@@ -1026,6 +1026,10 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
                                                        "clip.mp4 a video: it is colorized into a video (.mp4 and .mkv "
                                                        "keep its luma)\n")
     assert not (tmp_path / "x.png").exists()
+    photo = media.make_photo(tmp_path / "photo.png", media.gray(media.frame_image(0, 32, 24)), "rgb24", "rgb24")
+    for source, unwritable in ((clip, "/proc/x.mp4"), (photo, "/proc/x.png")):  # said before any work
+        result = _run_cli(source, unwritable, "--model", model_path)
+        assert result.exit_code == 1 and result.output == f"error: cannot write {unwritable}: No such file or directory\n"
 
 
 def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):

@@ -6,6 +6,7 @@ import dataclasses
 
 import json
 import warnings
+from pathlib import Path
 from fractions import Fraction
 
 import av
@@ -439,6 +440,11 @@ def test_check_output_path(tmp_path, clip):
         check_output_path(tmp_path / "nowhere" / "out.mp4")
     with pytest.raises(OutputError, match="is a folder"):
         check_output_path(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.mp4", "old.mp4"]  # the trial files are gone
+    # A folder that takes no new file, found before any work: procfs refuses
+    # even root, as a read-only mount or another user's folder would.
+    with pytest.raises(OutputError, match="^cannot write /proc/out.mp4: No such file or directory$"):
+        check_output_path(Path("/proc/out.mp4"))
 
 
 def test_writer_refuses_to_overwrite_its_input(clip):

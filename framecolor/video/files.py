@@ -57,6 +57,21 @@ def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) ->
         raise OutputError(f"output {output} is a folder, expected a file name")
     if output.exists() and not overwrite:
         raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
+    _check_writable(output)
+
+
+def _check_writable(output: Path) -> None:
+    """Can a file be made beside `output`? Tried, not read from permission
+    bits: a folder of another user's, a read-only mount and a pseudo-file
+    system (/proc) each refuse in their own way, and the muxer would only
+    find out at its first packet, after the decoding and the network began,
+    with a traceback."""
+    trial = _temp_path(output)
+    try:
+        trial.open("wb").close()
+    except OSError as e:
+        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
+    trial.unlink(missing_ok=True)
 
 
 def _temp_path(path: Path) -> Path:
