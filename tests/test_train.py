@@ -307,6 +307,16 @@ def test_too_few_frames(workdir, clip, cache):
         _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, batch_size=64))
 
 
+def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(clip, cache, monkeypatch):
+    def load_data(*args):
+        raise AssertionError("the frames were read first")
+
+    monkeypatch.setattr(train, "_load_data", load_data)
+    # procfs refuses even root, as a read-only mount or another user's folder would.
+    with pytest.raises(TrainingError, match="^cannot write /proc/runs/mine: No such file or directory$"):
+        _run(clip, Path("/proc/runs/mine"), cache)
+
+
 def test_fine_tune_takes_the_architecture_from_the_model(reference, workdir, clip, cache):
     config = dataclasses.replace(CONFIG, epochs=1, width=0.5, decoder="seed")  # overridden by the file
     _run(clip, workdir / "finetune", cache, config=config, init=reference.run_dir / "model.fcm")
