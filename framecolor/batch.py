@@ -139,6 +139,7 @@ def colorize_jobs(
     excerpt: Excerpt | None = None,
 ) -> list[Result]:
     """Run every job; a failing file is reported and the rest still run.
+    Output folders are made first: OutputError where one cannot be.
 
     Results come (and `report` is called) in job order. Photos run
     `networks_in_flight + 1` at a time, so that reading and writing one
@@ -148,6 +149,8 @@ def colorize_jobs(
     """
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        video.make_output_folder(folder)  # one line for the batch, not a failure for every file
     results: list[Result] = []
     running: collections.deque = collections.deque()  # photos' futures, oldest first
     photos_at_once = colorizer.networks_in_flight + 1
@@ -224,7 +227,6 @@ def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool
 def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool,
              excerpt: Excerpt | None = None) -> Result:
     try:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
         done = colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=progress,
                              excerpt=excerpt)
         return Result(str(job.source), str(job.output), "done", done["frames"], done["seconds"])
@@ -273,7 +275,6 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
     writes: collections.deque = collections.deque()  # (job, started, future), in job order
 
     def load(job):
-        job.output.parent.mkdir(parents=True, exist_ok=True)
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         return video.read_photo(job.source)
 

@@ -159,8 +159,8 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
     config = config.validate()
     if not clips:
         raise InputError("no clips to evaluate")
-    if strips_dir is not None and not Path(strips_dir).is_dir():
-        Path(strips_dir).mkdir(parents=True)
+    if strips_dir is not None:
+        video.make_output_folder(strips_dir)
     results = {}
     with tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
         for i, clip in enumerate(map(Path, clips)):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from framecolor import callbacks, dataset
+from framecolor import callbacks, dataset, video
 from framecolor.errors import TrainingError
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig
 # The steps' names, also reached as train.<name>.
@@ -174,7 +172,8 @@ def _open_run(run_dir: Path, resume: bool) -> dict | None:
     existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
     if not existing.is_dir():
         raise TrainingError(f"{existing}: is a file, not a folder for --out")
-    _check_writable(existing, run_dir)
+    # Before the frames are decoded (minutes on a long film), not when the run is made after them.
+    video.check_writable_folder(existing, run_dir)
     if resume:
         if not run_file.is_file():
             raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
@@ -183,17 +182,6 @@ def _open_run(run_dir: Path, resume: bool) -> dict | None:
     if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
         raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     return None
-
-
-def _check_writable(folder: Path, run_dir: Path) -> None:
-    """Can `folder` (the run folder, or the nearest one of its parents that
-    exists) take new entries? Tried with a folder made and removed, before
-    the frames are decoded: a read-only mount or another user's folder
-    would otherwise fail the run after its data had loaded."""
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".framecolor-", dir=folder))
-    except OSError as e:
-        raise TrainingError(f"cannot write {run_dir}: {e.strerror or e}") from None
 
 
 def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path):

@@ -999,6 +999,9 @@ def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4,
     # Again with --skip-existing: the done file is left alone.
     result = _run_cli(*args, "--skip-existing")
     assert "0 done, 1 skipped, 1 failed" in result.output
+    # An output folder nothing can be written in fails the batch at once, in one line, not file by file.
+    result = _run_cli(clip, vfr_clip, "--out-dir", "/proc/colored", "--model", model_path, "--quiet")
+    assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"
 
 
 def test_cli_single_file_errors(model_path, clip, colored, tmp_path):

@@ -118,3 +118,7 @@ def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_
     assert bad.output.strip().splitlines()[-1].startswith("error: ")
     bad_split = _run_cli("eval", clip, "--model", model_path, "--train-split", 1.5)
     assert bad_split.exit_code == 1 and "train-split" in bad_split.output
+    for strips, why in ((out, f"{out}: output folder is a file"),
+                        ("/proc/strips", "cannot write /proc/strips: No such file or directory")):
+        bad_strips = _run_cli("eval", clip, "--model", model_path, "--strips", strips, "-q")
+        assert bad_strips.exit_code == 1 and bad_strips.output == f"error: {why}\n"

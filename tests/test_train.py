@@ -313,7 +313,7 @@ def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(
 
     monkeypatch.setattr(train, "_load_data", load_data)
     # procfs refuses even root, as a read-only mount or another user's folder would.
-    with pytest.raises(TrainingError, match="^cannot write /proc/runs/mine: No such file or directory$"):
+    with pytest.raises(OutputError, match="^cannot write /proc/runs/mine: No such file or directory$"):
         _run(clip, Path("/proc/runs/mine"), cache)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,6 +73,31 @@ def _check_writable(output: Path) -> None:
     except OSError as e:
         raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
     trial.unlink(missing_ok=True)
+
+
+def check_writable_folder(folder, output=None) -> None:
+    """OutputError unless `folder` takes new entries (`output`: what is to be
+    written there, named in the error). Tried with a folder made and removed,
+    not read from permission bits, which root and read-only mounts defeat."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".framecolor-", dir=folder))
+    except OSError as e:
+        raise OutputError(f"cannot write {output or folder}: {e.strerror or e}") from None
+
+
+def make_output_folder(folder) -> Path:
+    """`folder`, made (with its parents) where missing, once it is seen to take
+    new files: before any work, so that a batch or a report whose outputs
+    cannot be written stops with one line, not after its first file."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: output folder is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {folder}: {e.strerror or e}") from None
+    check_writable_folder(folder)
+    return folder
 
 
 def _temp_path(path: Path) -> Path:
