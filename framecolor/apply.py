@@ -545,9 +545,10 @@ class Excerpt(NamedTuple):
 
     def span(self, info) -> tuple[float, float | None]:
         """(start, end) on the video's timeline; InputError where it holds none of it."""
-        if self.start < 0 or (self.duration is not None and self.duration <= 0):
-            raise InputError(f"an excerpt starts at 0 s or later and lasts more than 0 s, "
-                             f"not {self.start} s for {self.duration} s")
+        if self.start < 0:
+            raise InputError(f"an excerpt starts at 0 s or later, not at {self.start:g} s")
+        if self.duration is not None and self.duration <= 0:
+            raise InputError(f"an excerpt lasts more than 0 s, not {self.duration:g} s")
         if info.duration and self.start >= info.duration:
             raise InputError(f"{info.path} is {info.duration:.2f} s long: nothing from {self.start:g} s on")
         return self.start, None if self.duration is None else self.start + self.duration

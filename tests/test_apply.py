@@ -1022,7 +1022,9 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--start", "9", "--quiet")
     assert result.exit_code == 1 and "error:" in result.output and "nothing from 9 s on" in result.output
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--duration", "0", "--quiet")
-    assert result.exit_code == 1 and "lasts more than 0 s" in result.output
+    assert result.exit_code == 1 and result.output == "error: an excerpt lasts more than 0 s, not 0 s\n"
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--start=-5", "--quiet")
+    assert result.exit_code == 1 and result.output == "error: an excerpt starts at 0 s or later, not at -5 s\n"
     assert not (tmp_path / "x.mp4").exists()
     result = _run_cli(clip, tmp_path / "x.png", "--model", model_path)  # a still of a video is not a thing apply makes
     assert result.exit_code == 1 and result.output == (f"error: {tmp_path / 'x.png'} is an image file name, and "

@@ -103,6 +103,34 @@ def test_a_full_disk_anywhere_is_one_error_line(tmp_path, monkeypatch):
     assert isinstance(command_failing_with(errno.EACCES).exception, PermissionError)
 
 
+def test_running_out_of_memory_is_one_line_with_the_way_out(monkeypatch):
+    """Batches too large for the host or the GPU: the user's to size, so one line.
+    Other runtime errors (bugs) keep their traceback."""
+    from jax.errors import JaxRuntimeError
+
+    from framecolor.cli.common import guarded
+
+    monkeypatch.delenv("FRAMECOLOR_DEBUG", raising=False)
+
+    def command_raising(exc):
+        def command():
+            raise exc
+
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        app.command("go")(guarded(command))
+        return CliRunner().invoke(app, ["go"])
+
+    host = command_raising(MemoryError("Unable to allocate 28.6 GiB for an array with shape (100000, 480, 640)"))
+    assert host.exit_code == 1 and host.output == ("error: out of memory: Unable to allocate 28.6 GiB for an array "
+                                                   "with shape (100000, 480, 640) (a smaller --batch-size needs less)\n")
+    device = command_raising(JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.5GiB.\nmore"))
+    assert device.exit_code == 1 and device.output == ("error: out of memory: RESOURCE_EXHAUSTED: Out of memory while "
+                                                       "trying to allocate 9.5GiB. (a smaller --batch-size needs less)\n")
+    for bug in (JaxRuntimeError("INTERNAL: something broke"), RuntimeError("RESOURCE_EXHAUSTED but not XLA's")):
+        assert command_raising(bug).exception is bug
+
+
 def test_apply_takes_times_as_ffmpeg_does():
     from framecolor.cli.apply import _seconds
 

@@ -85,8 +85,20 @@ def guarded(command):
             if exc.errno not in _DISK_FULL or debugging():
                 raise
             fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror))
+        except (MemoryError, RuntimeError) as exc:
+            # Memory is the user's to size: batches too large for the host
+            # (MemoryError) or for the GPU (XLA's RESOURCE_EXHAUSTED).
+            if debugging() or not (isinstance(exc, MemoryError) or _device_out_of_memory(exc)):
+                raise
+            fail(f"out of memory: {str(exc).splitlines()[0]} (a smaller --batch-size needs less)")
 
     return wrapper
+
+
+def _device_out_of_memory(exc: RuntimeError) -> bool:
+    """Is this XLA's error for an allocation the device could not make? Told by
+    its status, as jax names the class differently from release to release."""
+    return type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and str(exc).startswith("RESOURCE_EXHAUSTED")
 
 
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
