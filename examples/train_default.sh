@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces framecolor's shipped default model (framecolor/assets/default.fcm).
 #
-# Two stages, both on a 2-core CPU in about an hour together:
+# Two stages, about 35 minutes of training together on a 2-core CPU (MODEL_CARD.md):
 #  1. general color from the 1000-photo corpus (one photo per ImageNet class)
 #     plus two clips: unet decoder, MSE on ab, 32 epochs from random weights;
 #  2. the same data plus five of the ten ASL clips (one room, one light: the

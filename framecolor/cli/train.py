@@ -65,7 +65,9 @@ def train(
         None, "--feed", help="auto, device (all frames on the accelerator) or host (prefetch thread) (default: auto)."
     ),
     cache_dir: Optional[Path] = typer.Option(
-        None, "--cache-dir", help="Where decoded frames are cached (default: $FRAMECOLOR_CACHE or ~/.cache/framecolor)."
+        None, "--cache-dir",
+        help="Where decoded frames are cached (default: $FRAMECOLOR_CACHE, else $XDG_CACHE_HOME/framecolor, "
+             "else ~/.cache/framecolor).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
