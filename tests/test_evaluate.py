@@ -41,6 +41,8 @@ def test_report_has_every_figure_for_model_gray_and_truth(report, clip):
     # The gray baseline carries no color at all, and the shapes of the clip are colored.
     assert scores["gray"]["colorfulness"] == pytest.approx(0.0, abs=1e-9)
     assert scores["truth"]["colorfulness"] > 10
+    # The model's output is scored, not the gray input: the untrained model adds some (wrong) color.
+    assert scores["model"]["colorfulness"] > 0.5 and scores["model"]["psnr"] != scores["gray"]["psnr"]
     # apply keeps the gray input's luma; only the codec moves it, within +-1.
     assert scores["luma_error"]["mean_abs"] < 0.5 and scores["luma_error"]["p999"] <= 1.0
     assert result["overall"]["model"]["psnr"] == pytest.approx(scores["model"]["psnr"])
@@ -72,13 +74,21 @@ def test_strips_show_gray_output_truth_side_by_side(report, clip):
     info = video.probe(clip)
     image = video.read_image(strips / f"{clip.stem}.png")
     assert image.shape == (len(evaluate.STRIP_POSITIONS) * info.height, 3 * info.width, 3)
+    truth = [f.image for f in video.read_frames(clip)]
+    for row, position in enumerate(evaluate.STRIP_POSITIONS):
+        tiles = image[row * info.height:(row + 1) * info.height].reshape(info.height, 3, info.width, 3).swapaxes(0, 1)
+        gray, output, original = tiles.astype(int)
+        assert np.abs(gray - gray.mean(-1, keepdims=True)).max() <= 1  # no color
+        assert np.abs(output - gray).mean() > 1  # colored, so not the gray input
+        # the truth at that point of the clip, as far as the PNG's 8 bits and the clip's codec allow
+        expected = truth[int(position * info.frame_count)].astype(int)
+        assert np.abs(original - expected).mean() < 1 and np.abs(original - gray).mean() > 5
 
 
 def test_train_split_scores_only_the_tail(colorizer, clip):
-    result = evaluate.evaluate(colorizer, [clip], evaluate.EvalConfig(train_split=0.5))
-    total = video.probe(clip).frame_count
-    frames = result["clips"][str(clip)]["frames"]
-    assert total // 2 - 1 <= frames <= total - total // 2 + 1
+    result = evaluate.evaluate(colorizer, [clip], evaluate.EvalConfig(train_split=0.75))
+    total = video.probe(clip).frame_count  # 12
+    assert result["clips"][str(clip)]["frames"] == total // 4  # the last quarter, not the first three
 
 
 def _run_cli(*args):

@@ -163,8 +163,10 @@ def test_resume_after_ctrl_c_equals_uninterrupted(reference, workdir, clip, cach
     result = _run(clip, out, cache, on_step=ctrl_c)
     assert result.interrupted and not (out / "model.fcm").exists()
     assert len(result.history) == 1
-    resumed = _run(clip, out, cache, resume=True)
+    steps = []
+    resumed = _run(clip, out, cache, resume=True, on_step=lambda epoch, step, metrics: steps.append((epoch, step)))
     assert not resumed.interrupted
+    assert steps[0] == (1, 3) and len(steps) == len(set(steps))  # from the checkpoint on: nothing trained twice
     assert [r["train_loss"] for r in resumed.history] == pytest.approx(
         [r["train_loss"] for r in reference.history], rel=1e-5
     )
@@ -200,7 +202,10 @@ def test_two_devices_then_sigkill_then_resume_on_one(two_device_run, reference, 
     assert loss == pytest.approx(reference.steps[0, 1][0], rel=1e-5)
     assert grad_norm == pytest.approx(reference.steps[0, 1][1], rel=5e-2)
 
-    resumed = _run(clip, out, cache, resume=True)  # on this process's one device
+    steps = []
+    resumed = _run(clip, out, cache, resume=True,  # on this process's one device
+                   on_step=lambda epoch, step, metrics: steps.append(epoch))
+    assert steps and set(steps) == {1}  # epoch 1 came from its checkpoint, not trained again
     assert (out / "model.fcm").is_file()
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.history[-1]["train_loss"] < resumed.history[0]["train_loss"]
@@ -256,6 +261,26 @@ def data_parallel_run():
         proc.communicate()
 
 
+def test_the_model_file_holds_the_best_epoch_not_the_last(reference, workdir, clip, cache, monkeypatch):
+    """A run whose second epoch validates worse keeps the first epoch's weights:
+    those of the same run stopped after one epoch (runs are deterministic)."""
+    from framecolor import callbacks
+
+    one_epoch = _run(clip, workdir / "one_epoch", cache, config=dataclasses.replace(CONFIG, epochs=1))
+    update = callbacks.update_monitor
+
+    def second_epoch_worse(monitor, loss, *, epoch, **kwargs):
+        return update(monitor, loss * 10 if epoch == 1 else loss, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(callbacks, "update_monitor", second_epoch_worse)
+    result = _run(clip, workdir / "worse_last", cache)
+    assert result.best_epoch == 0 and len(result.history) == 2
+    _assert_same_variables(_variables(workdir / "worse_last"), _variables(one_epoch.run_dir), rtol=1e-6, atol=1e-7)
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(_variables(workdir / "worse_last")),
+                                                    jax.tree.leaves(_variables(reference.run_dir)))]
+    assert any(moved)  # the last epoch's weights, which the reference keeps, are not these
+
+
 def test_regression_model_files_carry_a_chroma_gain(reference):
     from framecolor import dataset
 
@@ -265,6 +290,41 @@ def test_regression_model_files_carry_a_chroma_gain(reference):
     side = dataset.stored_side(CONFIG.size)
     gray = np.repeat(np.random.default_rng(0).integers(0, 256, (3, side, side, 1), dtype=np.uint8), 3, axis=-1)
     assert train.chroma_gain(model.config, model.variables, gray, [0, 1, 2], CONFIG.size) == 1.0
+
+
+def test_the_chroma_gain_gives_back_the_chroma_energy_the_predictions_lack(reference):
+    """sqrt(true / predicted ab energy) over the frames' center crops, computed
+    here apart (scikit-image's Lab, the network run directly) on frames whose
+    color is scaled so that the gain lands inside (1, MAX_CHROMA_GAIN)."""
+    import skimage.color
+
+    from framecolor import color, dataset
+    from framecolor.models.colorizer import build_colorizer
+
+    model = modelfile.load_model(reference.run_dir / "model.fcm")
+    size, side = CONFIG.size, dataset.stored_side(CONFIG.size)
+    y, x = np.mgrid[0:side, 0:side] / side
+    lightness, a, b = 35 + 30 * x, 20 * np.cos(6 * y), 20 * np.sin(6 * x)
+    offset = (side - size) // 2
+
+    def frames_with(k):
+        rgb = np.clip(skimage.color.lab2rgb(np.dstack([lightness, k * a, k * b])), 0, 1)
+        return np.repeat((rgb * 255).round().astype(np.uint8)[None], 3, axis=0)
+
+    network = jax.jit(lambda variables, l_norm: build_colorizer(model.config).apply(variables, l_norm, train=False))
+
+    def energies(frames):
+        lab = skimage.color.rgb2lab(frames[:, offset:offset + size, offset:offset + size] / 255.0)
+        l_norm = ((lab[..., :1] - color.L_OFFSET) / color.L_SCALE).astype(np.float32)
+        predicted = network(model.variables, l_norm)
+        return float(np.sum(np.square(lab[..., 1:] / color.AB_SCALE))), float(np.sum(np.square(predicted)))
+
+    true, predicted = energies(frames_with(1.0))
+    frames = frames_with(1.5 * np.sqrt(predicted / true))  # a gain of about 1.5
+    true, predicted = energies(frames)
+    expected = np.sqrt(true / predicted)
+    assert 1.2 < expected < 1.8
+    assert train.chroma_gain(model.config, model.variables, frames, [0, 1, 2], size) == pytest.approx(expected, rel=1e-3)
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(reference, workdir, clip, cache):
@@ -319,9 +379,14 @@ def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(
 
 def test_fine_tune_takes_the_architecture_from_the_model(reference, workdir, clip, cache):
     config = dataclasses.replace(CONFIG, epochs=1, width=0.5, decoder="seed")  # overridden by the file
-    _run(clip, workdir / "finetune", cache, config=config, init=reference.run_dir / "model.fcm")
+    losses = {}
+    _run(clip, workdir / "finetune", cache, config=config, init=reference.run_dir / "model.fcm",
+         on_step=lambda epoch, step, metrics: losses.setdefault((epoch, step), float(metrics["loss"])))
     tuned = modelfile.load_model(workdir / "finetune" / "model.fcm")
     assert tuned.config.width == CONFIG.width and tuned.config.decoder == CONFIG.decoder
+    # The same seed draws the reference run's first batch: the trained weights
+    # it starts from fit that batch better than the fresh ones the reference began with.
+    assert losses[0, 1] < reference.steps[0, 1][0]
 
 
 def test_frozen_backbone_does_not_move(reference):
@@ -377,7 +442,9 @@ def test_cli_train_command(workdir, clip, cache, monkeypatch):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert (out / "model.fcm").is_file()
+    model = modelfile.load_model(out / "model.fcm")  # the options reached the run
+    assert (model.config.width, model.config.decoder, model.config.size) == (CONFIG.width, CONFIG.decoder, CONFIG.size)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # --epochs 1
     result = CliRunner().invoke(app, args)  # the run exists now
     assert result.exit_code == 1 and "error: " in result.output and "--resume" in result.output
     result = CliRunner().invoke(app, ["train", str(clip), "--out", str(workdir / "x"), "--init", "m.fcm", "--width", "1"])
