@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import queue
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from framecolor import metrics, video
+from framecolor.atomic import atomic_file, write_atomic
 from framecolor.cachedir import default_cache_dir
 from framecolor.errors import InputError, TrainingError
 
@@ -243,17 +243,6 @@ def cache_key(items, side, frames_per_video, every, dedup_threshold, min_chroma=
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_cached(cache_dir: Path, key: str) -> FrameSet | None:
     meta_path, data_path = cache_dir / f"frames-{key}.json", cache_dir / f"frames-{key}.npy"
     if not (meta_path.is_file() and data_path.is_file()):
@@ -273,7 +262,8 @@ def _store_cache(cache_dir: Path, frameset: FrameSet) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         key = frameset.key
-        _atomic_write(cache_dir / f"frames-{key}.npy", lambda f: np.save(f, frameset.frames))
+        with atomic_file(cache_dir / f"frames-{key}.npy") as f:
+            np.save(f, frameset.frames)
         meta = {
             "version": CACHE_VERSION,
             "count": int(frameset.frames.shape[0]),
@@ -281,7 +271,7 @@ def _store_cache(cache_dir: Path, frameset: FrameSet) -> None:
             "sources": [s.__dict__ for s in frameset.sources],
         }
         # The JSON is written last: its presence marks a complete entry.
-        _atomic_write(cache_dir / f"frames-{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+        write_atomic(cache_dir / f"frames-{key}.json", json.dumps(meta).encode())
     except OSError as exc:  # a read-only cache must not stop training
         import warnings
 

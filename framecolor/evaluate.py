@@ -7,7 +7,6 @@ input itself), so a number is always read against "no color at all".
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from framecolor import metrics, video
+from framecolor.atomic import write_atomic
 from framecolor.errors import InputError
 
 STRIP_POSITIONS = (0.1, 0.5, 0.9)  # where in each clip the side-by-side strips are taken
@@ -203,12 +203,4 @@ def report_rows(report: dict) -> list[tuple[str, str]]:
 
 def write_json(path, report: dict) -> None:
     """Atomic, so an interrupted eval never leaves half a report."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(report, indent=2).encode())

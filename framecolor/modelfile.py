@@ -22,7 +22,6 @@ import json
 import math
 import os
 import struct
-import uuid
 from pathlib import Path
 
 import jax
@@ -31,6 +30,7 @@ from flax import serialization
 
 import framecolor
 from framecolor import color
+from framecolor.atomic import atomic_file
 from framecolor.errors import ModelFileError, OutputError
 from framecolor.models.colorizer import ModelConfig, count_params, variable_shapes
 
@@ -92,22 +92,11 @@ def save_model(path, config: ModelConfig, variables, summary: dict | None = None
         "readout": readout or {},
     }
     head = json.dumps(header, default=_json_value, sort_keys=True).encode("utf8")
-    # Same directory, so os.replace is an atomic rename; os.open (not mkstemp)
-    # so the file gets the usual umask permissions rather than 0600.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)))
-            f.write(head)
-            f.write(_LENGTH.pack(len(payload)))
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, sync=True) as f:
+        f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)))
+        f.write(head)
+        f.write(_LENGTH.pack(len(payload)))
+        f.write(payload)
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from framecolor import callbacks, dataset, video
+from framecolor.atomic import write_atomic
 from framecolor.errors import TrainingError
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig
 # The steps' names, also reached as train.<name>.
@@ -282,7 +283,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "previews").mkdir(exist_ok=True)
     if saved is None:
-        callbacks.write_atomic(
+        write_atomic(
             run_dir / "run.json",
             json.dumps(
                 {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import os
 import warnings
 from pathlib import Path
 from fractions import Fraction
@@ -441,6 +442,11 @@ def test_check_output_path(tmp_path, clip):
     with pytest.raises(OutputError, match="is a folder"):
         check_output_path(tmp_path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.mp4", "old.mp4"]  # the trial files are gone
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)  # as /dev/null is a device: renaming a file over it would replace it
+    with pytest.raises(OutputError, match="is not a regular file"):
+        check_output_path(pipe, overwrite=True)
+    assert pipe.is_fifo()
     # A folder that takes no new file, found before any work: procfs refuses
     # even root, as a read-only mount or another user's folder would.
     with pytest.raises(OutputError, match="^cannot write /proc/out.mp4: No such file or directory$"):

@@ -56,6 +56,9 @@ def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) ->
         raise OutputError(f"output folder does not exist: {parent}")
     if output.is_dir():
         raise OutputError(f"output {output} is a folder, expected a file name")
+    if output.exists() and not output.is_file():
+        # A device or a pipe (/dev/null): the rename at the end would put a file in its place.
+        raise OutputError(f"output {output} is not a regular file (a device or a pipe); give a file name")
     if output.exists() and not overwrite:
         raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
     _check_writable(output)
