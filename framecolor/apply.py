@@ -56,6 +56,7 @@ from framecolor import video
 from framecolor.inference import (  # noqa: F401
     IMAGE_CANVAS_STEPS_PER_OCTAVE,
     IMAGE_RENDER_STEP,
+    MAX_KEPT_ASPECT,
     MAX_RENDER_ASPECT,
     MIN_RENDER_SIZE,
     PIX_FMTS,

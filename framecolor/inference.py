@@ -130,6 +130,9 @@ def canvas_side(n: int, per_octave: int = IMAGE_CANVAS_STEPS_PER_OCTAVE) -> int:
 # render size 224 would otherwise be rendered 224x8960: 18 s and 1.8 GB for
 # three frames on this CPU); 2.76:1 film and narrower are never touched.
 MAX_RENDER_ASPECT = 4
+# The widest aspect a render keeps, at the backbone's smallest short side:
+# 80x5120, a third of the pixels of a 1080p frame.
+MAX_KEPT_ASPECT = 64
 
 
 def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tuple[int, int]:
@@ -137,7 +140,7 @@ def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tu
 
     A frame wider than MAX_RENDER_ASPECT keeps its aspect on a shorter short
     side, down to the backbone's smallest input, so the render's area stays
-    that of a MAX_RENDER_ASPECT frame.
+    that of a MAX_RENDER_ASPECT frame; past MAX_KEPT_ASPECT it is squeezed.
     """
     short, long_ = min(width, height), max(width, height)
     aspect = long_ / short
@@ -145,6 +148,9 @@ def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tu
         render_size = max(-(-MIN_RENDER_SIZE // 8) * 8, render_size * (MAX_RENDER_ASPECT / aspect) ** 0.5)
     side_short = max(8, 8 * round(render_size / 8))
     side_long = max(side_short, step * round(render_size * aspect / step))
+    # Past MAX_KEPT_ASPECT the picture is squeezed along its length instead
+    # (a 30000x20 strip would otherwise be rendered 80x120000 and fill any memory).
+    side_long = min(side_long, step * int(MAX_KEPT_ASPECT * side_short / step))
     return (side_short, side_long) if height <= width else (side_long, side_short)
 
 

@@ -385,6 +385,10 @@ def test_a_strip_far_wider_than_film_is_rendered_on_a_shorter_short_side():
         assert min(h, w) >= apply.MIN_RENDER_SIZE
         assert max(h, w) / min(h, w) == pytest.approx(max(width, height) / min(width, height), rel=0.05)
         assert (h > w) == (height > width)
+    # A strip past MAX_KEPT_ASPECT (a 30000x20 scan once filled 24 GB) is squeezed along its length.
+    for width, height in ((30000, 20), (20, 30000)):
+        h, w = apply.render_shape(width, height, 224)
+        assert (min(h, w), max(h, w)) == (80, 80 * apply.MAX_KEPT_ASPECT) and (h > w) == (height > width)
 
 
 @pytest.mark.parametrize("top_first", [True, False])
