@@ -39,6 +39,7 @@ the picture's luminance and detail are the original's.
 from __future__ import annotations
 
 import collections
+import math
 import queue
 import threading
 import time
@@ -546,9 +547,9 @@ class Excerpt(NamedTuple):
 
     def span(self, info) -> tuple[float, float | None]:
         """(start, end) on the video's timeline; InputError where it holds none of it."""
-        if self.start < 0:
+        if not 0 <= self.start < math.inf:
             raise InputError(f"an excerpt starts at 0 s or later, not at {self.start:g} s")
-        if self.duration is not None and self.duration <= 0:
+        if self.duration is not None and not 0 < self.duration < math.inf:
             raise InputError(f"an excerpt lasts more than 0 s, not {self.duration:g} s")
         if info.duration and self.start >= info.duration:
             raise InputError(f"{info.path} is {info.duration:.2f} s long: nothing from {self.start:g} s on")

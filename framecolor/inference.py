@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framecolor import color, resize, smoothing, video
 from framecolor.errors import InputError, ModelFileError
+from framecolor.models.colorizer import MAX_SIZE
 
 
 # InceptionV3's smallest input (as Keras allows): smaller renders fail in the backbone.
@@ -64,8 +65,8 @@ class ApplyConfig:
         return self.pix_fmt.endswith("10le")
 
     def validate(self) -> "ApplyConfig":
-        if self.render_size is not None and self.render_size < MIN_RENDER_SIZE:
-            raise InputError(f"render size must be at least {MIN_RENDER_SIZE}, got {self.render_size}")
+        if self.render_size is not None and not MIN_RENDER_SIZE <= self.render_size <= MAX_SIZE:
+            raise InputError(f"render size must be in [{MIN_RENDER_SIZE}, {MAX_SIZE}], got {self.render_size}")
         if self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.smoothing < 1.0:

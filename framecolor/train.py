@@ -196,6 +196,7 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
         raise TrainingError(f"mode must be lab or rgb, not {config.mode!r}")
     if config.batch_size < 1 or config.epochs < 1:
         raise TrainingError("batch size and epochs must be at least 1")
+    _check_ranges(config)
     init_model = None
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
@@ -206,6 +207,35 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
         init_model = modelfile.load_model(init)
         config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
     return config, config.model_config(), init_model
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """The numbers' ranges, before any frame is decoded or run folder made: a
+    typo would otherwise surface as a NaN loss, a numpy error or never."""
+    def number(name: str, low: float, high: float = math.inf, *, low_open: bool = False) -> None:
+        value = getattr(config, name)
+        if not (low < value if low_open else low <= value) or not value <= high or not math.isfinite(value):
+            show = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"  # noqa: E731
+            if high == math.inf:
+                bounds = f"{'more than' if low_open else 'at least'} {show(low)}"
+            else:
+                bounds = f"in {'(' if low_open else '['}{show(low)}, {show(high)}]"
+            flag = {"keep_checkpoints": "keep"}.get(name, name).replace("_", "-")
+            raise TrainingError(f"--{flag} must be {bounds}, not {show(value) if math.isfinite(value) else value}")
+
+    number("lr", 0.0, low_open=True)
+    number("min_lr", 0.0, config.lr)
+    number("val_fraction", 0.0, 0.9)
+    number("seed", 0, 2**32 - 1)
+    number("keep_checkpoints", 1)
+    for name in ("patience", "plateau_patience", "freeze_backbone_epochs"):
+        number(name, 0)
+    if config.frames_per_video is not None:
+        number("frames_per_video", 1)
+    if config.every is not None:
+        number("every", 1)
+    if config.feed not in ("auto", "device", "host"):
+        raise TrainingError(f"--feed must be auto, device or host, not {config.feed!r}")
 
 
 def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: dict | None, run_dir: Path):

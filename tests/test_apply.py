@@ -1032,8 +1032,11 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     assert result.exit_code == 1 and "error:" in result.output and "nothing from 9 s on" in result.output
     result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--duration", "0", "--quiet")
     assert result.exit_code == 1 and result.output == "error: an excerpt lasts more than 0 s, not 0 s\n"
-    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--start=-5", "--quiet")
-    assert result.exit_code == 1 and result.output == "error: an excerpt starts at 0 s or later, not at -5 s\n"
+    for start in ("-5", "-0:05"):
+        result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, f"--start={start}", "--quiet")
+        assert result.exit_code == 1 and result.output == "error: an excerpt starts at 0 s or later, not at -5 s\n"
+    result = _run_cli(clip, tmp_path / "x.mp4", "--model", model_path, "--codec", "aac", "--quiet")
+    assert result.exit_code == 1 and result.output.startswith("error: aac encodes audio, not video")
     assert not (tmp_path / "x.mp4").exists()
     result = _run_cli(clip, tmp_path / "x.png", "--model", model_path)  # a still of a video is not a thing apply makes
     assert result.exit_code == 1 and result.output == (f"error: {tmp_path / 'x.png'} is an image file name, and "
@@ -1092,7 +1095,7 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
 
 @pytest.mark.parametrize("field, value, message", [
     ("temperature", 0.0, "temperature"), ("saturation", -1.0, "saturation"), ("smoothing", 1.0, "smoothing"),
-    ("networks_in_flight", 0, "networks in flight"),
+    ("networks_in_flight", 0, "networks in flight"), ("render_size", 10**9, r"render size must be in \[75, 2160\]"),
 ])
 def test_out_of_range_settings_are_input_errors(field, value, message):
     with pytest.raises(InputError, match=message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
@@ -375,6 +376,18 @@ def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(
     # procfs refuses even root, as a read-only mount or another user's folder would.
     with pytest.raises(OutputError, match="^cannot write /proc/runs/mine: No such file or directory$"):
         _run(clip, Path("/proc/runs/mine"), cache)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=-1.0), "--lr must be more than 0, not -1"), (dict(lr=math.inf), "--lr must be more than 0, not inf"),
+    (dict(min_lr=1.0), r"--min-lr must be in \[0, 0.001\], not 1"), (dict(val_fraction=-0.1), "--val-fraction"),
+    (dict(seed=-1), "--seed"), (dict(keep_checkpoints=0), "--keep must be at least 1"), (dict(every=0), "--every"),
+    (dict(frames_per_video=0), "--frames-per-video"), (dict(patience=-1), "--patience"), (dict(feed="gpu"), "--feed"),
+])
+def test_numbers_out_of_range_are_refused_before_anything_is_read_or_made(tmp_path, clip, cache, change, message):
+    with pytest.raises(TrainingError, match=message):
+        _run(clip, tmp_path / "run", cache, config=dataclasses.replace(CONFIG, **change))
+    assert not (tmp_path / "run").exists()
 
 
 def test_fine_tune_takes_the_architecture_from_the_model(reference, workdir, clip, cache):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,14 +28,19 @@ to frames) given a video file name becomes that video.
 
 def _seconds(text: str) -> float:
     """'90', '1:30' or '0:01:30.5' (as ffmpeg's -ss and -t take them) -> seconds."""
-    parts = text.strip().split(":")
+    text = text.strip()
+    sign = -1.0 if text.startswith("-") else 1.0  # said as such by the excerpt's check, not read as +1 s
+    parts = text.removeprefix("-").split(":")
     try:
         if len(parts) > 3 or any(not part for part in parts):
             raise ValueError(text)
         seconds = 0.0
         for part in parts:
-            seconds = seconds * 60 + float(part)
-        return seconds
+            value = float(part)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            seconds = seconds * 60 + value
+        return sign * seconds
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a time: give seconds or [HH:]MM:SS[.mmm]") from None
 

@@ -45,6 +45,11 @@ from framecolor import abbins, color
 from framecolor.errors import FramecolorError, InputError, ModelFileError
 from framecolor.models.inception import MIN_SIZE, InceptionV3, channels
 
+# The largest size, for training crops and renders: 4K's short side. Far past
+# any use (InceptionV3 learned at 299), it keeps a typo (--size 100000) from
+# reaching a resize or an allocation that ends in a C++ abort, not an error.
+MAX_SIZE = 2160
+
 BACKBONE = "backbone"  # the backbone's submodule name: params[BACKBONE], batch_stats[BACKBONE]
 BACKBONES = ("inception_v3",)
 DECODERS = ("unet", "seed")
@@ -84,8 +89,9 @@ class ModelConfig:
             raise FramecolorError("the bins head predicts Lab ab with the unet decoder (mode lab, decoder unet)")
         if not isinstance(self.width, (int, float)) or not 0 < self.width <= 4:
             raise FramecolorError(f"model width must be a number in (0, 4], not {self.width!r}")
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < MIN_SIZE:
-            raise FramecolorError(f"model size must be a whole number of pixels >= {MIN_SIZE}, not {self.size!r}")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise FramecolorError(f"model size must be a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}], "
+                                  f"not {self.size!r}")
         object.__setattr__(self, "width", float(self.width))
 
     @property

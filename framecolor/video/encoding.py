@@ -115,9 +115,12 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
 
 def _encoder(codec: str) -> "av.Codec":
     try:
-        return av.Codec(codec, "w")
+        encoder = av.Codec(codec, "w")
     except (av.error.FFmpegError, ValueError):
         raise OutputError(f"unknown video encoder {codec!r}") from None
+    if encoder.type != "video":
+        raise OutputError(f"{codec} encodes {encoder.type}, not video (libx264, libx265, ffv1, ...)")
+    return encoder
 
 
 def _open_encoder(context, codec: str, crf, preset) -> None:

@@ -43,8 +43,8 @@ def frame_rate(text: str) -> Fraction:
         rate = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
         raise InputError(f"not a frame rate: {text!r} (write 24, 29.97 or 30000/1001)") from None
-    if rate <= 0:
-        raise InputError(f"a frame rate is more than 0, not {text}")
+    if not 1 / 1000 < rate <= 1000:  # a frame a quarter hour, or an error for the muxer
+        raise InputError(f"a frame rate is more than 0.001 and at most 1000 frames a second, not {text}")
     nearest, off = _nearest_common_rate(rate)
     return nearest if off < _TYPED_RATE_TOLERANCE else rate
 
