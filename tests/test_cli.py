@@ -123,10 +123,12 @@ def test_running_out_of_memory_is_one_line_with_the_way_out(monkeypatch):
 
     host = command_raising(MemoryError("Unable to allocate 28.6 GiB for an array with shape (100000, 480, 640)"))
     assert host.exit_code == 1 and host.output == ("error: out of memory: Unable to allocate 28.6 GiB for an array "
-                                                   "with shape (100000, 480, 640) (a smaller --batch-size needs less)\n")
+                                                   "with shape (100000, 480, 640) (smaller batches or pictures need less: "
+                                                   "--batch-size, --render-size or --size)\n")
     device = command_raising(JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.5GiB.\nmore"))
     assert device.exit_code == 1 and device.output == ("error: out of memory: RESOURCE_EXHAUSTED: Out of memory while "
-                                                       "trying to allocate 9.5GiB. (a smaller --batch-size needs less)\n")
+                                                       "trying to allocate 9.5GiB. (smaller batches or pictures need less: "
+                                                       "--batch-size, --render-size or --size)\n")
     for bug in (JaxRuntimeError("INTERNAL: something broke"), RuntimeError("RESOURCE_EXHAUSTED but not XLA's")):
         assert command_raising(bug).exception is bug
 
@@ -170,6 +172,36 @@ def test_a_run_leaves_its_compiled_programs_for_the_next(tiny_model_path, clip, 
                            "--model", str(tiny_model_path), "--quiet"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert any((tmp_path / "cache" / "framecolor" / "jax").glob("jit__model_ab-*"))  # the network's, at least
+
+
+def test_sigterm_mid_run_cleans_up_as_ctrl_c_does(tiny_model_path, tmp_path):
+    """`kill` or a scheduler's time limit: exit 143, one line, no partial video left."""
+    import signal
+    import time
+
+    from tests import media
+
+    source = media.make_video(tmp_path / "long.mp4", frames=1500, audio=False, crf=40)
+    out = tmp_path / "out" / "colored.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "framecolor", "apply", str(source), str(out),
+                             "--model", str(tiny_model_path), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    def writing():  # frames are in the partial file (not the empty trial check_output_path makes and removes)
+        try:
+            return any(p.stat().st_size for p in out.parent.glob(".colored.partial.mp4"))
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 120
+    while not writing():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and output.strip().splitlines()[-1] == "error: terminated"
+    assert list(out.parent.iterdir()) == []
 
 
 def test_debug_does_not_leak_into_the_next_run(text_mp4):

@@ -7,7 +7,9 @@ import contextlib
 import errno
 import functools
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -62,21 +64,46 @@ def one_line_warnings():
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's time limit), raised where Ctrl-C would
+    be, so that it cleans up as Ctrl-C does: no partial output is left."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM raises Terminated while a command runs (train puts its own
+    handler in place during a run, which checkpoints first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guarded(command):
     """Wrap a command so user errors print one line instead of a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            with one_line_warnings():
+            with one_line_warnings(), terminate_as_interrupt():
                 return command(*args, **kwargs)
         except FramecolorError as exc:
             if debugging():
                 raise
             fail(str(exc))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debugging():
                 raise
+            if isinstance(exc, Terminated):
+                fail("terminated", code=128 + signal.SIGTERM)
             fail("interrupted", code=130)
         except OSError as exc:
             # A full disk or quota, wherever it strikes (a cache, a preview,
@@ -90,7 +117,8 @@ def guarded(command):
             # (MemoryError) or for the GPU (XLA's RESOURCE_EXHAUSTED).
             if debugging() or not (isinstance(exc, MemoryError) or _device_out_of_memory(exc)):
                 raise
-            fail(f"out of memory: {str(exc).splitlines()[0]} (a smaller --batch-size needs less)")
+            fail(f"out of memory: {str(exc).splitlines()[0]} (smaller batches or pictures need less: "
+                 "--batch-size, --render-size or --size)")
 
     return wrapper
 
