@@ -197,12 +197,35 @@ def _read_layout(f, path: Path) -> tuple[dict, int]:
         raise ModelFileError(f"{path}: corrupt model file header ({exc})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: corrupt model file header (not a JSON object)")
+    _check_header_fields(header, path)
     (length,) = _LENGTH.unpack(f.read(_LENGTH.size))
     expected = _PREFIX.size + header_length + _LENGTH.size + length
     if size != expected:
         what = "truncated model file" if size < expected else "model file has trailing bytes"
         raise ModelFileError(f"{path}: {what}: expected {expected} bytes, found {size}")
     return header, length
+
+
+# The readout apply takes as its defaults, and the range each must be in
+# (ApplyConfig's own): the header is not under the payload's checksum, and
+# an edited NaN saturation would write colorless video without a word.
+_READOUT_RANGES = {"saturation": (0.0, 4.0)}
+
+
+def _check_header_fields(header: dict, path: Path) -> None:
+    """The header's parts that info and apply read: of the right kinds and ranges."""
+    for name in ("summary", "readout"):
+        if not isinstance(header.get(name, {}), dict):
+            raise ModelFileError(f"{path}: corrupt model file header ({name} is not a JSON object)")
+    count = header.get("param_count", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ModelFileError(f"{path}: corrupt model file header (param_count {count!r} is not a count)")
+    for name, (low, high) in _READOUT_RANGES.items():
+        value = (header.get("readout") or {}).get(name)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and low <= value <= high):
+            raise ModelFileError(f"{path}: corrupt model file header (readout {name} {value!r} is not a number "
+                                 f"in [{low:g}, {high:g}])")
 
 
 def _to_numpy(tree):

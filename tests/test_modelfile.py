@@ -80,12 +80,22 @@ def test_damaged_files_are_refused(saved, tmp_path):
         "corrupt model file header": data[:20] + b"\xff" + data[21:],
         "unknown fields": _pack({**header, "config": {**header["config"], "depth": 2}}, payload),
         "normalization": _pack({**header, "normalization": {**header["normalization"], "ab_scale": 128.0}}, payload),
+        # Hand-edited headers (not under the checksum): what info and apply read must make sense.
+        "summary is not a JSON object": _pack({**header, "summary": [1, 2]}, payload),
+        "readout is not a JSON object": _pack({**header, "readout": "1.5"}, payload),
+        "param_count 'many' is not a count": _pack({**header, "param_count": "many"}, payload),
+        r"readout saturation 'abc' is not a number in \[0, 4\]": _pack({**header, "readout": {"saturation": "abc"}}, payload),
+        "readout saturation nan": _pack({**header, "readout": {"saturation": float("nan")}}, payload),
+        "readout saturation 100": _pack({**header, "readout": {"saturation": 100}}, payload),
     }
     for message, content in cases.items():
         bad = tmp_path / "bad.fcm"
         bad.write_bytes(content)
         with pytest.raises(ModelFileError, match=message):
             modelfile.load_model(bad)
+        if "readout" in message or "summary" in message or "param_count" in message:
+            with pytest.raises(ModelFileError, match=message):  # info reads the header alone
+                modelfile.describe_model(bad)
     with pytest.raises(ModelFileError, match="no such model file"):
         modelfile.load_model(tmp_path / "missing.fcm")
 
