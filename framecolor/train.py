@@ -209,6 +209,16 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
     return config, config.model_config(), init_model
 
 
+def _check_run_outside_inputs(run_dir: Path, inputs) -> None:
+    """A run folder inside a folder of training photos would put its previews
+    (and checkpoints) among them: the next run would train on its own output."""
+    run = run_dir.resolve()
+    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
+        if run == folder or folder in run.parents:
+            raise TrainingError(f"--out {run_dir} is inside the training folder {folder}: its previews would "
+                                "become training photos; choose another --out")
+
+
 def _check_ranges(config: TrainConfig) -> None:
     """The numbers' ranges, before any frame is decoded or run folder made: a
     typo would otherwise surface as a NaN loss, a numpy error or never."""
@@ -306,6 +316,7 @@ def train(
     from framecolor.checkpoint import Checkpoints
 
     run_dir = Path(out_dir)
+    _check_run_outside_inputs(run_dir, inputs)
     saved = _open_run(run_dir, resume)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)

@@ -353,6 +353,12 @@ def test_resume_refuses_other_options(reference, workdir, clip, cache):
     (workdir / "a_file").write_text("")
     with pytest.raises(TrainingError, match="a_file: is a file"):
         _run(clip, workdir / "a_file" / "run", cache)
+    photos = workdir / "photos"
+    photos.mkdir()
+    for out in (photos, photos / "run"):
+        with pytest.raises(TrainingError, match="is inside the training folder .*photos: its previews would"):
+            _run(photos, out, cache)
+    assert list(photos.iterdir()) == []
 
 
 def test_image_folder_trains(workdir, image_folder, cache):

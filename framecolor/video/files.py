@@ -23,6 +23,8 @@ class VideoWarning(UserWarning):
 def _check_input_file(path) -> Path:
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link to nothing (its target is missing, or it loops)")
         raise InputError(f"no such file: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, expected a video file")
@@ -42,7 +44,10 @@ def _open_input(path: Path):
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symbolic link that loops names no file at all
+        return False
 
 
 def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) -> None:
