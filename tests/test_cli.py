@@ -146,6 +146,20 @@ def test_apply_takes_times_as_ffmpeg_does():
             _seconds(bad)
 
 
+def test_usage_mistakes_are_one_error_line_with_exit_1():
+    """An unknown option, a value that does not parse, a missing argument: bad
+    input like any other, not click's boxed usage text and exit 2."""
+    for args, said in ((["apply", "a.mp4", "b.mp4", "--render-size", "big"], "Invalid value for '--render-size'"),
+                       (["apply", "a.mp4", "b.mp4", "--start", "5s"], "Invalid value for '--start' / '-ss': '5s' is not a time"),
+                       (["apply", "--bogus"], "No such option: --bogus"), (["apply"], "Missing argument"),
+                       (["colorize"], "No such command 'colorize'")):
+        env = {k: v for k, v in os.environ.items() if k != "FRAMECOLOR_DEBUG"}  # an earlier --debug test's
+        done = subprocess.run([sys.executable, "-m", "framecolor", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 1 and done.stdout == "", done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {said}") and lines[0].endswith("--help lists what it takes)")
+
+
 def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "framecolor", "--help"], capture_output=True, text=True)
     assert done.returncode == 0
@@ -188,9 +202,10 @@ def test_sigterm_mid_run_cleans_up_as_ctrl_c_does(tiny_model_path, tmp_path):
     source = media.make_video(tmp_path / "long.mp4", frames=1500, audio=False, crf=40)
     out = tmp_path / "out" / "colored.mp4"
     out.parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "FRAMECOLOR_DEBUG"}  # an earlier --debug test's
     proc = subprocess.Popen([sys.executable, "-m", "framecolor", "apply", str(source), str(out),
                              "--model", str(tiny_model_path), "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
     def writing():  # frames are in the partial file (not the empty trial check_output_path makes and removes)
         try:
             return any(p.stat().st_size for p in out.parent.glob(".colored.partial.mp4"))

@@ -162,8 +162,11 @@ def keep_compiled_programs(environ=os.environ) -> Path | None:
 
 
 def run(app) -> None:
+    """Run the app as `framecolor`: its usage errors (an unknown option, a value
+    that does not parse) are one `error:` line and exit 1 like any bad input,
+    not click's boxed usage text and exit 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except SystemExit:
         raise
     except FramecolorError as exc:  # raised outside a guarded command
@@ -171,6 +174,22 @@ def run(app) -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        # typer's click (vendored in recent releases, its own package before):
+        # told by class name, so either works.
+        names = {c.__name__ for c in type(exc).__mro__}
+        if "Abort" in names:  # Ctrl-C outside a command
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        if "UsageError" not in names or debugging():
+            raise
+        message = exc.format_message()
+        if not message:  # `framecolor` alone: its help, shown already
+            sys.exit(exc.exit_code)
+        where = f" ({exc.ctx.command_path} --help lists what it takes)" if getattr(exc, "ctx", None) else ""
+        typer.echo(f"error: {message}{where}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def print_rows(rows) -> None:
