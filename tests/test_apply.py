@@ -562,6 +562,19 @@ def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(coloriz
     assert not (tmp_path / "silent.mp4").exists()
 
 
+def _told_of_transparency(colorizer, source, output) -> list[str]:
+    """What apply says of the transparency of `source` (three frames), colorized into `output`."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        done = apply.colorize_file(colorizer, source, output, progress=False)
+    assert done["frames"] == 3
+    return [str(w.message) for w in said if "has transparency" in str(w.message)]
+
+
+_TRANSPARENCY_LOST = ("{} has transparency, which {} does not keep (framecolor writes video without an alpha "
+                      "channel): the picture under it is kept")
+
+
 def test_photos_with_transparency_made_into_a_video_are_said_to_lose_it(colorizer, tmp_path):
     for name, alpha in (("clear", 0), ("opaque", 255)):
         scans = tmp_path / name
@@ -570,16 +583,9 @@ def test_photos_with_transparency_made_into_a_video_are_said_to_lose_it(colorize
             rgba = np.dstack([media.gray(media.frame_image(n, 32, 24)), np.full((24, 32), 255, np.uint8)])
             rgba[:8, :8, 3] = alpha  # a corner of each scan: see-through, or not
             media.make_photo(scans / f"scan_{n}.png", rgba, "rgba", "rgba")
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            done = apply.colorize_file(colorizer, scans, tmp_path / f"{name}.mp4", progress=False)
-        assert done["frames"] == 3
-        told = [str(w.message) for w in said if "transparency" in str(w.message)]
-        if alpha == 0:
-            assert told == [f"scan_1.png has transparency, which {tmp_path / 'clear.mp4'} does not keep "
-                            "(framecolor writes video without an alpha channel): the picture under it is kept"]
-        else:  # an alpha channel that hides nothing loses nothing
-            assert told == []
+        told = _told_of_transparency(colorizer, scans, tmp_path / f"{name}.mp4")
+        # an alpha channel that hides nothing loses nothing
+        assert told == ([_TRANSPARENCY_LOST.format("scan_1.png", tmp_path / "clear.mp4")] if alpha == 0 else [])
 
 
 def test_a_video_with_transparency_is_said_to_lose_it(colorizer, tmp_path):
@@ -588,16 +594,8 @@ def test_a_video_with_transparency_is_said_to_lose_it(colorizer, tmp_path):
     for name, alpha in (("clear", 0), ("opaque", 255)):
         clip = media.make_video(tmp_path / f"{name}.mov", codec="qtrle", pix_fmt="argb", frames=3,
                                 audio=False, corner_alpha=alpha)
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            done = apply.colorize_file(colorizer, clip, tmp_path / f"{name}.mp4", progress=False)
-        assert done["frames"] == 3
-        told = [str(w.message) for w in said if "has transparency" in str(w.message)]
-        if alpha == 0:
-            assert told == [f"{name}.mov has transparency, which {tmp_path / 'clear.mp4'} does not keep "
-                            "(framecolor writes video without an alpha channel): the picture under it is kept"]
-        else:
-            assert told == []
+        told = _told_of_transparency(colorizer, clip, tmp_path / f"{name}.mp4")
+        assert told == ([_TRANSPARENCY_LOST.format("clear.mov", tmp_path / "clear.mp4")] if alpha == 0 else [])
 
 
 def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp_path):
