@@ -73,6 +73,8 @@ def test_bad_inputs_give_one_error_line(fixture, request):
 
 def test_missing_file(tmp_path):
     assert_one_line_error(run("info", tmp_path / "nope.mp4"), "nope.mp4")
+    (tmp_path / "videos").mkdir()
+    assert_one_line_error(run("info", tmp_path / "videos"), "videos is a folder without photos: info describes")
     (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
     (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")  # a loop: resolving it raised RuntimeError in apply
     for command in (("info", tmp_path / "a.mp4"), ("apply", tmp_path / "a.mp4", tmp_path / "out.mp4")):

@@ -32,10 +32,14 @@ def info(
         rows = describe_model(path)
     else:
         from framecolor import video
+        from framecolor.errors import InputError
 
         if video.is_image_path(path) and not path.is_dir():
             rows = video.describe_photo(path)
         else:
+            if path.is_dir() and not video.list_images(path):  # photo_film's advice is apply's, not info's
+                raise InputError(f"{path} is a folder without photos: info describes a video, a photo, a "
+                                 "model file, or a folder of numbered photos (as the video they make)")
             # A folder of numbered photos is described as the video `apply scans/ film.mp4` makes of it.
             described = video.probe_photo_film(video.photo_film(path)) if path.is_dir() else video.probe(path)
             if as_json:
