@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -132,3 +133,11 @@ def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_
                         ("/proc/strips", "cannot write /proc/strips: No such file or directory")):
         bad_strips = _run_cli("eval", clip, "--model", model_path, "--strips", strips, "-q")
         assert bad_strips.exit_code == 1 and bad_strips.output == f"error: {why}\n"
+
+
+def test_a_damaged_clip_is_said_to_be_once(colorizer, truncated_clip, tmp_path):
+    """eval reads the clip several times (its gray copy, the scores, the strips); the damage is said once."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        evaluate.evaluate(colorizer, [truncated_clip], strips_dir=tmp_path)
+    assert len([w for w in said if "truncated or damaged" in str(w.message)]) == 1
