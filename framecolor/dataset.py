@@ -496,9 +496,12 @@ class HostFeed:
                     thread.join(timeout=0.05)
 
 
+FEEDS = ("auto", "device", "host")
+
+
 def make_feed(frames: np.ndarray, mesh, batch_sharding, mode: str = "auto"):
     """DeviceFeed when the frames fit the device budget (or ``mode='device'``), else HostFeed."""
-    if mode not in ("auto", "device", "host"):
+    if mode not in FEEDS:
         raise TrainingError(f"feed must be auto, device or host, not {mode!r}")
     if mode == "auto":
         mode = "device" if frames.nbytes <= device_budget(mesh.devices.flat) else "host"

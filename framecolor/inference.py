@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framecolor import color, resize, smoothing, video
 from framecolor.errors import InputError, ModelFileError
+from framecolor.modelfile import READOUT_RANGES
 from framecolor.models.colorizer import MAX_SIZE
 
 
@@ -73,8 +74,9 @@ class ApplyConfig:
             raise InputError(f"smoothing strength must be in [0, 1), got {self.smoothing}")
         if not 0.0 < self.temperature <= 2.0:
             raise InputError(f"temperature must be in (0, 2], got {self.temperature}")
-        if self.saturation is not None and not 0.0 <= self.saturation <= 4.0:
-            raise InputError(f"saturation must be in [0, 4], got {self.saturation}")
+        low, high = READOUT_RANGES["saturation"]  # a model file's default saturation is held to it too
+        if self.saturation is not None and not low <= self.saturation <= high:
+            raise InputError(f"saturation must be in [{low:g}, {high:g}], got {self.saturation}")
         if self.pix_fmt not in PIX_FMTS:
             raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
         if self.queue_size < 1:

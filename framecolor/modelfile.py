@@ -206,10 +206,11 @@ def _read_layout(f, path: Path) -> tuple[dict, int]:
     return header, length
 
 
-# The readout apply takes as its defaults, and the range each must be in
-# (ApplyConfig's own): the header is not under the payload's checksum, and
-# an edited NaN saturation would write colorless video without a word.
-_READOUT_RANGES = {"saturation": (0.0, 4.0)}
+# The readout apply takes as its defaults, and the range each must be in,
+# which ApplyConfig holds its own settings to: the header is not under the
+# payload's checksum, and an edited NaN saturation would write colorless
+# video without a word.
+READOUT_RANGES = {"saturation": (0.0, 4.0)}
 
 
 def _check_header_fields(header: dict, path: Path) -> None:
@@ -220,7 +221,7 @@ def _check_header_fields(header: dict, path: Path) -> None:
     count = header.get("param_count", 0)
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ModelFileError(f"{path}: corrupt model file header (param_count {count!r} is not a count)")
-    for name, (low, high) in _READOUT_RANGES.items():
+    for name, (low, high) in READOUT_RANGES.items():
         value = (header.get("readout") or {}).get(name)
         if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                       and low <= value <= high):

@@ -244,7 +244,7 @@ def _check_ranges(config: TrainConfig) -> None:
         number("frames_per_video", 1)
     if config.every is not None:
         number("every", 1)
-    if config.feed not in ("auto", "device", "host"):
+    if config.feed not in dataset.FEEDS:
         raise TrainingError(f"--feed must be auto, device or host, not {config.feed!r}")
 
 

@@ -66,27 +66,16 @@ def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) ->
         raise OutputError(f"output {output} is not a regular file (a device or a pipe); give a file name")
     if output.exists() and not overwrite:
         raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
-    _check_writable(output)
-
-
-def _check_writable(output: Path) -> None:
-    """Can a file be made beside `output`? Tried, not read from permission
-    bits: a folder of another user's, a read-only mount and a pseudo-file
-    system (/proc) each refuse in their own way, and the muxer would only
-    find out at its first packet, after the decoding and the network began,
-    with a traceback."""
-    trial = _temp_path(output)
-    try:
-        trial.open("wb").close()
-    except OSError as e:
-        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
-    trial.unlink(missing_ok=True)
+    check_writable_folder(parent, output)
 
 
 def check_writable_folder(folder, output=None) -> None:
     """OutputError unless `folder` takes new entries (`output`: what is to be
     written there, named in the error). Tried with a folder made and removed,
-    not read from permission bits, which root and read-only mounts defeat."""
+    not read from permission bits: a folder of another user's, a read-only
+    mount and a pseudo-file system (/proc) each refuse in their own way, and
+    root passes every permission test. A muxer would only find out at its
+    first packet, after the decoding and the network began."""
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".framecolor-", dir=folder))
     except OSError as e:
