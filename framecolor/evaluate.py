@@ -143,10 +143,21 @@ def _check_has_color(clip: Path, info, start) -> None:
     clip has none, and its scores (a colorfulness ratio over zero) would mean nothing."""
     every = max(1, info.frame_count // 8)
     frames = video.read_frames(clip, short_side=64, every=every, start=start)
+    seen = 0
+
+    def images():
+        nonlocal seen
+        for frame in frames:
+            seen += 1
+            yield frame.image
+
     try:
-        colored = metrics.has_color(f.image for f in frames)  # stops at the first frame with color
+        colored = metrics.has_color(images())  # stops at the first frame with color
     finally:
         frames.close()
+    if not seen and start is not None:  # --train-split left nothing: that, not "no color", is the trouble
+        raise InputError(f"{clip}: no frames after --train-split (from {start:.2f} s of {info.duration:.2f} s); "
+                         "lower --train-split")
     if not colored:
         raise InputError(f"{clip} has no color to score against: eval takes color clips and makes them gray "
                          "itself (to colorize a black-and-white video, use framecolor apply)")

@@ -92,6 +92,12 @@ def test_train_split_scores_only_the_tail(colorizer, clip):
     assert result["clips"][str(clip)]["frames"] == total // 4  # the last quarter, not the first three
 
 
+
+def test_a_train_split_that_leaves_no_frames_says_so(colorizer, clip):
+    # Not "has no color": the clip is colored, the split left nothing of it.
+    with pytest.raises(InputError, match=r"no frames after --train-split .*lower --train-split"):
+        evaluate.evaluate(colorizer, [clip], evaluate.EvalConfig(train_split=0.99))
+
 def _run_cli(*args):
     from framecolor.cli import make_app
 
