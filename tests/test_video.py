@@ -786,6 +786,14 @@ def test_other_codec_and_pix_fmt(clip, tmp_path):
     assert probe(out).pix_fmt == "yuv444p"
 
 
+
+def test_an_x265_encode_prints_nothing(clip, tmp_path, capfd):
+    # x265 writes its settings (some twenty lines) straight to stderr, past
+    # FFmpeg's log level: an apply with --codec libx265 -q would print them.
+    out = _copy_video(clip, tmp_path / "hevc.mkv", codec="libx265", copy_streams_from=None, preset="ultrafast", crf=30)
+    assert probe(out).codec == "hevc"
+    assert capfd.readouterr().err == ""
+
 @pytest.mark.parametrize("name, why", [("colored", "no suffix to name its type"),
                                        ("colored.mp5", "unknown container type '.mp5'")])
 def test_an_output_without_a_container_suffix_is_a_clear_error(tmp_path, name, why):

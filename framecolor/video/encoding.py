@@ -61,6 +61,10 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
         options["crf"] = str(DEFAULT_CRF if crf is None else crf)
     if codec in _PRESET_CODECS:
         options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
+    if codec == "libx265":
+        # x265 prints its whole configuration to stderr itself, not through
+        # FFmpeg's log, so neither FFmpeg's level nor --quiet would stop it.
+        options["x265-params"] = "log-level=error"
     return options
 
 

@@ -199,6 +199,7 @@ class VideoWriter:
         def add(container):
             stream = container.add_stream(codec, rate=25)
             stream.width = stream.height = 64
+            stream.options = encoder_options(codec)  # x265's among them, which quiet its log
 
         return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
 
