@@ -6,6 +6,7 @@ import dataclasses
 
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from fractions import Fraction
@@ -334,6 +335,14 @@ def test_read_and_write_image(tmp_path, text_mp4):
     with pytest.raises(OutputError, match="already exists"):
         video.write_image(tmp_path / "a.png", rgb, overwrite=False)
 
+
+
+def test_a_video_under_an_image_name_is_refused_not_read_as_its_first_frame(clip, tmp_path):
+    movie = tmp_path / "movie.png"
+    shutil.copy(clip, movie)
+    for read in (video.read_photo, video.read_image, video.describe_photo):
+        with pytest.raises(InputError, match=r"movie.png is a video \(QuickTime / MOV\), not an image"):
+            read(movie)
 
 def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_path):
     rng = np.random.default_rng(0)

@@ -48,11 +48,25 @@ def _decode_image(path: Path):
     path = _check_input_file(path)
     try:
         with av.open(str(path)) as container:
+            _check_not_a_video(path, container.format)
             for frame in container.decode(video=0):
                 return frame
     except (av.error.FFmpegError, IndexError):
         pass
     raise InputError(f"not an image file (or damaged): {path}")
+
+
+def _check_not_a_video(path: Path, container_format) -> None:
+    """Refuse a video under an image's name (an MP4 saved as .png): read as
+    a photo, its first frame alone would be colorized into a picture.
+
+    FFmpeg finds a file's type by its content, and reads every still-image
+    type with its image2 demuxer or a "_pipe" one; anything else is a video.
+    """
+    name = container_format.name
+    if name != "image2" and not name.endswith("_pipe"):
+        raise InputError(f"{path} is a video ({container_format.long_name}), not an image, whatever its name: "
+                         "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
 
 
 def stored_size(path) -> tuple[int, int] | None:
