@@ -162,6 +162,21 @@ def test_usage_mistakes_are_one_error_line_with_exit_1():
         assert len(lines) == 1 and lines[0].startswith(f"error: {said}") and lines[0].endswith("--help lists what it takes)")
 
 
+
+@pytest.mark.parametrize("args, said", [(["apply", "in.mp4", ""], "an argument is empty (a shell variable that was not set?)"),
+                                        (["info", ""], "an argument is empty (a shell variable that was not set?)"),
+                                        (["eval", "a.mp4", "--json="], "--json= has no value")])
+def test_an_empty_argument_is_refused_before_the_command_runs(monkeypatch, capsys, args, said):
+    # As a path, "" is the current folder: `apply "$IN" "$OUT"` with $OUT unset
+    # wrote into it, and `apply "" out.mp4` read it as a film of photos.
+    from framecolor.cli import common
+
+    monkeypatch.setattr(sys, "argv", ["framecolor", *args])
+    with pytest.raises(SystemExit) as exit:
+        common.run(lambda **kwargs: pytest.fail("the command ran"))
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [f"error: {said}"]
+
 def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "framecolor", "--help"], capture_output=True, text=True)
     assert done.returncode == 0

@@ -165,6 +165,10 @@ def run(app) -> None:
     """Run the app as `framecolor`: its usage errors (an unknown option, a value
     that does not parse) are one `error:` line and exit 1 like any bad input,
     not click's boxed usage text and exit 2."""
+    empty = _empty_argument(sys.argv[1:])
+    if empty is not None:
+        typer.echo(f"error: {empty}", err=True)
+        sys.exit(1)
     try:
         code = app(standalone_mode=False)
     except SystemExit:
@@ -190,6 +194,22 @@ def run(app) -> None:
         typer.echo(f"error: {message}{where}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _empty_argument(args) -> str | None:
+    """What is wrong with an empty argument among `args`, or None if none is.
+
+    An empty argument is nearly always a shell variable that was never set
+    (`framecolor apply "$IN" "$OUT"`), and as a path it would mean the current
+    folder: apply would write into it, or read it as a film of photos.
+    No argument of framecolor's is meaningful empty.
+    """
+    for arg in args:
+        if arg == "":
+            return "an argument is empty (a shell variable that was not set?)"
+        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
+            return f"{arg} has no value"
+    return None
 
 
 def print_rows(rows) -> None:
