@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -176,6 +179,43 @@ def test_an_empty_argument_is_refused_before_the_command_runs(monkeypatch, capsy
         common.run(lambda **kwargs: pytest.fail("the command ran"))
     assert exit.value.code == 1
     assert capsys.readouterr().err.splitlines() == [f"error: {said}"]
+
+
+def test_ctrl_c_in_a_garbage_collection_callback_is_not_lost():
+    # JAX runs a callback at every collection; Python only reports what one
+    # raises, and the command went on to the end as if never interrupted.
+    from framecolor.cli import common
+
+    def press_ctrl_c(phase, info):
+        if phase == "start" and not pressed:
+            pressed.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    pressed = []
+    gc.callbacks.append(press_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt), common.terminate_as_interrupt():
+            gc.collect()
+            time.sleep(10)  # where the interrupt lands, asked again once the callback returned
+    finally:
+        gc.callbacks.remove(press_ctrl_c)
+    assert pressed
+
+
+def test_ctrl_c_while_a_module_loads_waits_for_it_to_load(tmp_path, monkeypatch):
+    # Raised inside an import, it left numpy or jaxlib half made: an
+    # ImportError traceback, an abort, or the interrupt lost.
+    from framecolor.cli import common
+
+    (tmp_path / "slow_to_load.py").write_text("import signal\nsignal.raise_signal(signal.SIGINT)\nloaded = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(KeyboardInterrupt), common.terminate_as_interrupt():
+            import slow_to_load  # noqa: F401
+            time.sleep(10)
+        assert sys.modules["slow_to_load"].loaded
+    finally:
+        sys.modules.pop("slow_to_load", None)
 
 def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "framecolor", "--help"], capture_output=True, text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import gc
 import os
 import signal
 import sys
@@ -71,20 +72,50 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def terminate_as_interrupt():
-    """SIGTERM raises Terminated while a command runs (train puts its own
+    """SIGTERM raises Terminated, and Ctrl-C KeyboardInterrupt, while a command
+    runs, neither of them where Python would swallow it (train puts its own
     handler in place during a run, which checkpoints first)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be set from the main thread
         return
 
     def handler(signum, frame):
-        raise Terminated()
+        if _unsafe_to_raise(frame):
+            # Ask again once that has returned: see _unsafe_to_raise.
+            again = threading.Timer(_SIGNAL_RETRY_S, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, former in previous.items():
+            signal.signal(signum, former)
+
+
+_SIGNAL_RETRY_S = 0.01
+
+
+def _unsafe_to_raise(frame) -> bool:
+    """Would an exception raised at `frame` be lost, or worse?
+
+    Python only reports what a garbage-collection callback or a __del__
+    raises, and carries on: JAX runs a callback at every collection, and a
+    Ctrl-C while JAX loaded was sometimes lost to it, the command going on to
+    the end. Raised inside an import, it can leave an extension module half
+    made: numpy or jaxlib then failed with an ImportError traceback, the
+    process aborted, or the interrupt vanished.
+    """
+    callbacks = {getattr(c, "__code__", None) for c in gc.callbacks}
+    while frame is not None:
+        code = frame.f_code
+        if code in callbacks or code.co_name == "__del__" or code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def guarded(command):
