@@ -147,8 +147,16 @@ def describe_model(path) -> list[tuple[str, str]]:
     for key, value in (header.get("readout") or {}).items():
         rows.append((f"apply default {key}", json.dumps(value)))
     for key, value in (header.get("summary") or {}).items():
-        rows.append((f"training {key}", value if isinstance(value, str) else json.dumps(value)))
+        rows.append((f"training {key}", _summary_value(value)))
     return rows
+
+
+def _summary_value(value) -> str:
+    # A loss or a duration to six figures (0.00994777, 47.0076), not the
+    # seventeen that JSON keeps.
+    if isinstance(value, str):
+        return value
+    return f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
 
 
 def describe_config(config: ModelConfig, size: int | None = None) -> list[tuple[str, str]]:
