@@ -343,6 +343,14 @@ def test_a_video_under_an_image_name_is_refused_not_read_as_its_first_frame(clip
     for read in (video.read_photo, video.read_image, video.describe_photo):
         with pytest.raises(InputError, match=r"movie.png is a video \(QuickTime / MOV\), not an image"):
             read(movie)
+    # An animated PNG is still a .png: its first frame, as before.
+    with av.open(str(tmp_path / "animated.png"), "w", format="apng") as out:
+        stream = out.add_stream("apng", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "rgb24"
+        for level in (40, 200):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((24, 32, 3), level, np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    assert (video.read_photo(tmp_path / "animated.png").rgb == 40).all()
 
 def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_path):
     rng = np.random.default_rng(0)

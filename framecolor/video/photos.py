@@ -61,10 +61,11 @@ def _check_not_a_video(path: Path, container_format) -> None:
     a photo, its first frame alone would be colorized into a picture.
 
     FFmpeg finds a file's type by its content, and reads every still-image
-    type with its image2 demuxer or a "_pipe" one; anything else is a video.
+    type with its image2 demuxer or a "_pipe" one; anything else is a video,
+    but for an animated PNG, which stays the picture it was (its first frame).
     """
     name = container_format.name
-    if name != "image2" and not name.endswith("_pipe"):
+    if name not in ("image2", "apng") and not name.endswith("_pipe"):
         raise InputError(f"{path} is a video ({container_format.long_name}), not an image, whatever its name: "
                          "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
 
