@@ -437,6 +437,25 @@ def test_a_photo_stands_as_its_exif_orientation_says(tmp_path):
     assert next(read_frames(folder, size=(15, 20))).image.shape == (20, 15, 3)  # size is as viewed, too
 
 
+
+def test_a_photo_turned_by_its_exif_orientation_is_no_frame_of_an_upright_film(tmp_path):
+    # Stored at the film's size, it stands the other way up: made into a
+    # video it was squeezed into the film's shape without a word.
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for number in (1, 2, 3):
+        Image.fromarray(media.frame_image(number, 30, 40)).save(
+            tmp_path / f"scan_{number:04d}.png", exif=exif.tobytes() if number == 2 else None)
+    photos = sorted(tmp_path.iterdir())
+    assert video.stored_size(photos[1]) == video.stored_size(photos[0]) == (30, 40)  # width, height
+    assert video.shown_size(photos[1]) == (40, 30) and video.read_photo(photos[1]).rgb.shape[:2] == (30, 40)
+    assert video.why_not_one_film(photos) == ("a video's frames share one size, but scan_0001.png is 30x40 "
+                                              "and scan_0002.png is 40x30 (turned by its EXIF orientation)")
+    assert video.why_not_one_film(photos[::2]) is None
+
+
 # ---------------------------------------------------------------------------
 # output paths
 

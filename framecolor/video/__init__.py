@@ -39,6 +39,7 @@ from framecolor.video.photos import (
     natural_key,
     read_image,
     read_photo,
+    shown_size,
     stored_size,
     write_image,
     write_photo,
@@ -70,5 +71,5 @@ __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "DEFAULT_SEQUENCE_FPS", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
     "check_encoder", "check_output_path", "check_writable_folder", "check_soundtrack", "describe", "describe_photo", "display_rotation", "encoder_options", "frame_rate", "is_image_path", "make_output_folder",
-    "list_images", "natural_key", "opening_pictures", "photo_film", "probe", "probe_photo_film", "quarter_turns", "read_frames", "read_image", "read_photo", "read_photo_film", "sequence_key", "stored_size", "why_not_one_film", "write_image", "write_photo",
+    "list_images", "natural_key", "opening_pictures", "photo_film", "probe", "probe_photo_film", "quarter_turns", "read_frames", "read_image", "read_photo", "read_photo_film", "sequence_key", "shown_size", "stored_size", "why_not_one_film", "write_image", "write_photo",
 ]

@@ -79,6 +79,28 @@ def stored_size(path) -> tuple[int, int] | None:
     film of 10,000 scans would pay each time it is checked to be one film.
     FFmpeg stays for what Pillow does not know (DPX, EXR).
     """
+    facts = _header_facts(path)
+    return None if facts is None else facts[0]
+
+
+def shown_size(path) -> tuple[int, int] | None:
+    """An image file's (width, height) as viewers show it, and read_photo
+    reads it: turned a quarter where its EXIF orientation says so (FFmpeg
+    turns JPEG, PNG, TIFF and WebP alike). From the header alone, as stored_size."""
+    facts = _header_facts(path)
+    if facts is None:
+        return None
+    (width, height), turned = facts
+    return (height, width) if turned else (width, height)
+
+
+# EXIF orientations 5-8 turn the picture a quarter (with or without a mirror).
+_QUARTER_TURNED = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
+def _header_facts(path) -> tuple[tuple[int, int], bool] | None:
+    """((width, height) as stored, whether EXIF turns it a quarter), or None where unreadable."""
     from PIL import Image
 
     try:
@@ -86,13 +108,13 @@ def stored_size(path) -> tuple[int, int] | None:
             # Its guard against decoding huge pictures: nothing is decoded here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return image.size
+                return image.size, image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNED
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         pass
     try:
         with av.open(str(path)) as container:
             context = container.streams.video[0].codec_context
-            return context.width, context.height
+            return (context.width, context.height), False
     except (av.error.FFmpegError, IndexError):
         return None
 

@@ -17,7 +17,7 @@ import av
 from framecolor.errors import InputError
 from framecolor.video.encoding import FIELD_PROGRESSIVE, FULL_RANGE
 from framecolor.video.files import VideoWarning, _check_input_file, _open_input
-from framecolor.video.photos import _decode_image, is_image_path, list_images, stored_size
+from framecolor.video.photos import _decode_image, is_image_path, list_images, shown_size
 from framecolor.video.pixels import _upright
 from framecolor.video.probing import VideoInfo, _nearest_common_rate, _stream_duration
 from framecolor.video.reader import Frame
@@ -64,7 +64,7 @@ def frame_number(path) -> int:
 
 def why_not_one_film(photos: Sequence[Path]) -> str | None:
     """Why `photos` are not one film's frames (a photo with no number, photos
-    named apart, or of two stored sizes), or None where they are."""
+    named apart, or of two sizes as shown), or None where they are."""
     example = "numbered photos of one name (scan_0001.tif, scan_0002.tif, ...)"
     key = sequence_key(photos[0])
     if key is None:
@@ -72,22 +72,23 @@ def why_not_one_film(photos: Sequence[Path]) -> str | None:
     stray = next((p for p in photos if sequence_key(p) != key), None)
     if stray is not None:
         return f"a video is made of {example}; {photos[0].name} and {stray.name} are not of one sequence"
-    first = stored_size(photos[0])
+    first = shown_size(photos[0])
     if first is None:
         return f"{photos[0].name} is not a photo that can be read (or damaged)"
     for photo in photos[1:]:
-        size = stored_size(photo)
+        size = shown_size(photo)
         if size != first:
             shown = "unreadable" if size is None else f"{size[0]}x{size[1]}"
+            turned = " (turned by its EXIF orientation)" if size is not None and size[::-1] == first else ""
             return (f"a video's frames share one size, but {photos[0].name} is {first[0]}x{first[1]} "
-                    f"and {photo.name} is {shown}")
+                    f"and {photo.name} is {shown}{turned}")
     return None
 
 
 def photo_film(folder) -> list[Path]:
     """The photos of `folder` as one film's frames, in number order.
 
-    InputError unless they are one numbered sequence of one stored size:
+    InputError unless they are one numbered sequence of one size as shown:
     a video's frames share a size, and photos named apart are not one film.
     A gap in the numbers (a frame lost in scanning) is a warning, since the
     video would jump there.
