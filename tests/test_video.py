@@ -823,6 +823,18 @@ def test_other_codec_and_pix_fmt(clip, tmp_path):
 
 
 
+
+def test_a_codecs_name_gets_its_encoders_settings(tmp_path):
+    # --codec h264 wrote x264 at its lossy defaults, --crf and --preset ignored.
+    assert (video.encoder_name("h264"), video.encoder_name("hevc")) == ("libx264", "libx265")
+    assert video.encoder_options("h264") == video.encoder_options("libx264")  # the luma-keeping mode
+    assert video.encoder_options("hevc", crf=30) == video.encoder_options("libx265", crf=30)
+    with pytest.raises(OutputError, match="libx264 has no preset 'foo'"):
+        video.check_encoder("h264", preset="foo")
+    with VideoWriter(tmp_path / "a.mp4", width=64, height=48, fps=25, time_base=Fraction(1, 25), codec="h264") as w:
+        assert w.codec == "libx264"
+        w.write_rgb(media.frame_image(0, 64, 48))
+
 def test_an_x265_encode_prints_nothing(clip, tmp_path, capfd):
     # x265 writes its settings (some twenty lines) straight to stderr, past
     # FFmpeg's log level: an apply with --codec libx265 -q would print them.

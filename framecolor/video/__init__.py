@@ -27,6 +27,7 @@ from framecolor.video.encoding import (
     DEFAULT_ENCODER,
     FULL_RANGE,
     check_encoder,
+    encoder_name,
     encoder_options,
 )
 from framecolor.video.files import VideoWarning, check_output_path, check_writable_folder, make_output_folder
@@ -70,6 +71,6 @@ from framecolor.video.writer import VideoWriter
 __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "DEFAULT_SEQUENCE_FPS", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
-    "check_encoder", "check_output_path", "check_writable_folder", "check_soundtrack", "describe", "describe_photo", "display_rotation", "encoder_options", "frame_rate", "is_image_path", "make_output_folder",
+    "check_encoder", "check_output_path", "check_writable_folder", "check_soundtrack", "describe", "describe_photo", "display_rotation", "encoder_name", "encoder_options", "frame_rate", "is_image_path", "make_output_folder",
     "list_images", "natural_key", "opening_pictures", "photo_film", "probe", "probe_photo_film", "quarter_turns", "read_frames", "read_image", "read_photo", "read_photo_film", "sequence_key", "shown_size", "stored_size", "why_not_one_film", "write_image", "write_photo",
 ]

@@ -48,9 +48,20 @@ _KEEP_LUMA_PRESET, _DEFAULT_PRESET = "faster", "medium"
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
+def encoder_name(codec: str) -> str:
+    """The encoder FFmpeg picks for `codec`: "h264" is libx264, "hevc" libx265.
+
+    Options are chosen by encoder, so a codec's name given for its encoder's
+    must come to the same: --codec h264 lost the luma-keeping mode, its crf
+    and its preset.
+    """
+    return _encoder(codec).name
+
+
 def encoder_options(codec: str, crf: int | None = None, preset: str | None = None) -> dict[str, str]:
     """The encoder's options: `crf` None keeps luma (libx264) or means DEFAULT_CRF;
     `preset` None means the mode's own preset."""
+    codec = encoder_name(codec)
     if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
         raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
     options = {}
@@ -107,7 +118,8 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     Encoders open on their first frame; without this a wrong --preset or
     --crf would surface only after the model is loaded and compiled.
     """
-    context = av.CodecContext.create(_encoder(codec), "w")
+    codec = encoder_name(codec)
+    context = av.CodecContext.create(codec, "w")
     if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
         raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
     formats = {f.name for f in context.codec.video_formats or ()}

@@ -25,6 +25,7 @@ from framecolor.video.encoding import (
     FULL_RANGE,
     _encoder,
     _open_encoder,
+    encoder_name,
     encoder_options,
     interlaced_options,
     is_interlaced,
@@ -149,7 +150,7 @@ class VideoWriter:
         self._stream_time_base = 1 / self.fps if cfr else self.time_base
         self._last_stream_pts = None
         try:
-            self.codec = codec or self._default_codec()
+            self.codec = encoder_name(codec) if codec else self._default_codec()
             if preset is not None and self.codec not in _PRESET_CODECS:
                 warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
             self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
