@@ -90,7 +90,7 @@ def test_debug_shows_the_traceback(text_mp4):
     assert type(result.exception).__name__ == "InputError"
 
 
-def test_a_full_disk_anywhere_is_one_error_line(tmp_path, monkeypatch):
+def test_a_full_disk_or_too_long_a_name_anywhere_is_one_error_line(tmp_path, monkeypatch):
     # Whatever was being written (a cache, a preview, a log) when the disk
     # filled up, the user sees what to fix, not a traceback; other OS errors
     # are bugs until shown otherwise, and keep theirs.
@@ -109,6 +109,8 @@ def test_a_full_disk_anywhere_is_one_error_line(tmp_path, monkeypatch):
 
     assert_one_line_error(command_failing_with(errno.ENOSPC), "No space left on device", "cache.npy")
     assert_one_line_error(command_failing_with(errno.EDQUOT), "quota", "cache.npy")
+    # Any look at a path whose name is too long for the file system raises this.
+    assert_one_line_error(command_failing_with(errno.ENAMETOOLONG), "File name too long", "cache.npy")
     assert isinstance(command_failing_with(errno.EACCES).exception, PermissionError)
 
 
@@ -265,7 +267,7 @@ def test_sigterm_mid_run_cleans_up_as_ctrl_c_does(tiny_model_path, tmp_path):
                             stderr=subprocess.STDOUT, text=True, env=env)
     def writing():  # frames are in the partial file (not the empty trial check_output_path makes and removes)
         try:
-            return any(p.stat().st_size for p in out.parent.glob(".colored.partial.mp4"))
+            return any(p.stat().st_size for p in out.parent.glob(".colored.*.partial.mp4"))
         except FileNotFoundError:
             return False
 

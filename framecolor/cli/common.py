@@ -62,7 +62,7 @@ def one_line_warnings():
         warnings.showwarning = python_format
 
 
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_USERS_TO_FIX = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
 
 
 class Terminated(KeyboardInterrupt):
@@ -139,8 +139,9 @@ def guarded(command):
         except OSError as exc:
             # A full disk or quota, wherever it strikes (a cache, a preview,
             # a log), is the user's to fix; what was being written cleans up
-            # after itself as for any error.
-            if exc.errno not in _DISK_FULL or debugging():
+            # after itself as for any error. So is a name too long for the
+            # file system, which any look at the path raises.
+            if exc.errno not in _USERS_TO_FIX or debugging():
                 raise
             fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror))
         except (MemoryError, RuntimeError) as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 
+from framecolor.atomic import NAME_MAX, move_into_place, temp_path
 from framecolor.errors import InputError, OutputError
 
 
@@ -53,6 +54,10 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) -> None:
     """Raise OutputError if `output` cannot or must not be written."""
     output = Path(output)
+    length = len(os.fsencode(output.name))
+    if length > NAME_MAX:  # first: any look at such a path is an OSError
+        raise OutputError(f"output name too long: {output.name[:40]}... is {length} bytes; "
+                          f"file systems take {NAME_MAX}")
     for source in inputs:
         if source is not None and _same_file(output, Path(source)):
             raise OutputError(f"output {output} is the same file as input {source}")
@@ -98,9 +103,18 @@ def make_output_folder(folder) -> Path:
 
 
 def _temp_path(path: Path) -> Path:
-    # Same folder, so os.replace is an atomic rename; same suffix, so the
-    # muxer is chosen as for the final name.
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    # Same folder, so the rename is atomic; same suffix, so the muxer is
+    # chosen as for the final name.
+    return temp_path(path, keep_suffix=True)
+
+
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """The finished file to its name: OutputError (the temporary file left
+    for the caller to remove) where another run has written that name since
+    this one began, and --overwrite was not given."""
+    if not move_into_place(tmp, path, overwrite=overwrite):
+        raise OutputError(f"output already exists: {path}, written by another run meanwhile "
+                          "(use --overwrite to replace it)")
 
 
 # What a full disk, a quota or a failing drive raises while a file is written.

@@ -4,7 +4,6 @@ type can hold them."""
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from framecolor.errors import InputError, OutputError
 from framecolor.video.files import (
     VideoWarning,
     _check_input_file,
+    _move_into_place,
     _temp_path,
     _write_errors,
     check_output_path,
@@ -243,7 +243,7 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
                     out.mux(packet)
                 for packet in stream.encode(None):
                     out.mux(packet)
-            os.replace(tmp, path)
+            _move_into_place(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -4,7 +4,6 @@ a temporary name, with the source's other streams carried over
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable
 from fractions import Fraction
@@ -33,7 +32,7 @@ from framecolor.video.encoding import (
 )
 from framecolor.video.containers import holds
 from framecolor.video.copies import CopiedStreams
-from framecolor.video.files import VideoWarning, _temp_path, _write_errors, check_output_path
+from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
 from framecolor.video.probing import VideoInfo, one_filter_graph
@@ -122,6 +121,7 @@ class VideoWriter:
         self.path = Path(path)
         self._colorspace = _COLORSPACES[matrix]
         check_output_path(self.path, [*inputs, copy_streams_from], overwrite)
+        self._overwrite = overwrite
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
@@ -360,7 +360,7 @@ class VideoWriter:
                     self._copies.mux(until=self._frames_end() if self._end_with_frames else None)
                     self._copies.finish()
                 self._out.close()
-                os.replace(self._tmp, self.path)
+                _move_into_place(self._tmp, self.path, self._overwrite)
         except BaseException:
             self.discard()
             raise
