@@ -179,9 +179,30 @@ def _config_rows(config: ModelConfig, size: int) -> list[tuple[str, str]]:
 
 
 def _existing(path) -> Path:
-    path = Path(path)
+    path = model_path_for(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder without a {RUN_MODEL_NAME}: give a model file or a training run's folder")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    return path
+
+
+# The model file a training run leaves in its folder (the best epoch's).
+RUN_MODEL_NAME = "model.fcm"
+
+
+def model_path_for(given) -> Path:
+    """The model file `given` names: a model file, "default" for the shipped
+    model (as train --init takes it), or a training run's folder, whose
+    model.fcm it means: a user given a run folder by train passes that."""
+    path = Path(given)
+    if str(given) == "default" and not path.exists():
+        shipped = default_model_path()
+        if shipped is None:
+            raise ModelFileError("default: no model is shipped with this installation")
+        return shipped
+    if path.is_dir() and (path / RUN_MODEL_NAME).is_file():
+        return path / RUN_MODEL_NAME
     return path
 
 

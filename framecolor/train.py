@@ -404,7 +404,7 @@ def train(
         # -- the best epoch's weights become the model file
         if 0 <= monitor.best_step != int(state.step):
             state, _ = ckpts.restore(monitor.best_step, state, NamedSharding(mesh, P()))
-        model_path = run_dir / "model.fcm"
+        model_path = run_dir / modelfile.RUN_MODEL_NAME
         summary = {
             "epochs": len(loop.history),
             "best_epoch": monitor.best_epoch + 1,

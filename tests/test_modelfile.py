@@ -66,6 +66,21 @@ def test_describe_config_counts_the_seed_model():
     assert dict(modelfile.describe_config(ModelConfig(decoder="seed", mode="rgb"), 224))["parameters"] == "24,441,313"
 
 
+
+def test_a_run_folder_or_default_names_a_model_file(saved, tmp_path):
+    # train tells the user its run folder; --model and --init take it, and
+    # "default", which train --init took and apply --model called missing.
+    path, variables = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.fcm").write_bytes(path.read_bytes())
+    assert modelfile.model_path_for(run) == run / "model.fcm"
+    assert modelfile.read_header(run) == modelfile.read_header(path)
+    assert modelfile.model_path_for("default") == modelfile.default_model_path()
+    assert modelfile.read_header("default")["config"]["mode"] == "lab"
+    with pytest.raises(ModelFileError, match="is a folder without a model.fcm: give a model file or a training run's"):
+        modelfile.load_model(tmp_path)
+
 def test_damaged_files_are_refused(saved, tmp_path):
     path, _ = saved
     data = path.read_bytes()

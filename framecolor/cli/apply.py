@@ -48,7 +48,7 @@ def _seconds(text: str) -> float:
 def apply(
     paths: List[Path] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm); default: the shipped one."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm) or training run folder; default: the shipped one."),
     render_size: Optional[int] = typer.Option(
         None, "--render-size", help="Short side the model sees (default: the model's training size)."
     ),

@@ -12,7 +12,7 @@ from framecolor.cli.common import guarded, print_rows
 
 def evaluate(
     clips: List[Path] = typer.Argument(..., help="Color clips: each is made gray, colorized and compared."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm); default: the shipped one."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm) or training run folder; default: the shipped one."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
     strips: Optional[Path] = typer.Option(None, "--strips", help="Write gray | output | truth PNG strips here."),
     train_split: Optional[float] = typer.Option(

@@ -52,7 +52,7 @@ def train(
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Lowest LR on plateaus (default: 1e-6)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (init, data order, crops) (default: 0)."),
     init: Optional[str] = typer.Option(
-        None, "--init", help="Fine-tune this model file (.fcm), or 'default' for the shipped model."
+        None, "--init", help="Fine-tune this model file (.fcm), a run folder's model, or 'default' for the shipped model."
     ),
     backbone_weights: Optional[Path] = typer.Option(
         None, "--backbone-weights", help="ImageNet InceptionV3 weights (Keras .h5) for the backbone."
@@ -74,7 +74,7 @@ def train(
     from dataclasses import replace
 
     from framecolor import train as training
-    from framecolor.errors import ModelFileError, TrainingError
+    from framecolor.errors import TrainingError
 
     if init is not None and any(v is not None for v in (width, decoder, mode, head)):
         raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
@@ -105,15 +105,9 @@ def train(
         options["frames_per_video"] = frames_per_video
     config = replace(training.TrainConfig(), **{k: v for k, v in options.items() if v is not None})
 
-    init_path = None
-    if init == "default":
-        from framecolor import modelfile
+    from framecolor import modelfile
 
-        init_path = modelfile.default_model_path()
-        if init_path is None:
-            raise ModelFileError("--init default: no model is shipped with this installation")
-    elif init is not None:
-        init_path = Path(init)
+    init_path = None if init is None else modelfile.model_path_for(init)  # "default", a run folder, a file
 
     if not debugging():
         # Orbax logs its background threads' failures (a full disk, say)
