@@ -27,13 +27,7 @@ from framecolor.errors import FramecolorError, InputError, OutputError
 
 log = logging.getLogger(__name__)
 
-# What a folder given to apply is searched for: the containers people keep
-# films in, camcorder and DVD files (.mod, .tod, .vob), broadcast MXF, and
-# the raw streams and Y4M of research clips.
-VIDEO_SUFFIXES = frozenset(
-    """.mp4 .m4v .mkv .mov .qt .avi .divx .webm .mpg .mpeg .m2p .vob .mod .tod .ts .m2ts .mts .mxf .dv
-    .wmv .asf .flv .f4v .ogv .3gp .3g2 .gif .y4m .h264 .264 .hevc .265 .m2v .m1v .ivf .mjpeg .rm""".split()
-)
+VIDEO_SUFFIXES = video.VIDEO_SUFFIXES  # what a folder given to apply is searched for, with images
 
 
 @dataclass(frozen=True)
@@ -44,7 +38,7 @@ class Job:
 
 def is_media_path(path) -> bool:
     path = Path(path)
-    return path.suffix.lower() in VIDEO_SUFFIXES or video.is_image_path(path)
+    return video.is_video_path(path) or video.is_image_path(path)
 
 
 def _folder_media(folder: Path) -> list[Path]:

@@ -170,20 +170,23 @@ def read_still(path, side: int) -> np.ndarray:
 
 def _expand_inputs(inputs) -> list[tuple[str, str]]:
     """Inputs -> [(path, "video"|"film"|"image")], folders expanded into their
-    images, or taken whole as a film where they are one (_is_film)."""
+    videos and images, the images taken whole as a film where they are one
+    (_is_film). A folder of clips is as much training footage as a folder of
+    photos: its videos were left out without a word."""
     items = []
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
             raise InputError(f"{raw}: no such file or folder")
         if path.is_dir():
-            images = video.list_images(path)
-            if not images:
-                raise InputError(f"{raw}: folder holds no images (jpg, png, bmp, tif)")
+            images, videos = video.list_images(path), video.list_videos(path)
+            if not images and not videos:
+                raise InputError(f"{raw}: folder holds no videos or images (mp4, mkv, ..., jpg, png, tif, ...)")
             if _is_film(images):
                 items.append((str(path), "film"))
             else:
                 items.extend((str(p), "image") for p in images)
+            items.extend((str(p), "video") for p in videos)
         elif video.is_image_path(path):
             items.append((str(path), "image"))
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +118,20 @@ def test_images_and_folders_mix_with_videos(clips, album, image_folder, cache):
     assert kinds == ["video"] + ["image"] * (11 + 1) + ["film"]
     assert frameset.frames.shape[1:] == (SIDE, SIDE, 3)
 
+
+
+def test_a_folders_videos_are_training_footage_as_its_photos_are(clips, album, tmp_path, cache):
+    # They were left out without a word (a folder of clips: "holds no images").
+    only_videos = dataset.load_frames([clips[0].parent], size=SIZE, frames_per_video=4, cache_dir=cache)
+    assert [(Path(s.path).name, s.kind) for s in only_videos.sources] == [("a.mp4", "video"), ("b.mkv", "video")]
+    mixed = tmp_path / "mixed"
+    shutil.copytree(album, mixed)
+    shutil.copy(clips[0], mixed / "clip.mp4")
+    kinds = [s.kind for s in dataset.load_frames([mixed], size=SIZE, frames_per_video=4, cache_dir=cache).sources]
+    assert kinds == ["image"] * 11 + ["video"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="folder holds no videos or images"):
+        dataset.load_frames([tmp_path / "empty"], size=SIZE)
 
 def test_a_film_scanned_to_frames_is_sampled_and_split_as_a_video(tmp_path, cache):
     # Numbered photos of one size, each much like the next: a film's frames.

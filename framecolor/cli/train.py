@@ -24,7 +24,7 @@ with the same options exactly where the run stopped.
 
 
 def train(
-    inputs: List[Path] = typer.Argument(..., help="Color videos, images or image folders to learn from."),
+    inputs: List[Path] = typer.Argument(..., help="Color videos, images, or folders of them, to learn from."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; must not hold a run unless --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: 20)."),

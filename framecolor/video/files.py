@@ -17,6 +17,25 @@ from framecolor.atomic import NAME_MAX, move_into_place, temp_path
 from framecolor.errors import InputError, OutputError
 
 
+# What a folder is searched for as videos: the containers people keep films
+# in, camcorder and DVD files (.mod, .tod, .vob), broadcast MXF, and the raw
+# streams and Y4M of research clips.
+VIDEO_SUFFIXES = frozenset(
+    """.mp4 .m4v .mkv .mov .qt .avi .divx .webm .mpg .mpeg .m2p .vob .mod .tod .ts .m2ts .mts .mxf .dv
+    .wmv .asf .flv .f4v .ogv .3gp .3g2 .gif .y4m .h264 .264 .hevc .265 .m2v .m1v .ivf .mjpeg .rm""".split()
+)
+
+
+def is_video_path(path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_videos(folder) -> list[Path]:
+    """Video files in `folder` (not its subfolders; hidden files skipped), in name order."""
+    return sorted((p for p in Path(folder).iterdir()
+                   if p.is_file() and not p.name.startswith(".") and is_video_path(p)), key=lambda p: p.name)
+
+
 class VideoWarning(UserWarning):
     """Something was read or written, but not all of it (truncated input, skipped stream)."""
 
