@@ -163,25 +163,51 @@ def _check_has_color(clip: Path, info, start) -> None:
                          "itself (to colorize a black-and-white video, use framecolor apply)")
 
 
+def _check_length(clip: Path, info, config: EvalConfig) -> None:
+    """Refuse a clip too short to score (CDC needs frame pairs), where probing can tell.
+
+    Only an exact frame count of the whole clip tells: after --train-split the
+    count depends on the frames' timestamps, so evaluate checks the frames its
+    gray copy actually got as well."""
+    # (--max-frames is at least 2, so only the clip itself can be too short.)
+    if not config.train_split and info.frame_count_exact and info.frame_count < 2:
+        raise InputError(f"{clip}: only {info.frame_count} frame(s) to evaluate; need at least 2")
+
+
+def _check_clip(clip: Path, config: EvalConfig) -> float | None:
+    """Where (in seconds, None: its start) a clip that eval can score is scored from, else InputError.
+
+    Everything that can be known without colorizing: run for every clip before
+    the first is colorized, so that a typo in the last of many clips costs
+    nothing rather than the work done on the others."""
+    info = video.probe(clip)  # a missing file, or one that is not a video
+    start = info.duration * config.train_split if config.train_split else None
+    _check_length(clip, info, config)  # first: a clip of no frames has "no color" too, misleadingly
+    _check_has_color(clip, info, start)
+    return start
+
+
 def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, strips_dir=None,
              progress: bool = False) -> dict:
-    """Score `colorizer` on each color clip; returns {"clips": {...}, "overall": {...}}."""
+    """Score `colorizer` on each color clip; returns {"clips": {...}, "overall": {...}}.
+
+    Every clip is checked before any is colorized: a bad one is refused with
+    no work lost and no strips left behind."""
     from framecolor.apply import colorize_video
 
     config = config.validate()
     if not clips:
         raise InputError("no clips to evaluate")
-    if strips_dir is not None:
+    # Keyed by clip, as the report is: a clip given twice is scored once.
+    starts = {clip: _check_clip(clip, config) for clip in map(Path, clips)}
+    if strips_dir is not None:  # after the clips: a refused eval leaves nothing behind, not even the folder
         video.make_output_folder(strips_dir)
     results = {}
     with tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
-        for i, clip in enumerate(map(Path, clips)):
-            info = video.probe(clip)
-            start = info.duration * config.train_split if config.train_split else None
-            _check_has_color(clip, info, start)
+        for i, (clip, start) in enumerate(starts.items()):
             gray, out = Path(work, f"{i}-gray.mkv"), Path(work, f"{i}-out.mkv")
             frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
-            if frames < 2:
+            if frames < 2:  # what probing could not tell (after --train-split, or an estimated count)
                 raise InputError(f"{clip}: only {frames} frame(s) to evaluate; need at least 2")
             colorize_video(colorizer, gray, out, progress=progress)
             with warnings.catch_warnings():

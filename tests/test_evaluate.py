@@ -124,6 +124,25 @@ def test_a_black_and_white_clip_is_refused_before_any_work(colorizer, tmp_path, 
         evaluate.evaluate(colorizer, [bw])
 
 
+@pytest.mark.parametrize("bad, why", [
+    ("missing.mp4", "no such file: .*missing.mp4"),
+    ("bw.mp4", "bw.mp4 has no color to score against"),
+    ("one.mp4", "one.mp4: only 1 frame\\(s\\) to evaluate; need at least 2"),
+])
+def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip, tmp_path, monkeypatch, bad, why):
+    # A typo in the last of many clips must not cost the colorizing of the others.
+    if bad == "bw.mp4":
+        media.make_video(tmp_path / bad, frames=4, audio=False, colorless=range(4))
+    elif bad == "one.mp4":
+        media.make_video(tmp_path / bad, frames=1, audio=False)
+    monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
+    monkeypatch.setattr(apply, "colorize_video", lambda *a, **k: pytest.fail("colorized"))
+    strips = tmp_path / "strips"
+    with pytest.raises(InputError, match=why):
+        evaluate.evaluate(colorizer, [clip, tmp_path / bad], evaluate.EvalConfig(max_frames=4), strips_dir=strips)
+    assert not strips.exists()  # no strip, nor even the folder for them
+
+
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
     out = tmp_path / "r.json"
     result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 6)
