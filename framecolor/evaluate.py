@@ -7,8 +7,10 @@ input itself), so a number is always read against "no color at all".
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -125,6 +127,50 @@ def write_strip(path, truth_path, gray_path, output_path, *, start, frames: int)
     video.write_image(path, np.concatenate(rows, axis=0))
 
 
+def _distinct_tails(paths: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Each path (as its parts) cut to its shortest end that ends no other path:
+    ("c.mp4",), else ("d1", "c.mp4"), and so on; the whole path where even that
+    ends another (a/c.mp4 beside x/a/c.mp4, whose end is then the longer one).
+
+    Compared case-blind: on macOS and Windows C.mp4 and c.mp4 are one name."""
+    folded = [tuple(part.casefold() for part in parts) for parts in paths]
+    tails = []
+    for i, parts in enumerate(folded):
+        others = [other for j, other in enumerate(folded) if j != i]
+        k = next((k for k in range(1, len(parts)) if all(other[-k:] != parts[-k:] for other in others)),
+                 len(parts))
+        tails.append(tuple(paths[i][-k:]))
+    return tails
+
+
+def strip_names(clips: Sequence[Path]) -> list[str]:
+    """The file name of each clip's strip in the --strips folder; no two the same.
+
+    STEM.png where no other clip has that stem, as for a single clip. Clips of
+    one stem (d1/c.mp4 and d3/c.mp4, or c.mp4 and c.mkv) would overwrite each
+    other's strip: they are named instead by the shortest end of their path
+    that tells them apart, folders joined by "-" (d1-c.mp4.png, d3-c.mp4.png,
+    c.mkv.png), so that a strip still says which clip it shows. Where that is
+    taken too (one file named two ways, or names that "-" makes alike) a
+    number follows: a-b-c.mp4-2.png. Names are compared case-blind, as macOS
+    and Windows compare them.
+    """
+    clips = [Path(c) for c in clips]
+    stems = Counter(c.stem.casefold() for c in clips)
+    # Of the absolute path (less its root), so that "." and ".." name the folders they are.
+    tails = _distinct_tails([Path(os.path.abspath(c)).parts[1:] for c in clips])
+    names, taken = [], set()
+    for clip, tail in zip(clips, tails):
+        base = clip.stem if stems[clip.stem.casefold()] == 1 else "-".join(tail)
+        name, n = f"{base}.png", 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base}-{n}.png"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 def _overall(clips: list[dict]) -> dict:
     """Means over clips, weighting each clip equally (CDC is a per-clip figure)."""
     overall = {}
@@ -202,6 +248,7 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
     starts = {clip: _check_clip(clip, config) for clip in map(Path, clips)}
     if strips_dir is not None:  # after the clips: a refused eval leaves nothing behind, not even the folder
         video.make_output_folder(strips_dir)
+    names = dict(zip(starts, strip_names(list(starts))))
     results = {}
     with tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
         for i, (clip, start) in enumerate(starts.items()):
@@ -216,7 +263,7 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
                 scores = score_clip(clip, gray, out, start=start, max_frames=config.max_frames,
                                     deltas=config.cdc_deltas)
                 if strips_dir is not None:
-                    strip = Path(strips_dir, f"{clip.stem}.png")
+                    strip = Path(strips_dir, names[clip])
                     write_strip(strip, clip, gray, out, start=start, frames=frames)
                     scores["strip"] = str(strip)
             results[str(clip)] = scores
@@ -224,12 +271,16 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
 
 
 def report_rows(report: dict) -> list[tuple[str, str]]:
-    """A readable table: each figure for the model beside the gray baseline."""
+    """A readable table: each figure for the model beside the gray baseline.
+
+    A clip is labelled by its file name, or by as much of its path as tells it
+    from clips of the same name (d1/c.mp4, d3/c.mp4)."""
+    labels = [str(Path(*tail)) for tail in _distinct_tails([Path(name).parts for name in report["clips"]])]
     rows = []
-    for name, scores in [*report["clips"].items(), ("overall", report["overall"])]:
+    for label, scores in zip([*labels, "overall"], [*report["clips"].values(), report["overall"]]):
         m, g, t = scores["model"], scores["gray"], scores["truth"]
         rows += [
-            (f"{Path(name).name}", f"{scores['frames']} frames" if "frames" in scores else "mean over clips"),
+            (label, f"{scores['frames']} frames" if "frames" in scores else "mean over clips"),
             ("  PSNR (dB)", f"{m['psnr']:.2f}   gray {g['psnr']:.2f}"),
             ("  SSIM", f"{m['ssim']:.4f}   gray {g['ssim']:.4f}"),
             ("  colorfulness M3", f"{m['colorfulness']:.2f}   truth {t['colorfulness']:.2f}   "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,6 +142,35 @@ def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip,
     with pytest.raises(InputError, match=why):
         evaluate.evaluate(colorizer, [clip, tmp_path / bad], evaluate.EvalConfig(max_frames=4), strips_dir=strips)
     assert not strips.exists()  # no strip, nor even the folder for them
+
+
+def test_clips_of_the_same_name_get_their_own_strips_and_labels(colorizer, tmp_path):
+    # Two different clips, both c.mp4: told apart by size (and so by content).
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+    clips = [media.make_video(tmp_path / folder / "c.mp4", width=w, height=h, frames=4, audio=False)
+             for folder, w, h in (("d1", 64, 48), ("d2", 48, 32))]
+    strips = tmp_path / "strips"
+    result = evaluate.evaluate(colorizer, clips, strips_dir=strips)
+    paths = [result["clips"][str(c)]["strip"] for c in clips]
+    assert len(set(paths)) == 2 and sorted(p.name for p in strips.iterdir()) == sorted(Path(p).name for p in paths)
+    for clip, path, (w, h) in zip(clips, paths, ((64, 48), (48, 32))):
+        image = video.read_image(path)
+        assert image.shape == (len(evaluate.STRIP_POSITIONS) * h, 3 * w, 3)  # this clip's frames
+        truth = next(video.read_frames(clip)).image.astype(int)
+        assert np.abs(image[:h, 2 * w:].astype(int) - truth).mean() < 1
+    labels = [label for label, _ in evaluate.report_rows(result) if not label.startswith(" ")]
+    assert labels == [str(Path("d1", "c.mp4")), str(Path("d2", "c.mp4")), "overall"]
+
+
+def test_strip_names_keep_the_stem_and_tell_same_named_clips_apart(tmp_path):
+    names = evaluate.strip_names([Path("a.mp4"), Path("d1/c.mp4"), Path("d3/c.mp4"), Path("c.mkv")])
+    assert names == ["a.png", "d1-c.mp4.png", "d3-c.mp4.png", "c.mkv.png"]
+    # Case-blind, as a Mac's or a Windows disk compares names; and never the same twice.
+    assert len({n.lower() for n in evaluate.strip_names([Path("x/C.mp4"), Path("y/c.mp4")])}) == 2
+    # "-" makes a-b/c.mp4 and a/b-c.mp4 alike: a number tells them apart.
+    names = evaluate.strip_names([Path("a-b/c.mp4"), Path("a/b-c.mp4"), Path("x/c.mp4"), Path("y/b-c.mp4")])
+    assert names == ["a-b-c.mp4.png", "a-b-c.mp4-2.png", "x-c.mp4.png", "y-b-c.mp4.png"]
 
 
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
