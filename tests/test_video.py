@@ -261,6 +261,24 @@ def test_every_start_end_max_frames(clip):
     assert [f.pts for f in read_frames(clip, start=0.2, every=2, max_frames=2)] == [6006, 8008]
 
 
+def test_an_excerpt_of_an_mpeg_ts_starts_at_its_start_between_keyframes(tmp_path):
+    # FFmpeg seeks an MPEG-TS by bytes and timestamps, landing on packets
+    # that are not keyframes: the H.264 decoder then drops every frame until
+    # the next keyframe. Keyframes here at 0, 0.83 and 1.67 s.
+    clip = media.make_video(tmp_path / "gop.ts", frames=48, rate=Fraction(24), keyint=20, audio=False)
+    with av.open(str(clip)) as c:
+        keys = [p.pts for p in c.demux(video=0) if p.size and p.is_keyframe]
+    assert len(keys) == 3
+    whole = list(read_frames(clip))
+    assert len(whole) == 48
+    for start, end in ((0.5, 0.8), (1.0, 1.5), (1.2, None), (1.9, None)):
+        expected = [f for f in whole if f.time >= start - 1e-9 and (end is None or f.time < end)]
+        got = list(read_frames(clip, start=start, end=end))
+        assert [f.pts for f in got] == [f.pts for f in expected], (start, end)
+        assert [f.index for f in got] == list(range(len(expected)))
+        np.testing.assert_array_equal(got[0].image, expected[0].image)
+
+
 def test_vfr_pts_are_kept(vfr_clip):
     frames = list(read_frames(vfr_clip))
     assert [f.pts for f in frames] == media.frame_pts(12, 1001, vfr=True)

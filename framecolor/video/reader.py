@@ -5,6 +5,7 @@ warning or an error where a file ends early."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -140,17 +141,18 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
         pixel_aspect = _sample_aspect_ratio(stream)
         tb = Fraction(stream.time_base) if stream.time_base else None
         t0 = stream.start_time or 0
+        window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
         if start is not None and start > 0 and tb:
-            # Seek lands on the keyframe at or before `start`; the frames
-            # between it and `start` are decoded and dropped below.
-            container.seek(t0 + math.floor(start / tb), stream=stream)
+            # The frames between where decoding starts and `start` are
+            # decoded and dropped below.
+            decoding, frames = _decode_from(container, stream, start, t0, tb, window)
+        else:
+            decoding = _Decoding(container, stream)
+            frames = _display_ordered(iter(decoding), window)
         decoded = kept = yielded = 0
         last_time = None
         error = None
         first_size, size_changed = None, False
-        window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
-        decoding = _Decoding(container, stream)
-        frames = _display_ordered(iter(decoding), window)
         while True:
             try:
                 frame = next(frames)
@@ -184,6 +186,50 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
                     whole=start is None and end is None)
     finally:
         container.close()
+
+
+def _seek_times(start: float) -> Iterator[float]:
+    """Where to seek (seconds from the stream's start) for the frames from
+    `start`, before trying the beginning: at it, then 1, 2, 4, ... s before it."""
+    yield start
+    back = 1.0
+    while back < start:
+        yield start - back
+        back *= 2
+
+
+def _starts_in_time(first, t0: int, tb: Fraction, start: float) -> bool:
+    """Whether decoding that gave `first` as its first frame (None: none)
+    began in time for the frame at `start`: at it or before. A later first
+    frame may be the next keyframe after frames that were dropped."""
+    if first is None:
+        return False
+    return first.pts is None or float((first.pts - t0) * tb) <= start + 1e-9
+
+
+def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window: int):
+    """(_Decoding, display-ordered frames) from a point at or before the frame at `start`.
+
+    An MP4's or MKV's seek lands on the keyframe at or before `start`: one
+    seek. An MPEG-TS's lands by bytes and timestamps, often on a packet that
+    is not a keyframe, and the decoder drops every frame until the next
+    keyframe, past `start` or past the excerpt's end. So where the first
+    frame comes later than `start` (or none comes), decoding starts again
+    further back, and at last at the beginning, which holds whatever can decode.
+    """
+    for seconds in _seek_times(start):
+        container.seek(t0 + math.floor(seconds / tb), stream=stream)
+        decoding = _Decoding(container, stream)
+        frames = _display_ordered(iter(decoding), window)
+        try:
+            first = next(frames, None)
+        except av.error.FFmpegError:
+            first = None  # a bad landing, as much as a damaged file: the beginning tells
+        if _starts_in_time(first, t0, tb, start):
+            return decoding, itertools.chain([first], frames)
+    container.seek(t0, stream=stream)
+    decoding = _Decoding(container, stream)
+    return decoding, _display_ordered(iter(decoding), window)
 
 
 class _Decoding:
