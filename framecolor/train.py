@@ -166,6 +166,19 @@ def _check_resume_config(saved: dict, config: TrainConfig, run_dir: Path) -> Non
         )
 
 
+def _check_resume_start(saved: dict, *, init, backbone_weights, run_dir: Path) -> None:
+    """A resumed run starts from the weights it began with (its checkpoints
+    hold the rest): a different --init or --backbone-weights given with
+    --resume was ignored without a word, the saved one used (and named in
+    its error, where that one failed)."""
+    for option, given in (("--init", init), ("--backbone-weights", backbone_weights)):
+        name = option.lstrip("-").replace("-", "_")
+        if given is not None and str(given) != saved.get(name):
+            began = f"began with {option} {saved[name]}" if saved.get(name) else f"began without {option}"
+            raise TrainingError(f"the run in {run_dir} {began}, and --resume continues it so: drop {option}, "
+                                "or start a new run without --resume")
+
+
 def _open_run(run_dir: Path, resume: bool) -> dict | None:
     """The saved run.json when resuming; refuse to train over an existing run."""
     run_file = run_dir / "run.json"
@@ -318,6 +331,8 @@ def train(
     run_dir = Path(out_dir)
     _check_run_outside_inputs(run_dir, inputs)
     saved = _open_run(run_dir, resume)
+    if saved is not None:
+        _check_resume_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
 

@@ -578,6 +578,18 @@ def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_p
     assert ab.shape == (1, 80, 80, 2) and float(np.abs(ab).max()) <= float(np.abs(abbins.bin_centers()).max()) / 110
 
 
+
+@pytest.mark.parametrize("option, saved, said", [
+    ("init", None, "began without --init"),
+    ("backbone_weights", "empty.h5", "began with --backbone-weights empty.h5"),
+])
+def test_resume_with_other_starting_weights_is_refused_not_ignored(tmp_path, option, saved, said):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"init": None, "backbone_weights": None, option: saved}))
+    with pytest.raises(TrainingError, match=f"{said}, and --resume continues it so: drop --"):
+        train.train([tmp_path / "clip.mp4"], run, CONFIG, resume=True, progress=False, **{option: "other.fcm"})
+
 def test_bin_weights_come_from_the_training_colors():
     """Colors common in the training frames get small weights, unseen ones large."""
     import skimage.color
