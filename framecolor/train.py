@@ -438,7 +438,8 @@ def train(
         if model_config.mode == "lab" and model_config.head == "regress":
             pool = val_idx if len(val_idx) else train_idx
             readout["saturation"] = chroma_gain(model_config, variables, frameset.frames, pool, config.size)
-            log(f"readout saturation {readout['saturation']:.3f} (restores the validation frames' chroma energy)")
+            frames = "validation" if len(val_idx) else "training"  # no validation frames: the training ones
+            log(f"readout saturation {readout['saturation']:.3f} (restores the {frames} frames' chroma energy)")
         modelfile.save_model(model_path, model_config, variables, summary=summary, readout=readout)
         return TrainResult(
             run_dir, model_path, loop.history, monitor.best_epoch, monitor.best, early_stopped=monitor.stopped

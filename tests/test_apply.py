@@ -559,6 +559,11 @@ def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(coloriz
         apply.colorize_file(colorizer, scans, tmp_path / "slow.mp4", progress=False, audio=audio_only, fps=2)
     with pytest.raises(InputError, match="scan_1.png has no sound to put under the film"):
         apply.colorize_file(colorizer, scans, tmp_path / "silent.mp4", progress=False, audio=scans / "scan_1.png")
+    # A sound file is asked for, not a video (an empty file, a folder).
+    (tmp_path / "empty.wav").touch()
+    for wrong, said in ((tmp_path / "empty.wav", "not a sound file"), (scans, "is a folder, expected a sound file")):
+        with pytest.raises(InputError, match=said):
+            apply.colorize_file(colorizer, scans, tmp_path / "silent.mp4", progress=False, audio=wrong)
     assert not (tmp_path / "silent.mp4").exists()
 
 

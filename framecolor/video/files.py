@@ -40,25 +40,25 @@ class VideoWarning(UserWarning):
     """Something was read or written, but not all of it (truncated input, skipped stream)."""
 
 
-def _check_input_file(path) -> Path:
+def _check_input_file(path, expected: str = "a video file") -> Path:
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
             raise InputError(f"{path} is a symbolic link to nothing (its target is missing, or it loops)")
         raise InputError(f"no such file: {path}")
     if path.is_dir():
-        raise InputError(f"{path} is a folder, expected a video file")
+        raise InputError(f"{path} is a folder, expected {expected}")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
     return path
 
 
-def _open_input(path: Path):
+def _open_input(path: Path, expected: str = "a video file"):
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
         reason = getattr(e, "strerror", None) or str(e)
-        raise InputError(f"not a video file (or damaged): {path} ({reason})") from None
+        raise InputError(f"not {expected} (or damaged): {path} ({reason})") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:

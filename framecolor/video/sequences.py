@@ -120,8 +120,8 @@ def check_soundtrack(path, film: VideoInfo) -> Path:
     """`path`, a file with sound to put under `film` (the photos' video);
     InputError if it has none. Where the sound lasts a second or more longer
     (it is cut at the film's end) or shorter (the film ends silent), says so."""
-    path = _check_input_file(path)
-    with _open_input(path) as container:
+    path = _check_input_file(path, "a sound file")
+    with _open_input(path, "a sound file") as container:
         if not container.streams.audio:
             raise InputError(f"{path} has no sound to put under the film (give a sound file: .wav, .flac, ...)")
         sound = _stream_duration(container, container.streams.audio[0])
