@@ -193,7 +193,26 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
             items.append((str(path), "video"))
     if not items:
         raise TrainingError("no training inputs given")
-    return items
+    return _once_each(items)
+
+
+def _once_each(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`items` without repeats: a clip given twice (or given and in a folder
+    given) was sampled twice, its frames weighing double without a word."""
+    import warnings
+
+    kept, seen, repeated = [], set(), []
+    for path, kind in items:
+        key = Path(path).resolve()
+        if key in seen:
+            repeated.append(path)
+        else:
+            seen.add(key)
+            kept.append((path, kind))
+    if repeated:
+        warnings.warn(f"{repeated[0]}{f' and {len(repeated) - 1} more' if len(repeated) > 1 else ''} "
+                      "given more than once (or also in a folder given): each is used once", stacklevel=3)
+    return kept
 
 
 # ------------------------------------------------------------------- cache

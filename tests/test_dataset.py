@@ -109,8 +109,9 @@ def test_cache_dir_from_environment(clips, tmp_path, monkeypatch):
     assert (tmp_path / "env_cache" / f"frames-{frameset.key}.npy").is_file()
 
 
-def test_images_and_folders_mix_with_videos(clips, album, image_folder, cache):
-    single = sorted(album.iterdir())[0]
+def test_images_and_folders_mix_with_videos(clips, album, image_folder, cache, tmp_path):
+    single = tmp_path / "single.png"
+    media.make_photo(single, media.frame_image(5, 40, 30), "rgb24", "rgb24")
     frameset = dataset.load_frames(
         [clips[0], album, single, image_folder], size=SIZE, frames_per_video=4, cache_dir=cache
     )
@@ -132,6 +133,14 @@ def test_a_folders_videos_are_training_footage_as_its_photos_are(clips, album, t
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="folder holds no videos or images"):
         dataset.load_frames([tmp_path / "empty"], size=SIZE)
+
+
+def test_an_input_given_twice_is_used_once_and_said(clips, cache):
+    # Its frames would weigh double without a word.
+    with pytest.warns(UserWarning, match=r"a.mp4 and 1 more given more than once .*: each is used once"):
+        frameset = dataset.load_frames([clips[0], clips[0].parent, clips[0]], size=SIZE, frames_per_video=4,
+                                       cache_dir=cache)
+    assert [Path(s.path).name for s in frameset.sources] == ["a.mp4", "b.mkv"]
 
 def test_a_film_scanned_to_frames_is_sampled_and_split_as_a_video(tmp_path, cache):
     # Numbered photos of one size, each much like the next: a film's frames.
