@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -179,6 +180,21 @@ def _check_resume_start(saved: dict, *, init, backbone_weights, run_dir: Path) -
                                 "or start a new run without --resume")
 
 
+def _check_resume_inputs(saved: dict, inputs, run_dir: Path) -> None:
+    """A resumed run trains on the inputs it began with, in that order (the
+    frames' order is the split's): said before they are decoded, which takes
+    minutes for a film, and naming them, where only a mismatch of the
+    decoded frames was said."""
+    began = saved.get("inputs")
+    if began is None:
+        return
+    before, now = [os.path.abspath(p) for p in began], [os.path.abspath(p) for p in inputs]  # as the cache key
+    if before != now:
+        fix = "these are the same in another order: give them in that one" if sorted(before) == sorted(now) \
+            else "resume it with those"
+        raise TrainingError(f"the run in {run_dir} began with {' '.join(began)}; {fix}, or start a new run")
+
+
 def _open_run(run_dir: Path, resume: bool) -> dict | None:
     """The saved run.json when resuming; refuse to train over an existing run."""
     run_file = run_dir / "run.json"
@@ -272,8 +288,9 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
         cache_dir=cache_dir,
         progress=progress,
     )
-    if saved is not None and saved.get("data_key") != frameset.key:
-        raise TrainingError(f"the inputs or their sampling differ from the run being resumed in {run_dir}")
+    if saved is not None and saved.get("data_key") != frameset.key:  # the same inputs (_check_resume_inputs)
+        raise TrainingError(f"the inputs have changed since the run in {run_dir} began (a file edited, replaced "
+                            "or added to a folder): resume with them as they were, or start a new run")
     train_idx, val_idx = dataset.split(frameset, config.val_fraction)
     n_dev = jax.device_count()
     if config.batch_size % n_dev:
@@ -333,6 +350,7 @@ def train(
     saved = _open_run(run_dir, resume)
     if saved is not None:
         _check_resume_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
+        _check_resume_inputs(saved, inputs, run_dir)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
 

@@ -590,6 +590,19 @@ def test_resume_with_other_starting_weights_is_refused_not_ignored(tmp_path, opt
     with pytest.raises(TrainingError, match=f"{said}, and --resume continues it so: drop --"):
         train.train([tmp_path / "clip.mp4"], run, CONFIG, resume=True, progress=False, **{option: "other.fcm"})
 
+
+def test_resume_with_other_inputs_is_refused_before_they_are_decoded(tmp_path, monkeypatch):
+    # Only "the inputs or their sampling differ" was said, after decoding them all.
+    run = tmp_path / "run"
+    run.mkdir()
+    a, b = str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")
+    (run / "run.json").write_text(json.dumps({"init": None, "backbone_weights": None, "inputs": [a, b]}))
+    monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
+    for given, said in (([b, a], "these are the same in another order: give them in that one"),
+                        ([a], "resume it with those")):
+        with pytest.raises(TrainingError, match=f"began with {a} {b}; {said}, or start a new run"):
+            train.train(given, run, CONFIG, resume=True, progress=False)
+
 def test_bin_weights_come_from_the_training_colors():
     """Colors common in the training frames get small weights, unseen ones large."""
     import skimage.color
