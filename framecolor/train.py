@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from framecolor import callbacks, dataset, video
+from framecolor import callbacks, dataset, rundir
 from framecolor.atomic import write_atomic
 from framecolor.errors import TrainingError
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig
@@ -48,11 +47,6 @@ from framecolor.steps import (  # noqa: F401
 )
 
 _MODEL_FIELDS = ("backbone", "width", "decoder", "mode", "compute_dtype", "head")
-# Options that may differ when a run is resumed (they do not change the math).
-# A new --lr on resume replaces the run's current one (the way to go on after
-# a non-finite loss).
-_RESUMABLE_CHANGES = {"epochs", "lr", "patience", "log_every", "preview_frames", "keep_checkpoints", "feed"}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -153,67 +147,6 @@ def _stop_on_signals(flag: threading.Event):
             signal.signal(s, h)
 
 
-def _check_resume_config(saved: dict, config: TrainConfig, run_dir: Path) -> None:
-    mine = dataclasses.asdict(config)
-    diff = [
-        f"{k} {saved[k]!r} -> {mine[k]!r}"
-        for k in mine
-        if k in saved and k not in _RESUMABLE_CHANGES and saved[k] != mine[k]
-    ]
-    if diff:
-        raise TrainingError(
-            f"options differ from the run being resumed in {run_dir} ({'; '.join(diff)}); "
-            "pass the same options or start a new --out"
-        )
-
-
-def _check_resume_start(saved: dict, *, init, backbone_weights, run_dir: Path) -> None:
-    """A resumed run starts from the weights it began with (its checkpoints
-    hold the rest): a different --init or --backbone-weights given with
-    --resume was ignored without a word, the saved one used (and named in
-    its error, where that one failed)."""
-    for option, given in (("--init", init), ("--backbone-weights", backbone_weights)):
-        name = option.lstrip("-").replace("-", "_")
-        if given is not None and str(given) != saved.get(name):
-            began = f"began with {option} {saved[name]}" if saved.get(name) else f"began without {option}"
-            raise TrainingError(f"the run in {run_dir} {began}, and --resume continues it so: drop {option}, "
-                                "or start a new run without --resume")
-
-
-def _check_resume_inputs(saved: dict, inputs, run_dir: Path) -> None:
-    """A resumed run trains on the inputs it began with, in that order (the
-    frames' order is the split's): said before they are decoded, which takes
-    minutes for a film, and naming them, where only a mismatch of the
-    decoded frames was said."""
-    began = saved.get("inputs")
-    if began is None:
-        return
-    before, now = [os.path.abspath(p) for p in began], [os.path.abspath(p) for p in inputs]  # as the cache key
-    if before != now:
-        fix = "these are the same in another order: give them in that one" if sorted(before) == sorted(now) \
-            else "resume it with those"
-        raise TrainingError(f"the run in {run_dir} began with {' '.join(began)}; {fix}, or start a new run")
-
-
-def _open_run(run_dir: Path, resume: bool) -> dict | None:
-    """The saved run.json when resuming; refuse to train over an existing run."""
-    run_file = run_dir / "run.json"
-    # Missing folders are made (runs/NAME on a fresh checkout); a file in the way is an error.
-    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
-    if not existing.is_dir():
-        raise TrainingError(f"{existing}: is a file, not a folder for --out")
-    # Before the frames are decoded (minutes on a long film), not when the run is made after them.
-    video.check_writable_folder(existing, run_dir)
-    if resume:
-        if not run_file.is_file():
-            raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
-        return json.loads(run_file.read_text())
-    ckpt_dir = run_dir / "checkpoints"
-    if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
-        raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    return None
-
-
 def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path):
     """(config, model config, loaded --init model): the architecture comes from
     the run being resumed, else from the --init model file, else the options."""
@@ -230,22 +163,12 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
         config = dataclasses.replace(config, **{k: getattr(model_config, k) for k in _MODEL_FIELDS})
-        _check_resume_config(saved["train_config"], config, run_dir)
+        rundir.check_options(saved["train_config"], dataclasses.asdict(config), run_dir)
         return config, model_config, None
     if init is not None:
         init_model = modelfile.load_model(init)
         config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
     return config, config.model_config(), init_model
-
-
-def _check_run_outside_inputs(run_dir: Path, inputs) -> None:
-    """A run folder inside a folder of training photos would put its previews
-    (and checkpoints) among them: the next run would train on its own output."""
-    run = run_dir.resolve()
-    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
-        if run == folder or folder in run.parents:
-            raise TrainingError(f"--out {run_dir} is inside the training folder {folder}: its previews would "
-                                "become training photos; choose another --out")
 
 
 def _check_ranges(config: TrainConfig) -> None:
@@ -346,11 +269,11 @@ def train(
     from framecolor.checkpoint import Checkpoints
 
     run_dir = Path(out_dir)
-    _check_run_outside_inputs(run_dir, inputs)
-    saved = _open_run(run_dir, resume)
+    rundir.check_outside_inputs(run_dir, inputs)
+    saved = rundir.open_run(run_dir, resume)
     if saved is not None:
-        _check_resume_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
-        _check_resume_inputs(saved, inputs, run_dir)
+        rundir.check_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
+        rundir.check_inputs(saved, inputs, run_dir)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
 

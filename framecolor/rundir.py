@@ -1,0 +1,89 @@
+"""A training run's folder: made, or reopened to resume, and what a resumed
+run must keep of how it began (its options, starting weights and inputs),
+checked before any frame is decoded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from framecolor import video
+from framecolor.errors import TrainingError
+
+# Options that may differ when a run is resumed (they do not change the math).
+# A new --lr on resume replaces the run's current one (the way to go on after
+# a non-finite loss).
+RESUMABLE_CHANGES = {"epochs", "lr", "patience", "log_every", "preview_frames", "keep_checkpoints", "feed"}
+
+
+def check_options(saved: dict, mine: dict, run_dir: Path) -> None:
+    """A resumed run keeps the options that change its math (its saved
+    train config against `mine`, both as dicts)."""
+    diff = [
+        f"{k} {saved[k]!r} -> {mine[k]!r}"
+        for k in mine
+        if k in saved and k not in RESUMABLE_CHANGES and saved[k] != mine[k]
+    ]
+    if diff:
+        raise TrainingError(
+            f"options differ from the run being resumed in {run_dir} ({'; '.join(diff)}); "
+            "pass the same options or start a new --out"
+        )
+
+
+def check_start(saved: dict, *, init, backbone_weights, run_dir: Path) -> None:
+    """A resumed run starts from the weights it began with (its checkpoints
+    hold the rest): a different --init or --backbone-weights given with
+    --resume was ignored without a word, the saved one used (and named in
+    its error, where that one failed)."""
+    for option, given in (("--init", init), ("--backbone-weights", backbone_weights)):
+        name = option.lstrip("-").replace("-", "_")
+        if given is not None and str(given) != saved.get(name):
+            began = f"began with {option} {saved[name]}" if saved.get(name) else f"began without {option}"
+            raise TrainingError(f"the run in {run_dir} {began}, and --resume continues it so: drop {option}, "
+                                "or start a new run without --resume")
+
+
+def check_inputs(saved: dict, inputs, run_dir: Path) -> None:
+    """A resumed run trains on the inputs it began with, in that order (the
+    frames' order is the split's): said before they are decoded, which takes
+    minutes for a film, and naming them, where only a mismatch of the
+    decoded frames was said."""
+    began = saved.get("inputs")
+    if began is None:
+        return
+    before, now = [os.path.abspath(p) for p in began], [os.path.abspath(p) for p in inputs]  # as the cache key
+    if before != now:
+        fix = "these are the same in another order: give them in that one" if sorted(before) == sorted(now) \
+            else "resume it with those"
+        raise TrainingError(f"the run in {run_dir} began with {' '.join(began)}; {fix}, or start a new run")
+
+
+def open_run(run_dir: Path, resume: bool) -> dict | None:
+    """The saved run.json when resuming; refuse to train over an existing run."""
+    run_file = run_dir / "run.json"
+    # Missing folders are made (runs/NAME on a fresh checkout); a file in the way is an error.
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise TrainingError(f"{existing}: is a file, not a folder for --out")
+    # Before the frames are decoded (minutes on a long film), not when the run is made after them.
+    video.check_writable_folder(existing, run_dir)
+    if resume:
+        if not run_file.is_file():
+            raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
+        return json.loads(run_file.read_text())
+    ckpt_dir = run_dir / "checkpoints"
+    if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
+        raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def check_outside_inputs(run_dir: Path, inputs) -> None:
+    """A run folder inside a folder of training photos would put its previews
+    (and checkpoints) among them: the next run would train on its own output."""
+    run = run_dir.resolve()
+    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
+        if run == folder or folder in run.parents:
+            raise TrainingError(f"--out {run_dir} is inside the training folder {folder}: its previews would "
+                                "become training photos; choose another --out")
