@@ -597,6 +597,28 @@ def _pitch(samples, rate) -> float:
     return float(np.argmax(spectrum) * rate / len(samples))
 
 
+
+def test_sound_whose_channels_have_no_stated_order_is_copied_into_an_mp4(tmp_path):
+    # A WAV without a channel mask reads as "2 channels": MP4's muxer took it
+    # at the header and failed at the end, after all the work.
+    wav = tmp_path / "sound.wav"
+    with av.open(str(wav), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1600), np.int16), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with av.open(str(wav)) as source:
+        assert source.streams.audio[0].layout.name == "2 channels"
+    out = tmp_path / "film.mp4"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), copy_streams_from=wav,
+                     preset="ultrafast") as writer:
+        for i in range(5):
+            writer.write_rgb(media.frame_image(i, 64, 48), i)
+    with av.open(str(out)) as written:
+        sound = written.streams.audio[0]
+        assert (sound.codec_context.name, sound.layout.name) == ("pcm_s16le", "stereo")
+
 def test_audio_the_container_cannot_hold_is_reencoded(clip, tmp_path):
     # MPEG-PS cannot hold AAC: the sound is kept in the container's own codec, not dropped.
     with pytest.warns(VideoWarning, match="re-encoding audio stream #1 \\(aac\\) .* as mp2"):

@@ -50,6 +50,24 @@ def _cover_bytes(source: Path, index: int) -> bytes | None:
     return None
 
 
+# FFmpeg's default layout for a count of channels (av_channel_layout_default).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _name_channel_layout(copy) -> None:
+    """Give a copied audio stream whose channels have no stated order ("2
+    channels": a WAV without a channel mask, PCM from some recorders) the
+    usual layout of that many channels, as ffmpeg guesses it. MP4's muxer
+    takes such a stream at its header and fails at its end, after all the
+    work; the samples are the same either way."""
+    if copy.type != "audio":
+        return
+    layout = copy.codec_context.layout
+    default = _DEFAULT_LAYOUTS.get(layout.nb_channels)
+    if default is not None and layout.name == f"{layout.nb_channels} channels":
+        copy.codec_context.layout = default
+
+
 class CopiedStreams:
     """`source`'s audio, subtitles, cover, attachments, chapters and tags, added
     to the open output container `out` (whose video stream is `video_stream`,
@@ -92,6 +110,7 @@ class CopiedStreams:
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
             if self._holds_copy(stream, names):
                 copy = self._out.add_stream_from_template(stream)
+                _name_channel_layout(copy)
                 self._copy[stream.index] = copy
             elif (copy := self._add_reencoded_audio(stream) or self._add_converted_subtitles(stream)) is not None:
                 warnings.warn(f"re-encoding {stream.type} stream #{stream.index} ({codec}) of {source} as "
