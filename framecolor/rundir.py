@@ -60,6 +60,18 @@ def check_inputs(saved: dict, inputs, run_dir: Path) -> None:
         raise TrainingError(f"the run in {run_dir} began with {' '.join(began)}; {fix}, or start a new run")
 
 
+def saved_options(run_dir) -> dict | None:
+    """The training options a run in `run_dir` was started with (run.json's),
+    or None where there is none: --resume takes them for every option not
+    given again, where a bare `train ... --resume` took the defaults and
+    was refused (or went on to 20 epochs) for options the user never changed."""
+    run_file = Path(run_dir) / "run.json"
+    try:
+        return json.loads(run_file.read_text()).get("train_config")
+    except (OSError, ValueError, AttributeError):
+        return None  # open_run says what is wrong, where it matters
+
+
 def open_run(run_dir: Path, resume: bool) -> dict | None:
     """The saved run.json when resuming; refuse to train over an existing run."""
     run_file = run_dir / "run.json"

@@ -162,8 +162,9 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
     init_model = None
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
-        config = dataclasses.replace(config, **{k: getattr(model_config, k) for k in _MODEL_FIELDS})
+        # Before the architecture is taken from the run: a --width given anew was dropped without a word.
         rundir.check_options(saved["train_config"], dataclasses.asdict(config), run_dir)
+        config = dataclasses.replace(config, **{k: getattr(model_config, k) for k in _MODEL_FIELDS})
         return config, model_config, None
     if init is not None:
         init_model = modelfile.load_model(init)

@@ -603,6 +603,25 @@ def test_resume_with_other_inputs_is_refused_before_they_are_decoded(tmp_path, m
         with pytest.raises(TrainingError, match=f"began with {a} {b}; {said}, or start a new run"):
             train.train(given, run, CONFIG, resume=True, progress=False)
 
+
+def test_resume_keeps_the_runs_options_unless_given_anew(tmp_path, monkeypatch):
+    # A bare `train ... --resume` took the defaults for every option not
+    # given: refused (size 80 -> 224), or a finished 2-epoch run went on to 20.
+    from framecolor.cli.train import _start_options
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = dataclasses.replace(CONFIG, epochs=3)
+    (run / "run.json").write_text(json.dumps({
+        "train_config": dataclasses.asdict(saved), "model_config": saved.model_config().to_dict(),
+        "inputs": [str(tmp_path / "a.mp4")], "init": None, "backbone_weights": None}))
+    assert _start_options(run, True, train.TrainConfig) == saved
+    assert _start_options(run, False, train.TrainConfig) == train.TrainConfig()
+    # An architecture option given anew is refused, not dropped for the run's own.
+    monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
+    with pytest.raises(TrainingError, match=r"options differ .*width 0.125 -> 0.5"):
+        train.train([tmp_path / "a.mp4"], run, dataclasses.replace(saved, width=0.5), resume=True, progress=False)
+
 def test_bin_weights_come_from_the_training_colors():
     """Colors common in the training frames get small weights, unseen ones large."""
     import skimage.color

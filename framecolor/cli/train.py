@@ -18,8 +18,9 @@ _HELP = """Train a colorizer on color videos, images and image folders.
   framecolor train a.mp4 b.mkv photos/ --out runs/first --resume
 
 RUN_DIR (--out) gets model.fcm (the best epoch), metrics.jsonl, loss.png,
-previews/ and checkpoints/. Ctrl-C saves a checkpoint; --resume continues
-with the same options exactly where the run stopped.
+previews/, checkpoints/ and run.json. Ctrl-C saves a checkpoint; --resume
+continues exactly where the run stopped, with the options it began with
+(--epochs, --lr, --patience and a few others may be given anew).
 """
 
 
@@ -103,7 +104,8 @@ def train(
         options.update(every=every, frames_per_video=None)
     elif frames_per_video is not None:
         options["frames_per_video"] = frames_per_video
-    config = replace(training.TrainConfig(), **{k: v for k, v in options.items() if v is not None})
+    config = replace(_start_options(out, resume, training.TrainConfig),
+                     **{k: v for k, v in options.items() if v is not None})
 
     from framecolor import modelfile
 
@@ -129,6 +131,19 @@ def train(
         raise typer.Exit(130)
     best = f"best epoch {result.best_epoch + 1}, loss {result.best_loss:.5f}" if result.best_epoch >= 0 else "no epoch"
     typer.echo(f"{result.model_path} ({best})", err=True)
+
+
+def _start_options(out: Path, resume: bool, config_type):
+    """The options before those given on the command line: the run's own
+    when resuming (only what is given again may change), else the defaults."""
+    from dataclasses import fields
+
+    from framecolor import rundir
+
+    saved = rundir.saved_options(out) if resume else None
+    if not saved:
+        return config_type()
+    return config_type(**{f.name: saved[f.name] for f in fields(config_type) if f.name in saved})
 
 
 def register(app: typer.Typer) -> None:
