@@ -133,8 +133,8 @@ def load_model(path) -> LoadedModel:
 
 
 def describe_model(path) -> list[tuple[str, str]]:
-    """(label, value) rows for `framecolor info MODEL.fcm`, from the header alone."""
-    path = Path(path)
+    """(label, value) rows for `framecolor info MODEL.fcm` (or a run folder's), from the header alone."""
+    path = _existing(path)
     header = read_header(path)
     config = ModelConfig.from_dict(header.get("config"))
     rows = [("file", str(path)), ("file size", _human_bytes(path.stat().st_size))]
@@ -180,6 +180,9 @@ def _config_rows(config: ModelConfig, size: int) -> list[tuple[str, str]]:
 
 def _existing(path) -> Path:
     path = model_path_for(path)
+    if path.is_dir() and (path / "run.json").is_file():
+        raise ModelFileError(f"the training run in {path} has no {RUN_MODEL_NAME} yet: it was interrupted or is "
+                             f"still training (finish it with framecolor train ... --out {path} --resume)")
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder without a {RUN_MODEL_NAME}: give a model file or a training run's folder")
     if not path.is_file():

@@ -173,6 +173,21 @@ def test_strip_names_keep_the_stem_and_tell_same_named_clips_apart(tmp_path):
     assert names == ["a-b-c.mp4.png", "a-b-c.mp4-2.png", "x-c.mp4.png", "y-b-c.mp4.png"]
 
 
+
+def test_the_json_report_is_written_before_the_table_is_printed(model_path, clip, tmp_path, monkeypatch):
+    # `eval ... --json r.json | head -1`: the closed pipe ended the command
+    # as the table printed, and the report was never written.
+    from framecolor.cli import eval as eval_cli
+
+    def closed_pipe(rows):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(eval_cli, "print_rows", closed_pipe)
+    out = tmp_path / "r.json"
+    result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 2)
+    assert result.exit_code == 1  # click ends a command quietly on a closed pipe
+    assert json.loads(out.read_text())["clips"][str(clip)]["frames"] == 2
+
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
     out = tmp_path / "r.json"
     result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 6)

@@ -78,8 +78,14 @@ def test_a_run_folder_or_default_names_a_model_file(saved, tmp_path):
     assert modelfile.read_header(run) == modelfile.read_header(path)
     assert modelfile.model_path_for("default") == modelfile.default_model_path()
     assert modelfile.read_header("default")["config"]["mode"] == "lab"
+    assert dict(modelfile.describe_model(run))["file"] == str(run / "model.fcm")  # framecolor info RUN
     with pytest.raises(ModelFileError, match="is a folder without a model.fcm: give a model file or a training run's"):
         modelfile.load_model(tmp_path)
+    # A run stopped before its end has run.json but no model yet: say so, and how to finish it.
+    (run / "model.fcm").unlink()
+    (run / "run.json").write_text("{}")
+    with pytest.raises(ModelFileError, match=r"training run in .*run has no model.fcm yet: .* --resume\)"):
+        modelfile.load_model(run)
 
 def test_damaged_files_are_refused(saved, tmp_path):
     path, _ = saved

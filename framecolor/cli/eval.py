@@ -46,9 +46,9 @@ def evaluate(
     report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)
     report["model"] = str(model) if model else "default"
     report["saturation"] = colorizer.saturation
-    print_rows(ev.report_rows(report))
-    if json_path is not None:
+    if json_path is not None:  # first: a reader that stops early (| head) must not cost the report
         ev.write_json(json_path, report)
+    print_rows(ev.report_rows(report))
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from framecolor.cli.common import guarded, print_rows
 
 
 def info(
-    path: Optional[Path] = typer.Argument(None, help="A video, image, folder of numbered photos, or .fcm model file."),
+    path: Optional[Path] = typer.Argument(None, help="A video, image, folder of numbered photos, .fcm model file or training run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     decoder: str = typer.Option("unet", help="Without PATH: the decoder of the model to describe (unet, seed)."),
     mode: str = typer.Option("lab", help="Without PATH: what the model predicts (lab, rgb)."),
@@ -26,7 +26,7 @@ def info(
 
         config = ModelConfig(decoder=decoder, mode=mode, size=size, width=width)
         rows = describe_config(config, size)
-    elif path.suffix.lower() == ".fcm":
+    elif path.suffix.lower() == ".fcm" or (path / "run.json").is_file():  # a training run's folder: its model
         from framecolor.modelfile import describe_model
 
         rows = describe_model(path)
