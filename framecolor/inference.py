@@ -91,10 +91,13 @@ class ApplyConfig:
 # The model
 
 
-def load(model_path=None):
+def load(model_path=None, *, temperature=None):
     """The model file at `model_path`, or the shipped default model.
 
-    Raises ModelFileError when there is none, or the file is not a lab/rgb colorizer.
+    Raises ModelFileError when there is none, or the file is not a lab/rgb
+    colorizer; InputError for a readout `temperature` given for a model
+    that has none (a regress head predicts ab itself: the option was
+    accepted and ignored without a word).
     """
     from framecolor import modelfile
 
@@ -105,6 +108,9 @@ def load(model_path=None):
     model = modelfile.load_model(model_path)
     if model.config.mode not in ("lab", "rgb"):
         raise ModelFileError(f"{model_path}: model mode {model.config.mode!r} is not 'lab' or 'rgb'")
+    if temperature is not None and model.config.head != "bins":
+        raise InputError(f"--temperature is for bins-head models: {model_path} predicts ab directly "
+                         "(--saturation scales its color)")
     return model
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import warnings
 from fractions import Fraction
 
@@ -1079,6 +1080,17 @@ def test_cli_single_image(model_path, tmp_path):
     colorizer = apply.Colorizer(apply.load(model_path), apply.ApplyConfig())
     assert np.abs(written - colorizer.colorize_rgb(video.read_image(src))).mean() < 3  # JPEG's loss only
 
+
+
+def test_options_that_would_be_ignored_are_refused(model_path, tmp_path):
+    # Both were accepted without a word: a readout temperature for a model
+    # that predicts ab itself, and a smoothing strength with smoothing off.
+    src = media.make_images(tmp_path, 1, size=(64, 48))[0]
+    for extra, said in ((["--temperature", 0.2], "--temperature is for bins-head models: .*tiny.fcm predicts ab"),
+                        (["--smoothing", 0.3, "--no-smoothing"], "--smoothing and --no-smoothing contradict")):
+        result = _run_cli(src, tmp_path / "color.png", "--model", model_path, *extra)
+        assert result.exit_code == 1 and re.search(f"^error: {said}", result.output), result.output
+    assert not (tmp_path / "color.png").exists()
 
 def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
     """4:2:0 chroma is computed at half resolution; it must match averaging the full-resolution chroma."""

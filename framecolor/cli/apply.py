@@ -90,6 +90,8 @@ def apply(
     from framecolor import video
     from framecolor.errors import InputError
 
+    if no_smoothing and smoothing is not None:
+        raise InputError("--smoothing and --no-smoothing contradict each other")
     options = {
         "render_size": render_size,
         "batch_size": batch_size,
@@ -118,7 +120,7 @@ def apply(
             return
         # Refuse a bad output before loading (and compiling) anything.
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
-        colorizer = pipeline.Colorizer(pipeline.load(model), config)
+        colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
                                       excerpt=excerpt, fps=rate, audio=audio)
         if not quiet:
@@ -126,7 +128,7 @@ def apply(
             made_at = f" at {done['frame_rate']:g} fps" if "frame_rate" in done else ""
             typer.echo(f"{job.output}: {done['frames']} frames{made_at} in {done['seconds']:.1f} s", err=True)
         return
-    colorizer = pipeline.Colorizer(pipeline.load(model), config)
+    colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
 
     def report(result):
         if result.status == "failed":

@@ -42,7 +42,7 @@ def evaluate(
     changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None, "temperature": temperature,
                "saturation": saturation}
     apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None}).validate()
-    colorizer = pipeline.Colorizer(pipeline.load(model), apply_config)
+    colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), apply_config)
     report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)
     report["model"] = str(model) if model else "default"
     report["saturation"] = colorizer.saturation
