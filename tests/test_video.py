@@ -782,6 +782,20 @@ def test_a_matroska_track_that_starts_late_is_not_read_as_truncated(tmp_path):
         assert len(list(read_frames(out))) == 12
 
 
+
+def test_a_turn_a_container_cannot_hold_is_said(tmp_path):
+    # A phone's portrait clip written to .avi played sideways without a word.
+    info = probe(media.make_video(tmp_path / "portrait.mp4", frames=1, audio=False, rotation=90))
+    picture = media.frame_image(0, info.width, info.height)
+    with pytest.warns(VideoWarning, match=r"a .avi file cannot tell players to turn the picture 90°"):
+        with VideoWriter.like(tmp_path / "out.avi", info, preset="ultrafast") as w:
+            w.write_rgb(picture, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)
+        with VideoWriter.like(tmp_path / "out.mkv", info, preset="ultrafast") as w:
+            w.write_rgb(picture, 0)
+    assert probe(tmp_path / "out.mkv").rotation == 90
+
 def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_path):
     for rotation in (90, 180, -90):
         clip = media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation, crf=0)

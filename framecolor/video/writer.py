@@ -35,7 +35,7 @@ from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, one_filter_graph
+from framecolor.video.probing import VideoInfo, display_rotation, one_filter_graph
 
 def _fraction(x) -> Fraction:
     if isinstance(x, float):
@@ -67,6 +67,10 @@ class _FieldMarker:
             self._graph, self._shape = one_filter_graph(frame, "setfield", self._mode), shape
         self._graph.push(frame)
         return self._graph.pull()
+
+
+# Containers whose muxer writes a display matrix that FFmpeg reads back.
+_HOLD_A_TURN = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v", "matroska", "webm"})
 
 
 class VideoWriter:
@@ -162,6 +166,7 @@ class VideoWriter:
                 # Players turn the picture as they did the source's: without
                 # it a phone's portrait video would play sideways.
                 self._stream.set_display_matrix([int(x) for x in display_matrix])
+                self._warn_if_turn_lost(display_matrix)
             if copy_streams_from is not None:
                 self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
                                              path=self.path, excerpt=excerpt)
@@ -195,6 +200,16 @@ class VideoWriter:
         if supported and pix_fmt not in supported:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
+
+    def _warn_if_turn_lost(self, display_matrix) -> None:
+        """Say so where this container cannot tell players to turn the picture
+        (AVI, MPEG-TS, FLV): the video then plays as stored, sideways for a
+        phone's portrait clip. Only MP4/QuickTime and Matroska/WebM hold it."""
+        degrees = display_rotation(display_matrix)
+        if degrees and self._out.format.name not in _HOLD_A_TURN:
+            warnings.warn(f"a {self.path.suffix} file cannot tell players to turn the picture {abs(degrees)}°, "
+                          f"as the source does: {self.path} plays as stored (.mp4 and .mkv keep the turn)",
+                          VideoWarning, stacklevel=4)
 
     def _holds_video(self, codec: str) -> bool:
         def add(container):
