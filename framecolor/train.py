@@ -354,11 +354,13 @@ def train(
                     break
         ckpts.wait()
         monitor = loop.monitor
-        if stop.is_set() or (loop.skip_steps and loop.next_epoch < config.epochs):
+        interrupted = stop.is_set() or bool(loop.skip_steps and loop.next_epoch < config.epochs)
+        if interrupted and monitor.best_step < 0:  # not one epoch done: no model yet
             log("interrupted; resume with --resume")
             return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True)
 
-        # -- the best epoch's weights become the model file
+        # -- the best epoch's weights become the model file (so far, if interrupted:
+        # a run stopped after hours must leave a model to use, not only checkpoints)
         if 0 <= monitor.best_step != int(state.step):
             state, _ = ckpts.restore(monitor.best_step, state, NamedSharding(mesh, P()))
         model_path = run_dir / modelfile.RUN_MODEL_NAME
@@ -368,6 +370,7 @@ def train(
             "best_loss": None if math.isinf(monitor.best) else monitor.best,
             "monitored": evaluation.monitored,
             "early_stopped": monitor.stopped,
+            "interrupted": interrupted,
             "train_frames": int(len(train_idx)),
             "val_frames": int(len(val_idx)),
             "size": config.size,
@@ -383,9 +386,11 @@ def train(
             frames = "validation" if len(val_idx) else "training"  # no validation frames: the training ones
             log(f"readout saturation {readout['saturation']:.3f} (restores the {frames} frames' chroma energy)")
         modelfile.save_model(model_path, model_config, variables, summary=summary, readout=readout)
-        return TrainResult(
-            run_dir, model_path, loop.history, monitor.best_epoch, monitor.best, early_stopped=monitor.stopped
-        )
+        if interrupted:
+            log(f"interrupted; {model_path} holds the best epoch so far ({monitor.best_epoch + 1}); "
+                "resume with --resume")
+        return TrainResult(run_dir, model_path, loop.history, monitor.best_epoch, monitor.best,
+                           early_stopped=monitor.stopped, interrupted=interrupted)
 
 
 @dataclass

@@ -18,9 +18,10 @@ _HELP = """Train a colorizer on color videos, images and image folders.
   framecolor train a.mp4 b.mkv photos/ --out runs/first --resume
 
 RUN_DIR (--out) gets model.fcm (the best epoch), metrics.jsonl, loss.png,
-previews/, checkpoints/ and run.json. Ctrl-C saves a checkpoint; --resume
-continues exactly where the run stopped, with the options it began with
-(--epochs, --lr, --patience and a few others may be given anew).
+previews/, checkpoints/ and run.json. Ctrl-C saves a checkpoint (and the
+best epoch so far as model.fcm); --resume continues exactly where the run
+stopped, with the options it began with (--epochs, --lr, --patience and a
+few others may be given anew).
 """
 
 
