@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from framecolor import callbacks, dataset, rundir
 from framecolor.atomic import write_atomic
 from framecolor.errors import TrainingError
+from framecolor.signals import handling_stop_signals
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig
 # The steps' names, also reached as train.<name>.
 from framecolor.steps import (  # noqa: F401
@@ -130,21 +130,13 @@ def _stop_on_signals(flag: threading.Event):
     donated state deleted; a flag checked between steps cannot. A second
     Ctrl-C interrupts at once, as usual.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def handler(signum, frame):
         if flag.is_set():
             raise KeyboardInterrupt
         flag.set()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_stop_signals(handler):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path):

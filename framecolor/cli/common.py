@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from framecolor.errors import FramecolorError
+from framecolor.signals import handling_stop_signals
 
 _DEBUG_ENV = "FRAMECOLOR_DEBUG"
 
@@ -75,10 +76,6 @@ def terminate_as_interrupt():
     """SIGTERM raises Terminated, and Ctrl-C KeyboardInterrupt, while a command
     runs, neither of them where Python would swallow it (train puts its own
     handler in place during a run, which checkpoints first)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers can only be set from the main thread
-        return
-
     def handler(signum, frame):
         if _unsafe_to_raise(frame):
             # Ask again once that has returned: see _unsafe_to_raise.
@@ -88,12 +85,8 @@ def terminate_as_interrupt():
             return
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with handling_stop_signals(handler):
         yield
-    finally:
-        for signum, former in previous.items():
-            signal.signal(signum, former)
 
 
 _SIGNAL_RETRY_S = 0.01
