@@ -65,6 +65,11 @@ def _output_name(source: Path) -> str:
     return source.stem + _H264_HOMES.get(source.suffix.lower(), source.suffix)
 
 
+def _looks_like_a_file_type(suffix: str) -> bool:
+    # ".mp44" or ".mkvv", not a folder's ".2" or ".d" (as in "takes.2" or "conf.d").
+    return len(suffix) >= 3 and suffix[1:].isalnum() and suffix[1].isalpha()
+
+
 def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     """What to write where, from the command line's paths.
 
@@ -91,6 +96,11 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
             return [Job(source, target)], False
         if source.is_dir() and not target.is_dir() and target.suffix.lower() in VIDEO_SUFFIXES:
             return [Job(source, target)], False  # numbered photos made into one video
+        if source.is_dir() and not target.exists() and not is_media_path(target) \
+                and _looks_like_a_file_type(target.suffix):
+            # `apply scans/ film.mp44` (a typo) would colorize every photo into a folder named film.mp44.
+            raise OutputError(f"{target}: {target.suffix} is not a video type; name the video .mp4 or .mkv, "
+                              f"or give --out-dir {target} for a folder of colored files")
         paths, out_dir = [source], target
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

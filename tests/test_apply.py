@@ -968,6 +968,12 @@ def test_plan_jobs(tmp_path):
     with pytest.raises(OutputError, match="still.png: .* into a folder; give a folder name, not a file name"):
         batch.plan_jobs([tmp_path, tmp_path / "still.png"])  # would make a folder called still.png
     assert not (tmp_path / "still.png").exists()
+    # A mistyped video name would make a folder of that name; --out-dir says a folder is meant.
+    with pytest.raises(OutputError, match=r"film.mp44: .mp44 is not a video type; .* --out-dir"):
+        batch.plan_jobs([frames, tmp_path / "film.mp44"])
+    assert not (tmp_path / "film.mp44").exists()
+    assert batch.plan_jobs([frames], tmp_path / "film.mp44")[0][0].output == tmp_path / "film.mp44" / "frame_1.png"
+    assert batch.plan_jobs([frames, tmp_path / "takes.2"])[0][0].output == tmp_path / "takes.2" / "frame_1.png"
     # A folder and a video file name: its numbered photos made into that video.
     assert batch.plan_jobs([frames, tmp_path / "film.mp4"]) == ([batch.Job(frames, tmp_path / "film.mp4")], False)
     (tmp_path / "film.mp4").touch()  # made before: --overwrite replaces it, so it is still that job
