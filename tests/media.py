@@ -46,6 +46,27 @@ Dialogue: 0,0:00:00.20,0:00:00.35,Default,,0,0,0,,second line
 """
 
 
+def _srt_clock(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def _ass_clock(seconds: float) -> str:
+    cs = round(seconds * 100)  # ASS counts centiseconds
+    return f"{cs // 360000}:{cs // 6000 % 60:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}"
+
+
+def _subtitle_text(kind: str, cues) -> str:
+    """An SRT or ASS file of `cues`, (start s, end s, text) triples; None: the two default lines."""
+    if cues is None:
+        return _ASS if kind == "ass" else _SRT
+    if kind == "srt":
+        return "\n".join(f"{i + 1}\n{_srt_clock(a)} --> {_srt_clock(b)}\n{text}\n"
+                         for i, (a, b, text) in enumerate(cues))
+    events = "".join(f"Dialogue: 0,{_ass_clock(a)},{_ass_clock(b)},Default,,0,0,0,,{text}\n" for a, b, text in cues)
+    return _ASS[:_ASS.index("Dialogue:")] + events
+
+
 def frame_image(i: int, width: int, height: int) -> np.ndarray:
     """Frame `i`: a gradient background with a red box and a green disc that move."""
     y, x = np.mgrid[0:height, 0:width]
@@ -121,6 +142,7 @@ def make_video(
     audio_codec: str = "aac",
     vfr: bool = False,
     subtitles: bool | str = False,
+    cues: list | None = None,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
@@ -144,7 +166,8 @@ def make_video(
     encoders without yuvj* formats mark it.
 
     `subtitles` is False, True/"srt" or "ass" (MKV only): the track is remuxed from
-    a generated subtitle file, the way a real file would carry it.
+    a generated subtitle file, the way a real file would carry it; `cues`, (start s,
+    end s, text) triples, are its lines (None: two short ones, at 0 and 0.2 s).
     `options` are container (muxer) options, e.g. {"movflags": "+faststart"};
     `tags` the file's metadata, `video_tags` the video stream's (a MOV's
     {"timecode": "01:00:00:00"} becomes a timecode track), `audio_tags` the
@@ -193,7 +216,7 @@ def make_video(
         if subtitles:
             kind = "ass" if subtitles == "ass" else "srt"
             sub_file = path.with_name(f".{path.stem}.{kind}")
-            sub_file.write_text(_ASS if kind == "ass" else _SRT, encoding="utf-8")
+            sub_file.write_text(_subtitle_text(kind, cues), encoding="utf-8")
             subtitle_src = av.open(str(sub_file))
             sub_out = out.add_stream_from_template(subtitle_src.streams.subtitles[0])
         # Every stream must exist before the first packet is muxed (the header).

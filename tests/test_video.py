@@ -581,6 +581,46 @@ def test_text_subtitles_are_converted_for_mp4_and_webm(mkv_subs, tmp_path):
         assert _subtitle_lines(out) == _subtitle_lines(mkv_subs) == [(0, "first line"), (Fraction(1, 5), "second line")]
 
 
+def _copy_excerpt(src, dst, start: float, end: float):
+    """Write the frames of `src` from `start` to `end` s as an excerpt: from 0, its other streams cut to it."""
+    info = probe(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoWarning)  # MP4 converts the SRT lines to mov_text
+        with VideoWriter(dst, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
+                         copy_streams_from=src, preset="ultrafast", excerpt=True) as w:
+            for frame in read_frames(src, start=start, end=end):
+                w.write_rgb(frame.image, frame.pts)
+    return dst
+
+
+def _cues(path) -> list[tuple[float, float, str]]:
+    """(start s, end s, text) of each non-empty line of the first subtitle stream, to the ms."""
+    with av.open(str(path)) as c:
+        stream = c.streams.subtitles[0]
+        return [(round(float(p.pts * p.time_base), 3), round(float((p.pts + p.duration) * p.time_base), 3),
+                 r.ass.decode().rsplit(",", 1)[-1]) for p in c.demux(stream) if p.size for r in stream.decode(p) if r.ass]
+
+
+def _first_picture_time(path) -> float:
+    with av.open(str(path)) as c:
+        return min(float(p.pts * p.time_base) for p in c.demux(c.streams.video[0]) if p.size)
+
+
+def test_an_excerpt_shows_the_subtitle_on_screen_at_its_start(tmp_path):
+    # A line shown from 0.2 to 0.9 s is on screen when an excerpt starts at
+    # 0.4 s: a viewer of the part sees it from 0 for the 0.5 s it has left.
+    # It used to keep its 0.2 s before 0: MP4's mov_text track then put it
+    # at -0.9 to 0 s, where no player shows it, and the next line at 0.001 s;
+    # Matroska moved every stream 0.2 s late, the picture with them.
+    cues = [(0.2, 0.9, "on screen"), (1.0, 1.1, "later")]
+    for kind, suffix in (("srt", ".mkv"), ("ass", ".mkv"), ("srt", ".mp4")):
+        source = media.make_video(tmp_path / f"film_{kind}.mkv", frames=30, rate=Fraction(25), audio=False,
+                                  subtitles=kind, cues=cues)
+        out = _copy_excerpt(source, tmp_path / f"part_{kind}{suffix}", 0.4, 1.2)
+        assert _cues(out) == [(0.0, 0.5, "on screen"), (0.6, 0.7, "later")], (kind, suffix)
+        assert _first_picture_time(out) == 0.0, (kind, suffix)
+
+
 def _audio(path):
     """(samples (channels, n) float, rate, codec, layout, start s) of the first audio stream, decoded."""
     with av.open(str(path)) as c:

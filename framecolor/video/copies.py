@@ -68,6 +68,20 @@ def _name_channel_layout(copy) -> None:
         copy.codec_context.layout = default
 
 
+def _shown_from_zero(start: int, duration: int) -> int | None:
+    """How long a subtitle line shown from `start` (before 0, an excerpt's
+    start) for `duration` stays on screen after 0; None if it does not.
+
+    The line is still on screen when the excerpt starts, so it shows from
+    0 for what is left of it, as a viewer of the part expects. Kept before
+    0, it would be lost: MP4's mov_text track puts it where no player shows
+    it, and Matroska, which cannot store a time before 0, moves every
+    stream by the line's lead, the picture starting that much late.
+    """
+    left = start + duration
+    return left if left > 0 else None
+
+
 class CopiedStreams:
     """`source`'s audio, subtitles, cover, attachments, chapters and tags, added
     to the open output container `out` (whose video stream is `video_stream`,
@@ -268,6 +282,12 @@ class CopiedStreams:
         if float((stamp + (packet.duration or 0)) * packet.time_base) <= self._start:
             return False
         shift = round(self._start / packet.time_base)
+        if packet.stream.type == "subtitle" and stamp - shift < 0:
+            shown = _shown_from_zero(stamp - shift, packet.duration or 0)
+            if shown is None:
+                return False
+            packet.pts, packet.dts, packet.duration = 0, 0, shown
+            return True
         packet.pts = None if packet.pts is None else packet.pts - shift
         packet.dts = None if packet.dts is None else packet.dts - shift
         return True
