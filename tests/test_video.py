@@ -601,6 +601,13 @@ def _cues(path) -> list[tuple[float, float, str]]:
                  r.ass.decode().rsplit(",", 1)[-1]) for p in c.demux(stream) if p.size for r in stream.decode(p) if r.ass]
 
 
+def _timed_packets(path, kind) -> list[tuple[bytes, float]]:
+    """(bytes, start s) of every non-empty packet of the first stream of `kind`."""
+    with av.open(str(path)) as c:
+        time_base = getattr(c.streams, kind)[0].time_base
+    return [(data, float(pts * time_base)) for data, pts in _packets(path, kind)]
+
+
 def _first_picture_time(path) -> float:
     with av.open(str(path)) as c:
         return min(float(p.pts * p.time_base) for p in c.demux(c.streams.video[0]) if p.size)
@@ -619,6 +626,22 @@ def test_an_excerpt_shows_the_subtitle_on_screen_at_its_start(tmp_path):
         out = _copy_excerpt(source, tmp_path / f"part_{kind}{suffix}", 0.4, 1.2)
         assert _cues(out) == [(0.0, 0.5, "on screen"), (0.6, 0.7, "later")], (kind, suffix)
         assert _first_picture_time(out) == 0.0, (kind, suffix)
+
+
+def test_an_mkv_excerpt_starts_its_picture_at_zero_whatever_its_sound(tmp_path):
+    # Matroska stores no time before 0 (but an audio track's codec delay):
+    # FFmpeg's muxer moves every stream later by the lead of the first
+    # packet that would start earlier. A FLAC packet (96 ms here) that
+    # begins before an excerpt's start at 0.44 s used to move the picture
+    # and the line after it 56 ms late.
+    source = media.make_video(tmp_path / "film.mkv", frames=30, rate=Fraction(25), audio_codec="flac",
+                              subtitles="srt", cues=[(0.94, 1.04, "half a second in")])
+    out = _copy_excerpt(source, tmp_path / "part.mkv", 0.44, 1.2)
+    assert _first_picture_time(out) == 0.0
+    assert _cues(out) == [(0.5, 0.6, "half a second in")]
+    # The sound from the first packet that starts in the part, in time with the picture.
+    sound = [(data, round(t - 0.44, 3)) for data, t in _timed_packets(source, "audio") if 0.44 <= t <= 1.2]
+    assert [(data, round(t, 3)) for data, t in _timed_packets(out, "audio")] == sound
 
 
 def _audio(path):

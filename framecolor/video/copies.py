@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -66,6 +67,28 @@ def _name_channel_layout(copy) -> None:
     default = _DEFAULT_LAYOUTS.get(layout.nb_channels)
     if default is not None and layout.name == f"{layout.nb_channels} channels":
         copy.codec_context.layout = default
+
+
+# Containers whose FFmpeg muxer stores no time before 0 but an audio track's
+# codec delay (Matroska's CodecDelay): the first packet that starts earlier
+# moves every stream later by its lead, the picture with them.
+_NOTHING_BEFORE_ZERO = frozenset({"matroska", "webm"})
+
+
+def _starts_before_its_delay(start, codec_context) -> bool:
+    """Whether a copied audio packet at `start` s of an excerpt begins
+    earlier than its codec's delay (AAC's 1024 priming samples) covers.
+
+    Such a packet is left out of a Matroska excerpt: its sound before the
+    picture's first frame is what an excerpt cuts anyway, and kept it
+    would start the picture late by that much (a FLAC packet: up to 96 ms).
+    What follows it plays as before, in time with the picture.
+    """
+    if start >= 0:
+        return False
+    rate = getattr(codec_context, "sample_rate", 0) or 0
+    delay = getattr(codec_context, "delay", 0) or 0
+    return not rate or start < -Fraction(delay, rate)
 
 
 def _shown_from_zero(start: int, duration: int) -> int | None:
@@ -288,6 +311,9 @@ class CopiedStreams:
                 return False
             packet.pts, packet.dts, packet.duration = 0, 0, shown
             return True
+        if self._out.format.name in _NOTHING_BEFORE_ZERO and packet.stream.index in self._copy \
+                and _starts_before_its_delay((stamp - shift) * packet.time_base, packet.stream.codec_context):
+            return False
         packet.pts = None if packet.pts is None else packet.pts - shift
         packet.dts = None if packet.dts is None else packet.dts - shift
         return True
