@@ -859,6 +859,29 @@ def test_a_turn_a_container_cannot_hold_is_said(tmp_path):
             w.write_rgb(picture, 0)
     assert probe(tmp_path / "out.mkv").rotation == 90
 
+
+def test_a_pixel_shape_the_file_cannot_hold_is_said(tmp_path):
+    # An anamorphic clip written to .webm (VP9) played at its stored shape
+    # without a word: Matroska's muxer takes the shape from a field PyAV
+    # cannot set, and VP9, unlike H.264, has no place for it of its own.
+    sar = Fraction(10, 11)
+    info = probe(media.make_video(tmp_path / "narrow.mkv", frames=2, audio=False, sample_aspect_ratio=sar))
+    assert info.sample_aspect_ratio == sar
+
+    def write(name, **options):
+        with VideoWriter.like(tmp_path / name, info, **options) as w:
+            for i in range(2):
+                w.write_rgb(media.frame_image(i, 64, 48), i)
+        return probe(tmp_path / name).sample_aspect_ratio
+
+    lost = r"a .webm file of libvpx-vp9 video cannot tell players to show its 64x48 picture at 58x48"
+    with pytest.warns(VideoWarning, match=lost):
+        write("out.webm", codec="libvpx-vp9", crf=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)
+        assert write("out.mkv", preset="ultrafast") == sar  # in H.264's own header
+        assert write("vp9.mp4", codec="libvpx-vp9", crf=40) == sar  # in MP4's pasp box
+
 def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_path):
     for rotation in (90, 180, -90):
         clip = media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation, crf=0)

@@ -37,6 +37,27 @@ def header_writes(format_name: str, add_stream) -> bool:
         return False
 
 
+def reads_back(format_name: str, add_stream, frame, read):
+    """What `read(stream)` finds in the video stream of a file of container
+    type `format_name` holding `frame`, encoded by the stream
+    `add_stream(container)` adds and returns: what a reader of such a file
+    will find, which is not always what the stream was given (a muxer may
+    take a fact from elsewhere, or have no place for it). None where the
+    file cannot be written or its video read."""
+    data = io.BytesIO()
+    try:
+        with av.open(data, "w", format=format_name) as trial:
+            stream = add_stream(trial)
+            for packet in (*stream.encode(frame), *stream.encode(None)):
+                trial.mux(packet)
+        data.seek(0)
+        with av.open(data) as written:
+            videos = [s for s in written.streams.video if s.codec_context is not None]
+            return read(videos[0]) if videos else None
+    except (av.error.FFmpegError, ValueError):
+        return None
+
+
 def holds(format_name: str, names, add_stream) -> bool:
     """Can a file of container type `format_name` hold a stream of one of these
     codec `names`, as `add_stream(container)` adds it? MPEG-TS writes a header

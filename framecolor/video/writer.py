@@ -30,12 +30,12 @@ from framecolor.video.encoding import (
     is_interlaced,
     top_field_first,
 )
-from framecolor.video.containers import holds
+from framecolor.video.containers import holds, reads_back
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, display_rotation, one_filter_graph
+from framecolor.video.probing import VideoInfo, _sample_aspect_ratio, display_rotation, one_filter_graph
 
 def _fraction(x) -> Fraction:
     if isinstance(x, float):
@@ -71,6 +71,13 @@ class _FieldMarker:
 
 # Containers whose muxer writes a display matrix that FFmpeg reads back.
 _HOLD_A_TURN = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v", "matroska", "webm"})
+# How far a pixel's shape may come back off and still look the same: a
+# shape stated as a whole display width is rounded (64 px at 10:11 is 58, 0.3% off).
+_SHAPE_TOLERANCE = Fraction(1, 100)
+
+
+def _same_shape(kept: Fraction, wanted: Fraction) -> bool:
+    return abs(kept / wanted - 1) <= _SHAPE_TOLERANCE
 
 
 class VideoWriter:
@@ -167,6 +174,8 @@ class VideoWriter:
                 # it a phone's portrait video would play sideways.
                 self._stream.set_display_matrix([int(x) for x in display_matrix])
                 self._warn_if_turn_lost(display_matrix)
+            if self._sample_aspect_ratio:
+                self._warn_if_shape_lost(encoder_options(self.codec, crf, preset))
             if copy_streams_from is not None:
                 self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
                                              path=self.path, excerpt=excerpt)
@@ -210,6 +219,39 @@ class VideoWriter:
             warnings.warn(f"a {self.path.suffix} file cannot tell players to turn the picture {abs(degrees)}°, "
                           f"as the source does: {self.path} plays as stored (.mp4 and .mkv keep the turn)",
                           VideoWarning, stacklevel=4)
+
+    def _warn_if_shape_lost(self, options: dict[str, str]) -> None:
+        """Say so where this file cannot tell players to stretch the picture as
+        the source does (anamorphic DVD and DV: 720x480 shown at 4:3 or 16:9):
+        it then plays squeezed or widened.
+
+        Matroska and WebM take a pixel's shape from a field of the stream that
+        PyAV cannot set (FFmpeg's muxer writes DisplayWidth from the AVStream's
+        sample_aspect_ratio; PyAV sets only the codec's, and `stream.sample_aspect_ratio
+        = ...` is passed on to the codec too), so there the shape survives only
+        in codecs that carry it in their own headers (H.264, HEVC, MPEG-4), not
+        in VP9 or AV1; MPEG-2 codes four display shapes only; MP4 and MOV hold
+        any. Rather than keep that table, one frame is written to memory with
+        the same encoder and read back as `probe` reads the output (0.1 s for
+        VP9 at 720x480, and only for a source whose pixels are not square).
+        """
+        sar = self._sample_aspect_ratio
+
+        def add(container):
+            stream = container.add_stream(self.codec, rate=self.fps or 25)
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+            stream.codec_context.sample_aspect_ratio = sar
+            stream.options = dict(options)
+            return stream
+
+        blank = av.VideoFrame.from_ndarray(np.zeros((self.height, self.width, 3), np.uint8), format="rgb24")
+        kept = reads_back(self._out.format.name, add, blank.reformat(format=self.pix_fmt),
+                          lambda stream: _sample_aspect_ratio(stream) or Fraction(1))
+        if kept is not None and not _same_shape(kept, sar):
+            size, shown = f"{self.width}x{self.height}", f"{round(self.width * sar)}x{self.height}"
+            warnings.warn(f"a {self.path.suffix} file of {self.codec} video cannot tell players to show its {size} "
+                          f"picture at {shown}, as the source does: {self.path} plays at {size} "
+                          "(.mp4 keeps the shape)", VideoWarning, stacklevel=4)
 
     def _holds_video(self, codec: str) -> bool:
         def add(container):
