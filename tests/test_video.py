@@ -882,6 +882,23 @@ def test_a_pixel_shape_the_file_cannot_hold_is_said(tmp_path):
         assert write("out.mkv", preset="ultrafast") == sar  # in H.264's own header
         assert write("vp9.mp4", codec="libvpx-vp9", crf=40) == sar  # in MP4's pasp box
 
+
+def test_a_variable_frame_rate_the_file_cannot_hold_is_said(tmp_path):
+    # A phone's variable-rate clip written to .avi played at a constant rate
+    # without a word: AVI holds one frame rate, not each frame's time.
+    vfr = media.make_video(tmp_path / "vfr.mp4", frames=8, audio=False, vfr=True)
+    with pytest.warns(VideoWarning, match=r"a .avi file cannot hold the source's variable frame timing: "
+                                          r".*vfr\.avi plays its frames at a constant rate") as said:
+        _copy_video(vfr, tmp_path / "vfr.avi")
+    assert sum("variable frame timing" in str(w.message) for w in said) == 1  # once, not once a frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)
+        _copy_video(vfr, tmp_path / "vfr.ts")  # MPEG-TS stamps each frame
+        # A constant rate, stamped in a millisecond time base (33 or 34 ms apart), is no variable one.
+        cfr = media.make_video(tmp_path / "cfr.mkv", frames=8, audio=False)
+        assert probe(cfr).time_base == Fraction(1, 1000)
+        _copy_video(cfr, tmp_path / "cfr.avi")
+
 def test_probe_reads_how_players_turn_the_picture_and_pictures_come_upright(tmp_path):
     for rotation in (90, 180, -90):
         clip = media.make_video(tmp_path / f"r{rotation}.mp4", frames=1, audio=False, rotation=rotation, crf=0)

@@ -21,6 +21,9 @@ _MPEGTS_TYPED = frozenset({
     "mp2", "mp3", "libmp3lame", "aac", "aac_latm", "ac3", "eac3", "dts", "dca", "opus", "libopus",
     "s302m", "dvb_subtitle", "dvb_teletext",
 })
+# Containers that hold one frame rate, not each frame's time: AVI indexes its
+# frames at 1/fps, Y4M states a rate in its header.
+_RATE_ONLY = frozenset({"avi", "yuv4mpegpipe"})
 
 
 def header_writes(format_name: str, add_stream) -> bool:
@@ -56,6 +59,17 @@ def reads_back(format_name: str, add_stream, frame, read):
             return read(videos[0]) if videos else None
     except (av.error.FFmpegError, ValueError):
         return None
+
+
+def holds_frame_times(container_format) -> bool:
+    """Can a file of this container type (an av.format.ContainerFormat) give
+    each frame its own time, as a variable-rate video needs? Not AVI or Y4M,
+    which hold one frame rate, nor elementary streams (.h264, .m2v), which
+    hold no time at all. (FFmpeg's AVFMT_VARIABLE_FPS flag cannot tell:
+    3GP, F4V and MPEG-PS lack it and keep each frame's time.)"""
+    if container_format.name in _RATE_ONLY:
+        return False
+    return not container_format.flags & av.format.Flags.no_timestamps.value
 
 
 def holds(format_name: str, names, add_stream) -> bool:

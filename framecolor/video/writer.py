@@ -30,7 +30,7 @@ from framecolor.video.encoding import (
     is_interlaced,
     top_field_first,
 )
-from framecolor.video.containers import holds, reads_back
+from framecolor.video.containers import holds, holds_frame_times, reads_back
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.photos import _as_rgb
@@ -78,6 +78,17 @@ _SHAPE_TOLERANCE = Fraction(1, 100)
 
 def _same_shape(kept: Fraction, wanted: Fraction) -> bool:
     return abs(kept / wanted - 1) <= _SHAPE_TOLERANCE
+
+
+def _one_frame_apart(interval: Fraction, period: Fraction, tick: Fraction) -> bool:
+    """Does a frame come `interval` seconds after the one before, one frame
+    `period` as a constant rate would place it, to within a `tick` of the
+    source's clock? (Two timestamps rounded to a 1/1000 time base put 29.97
+    frames/s 33 or 34 ms apart: that is no variable rate.) A frame a whole
+    number of periods later counts as off too: AVI writes the skipped
+    periods as empty chunks, but FFmpeg reads the frames beside them back
+    a frame off."""
+    return abs(interval - period) <= tick
 
 
 class VideoWriter:
@@ -142,6 +153,7 @@ class VideoWriter:
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
         self.frames_written = 0
         self._last_pts = None
+        self._timing_said = False  # the warning that a variable frame timing is lost, given once
         self._copies = None  # the source's other streams, carried over (CopiedStreams)
         self._excerpt = excerpt
         self._end_with_frames = excerpt or end_with_frames
@@ -158,6 +170,7 @@ class VideoWriter:
         # 1/30000) would index every tick as a dropped frame, so frames are
         # counted at 1/fps there and the callers' pts are rescaled onto it.
         cfr = self._out.format.name == "avi" and self.fps > 0
+        self._holds_frame_times = holds_frame_times(self._out.format)
         self._stream_time_base = 1 / self.fps if cfr else self.time_base
         self._last_stream_pts = None
         try:
@@ -342,6 +355,20 @@ class VideoWriter:
         self._last_pts = pts
         return pts
 
+    def _warn_if_timing_lost(self, interval: Fraction) -> None:
+        """Say so, once, where a frame comes off the constant rate's beat (a
+        variable-rate source: a phone's video, a screen recording, a capture
+        that dropped frames) and this container holds one frame rate (AVI,
+        Y4M) or no time at all (.h264): the frames then play evenly spaced,
+        drifting from their sound."""
+        if self._holds_frame_times or self._timing_said or not self.fps:
+            return
+        if not _one_frame_apart(interval, 1 / self.fps, self.time_base):
+            self._timing_said = True
+            warnings.warn(f"a {self.path.suffix} file cannot hold the source's variable frame timing: {self.path} "
+                          "plays its frames at a constant rate (.mp4 and .mkv keep the timing)",
+                          VideoWarning, stacklevel=4)
+
     def _stream_pts(self, pts: int) -> int:
         """`pts` (in time_base) on the stream's time base, still increasing."""
         if self._stream_time_base == self.time_base:
@@ -359,7 +386,10 @@ class VideoWriter:
             frame.colorspace = self._colorspace
         if self._range_flag is not None:
             frame.color_range = self._range_flag
+        previous = self._last_pts
         pts = self._next_pts(pts)
+        if previous is not None:
+            self._warn_if_timing_lost((pts - previous) * self.time_base)
         if self._start_pts is None:
             self._start_pts = pts if self._excerpt else 0
             if self._excerpt and self._copies is not None:
