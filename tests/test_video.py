@@ -82,6 +82,23 @@ def test_probe_mkv_counts_packets_and_lists_subtitles(mkv_subs):
     assert [s.codec for s in info.audio] == ["aac"]
 
 
+def test_probe_flags_a_variable_frame_rate(clip, mkv_subs, vfr_clip):
+    # The rate shown for frames at uneven times is only their usual one
+    # (which one depends on the container); the table says they vary.
+    assert not probe(clip).variable_rate and not probe(mkv_subs).variable_rate  # 29.97 fps, MKV's ms clock
+    info = probe(vfr_clip)
+    assert info.variable_rate
+    assert info.frame_gaps == pytest.approx((1001 / 30000, 3 * 1001 / 30000))
+    assert dict(video.describe(info))["frame rate"].startswith("variable, about ")
+    assert "frames 33 to 100 ms apart" in dict(video.describe(info))["frame rate"]
+    assert json.loads(json.dumps(info.to_dict()))["frame_gaps"] == list(info.frame_gaps)
+    # A steady rate with B-frames, as its first 64 packets come (I P B B B P B B B ...,
+    # the 64th a B): the frame shown before it is not read yet, and no gap.
+    decode_order = [0] + [t for p in range(4, 200, 4) for t in (p, p - 3, p - 2, p - 1)]
+    gaps = video.probing._gaps_of(decode_order[:video.probing._RATE_PACKETS], Fraction(1, 25))
+    assert gaps == (Fraction(1, 25), Fraction(1, 25))
+
+
 def test_probe_estimates_count_of_large_files(mkv_subs, monkeypatch):
     monkeypatch.setattr(video.probing, "COUNT_PACKETS_MAX_BYTES", 0)
     info = probe(mkv_subs)

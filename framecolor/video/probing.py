@@ -66,10 +66,19 @@ class VideoInfo:
     # FFmpeg's AVFieldOrder of the pictures as decoded: FIELD_PROGRESSIVE, or
     # the order of an interlaced video's two fields (old TV, DV, DVD); 0 unknown.
     field_order: int = 0
+    # The shortest and longest time (s) between frames among the first
+    # _RATE_PACKETS, in display order; None where the packets are not all stamped.
+    frame_gaps: tuple[float, float] | None = None
 
     @property
     def interlaced(self) -> bool:
         return is_interlaced(self.field_order)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Do the frames come at uneven times (a phone's clip, a screen
+        capture)? `fps` is then only their usual rate; apply keeps each frame's own time."""
+        return self.frame_gaps is not None and _uneven(*self.frame_gaps, self.time_base)
 
     @property
     def luma_bits(self) -> int:
@@ -218,6 +227,7 @@ class Opening(NamedTuple):
 
     hidden: int  # packets an MP4's edit list marks to be decoded but not shown (its cut)
     rate: Fraction | None  # frames per second over the first _RATE_PACKETS packets, where all are stamped
+    gaps: tuple[Fraction, Fraction] | None  # the shortest and longest time between those packets' frames
     first_frame: object  # the first decoded av.VideoFrame; None where nothing decodes (or not asked)
     packets: int  # video packets read, to count on from
     whole: bool  # False where demuxing failed part-way
@@ -254,7 +264,7 @@ def scan_opening(container, stream, *, decode: bool = True) -> Opening:
         whole = False  # damaged: what was read stands, and decoding will tell
         if times is not None and len(times) < _RATE_PACKETS:
             times = None
-    return Opening(hidden, _rate_of(times, stream.time_base), frame, packets, whole)
+    return Opening(hidden, _rate_of(times, stream.time_base), _gaps_of(times, stream.time_base), frame, packets, whole)
 
 
 def _first_decoded(packet) -> tuple[object, bool]:
@@ -272,7 +282,7 @@ def read_opening(path: Path, index: int) -> Opening:
         with av.open(str(path)) as container:
             return scan_opening(container, container.streams[index], decode=False)
     except av.error.FFmpegError:
-        return Opening(0, None, None, 0, False)
+        return Opening(0, None, None, None, 0, False)
 
 
 # The rates cameras, film transfers and broadcasts use: a rate measured from
@@ -322,6 +332,42 @@ def _rate_of(times: list[int] | None, time_base) -> Fraction | None:
         return None
     span = (max(times) - min(times)) * Fraction(time_base)
     return Fraction(len(times) - 1) / span if span > 0 else None
+
+
+# How many packets later a frame shown earlier may still come: a decoder
+# reorders at most 16 pictures (H.264's and HEVC's picture buffers).
+_REORDER_DEPTH = 16
+
+
+def _gaps_of(times: list[int] | None, time_base) -> tuple[Fraction, Fraction] | None:
+    """(shortest, longest) seconds between consecutive frames stamped `times`,
+    the first packets' (all of them where fewer than _RATE_PACKETS).
+
+    Packets come in decode order: a B-frame's after the later frame it is
+    shown before. So the frames shown before the last packets' may not be
+    read yet: only those up to the frame shown last among all but the last
+    _REORDER_DEPTH packets are all there. (Without that cut, a 25 fps MP4
+    had a gap of two frames at the end of its first 64 packets.)
+    """
+    if not times or not time_base:
+        return None
+    if len(times) == _RATE_PACKETS:
+        shown_by = max(times[:-_REORDER_DEPTH])
+        times = [t for t in times if t <= shown_by]
+    if len(times) < 3:
+        return None
+    ordered = sorted(times)
+    gaps = [later - earlier for earlier, later in zip(ordered, ordered[1:])]
+    return min(gaps) * Fraction(time_base), max(gaps) * Fraction(time_base)
+
+
+# Gaps between frames this much (relative) apart make a variable rate; but
+# not one tick: a millisecond time base puts 29.97 fps frames 33 and 34 ms apart.
+_UNEVEN_GAPS = 0.1
+
+
+def _uneven(shortest, longest, time_base) -> bool:
+    return longest - shortest > max(Fraction(time_base), Fraction(shortest) * Fraction(_UNEVEN_GAPS))
 
 
 def display_rotation(matrix) -> int:
@@ -385,6 +431,7 @@ def probe(path) -> VideoInfo:
         if frames <= 0 and path.stat().st_size <= COUNT_PACKETS_MAX_BYTES and opening.whole:
             frames = _count_packets(container, stream, already=opening.packets)
         fps = _frame_rate(stream, opening.rate)
+        gaps = None if opening.gaps is None else tuple(float(g) for g in opening.gaps)
         if frames <= 0:
             frames, exact = round((duration or 0.0) * fps), False
         if duration is None:
@@ -396,6 +443,7 @@ def probe(path) -> VideoInfo:
             fps=fps,
             time_base=Fraction(stream.time_base),
             duration=float(duration),
+            frame_gaps=gaps,
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             **{key: value for key, value in stated.items() if key != "field_order"},
@@ -501,6 +549,14 @@ def _format_rate(fps: Fraction) -> str:
     return f"{float(fps):.3f} fps ({fps.numerator}/{fps.denominator})"
 
 
+def _describe_rate(info: VideoInfo) -> str:
+    if not info.variable_rate:
+        return _format_rate(info.fps)
+    shortest, longest = (round(gap * 1000) for gap in info.frame_gaps)
+    return (f"variable, about {_format_rate(info.fps)} "
+            f"(frames {shortest} to {longest} ms apart at the start)")
+
+
 def _describe_stream(s: StreamInfo) -> str:
     parts = [f"#{s.index}", s.codec]
     if s.sample_rate:
@@ -524,7 +580,7 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
         ("file", info.path),
         ("size", f"{info.width} x {info.height}"),
         ("frames", frames),
-        ("frame rate", _format_rate(info.fps)),
+        ("frame rate", _describe_rate(info)),
         ("duration", f"{_format_seconds(info.duration)} ({info.duration:.3f} s)"),
         ("codec", f"{info.codec} ({info.pix_fmt}{', full range' if info.full_range else ''})"),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}"),
