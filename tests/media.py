@@ -174,8 +174,8 @@ def make_video(
     audio stream's; `audio_layout` the tone's channels ("5.1", ...) and `audio_codec` its
     encoder (PyAV converts the float samples to the encoder's format); `chapters` are
     (start s, end s, title) triples.
-    `bframes` B-frames between references (libx264): frames stored out of display order;
-    `keyint` the most frames between keyframes (x264's default: 250).
+    `bframes` B-frames between references (libx264, mpeg2video): frames stored out of display order;
+    `keyint` the most frames between keyframes (x264's default: 250; mpeg2video's: 12).
     `attachments` are (file name, MIME type, bytes) triples, as MKVs carry fonts (MKV only).
     Frames whose index is in `colorless` are gray (the same picture without its color),
     as a film's black-and-white scenes or credits are. `corner_alpha` gives every
@@ -212,6 +212,10 @@ def make_video(
         if codec == "libx264":
             video.options = {"preset": "ultrafast", "crf": str(crf), "bf": str(bframes),
                              **({"g": str(keyint)} if keyint else {})}
+        elif codec == "mpeg2video":
+            video.codec_context.max_b_frames = bframes
+            if keyint:
+                video.codec_context.gop_size = keyint
         subtitle_src = None
         if subtitles:
             kind = "ass" if subtitles == "ass" else "srt"

@@ -216,7 +216,11 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
     keyframe, past `start` or past the excerpt's end. So where the first
     frame comes later than `start` (or none comes), decoding starts again
     further back, and at last at the beginning, which holds whatever can decode.
+    An MPEG program stream is not seeked at all (see _STAMPS_COUNTED_ON).
     """
+    if container.format.name in _STAMPS_COUNTED_ON:
+        decoding = _Decoding(container, stream, skip_to=t0 + math.floor(start / tb))
+        return decoding, _display_ordered(iter(decoding), window)
     for seconds in _seek_times(start):
         container.seek(t0 + math.floor(seconds / tb), stream=stream)
         decoding = _Decoding(container, stream)
@@ -232,19 +236,74 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
     return decoding, _display_ordered(iter(decoding), window)
 
 
+# Containers whose demuxer stamps most pictures by counting on from the
+# last picture that came with a stamp of its own, and whose seek lands in
+# the middle of that count: MPEG program streams (.mpg, .vob). They pack
+# the pictures into 2 KiB packets, each stamped for the first picture
+# that begins in it; where pictures are small (still scenes, B-frames),
+# one packet holds several. A seek lands on a packet boundary,
+# mid-picture: FFmpeg's parser gives that packet's stamp to the broken
+# piece in front, and counts the pictures after it on from there, off
+# until the next stamped packet (at 25 fps: half a frame late without
+# B-frames, 2 to 2.5 frames early or late with them). Frames picked by
+# those stamps are the wrong ones, and carry stamps a full read does not
+# give. Nothing after a seek tells a counted stamp from a true one, so
+# these are demuxed from the beginning, as a full read is, and decoded
+# only from the keyframe before `start`: demuxing costs a few percent of
+# decoding (an SD film: some hundred MB a second), and leaves every
+# stamp as a full read's.
+_STAMPS_COUNTED_ON = frozenset({"mpeg"})
+
+
 class _Decoding:
     """container.decode(stream), counting the packets an MP4's edit list marks
     to be decoded but not shown, so that its frame count is checked at the end
-    without reading the file's start again."""
+    without reading the file's start again.
 
-    def __init__(self, container, stream):
+    `skip_to` (pts): the packets before the last keyframe shown at or before
+    it are demuxed but not decoded."""
+
+    def __init__(self, container, stream, skip_to: int | None = None):
         self.container, self.stream, self.hidden = container, stream, 0
+        self.skip_to = skip_to
 
     def __iter__(self) -> Iterator:
-        for packet in self.container.demux(self.stream):
+        packets = self.container.demux(self.stream)
+        if self.skip_to is not None:
+            packets = _from_keyframe_before(packets, self.skip_to)
+        for packet in packets:
             if packet.size and packet.is_discard:
                 self.hidden += 1
             yield from packet.decode()
+
+
+def _from_keyframe_before(packets: Iterator, last: int) -> Iterator:
+    """`packets` from the last keyframe shown at or before `last` on.
+
+    Which keyframe is the last is known only once a packet comes that is
+    decoded after `last` (its dts is later: so are the pts of all that
+    follow) or a keyframe shown after it, so the packets from each keyframe
+    at or before it are held until then: one GOP's worth. Packets before the
+    first keyframe pass, as a full read decodes them; so do all from an
+    unstamped one on (H.264 in a program stream leaves most unstamped),
+    as nothing then tells how far to go.
+    """
+    packets = iter(packets)  # one pass: the rest are yielded as they come
+    held: list | None = None
+    for packet in packets:
+        if (not packet.size or packet.dts is None or packet.dts > last
+                or (packet.is_keyframe and (packet.pts is None or packet.pts > last))):
+            yield from held or ()
+            yield packet
+            yield from packets
+            return
+        if packet.is_keyframe and packet.pts is not None and packet.pts <= last:
+            held = [packet]
+        elif held is not None:
+            held.append(packet)
+        else:
+            yield packet
+    yield from held or ()
 
 
 # How many frames a decoder may hold back to reorder them: H.264's and
