@@ -197,7 +197,7 @@ def _encode(writer_ready: Future, chroma: queue.Queue, stop: threading.Event, pr
         writer = writer_ready.result()
         for u, v, frames in _queued(chroma, stop):
             for i, frame in enumerate(frames):
-                writer.write_yuv(frame.image, u[i], v[i], frame.pts)  # pts None: the next nominal one
+                writer.write_yuv(frame.image, u[i], v[i], frame.pts, frame.duration)  # pts None: the next nominal one
             progress(len(frames))
     except BaseException as exc:
         errors.append(exc)

@@ -274,6 +274,8 @@ def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tm
     assert summary["frames"] == 12
     assert _pts(out) == _pts(vfr_clip) == media.frame_pts(12, 1001, vfr=True)
     assert _packets(out, "audio") == _packets(vfr_clip, "audio")
+    # The last frame shows as long as in the source (33 ms), not the average period (53 ms).
+    assert video.probe(out).duration == video.probe(vfr_clip).duration
     # The default quality keeps the input's luma (issue 5: within +-1 on 99.9%);
     # crf 18 gives 99.6% here.
     error = np.abs(_luma(out).astype(int) - _luma(vfr_clip))

@@ -36,6 +36,9 @@ class Frame:
     pts: int | None  # in the stream's time_base; the image index for image sources
     time: float | None  # seconds from the start of the stream; None for image folders
     index: int  # position in the source, counted from the first frame at or after `start`
+    # How long it shows (time_base), where the file says: the last frame's, a
+    # variable-rate video's, is not the frame period the writer would assume.
+    duration: int | None = None
 
 
 def _check_read_args(size, short_side, fmt, every, max_frames):
@@ -178,7 +181,8 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
             kept += 1
             if index % every:
                 continue
-            yield Frame(_upright(frame, fmt, size, short_side, pixel_aspect), frame.pts, time, index)
+            yield Frame(_upright(frame, fmt, size, short_side, pixel_aspect), frame.pts, time, index,
+                        frame.duration or None)
             yielded += 1
             if max_frames is not None and yielded >= max_frames:
                 return

@@ -153,6 +153,9 @@ class VideoWriter:
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
         self.frames_written = 0
         self._last_pts = None
+        self._last_duration = None  # the last frame's, in time_base, where the caller said
+        self._last_frame_pts = None  # the last frame's, as the encoder got it
+        self._held = []  # the last frame's packets, muxed once the next frame is in: see close()
         self._timing_said = False  # the warning that a variable frame timing is lost, given once
         self._copies = None  # the source's other streams, carried over (CopiedStreams)
         self._excerpt = excerpt
@@ -379,7 +382,7 @@ class VideoWriter:
         self._last_stream_pts = ticks
         return ticks
 
-    def _encode(self, frame, pts):
+    def _encode(self, frame, pts, duration=None):
         if self._fields is not None:
             frame = self._fields.mark(frame)
         if self._colorspace is not None and hasattr(frame, "colorspace"):
@@ -398,21 +401,25 @@ class VideoWriter:
             self._copies.mux(until=float(pts * self.time_base))
         frame.pts = self._stream_pts(pts - self._start_pts)
         frame.time_base = self._stream_time_base
-        for packet in self._stream.encode(frame):
+        self._last_frame_pts, self._last_duration = frame.pts, duration
+        for packet in self._held:
             self._out.mux(packet)
+        self._held = self._stream.encode(frame)
         self.frames_written += 1
 
-    def write_rgb(self, rgb: np.ndarray, pts: int | None = None) -> None:
-        """Encode one (H, W, 3) uint8 RGB frame at `pts` (in `time_base`; None = next nominal)."""
+    def write_rgb(self, rgb: np.ndarray, pts: int | None = None, duration: int | None = None) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame at `pts` (in `time_base`; None = next nominal),
+        shown for `duration` (in `time_base`; None: until the next, the last one a frame period)."""
         rgb = _as_rgb(rgb)
         if rgb.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer is {self.width}x{self.height}")
         with _write_errors(self.path):
-            self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts)
+            self._encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pts, duration)
 
-    def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int | None = None) -> None:
+    def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, pts: int | None = None,
+                  duration: int | None = None) -> None:
         """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`;
-        uint8, or uint16 10-bit codes for a 10-bit writer: `.sample_dtype`).
+        uint8, or uint16 10-bit codes for a 10-bit writer: `.sample_dtype`), as write_rgb.
 
         No colour conversion happens, so the encoder sees exactly these Y codes.
         """
@@ -427,7 +434,7 @@ class VideoWriter:
                 raise ValueError(f"plane must be {shape} {np.dtype(dtype).name}, got {data.shape} {data.dtype}")
             _plane_view(plane, dtype)[:] = data  # straight into the frame's own buffer: no staging copy
         with _write_errors(self.path):
-            self._encode(frame, pts)
+            self._encode(frame, pts, duration)
 
     @property
     def sample_dtype(self):
@@ -441,7 +448,7 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise OutputError(f"no frames were written to {self.path}")
             with _write_errors(self.path):
-                for packet in self._stream.encode(None):
+                for packet in self._with_last_duration([*self._held, *self._stream.encode(None)]):
                     self._out.mux(packet)
                 if self._copies is not None:
                     self._copies.mux(until=self._frames_end() if self._end_with_frames else None)
@@ -452,9 +459,23 @@ class VideoWriter:
             self.discard()
             raise
 
+    def _with_last_duration(self, packets: list) -> list:
+        """The encoder's last `packets`, the last frame's showing as long as the
+        caller said. Encoders give it a frame period (1/fps): a variable-rate
+        video's average one, so an MP4 of frames 33 ms apart ended 20 ms
+        late (an MP4 and an MKV take their duration from the last packet).
+        Encoders do not pass frame durations on, so the packet is found here."""
+        if self._last_duration is None or not packets:
+            return packets
+        last = max(packets, key=lambda packet: -1 if packet.pts is None else packet.pts)
+        if last.pts == self._last_frame_pts:
+            last.duration = max(1, round(self._last_duration * self.time_base / self._stream_time_base))
+        return packets
+
     def _frames_end(self) -> float:
         """Seconds on the source's timeline where the last frame written stops showing."""
-        return float(self._last_pts * self.time_base) + (float(1 / self.fps) if self.fps else 0.0)
+        shown = self._last_duration * self.time_base if self._last_duration else (1 / self.fps if self.fps else 0)
+        return float(self._last_pts * self.time_base + shown)
 
     def discard(self) -> None:
         """Close, keeping nothing: the temporary file goes (what a failure does)."""
