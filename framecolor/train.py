@@ -123,19 +123,24 @@ class TrainResult:
 
 
 @contextmanager
-def _stop_on_signals(flag: threading.Event):
+def _stop_on_signals(flag: threading.Event, log: Callable[[str], None]):
     """SIGINT/SIGTERM set ``flag`` (the loop saves and stops after the current step).
 
     Raising KeyboardInterrupt in the middle of a dispatch could leave the
     donated state deleted; a flag checked between steps cannot. A second
-    Ctrl-C interrupts at once, as usual.
+    Ctrl-C interrupts at once, as usual, but for a step being compiled,
+    which holds Python's handlers until it is done: `log` says so then.
     """
     def handler(signum, frame):
         if flag.is_set():
             raise KeyboardInterrupt
         flag.set()
 
-    with handling_stop_signals(handler):
+    def say_stop_waits():
+        log("stopping after the step under way (the first one compiles first, which can take minutes); "
+            "the run then saves and ends")
+
+    with handling_stop_signals(handler, when_slow=say_stop_waits):
         yield
 
 
@@ -330,7 +335,7 @@ def train(
 
         t_run = time.perf_counter()
         stop = threading.Event()
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop, log):
             for epoch in range(loop.next_epoch, config.epochs):
                 if loop.monitor.stopped:
                     break

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import gc
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -218,6 +220,40 @@ def test_ctrl_c_while_a_module_loads_waits_for_it_to_load(tmp_path, monkeypatch)
         assert sys.modules["slow_to_load"].loaded
     finally:
         sys.modules.pop("slow_to_load", None)
+
+def _native_call_lasting(seconds: float):
+    """A call that runs no Python bytecode (as XLA's compile runs none) for about `seconds`."""
+    started = time.perf_counter()
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 20_000)
+    rounds = int(20_000 * seconds / max(time.perf_counter() - started, 1e-4))
+    return lambda: hashlib.pbkdf2_hmac("sha256", b"x", b"y", rounds)
+
+
+def test_a_stop_that_waits_for_a_native_call_says_so_at_once(monkeypatch):
+    # Python's handler runs only once the call returns: a Ctrl-C during a
+    # first compile met a minute of silence.
+    from framecolor import signals
+
+    monkeypatch.setattr(signals, "SLOW_STOP_S", 0.2)
+    native = _native_call_lasting(2.0)
+    said, handled = [], []
+    with signals.handling_stop_signals(lambda *_: handled.append(time.monotonic()),
+                                       when_slow=lambda: said.append(time.monotonic())):
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        native()
+    assert len(said) == 1 and len(handled) == 1 and said[0] < handled[0] - 0.5
+    # A stop that takes effect at once says nothing.
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), signals.handling_stop_signals(
+            interrupt, when_slow=lambda: said.append(time.monotonic())):
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(10)
+    time.sleep(0.4)
+    assert len(said) == 1
+    assert [t.name for t in threading.enumerate() if t.name == "framecolor-stop-signals"] == []
+
 
 def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "framecolor", "--help"], capture_output=True, text=True)

@@ -85,8 +85,14 @@ def terminate_as_interrupt():
             return
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    with handling_stop_signals(handler):
+    with handling_stop_signals(handler, when_slow=_say_stop_waits):
         yield
+
+
+def _say_stop_waits() -> None:
+    from tqdm import tqdm
+
+    tqdm.write("stopping (a model being compiled finishes first, which can take a minute)", file=sys.stderr)
 
 
 _SIGNAL_RETRY_S = 0.01

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -126,7 +127,7 @@ def train(
         resume=resume,
         cache_dir=cache_dir,
         progress=not quiet,
-        log=lambda message: typer.echo(message, err=True),
+        log=_say,
     )
     if result.interrupted:
         raise typer.Exit(130)
@@ -145,6 +146,15 @@ def _start_options(out: Path, resume: bool, config_type):
     if not saved:
         return config_type()
     return config_type(**{f.name: saved[f.name] for f in fields(config_type) if f.name in saved})
+
+
+
+def _say(message: str) -> None:
+    """A line on stderr, above the progress bar rather than through it (a
+    stop's note comes from another thread, while the bar is drawn)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:
