@@ -1036,6 +1036,64 @@ def test_an_x265_encode_prints_nothing(clip, tmp_path, capfd):
     assert probe(out).codec == "hevc"
     assert capfd.readouterr().err == ""
 
+
+def _times(path) -> list[float]:
+    return [f.time for f in read_frames(path)]
+
+
+@pytest.mark.parametrize("codec, rate", [("mpeg2video", Fraction(25)), ("mpeg2video", RATE), ("mpeg1video", RATE)])
+def test_mpeg_1_and_2_count_frames_at_their_own_rate(tmp_path, codec, rate):
+    # FFmpeg's MPEG-1/2 encoder takes its frame rate from 1/time_base, which
+    # was the source's (an MP4's 1/12800 or 1/30000): "will not encode with
+    # its default settings", for every source.
+    src = media.make_video(tmp_path / "src.mp4", rate=rate, audio=False)
+    assert probe(src).time_base != 1 / rate
+    out = _copy_video(src, tmp_path / "out.mpg", codec=codec, copy_streams_from=None, preset=None)
+    info = probe(out)
+    assert (info.codec, info.frame_count, info.fps) == (codec, 12, rate)
+    times, expected = _times(out), _times(src)
+    assert len(times) == 12 and max(abs(a - b) for a, b in zip(times, expected)) < 0.5 / rate
+
+
+def test_mpeg2_keeps_an_interlaced_sources_fields(tmp_path):
+    src, out = media.make_interlaced_video(tmp_path / "tv.mpg", top_first=False, frames=4), tmp_path / "out.mpg"
+    with VideoWriter.like(out, probe(src), codec="mpeg2video") as w:  # its field order with the rest
+        for frame in read_frames(src):
+            w.write_rgb(frame.image, frame.pts)
+    assert media.field_dominance(out) == ["B"] * 4
+    assert probe(out).field_order == probe(src).field_order
+
+
+def test_mpeg2_keeps_a_skipped_frames_gap_and_says_where_it_moves_a_frame(tmp_path):
+    # Counting at 1/fps, it holds a frame two beats on, not one a beat and a half on.
+    def write(pts):
+        with VideoWriter(tmp_path / "out.mkv", width=64, height=48, fps=25, time_base=Fraction(1, 1000),
+                         codec="mpeg2video", overwrite=True) as w:
+            for i, p in enumerate(pts):
+                w.write_rgb(media.frame_image(i, 64, 48), pts=p)
+        return [f.pts for f in read_frames(tmp_path / "out.mkv")]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert write([0, 40, 120, 160]) == [0, 40, 120, 160]
+    with pytest.warns(VideoWarning, match="mpeg2video codes frames only on its constant rate's beat"):
+        assert write([0, 40, 100, 160]) == [0, 40, 80, 160]
+
+
+@pytest.mark.parametrize("source, rate, vfr, output", [
+    ("src.ts", RATE, False, "out.mp4"),  # MPEG-TS counts in 1/90000 s
+    ("src.ts", RATE, True, "out.mp4"),
+    ("odd.mp4", Fraction(163200, 5441), False, "out.avi"),  # AVI counts frames: 5441/163200 s
+])
+def test_mpeg4_takes_frames_counted_finer_than_it_codes(tmp_path, source, rate, vfr, output):
+    # MPEG-4 part 2 refuses a time base's denominator over 65535.
+    src = media.make_video(tmp_path / source, rate=rate, vfr=vfr, audio=False)
+    assert probe(src).time_base.denominator > 65535
+    out = _copy_video(src, tmp_path / output, codec="mpeg4", copy_streams_from=None, preset=None)
+    assert (probe(out).codec, probe(out).frame_count) == ("mpeg4", 12)
+    assert _times(out) == pytest.approx(_times(src), abs=1e-4)
+
+
 @pytest.mark.parametrize("name, why", [("colored", "no suffix to name its type"),
                                        ("colored.mp5", "unknown container type '.mp5'")])
 def test_an_output_without_a_container_suffix_is_a_clear_error(tmp_path, name, why):

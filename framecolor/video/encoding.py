@@ -112,6 +112,83 @@ def interlaced_options(codec: str, options: dict[str, str], field_order: int) ->
     return None
 
 
+# MPEG-1 and MPEG-2 video state their frame rate as an index into a table
+# (23.976 to 60; MPEG-2 also that times n/d, n <= 4, d <= 32), and FFmpeg takes
+# it from the encoder's time base, which must be exactly 1/rate: a source's
+# finer one (an MP4's 1/12800) is refused. These encoders count frames at 1/fps.
+_RATE_TABLE_CODECS = frozenset({"mpeg1video", "mpeg2video"})
+_STANDARD_RATES = "23.976, 24, 25, 29.97, 30, 50, 59.94, 60"
+# MPEG-4 part 2 writes its time base's denominator (vop_time_increment_resolution)
+# in 16 bits: an MPEG-TS's 1/90000 is refused.
+_MPEG4_MAX_TIME_SCALE = 65535
+
+
+def codes_a_rate_table(codec: str | None) -> bool:
+    """Does `codec` (None: the default) code only a table of frame rates (MPEG-1/2)?"""
+    return codec is not None and encoder_name(codec) in _RATE_TABLE_CODECS
+
+
+def check_frame_rate(codec: str | None, fps, source=None) -> None:
+    """Raise OutputError where `codec` cannot code `fps` frames a second.
+
+    Only MPEG-1/2 are limited so (codes_a_rate_table). Which rates FFmpeg
+    takes is its own table and tolerance (MPEG-2 codes 12, 15 and 120 by
+    extension fields, but not 29.994), so rather than copy that, an encoder
+    is opened at the rate, as check_encoder opens one at its settings.
+    """
+    if not codes_a_rate_table(codec):
+        return
+    codec, fps = encoder_name(codec), Fraction(fps or 0)
+    if fps > 0:
+        context = av.CodecContext.create(codec, "w")
+        context.width, context.height, context.pix_fmt, context.time_base = 64, 64, "yuv420p", 1 / fps
+        try:
+            context.open()
+            return
+        except av.error.FFmpegError:
+            pass
+    more = " and some multiples and fractions of them" if codec == "mpeg2video" else ""
+    rate = "states no frame rate" if fps <= 0 else f"is {float(fps):.3f}".rstrip("0").rstrip(".") + " fps"
+    raise OutputError(f"{codec} codes only the standard frame rates ({_STANDARD_RATES}{more}); "
+                      f"{source or 'the video'} {rate}: use libx264 (the default)")
+
+
+def encoder_time_base(codec: str, time_base, fps) -> Fraction:
+    """The time base `codec` counts frames in, for frames stamped in
+    `time_base` about `fps` a second: the writer rescales their pts onto it.
+    OutputError where MPEG-1/2 cannot code `fps` (check_frame_rate).
+
+    MPEG-1/2 take their frame rate from it: 1/fps. MPEG-4 part 2 refuses a
+    denominator over 65535 (MPEG-TS's 1/90000; AVI's 1/fps at 163200/5441
+    fps): it gets the finest 1/D under that on which frames `fps` apart fall
+    exactly (1/60000 for 29.97), or, where no D does, 1/65535, which still
+    puts every frame within 8 us of its time. Other encoders take the source's.
+    """
+    codec, time_base = encoder_name(codec), Fraction(time_base)
+    if codec in _RATE_TABLE_CODECS:
+        check_frame_rate(codec, fps)
+        return 1 / Fraction(fps)
+    if codec == "mpeg4" and time_base.denominator > _MPEG4_MAX_TIME_SCALE:
+        return _finest_time_base(Fraction(fps or 0), _MPEG4_MAX_TIME_SCALE)
+    return time_base
+
+
+def on_the_beat(interval: Fraction, period: Fraction, tick: Fraction) -> bool:
+    """Does a frame come a whole number of `period`s after the one before, to
+    within a `tick`? An encoder that counts frames at 1/fps (MPEG-1/2) keeps
+    a skipped frame's gap, but moves a frame between two beats onto one."""
+    beats = round(interval / period)
+    return beats >= 1 and abs(interval - beats * period) <= tick
+
+
+def _finest_time_base(fps: Fraction, limit: int) -> Fraction:
+    """1/D for the largest D <= `limit` that is a multiple of `fps`'s numerator
+    (frames 1/fps apart are then a whole number of ticks), else 1/`limit`."""
+    if 0 < fps.numerator <= limit:
+        return Fraction(1, limit // fps.numerator * fps.numerator)
+    return Fraction(1, limit)
+
+
 def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:
     """Raise OutputError now if `codec` will not open with these settings.
 

@@ -26,8 +26,10 @@ from framecolor.video.encoding import (
     _open_encoder,
     encoder_name,
     encoder_options,
+    encoder_time_base,
     interlaced_options,
     is_interlaced,
+    on_the_beat,
     top_field_first,
 )
 from framecolor.video.containers import holds, holds_frame_times, reads_back
@@ -175,7 +177,7 @@ class VideoWriter:
         cfr = self._out.format.name == "avi" and self.fps > 0
         self._holds_frame_times = holds_frame_times(self._out.format)
         self._stream_time_base = 1 / self.fps if cfr else self.time_base
-        self._last_stream_pts = None
+        self._last_codec_pts = None
         try:
             self.codec = encoder_name(codec) if codec else self._default_codec()
             if preset is not None and self.codec not in _PRESET_CODECS:
@@ -184,6 +186,10 @@ class VideoWriter:
             if not self._holds_video(self.codec):
                 raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "
                                   "choose another suffix or --codec")
+            # The encoder's own time base, where it refuses the stream's (MPEG-1/2,
+            # MPEG-4; a rate MPEG-1/2 cannot code fails here): frames are
+            # rescaled onto it, and packets back onto the stream's.
+            self._codec_time_base = encoder_time_base(self.codec, self._stream_time_base, self.fps)
             self._stream = self._add_video_stream(self.codec, crf, preset)
             if display_matrix is not None:
                 # Players turn the picture as they did the source's: without
@@ -256,6 +262,7 @@ class VideoWriter:
         def add(container):
             stream = container.add_stream(self.codec, rate=self.fps or 25)
             stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+            stream.codec_context.time_base = self._codec_time_base
             stream.codec_context.sample_aspect_ratio = sar
             stream.options = dict(options)
             return stream
@@ -298,11 +305,10 @@ class VideoWriter:
     def _add_video_stream(self, codec, crf, preset):
         stream = self._out.add_stream(codec, rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
-        # The encoder and the stream count in the caller's time base (AVI's: 1/fps,
-        # see __init__), so pts go through unchanged (the muxer may refine the
-        # stream's base, e.g. MKV's 1/1000).
+        # The stream counts in the caller's time base (AVI's: 1/fps, see __init__;
+        # the muxer may refine it, e.g. MKV's 1/1000), the encoder in its own.
         stream.time_base = self._stream_time_base
-        stream.codec_context.time_base = self._stream_time_base
+        stream.codec_context.time_base = self._codec_time_base
         stream.options = self._field_options(codec, encoder_options(codec, crf, preset))
         if self._fields is not None:
             stream.codec_context.field_order = self._field_order
@@ -363,23 +369,29 @@ class VideoWriter:
         variable-rate source: a phone's video, a screen recording, a capture
         that dropped frames) and this container holds one frame rate (AVI,
         Y4M) or no time at all (.h264): the frames then play evenly spaced,
-        drifting from their sound."""
-        if self._holds_frame_times or self._timing_said or not self.fps:
+        drifting from their sound. MPEG-1/2 video, which counts frames at
+        1/fps, keeps a skipped frame's gap but not a frame between beats."""
+        if self._timing_said or not self.fps:
             return
-        if not _one_frame_apart(interval, 1 / self.fps, self.time_base):
+        period, tick, lost = 1 / self.fps, self.time_base, None
+        if not self._holds_frame_times and not _one_frame_apart(interval, period, tick):
+            lost = (f"a {self.path.suffix} file cannot hold the source's variable frame timing: {self.path} "
+                    "plays its frames at a constant rate (.mp4 and .mkv keep the timing)")
+        elif self._codec_time_base == period and not on_the_beat(interval, period, tick):
+            lost = (f"{self.codec} codes frames only on its constant rate's beat: {self.path} moves the "
+                    "source's variable frame times onto it (libx264 keeps them)")
+        if lost:
             self._timing_said = True
-            warnings.warn(f"a {self.path.suffix} file cannot hold the source's variable frame timing: {self.path} "
-                          "plays its frames at a constant rate (.mp4 and .mkv keep the timing)",
-                          VideoWarning, stacklevel=4)
+            warnings.warn(lost, VideoWarning, stacklevel=4)
 
-    def _stream_pts(self, pts: int) -> int:
-        """`pts` (in time_base) on the stream's time base, still increasing."""
-        if self._stream_time_base == self.time_base:
+    def _codec_pts(self, pts: int) -> int:
+        """`pts` (in time_base) on the encoder's time base, still increasing."""
+        if self._codec_time_base == self.time_base:
             return pts
-        ticks = round(pts * self.time_base / self._stream_time_base)
-        if self._last_stream_pts is not None:
-            ticks = max(ticks, self._last_stream_pts + 1)  # two frames closer than 1/fps (VFR)
-        self._last_stream_pts = ticks
+        ticks = round(pts * self.time_base / self._codec_time_base)
+        if self._last_codec_pts is not None:
+            ticks = max(ticks, self._last_codec_pts + 1)  # two frames closer than 1/fps (VFR)
+        self._last_codec_pts = ticks
         return ticks
 
     def _encode(self, frame, pts, duration=None):
@@ -399,8 +411,8 @@ class VideoWriter:
                 self._copies.seek(float(pts * self.time_base))
         if self._copies is not None:
             self._copies.mux(until=float(pts * self.time_base))
-        frame.pts = self._stream_pts(pts - self._start_pts)
-        frame.time_base = self._stream_time_base
+        frame.pts = self._codec_pts(pts - self._start_pts)
+        frame.time_base = self._codec_time_base
         self._last_frame_pts, self._last_duration = frame.pts, duration
         for packet in self._held:
             self._out.mux(packet)
@@ -469,7 +481,7 @@ class VideoWriter:
             return packets
         last = max(packets, key=lambda packet: -1 if packet.pts is None else packet.pts)
         if last.pts == self._last_frame_pts:
-            last.duration = max(1, round(self._last_duration * self.time_base / self._stream_time_base))
+            last.duration = max(1, round(self._last_duration * self.time_base / self._codec_time_base))
         return packets
 
     def _frames_end(self) -> float:
