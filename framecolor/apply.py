@@ -405,6 +405,7 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
 
     source = Path(info.path)
     config = colorizer.config
+    video.check_frame_rate(config.codec, info.fps, source)  # a job of several fails before its decoding
     width, height = info.width, info.height
     full_range = info.full_range
     matrix = "bt709" if height >= 720 else "bt601"  # HD and SD conventions
@@ -532,6 +533,22 @@ def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, prog
         raise InputError(f"{output} is an image file name, and {Path(source).name} a video: it is colorized "
                          "into a video (.mp4 and .mkv keep its luma)")
     return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)
+
+
+def check_frame_rate(config: ApplyConfig, source, fps=None) -> None:
+    """Raise OutputError now where the encoder cannot code the output's frame
+    rate: `source`'s, or `fps` for a folder of photos (None:
+    DEFAULT_SEQUENCE_FPS). MPEG-1/2 code a table of rates only, and the
+    writer finds out after the model is loaded and compiled. `source` is
+    probed only for them."""
+    source = Path(source)
+    if not video.codes_a_rate_table(config.codec) or video.is_image_path(source):
+        return
+    if source.is_dir():
+        rate = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
+    else:
+        rate = video.probe(source).fps
+    video.check_frame_rate(config.codec, rate, source)
 
 
 # ---------------------------------------------------------------------------

@@ -1080,6 +1080,29 @@ def test_mpeg2_keeps_a_skipped_frames_gap_and_says_where_it_moves_a_frame(tmp_pa
         assert write([0, 40, 100, 160]) == [0, 40, 80, 160]
 
 
+def test_a_rate_mpeg_1_or_2_cannot_code_is_refused_before_any_work(tmp_path):
+    # 29.994 fps (a phone's clip): no MPEG-1/2 frame rate, FFmpeg's own test says.
+    src = media.make_video(tmp_path / "odd.mp4", rate=Fraction(163200, 5441), audio=False)
+    why = "codes only the standard frame rates .*; {} is 29.994 fps: use libx264 \\(the default\\)"
+    for codec in ("mpeg2video", "mpeg1video"):
+        with pytest.raises(OutputError, match=f"^{codec} " + why.format("the video")):
+            _copy_video(src, tmp_path / "out.mpg", codec=codec, copy_streams_from=None, preset=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
+    # MPEG-2 codes 15 fps by its extension fields, MPEG-1 does not: as FFmpeg decides.
+    video.check_frame_rate("mpeg2video", 15)
+    with pytest.raises(OutputError, match="mpeg1video codes only"):
+        video.check_frame_rate("mpeg1video", 15)
+    # Said by the command before the model is looked for (this one does not exist).
+    from typer.testing import CliRunner
+
+    from framecolor.cli import make_app
+
+    result = CliRunner().invoke(make_app(), ["apply", str(src), str(tmp_path / "out.mpg"), "--codec", "mpeg2video",
+                                             "--model", str(tmp_path / "none.fcm")])
+    assert result.exit_code == 1 and result.output.startswith("error: mpeg2video codes only the standard frame rates")
+    assert result.output.endswith(f"{src} is 29.994 fps: use libx264 (the default)\n")
+
+
 @pytest.mark.parametrize("source, rate, vfr, output", [
     ("src.ts", RATE, False, "out.mp4"),  # MPEG-TS counts in 1/90000 s
     ("src.ts", RATE, True, "out.mp4"),

@@ -120,6 +120,7 @@ def apply(
             return
         # Refuse a bad output before loading (and compiling) anything.
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
+        pipeline.check_frame_rate(config, job.source, rate)
         colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
                                       excerpt=excerpt, fps=rate, audio=audio)
