@@ -82,6 +82,15 @@ def test_probe_mkv_counts_packets_and_lists_subtitles(mkv_subs):
     assert [s.codec for s in info.audio] == ["aac"]
 
 
+def test_describe_names_audio_tracks_and_counts_chapters(tmp_path):
+    # Which track is the commentary, and whether the chapters are there to lose.
+    path = media.make_video(tmp_path / "film.mkv", audio_tags={"title": "Commentary", "language": "eng"},
+                            chapters=[(0.0, 0.2, "Opening"), (0.2, 0.4, "Ending")])
+    rows = dict(video.describe(probe(path)))
+    assert rows["audio"].endswith('[eng] "Commentary"') and rows["chapters"] == "2"
+    assert "chapters" not in dict(video.describe(probe(media.make_video(tmp_path / "plain.mkv"))))
+
+
 def test_probe_flags_a_variable_frame_rate(clip, mkv_subs, vfr_clip):
     # The rate shown for frames at uneven times is only their usual one
     # (which one depends on the container); the table says they vary.

@@ -40,6 +40,7 @@ class StreamInfo:
     language: str | None
     channels: int | None
     sample_rate: int | None
+    title: str | None = None  # a track's name ("Commentary", "SDH"), where the file gives one
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class VideoInfo:
     # The shortest and longest time (s) between frames among the first
     # _RATE_PACKETS, in display order; None where the packets are not all stamped.
     frame_gaps: tuple[float, float] | None = None
+    chapters: int = 0  # how many the file marks
 
     @property
     def interlaced(self) -> bool:
@@ -159,6 +161,7 @@ def _stream_info(stream) -> StreamInfo:
         language=_language(stream),
         channels=cc.channels if audio else None,
         sample_rate=cc.sample_rate if audio else None,
+        title=stream.metadata.get("title") or None,  # not an MP4's handler_name ("SoundHandler")
     )
 
 
@@ -444,11 +447,19 @@ def probe(path) -> VideoInfo:
             time_base=Fraction(stream.time_base),
             duration=float(duration),
             frame_gaps=gaps,
+            chapters=len(_chapters(container)),
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             **{key: value for key, value in stated.items() if key != "field_order"},
             **_first_frame_facts(opening.first_frame, stated_field_order=stated["field_order"]),
         )
+
+
+def _chapters(container) -> list:
+    try:
+        return container.chapters()
+    except (AttributeError, av.error.FFmpegError):  # a PyAV before 14 lists none
+        return []
 
 
 def _stated_picture(stream) -> dict:
@@ -565,6 +576,8 @@ def _describe_stream(s: StreamInfo) -> str:
         parts.append(f"{s.channels} ch")
     if s.language:
         parts.append(f"[{s.language}]")
+    if s.title:
+        parts.append(f'"{s.title}"')
     return " ".join(parts)
 
 
@@ -590,4 +603,5 @@ def describe(info: VideoInfo) -> list[tuple[str, str]]:
           if info.interlaced else []),
         ("audio", ", ".join(map(_describe_stream, info.audio)) or "none"),
         ("subtitles", ", ".join(map(_describe_stream, info.subtitles)) or "none"),
+        *([("chapters", str(info.chapters))] if info.chapters else []),
     ]
