@@ -56,11 +56,11 @@ from framecolor.video.photos import (
     write_photo,
 )
 from framecolor.video.pixels import FORMATS
+from framecolor.video.describing import describe
 from framecolor.video.probing import (
     COUNT_PACKETS_MAX_BYTES,
     StreamInfo,
     VideoInfo,
-    describe,
     display_rotation,
     probe,
     quarter_turns,
