@@ -29,15 +29,16 @@ from framecolor.video.encoding import (
     encoder_time_base,
     interlaced_options,
     is_interlaced,
-    on_the_beat,
     top_field_first,
 )
-from framecolor.video.containers import holds, holds_frame_times, reads_back
+from framecolor.video.containers import holds, holds_frame_times
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
+from framecolor.video.losses import shape_lost, timing_lost, turn_lost
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
-from framecolor.video.probing import VideoInfo, _sample_aspect_ratio, display_rotation, one_filter_graph
+from framecolor.video.probing import VideoInfo, one_filter_graph
+
 
 def _fraction(x) -> Fraction:
     if isinstance(x, float):
@@ -69,28 +70,6 @@ class _FieldMarker:
             self._graph, self._shape = one_filter_graph(frame, "setfield", self._mode), shape
         self._graph.push(frame)
         return self._graph.pull()
-
-
-# Containers whose muxer writes a display matrix that FFmpeg reads back.
-_HOLD_A_TURN = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v", "matroska", "webm"})
-# How far a pixel's shape may come back off and still look the same: a
-# shape stated as a whole display width is rounded (64 px at 10:11 is 58, 0.3% off).
-_SHAPE_TOLERANCE = Fraction(1, 100)
-
-
-def _same_shape(kept: Fraction, wanted: Fraction) -> bool:
-    return abs(kept / wanted - 1) <= _SHAPE_TOLERANCE
-
-
-def _one_frame_apart(interval: Fraction, period: Fraction, tick: Fraction) -> bool:
-    """Does a frame come `interval` seconds after the one before, one frame
-    `period` as a constant rate would place it, to within a `tick` of the
-    source's clock? (Two timestamps rounded to a 1/1000 time base put 29.97
-    frames/s 33 or 34 ms apart: that is no variable rate.) A frame a whole
-    number of periods later counts as off too: AVI writes the skipped
-    periods as empty chunks, but FFmpeg reads the frames beside them back
-    a frame off."""
-    return abs(interval - period) <= tick
 
 
 class VideoWriter:
@@ -195,9 +174,11 @@ class VideoWriter:
                 # Players turn the picture as they did the source's: without
                 # it a phone's portrait video would play sideways.
                 self._stream.set_display_matrix([int(x) for x in display_matrix])
-                self._warn_if_turn_lost(display_matrix)
+                self._say(turn_lost(self._out.format.name, self.path, display_matrix))
             if self._sample_aspect_ratio:
-                self._warn_if_shape_lost(encoder_options(self.codec, crf, preset))
+                self._say(shape_lost(self._out.format.name, self.path, self.codec,
+                                     self._trial_stream(encoder_options(self.codec, crf, preset)),
+                                     self.width, self.height, self.pix_fmt, self._sample_aspect_ratio))
             if copy_streams_from is not None:
                 self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
                                              path=self.path, excerpt=excerpt)
@@ -232,49 +213,30 @@ class VideoWriter:
             raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
         return pix_fmt
 
-    def _warn_if_turn_lost(self, display_matrix) -> None:
-        """Say so where this container cannot tell players to turn the picture
-        (AVI, MPEG-TS, FLV): the video then plays as stored, sideways for a
-        phone's portrait clip. Only MP4/QuickTime and Matroska/WebM hold it."""
-        degrees = display_rotation(display_matrix)
-        if degrees and self._out.format.name not in _HOLD_A_TURN:
-            warnings.warn(f"a {self.path.suffix} file cannot tell players to turn the picture {abs(degrees)}°, "
-                          f"as the source does: {self.path} plays as stored (.mp4 and .mkv keep the turn)",
-                          VideoWarning, stacklevel=4)
+    @staticmethod
+    def _say(loss: str | None) -> None:
+        if loss is not None:
+            warnings.warn(loss, VideoWarning, stacklevel=4)
 
-    def _warn_if_shape_lost(self, options: dict[str, str]) -> None:
-        """Say so where this file cannot tell players to stretch the picture as
-        the source does (anamorphic DVD and DV: 720x480 shown at 4:3 or 16:9):
-        it then plays squeezed or widened.
-
-        Matroska and WebM take a pixel's shape from a field of the stream that
-        PyAV cannot set (FFmpeg's muxer writes DisplayWidth from the AVStream's
-        sample_aspect_ratio; PyAV sets only the codec's, and `stream.sample_aspect_ratio
-        = ...` is passed on to the codec too), so there the shape survives only
-        in codecs that carry it in their own headers (H.264, HEVC, MPEG-4), not
-        in VP9 or AV1; MPEG-2 codes four display shapes only; MP4 and MOV hold
-        any. Rather than keep that table, one frame is written to memory with
-        the same encoder and read back as `probe` reads the output (0.1 s for
-        VP9 at 720x480, and only for a source whose pixels are not square).
-        """
-        sar = self._sample_aspect_ratio
-
+    def _trial_stream(self, options: dict[str, str]):
+        """add(container): this writer's video stream, as set up, in another container."""
         def add(container):
             stream = container.add_stream(self.codec, rate=self.fps or 25)
             stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
             stream.codec_context.time_base = self._codec_time_base
-            stream.codec_context.sample_aspect_ratio = sar
+            stream.codec_context.sample_aspect_ratio = self._sample_aspect_ratio
             stream.options = dict(options)
             return stream
 
-        blank = av.VideoFrame.from_ndarray(np.zeros((self.height, self.width, 3), np.uint8), format="rgb24")
-        kept = reads_back(self._out.format.name, add, blank.reformat(format=self.pix_fmt),
-                          lambda stream: _sample_aspect_ratio(stream) or Fraction(1))
-        if kept is not None and not _same_shape(kept, sar):
-            size, shown = f"{self.width}x{self.height}", f"{round(self.width * sar)}x{self.height}"
-            warnings.warn(f"a {self.path.suffix} file of {self.codec} video cannot tell players to show its {size} "
-                          f"picture at {shown}, as the source does: {self.path} plays at {size} "
-                          "(.mp4 keeps the shape)", VideoWarning, stacklevel=4)
+        return add
+
+    def _warn_if_timing_lost(self, interval: Fraction) -> None:
+        if self._timing_said:
+            return  # once
+        loss = timing_lost(interval, self.fps, self.time_base, holds_frame_times=self._holds_frame_times,
+                           codec=self.codec, codec_time_base=self._codec_time_base, path=self.path)
+        self._timing_said = loss is not None
+        self._say(loss)
 
     def _holds_video(self, codec: str) -> bool:
         def add(container):
@@ -363,26 +325,6 @@ class VideoWriter:
             raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
         self._last_pts = pts
         return pts
-
-    def _warn_if_timing_lost(self, interval: Fraction) -> None:
-        """Say so, once, where a frame comes off the constant rate's beat (a
-        variable-rate source: a phone's video, a screen recording, a capture
-        that dropped frames) and this container holds one frame rate (AVI,
-        Y4M) or no time at all (.h264): the frames then play evenly spaced,
-        drifting from their sound. MPEG-1/2 video, which counts frames at
-        1/fps, keeps a skipped frame's gap but not a frame between beats."""
-        if self._timing_said or not self.fps:
-            return
-        period, tick, lost = 1 / self.fps, self.time_base, None
-        if not self._holds_frame_times and not _one_frame_apart(interval, period, tick):
-            lost = (f"a {self.path.suffix} file cannot hold the source's variable frame timing: {self.path} "
-                    "plays its frames at a constant rate (.mp4 and .mkv keep the timing)")
-        elif self._codec_time_base == period and not on_the_beat(interval, period, tick):
-            lost = (f"{self.codec} codes frames only on its constant rate's beat: {self.path} moves the "
-                    "source's variable frame times onto it (libx264 keeps them)")
-        if lost:
-            self._timing_said = True
-            warnings.warn(lost, VideoWarning, stacklevel=4)
 
     def _codec_pts(self, pts: int) -> int:
         """`pts` (in time_base) on the encoder's time base, still increasing."""
