@@ -318,6 +318,8 @@ def load_frames(
     ``cache_dir`` (default ``$FRAMECOLOR_CACHE`` or ``~/.cache/framecolor``).
     Frames and images without color (``min_chroma``) are left out, with a
     warning that counts them; inputs with no color at all are an error.
+    Images that cannot be read (damaged, or not images) are left out too,
+    with a warning that names one.
     """
     side = stored_side(size)
     items = _expand_inputs(inputs)
@@ -334,7 +336,7 @@ def load_frames(
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="reading frames", unit="file", leave=False)
-    gray_videos, gray_images = [], 0
+    gray_videos, gray_images, damaged = [], 0, []
     for path, kind in items:
         if kind in ("video", "film"):
             sample = _sample_video if kind == "video" else _sample_film
@@ -342,8 +344,15 @@ def load_frames(
             if gray and not len(block):
                 gray_videos.append(path)
         else:
-            block = read_still(path, side)[None]
-            if min_chroma and metrics.chroma_spread(block[0]) < min_chroma:
+            try:
+                block = read_still(path, side)[None]
+            except InputError as exc:
+                # One damaged photo in a corpus of a thousand (a truncated
+                # download, a text file named .jpg) stopped the run after
+                # the others were decoded: it is left out, and said.
+                damaged.append(str(exc))
+                block = np.zeros((0, side, side, 3), np.uint8)
+            if len(block) and min_chroma and metrics.chroma_spread(block[0]) < min_chroma:
                 block, gray_images = block[:0], gray_images + 1
         if len(block):
             chunks.append(block)
@@ -356,16 +365,22 @@ def load_frames(
     if not chunks and (gray_videos or gray_images):
         raise TrainingError(f"no color to learn from in {', '.join(map(str, inputs))}: train on color footage")
     if not chunks:
-        raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}")
-    _warn_left_out(gray_videos, gray_images)
+        why = f" ({damaged[0]})" if damaged else ""
+        raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}{why}")
+    _warn_left_out(gray_videos, gray_images, damaged)
     frameset = FrameSet(np.concatenate(chunks), tuple(sources), key, cached=False)
     if use_cache:
         _store_cache(cache_dir, frameset)
     return frameset
 
 
-def _warn_left_out(gray_videos: list, gray_images: int) -> None:
+def _warn_left_out(gray_videos: list, gray_images: int, damaged: list) -> None:
     import warnings
+
+    if damaged:
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        warnings.warn(f"left out {len(damaged)} image(s) that could not be read: {damaged[0]}{more}",
+                      stacklevel=3)
 
     if gray_videos:
         warnings.warn(f"left out {', '.join(gray_videos)}: no frame in it has color (a black-and-white "

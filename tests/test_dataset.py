@@ -83,6 +83,20 @@ def test_frames_and_images_without_color_are_left_out(tmp_path, cache):
         dataset.load_frames([bw], size=SIZE, cache_dir=cache)
 
 
+def test_a_damaged_photo_in_a_folder_is_left_out_and_said(tmp_path, cache):
+    # One truncated download or a text file named .jpg among many photos
+    # stopped the whole run, after every other photo had been decoded.
+    photos = tmp_path / "photos"
+    color = media.make_images(photos, 3, size=(48, 40))
+    (photos / "img_2.png").write_bytes(color[1].read_bytes()[:40])  # truncated
+    (photos / "zz_notes.jpg").write_text("not a picture")
+    with pytest.warns(UserWarning, match=r"left out 2 image\(s\) that could not be read: .*img_2.png.* and 1 more"):
+        frameset = dataset.load_frames([photos], size=SIZE, cache_dir=cache)
+    assert [os.path.basename(s.path) for s in frameset.sources] == ["img_1.png", "img_3.png"]
+    with pytest.raises(TrainingError, match=r"no frames could be read from .*zz_notes.jpg"):
+        dataset.load_frames([photos / "zz_notes.jpg"], size=SIZE, cache_dir=cache)
+
+
 def test_second_load_comes_from_the_cache(clips, cache, monkeypatch):
     first = dataset.load_frames(clips, size=SIZE, frames_per_video=5, cache_dir=cache)
     assert not first.cached
