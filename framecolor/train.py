@@ -220,9 +220,11 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
             f"use --batch-size {max(n_dev, config.batch_size // n_dev * n_dev)}"
         )
     if len(train_idx) < config.batch_size:
+        # --every takes the place of --frames-per-video: raising that one would change nothing.
+        more = "lower --every" if config.every is not None else "raise --frames-per-video"
         raise TrainingError(
             f"only {len(train_idx)} training frames (after holding out {len(val_idx)} for validation) "
-            f"for a batch of {config.batch_size}; add inputs, raise --frames-per-video or lower --batch-size"
+            f"for a batch of {config.batch_size}; add inputs, {more} or lower --batch-size"
         )
     return frameset, train_idx, val_idx
 

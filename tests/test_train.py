@@ -372,8 +372,11 @@ def test_image_folder_trains(workdir, image_folder, cache):
 
 
 def test_too_few_frames(workdir, clip, cache):
-    with pytest.raises(TrainingError, match="only .* training frames"):
+    with pytest.raises(TrainingError, match="only .* training frames.*raise --frames-per-video"):
         _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, batch_size=64))
+    # With --every, --frames-per-video is not used: raising it was advice that changed nothing.
+    with pytest.raises(TrainingError, match="only 2 training frames.*add inputs, lower --every or lower --batch-size"):
+        _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, every=8, frames_per_video=None))
 
 
 def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(clip, cache, monkeypatch):
