@@ -41,7 +41,12 @@ def _options(keep: int) -> ocp.CheckpointManagerOptions:
                 BestN(get_metric_fn=lambda m: m["loss"], reverse=True, n=1, keep_checkpoints_without_metrics=False),
             ]
         )
-        return ocp.CheckpointManagerOptions(preservation_policy=policy, cleanup_tmp_directories=True)
+        # best_fn is what makes orbax write each checkpoint's metrics to disk:
+        # without it a reopened manager (a resumed run) read none back, BestN
+        # kept nothing, and the best epoch's checkpoint was deleted once
+        # `keep` newer ones were saved: the model file could not be made.
+        return ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=lambda m: m["loss"], best_mode="min",
+                                            cleanup_tmp_directories=True)
     # Older orbax: best-N only; keep interruption checkpoints too.
     return ocp.CheckpointManagerOptions(
         max_to_keep=keep + 1,

@@ -533,6 +533,23 @@ def test_checkpoint_packing_round_trips():
         unpack(packed, {"a": np.zeros(3, np.float32)})
 
 
+def test_the_best_checkpoint_outlives_a_resume(tmp_path):
+    # A resumed run reopens the checkpoints: the best epoch's (step 1 here)
+    # was kept only while its loss was known in memory, and once `keep` newer
+    # ones came it was deleted, so the run ended in "cannot restore checkpoint".
+    from framecolor.checkpoint import Checkpoints
+
+    state = {"w": np.ones(3, np.float32)}
+    with Checkpoints(tmp_path / "checkpoints", keep=2) as ckpts:
+        for step, loss in ((1, 0.1), (2, 0.5)):
+            ckpts.save(step, state, {}, loss)
+        ckpts.save(3, state, {}, None)  # Ctrl-C mid-epoch: no loss
+    with Checkpoints(tmp_path / "checkpoints", keep=2) as ckpts:
+        for step, loss in ((4, 0.6), (5, 0.7), (6, 0.8)):
+            ckpts.save(step, state, {}, loss)
+    assert ckpts.steps() == [1, 5, 6]
+
+
 def test_a_checkpoint_on_a_full_disk_is_an_output_error_and_leaves_no_partial(tmp_path):
     from framecolor.checkpoint import Checkpoints
 
