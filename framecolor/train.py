@@ -555,7 +555,8 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
     loop.history.append(row)
     loop.next_epoch, loop.skip_steps = epoch + 1, 0
     loop.carried = {"loss_sum": 0.0, "images": 0, "seconds": 0.0}
-    ckpts.save(int(state.step), state, loop.to_dict(), row[evaluation.monitored])
+    step = int(state.step)
+    ckpts.save(step, state, loop.to_dict(), _best_rank(loop.monitor, step, row[evaluation.monitored]))
     callbacks.append_metrics(run_dir / "metrics.jsonl", row)
     callbacks.write_png(run_dir / "previews" / f"epoch_{epoch + 1:03d}.png", callbacks.preview_grid(**previews))
     callbacks.write_png(run_dir / "loss.png", callbacks.loss_curve(loop.history))
@@ -567,6 +568,17 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
         + (f" (first step + compile {run.warmup_s:.1f} s)" if run.warmup_images else "")
     )
     return state
+
+
+def _best_rank(monitor: callbacks.Monitor, step: int, loss: float) -> float:
+    """The loss the checkpoints rank `step` by to keep the best one: its own
+    where the monitor counts it as the best, else one that never wins.
+
+    The model file is the monitor's best, and an epoch that beat it by less
+    than min_delta is not that: ranked by its loss, it was kept as the best
+    instead, and the monitor's best deleted once --keep newer epochs came
+    ("cannot restore checkpoint" at the end of the run)."""
+    return loss if monitor.best_step == step else math.inf
 
 
 def _deleted(state) -> bool:

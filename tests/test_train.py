@@ -284,6 +284,24 @@ def test_the_model_file_holds_the_best_epoch_not_the_last(reference, workdir, cl
     assert any(moved)  # the last epoch's weights, which the reference keeps, are not these
 
 
+def test_the_model_file_holds_the_monitors_best_after_more_epochs_than_are_kept(workdir, clip, cache, monkeypatch):
+    """The checkpoints keep the epoch the monitor counts as best, not the
+    lowest loss: an epoch that beats the best by less than min_delta is not
+    the best, and keeping it instead lost the best one."""
+    from framecolor import callbacks
+
+    update = callbacks.update_monitor
+
+    def no_gain_after_the_first(monitor, loss, *, epoch, **kwargs):  # however low the later losses are
+        return update(monitor, loss * 10 if epoch else loss, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(callbacks, "update_monitor", no_gain_after_the_first)
+    config = dataclasses.replace(CONFIG, epochs=3, keep_checkpoints=1)
+    result = _run(clip, workdir / "best_first", cache, config=config)
+    assert result.best_epoch == 0 and (workdir / "best_first" / "model.fcm").is_file()
+    assert modelfile.read_header(workdir / "best_first" / "model.fcm")["summary"]["best_epoch"] == 1
+
+
 def test_regression_model_files_carry_a_chroma_gain(reference):
     from framecolor import dataset
 
