@@ -69,6 +69,16 @@ def update_monitor(
     return replace(monitor, bad_epochs=bad, plateau_epochs=plateau, lr=lr, stopped=stopped)
 
 
+def with_patience(monitor: Monitor, patience: int) -> Monitor:
+    """The monitor of a resumed run under its --patience (given anew or not).
+
+    An early stop is the patience running out, so it is decided again: a run
+    that stopped early and is resumed with a larger --patience (or 0) and
+    more --epochs trains on, where it ended at once without a word.
+    """
+    return replace(monitor, stopped=patience > 0 and monitor.bad_epochs >= patience)
+
+
 # ------------------------------------------------------------------ files
 
 

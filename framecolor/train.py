@@ -318,6 +318,10 @@ def train(
             if config.lr != saved["train_config"]["lr"]:
                 loop.monitor = dataclasses.replace(loop.monitor, lr=config.lr)
                 log(f"learning rate set to {config.lr:g}")
+            loop.monitor = callbacks.with_patience(loop.monitor, config.patience)
+            if loop.monitor.stopped and loop.next_epoch < config.epochs:
+                log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
+                    f"{loop.monitor.bad_epochs} epochs; to train on, resume with a --patience above that (0: never stop)")
         callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
         frozen = backbone_keys(state.params)
         if config.freeze_backbone_epochs > 0 and not frozen:

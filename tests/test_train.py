@@ -302,6 +302,29 @@ def test_the_model_file_holds_the_monitors_best_after_more_epochs_than_are_kept(
     assert modelfile.read_header(workdir / "best_first" / "model.fcm")["summary"]["best_epoch"] == 1
 
 
+def test_an_early_stopped_run_resumed_with_more_patience_trains_on(workdir, clip, cache, monkeypatch):
+    # --patience may be given anew on resume, but the stop was kept: the run
+    # ended at once, its model rewritten, with nothing said.
+    from framecolor import callbacks
+
+    update = callbacks.update_monitor
+
+    def no_gain_after_the_first(monitor, loss, *, epoch, **kwargs):
+        return update(monitor, loss * 10 if epoch else loss, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(callbacks, "update_monitor", no_gain_after_the_first)
+    out, config = workdir / "early_stop", dataclasses.replace(CONFIG, epochs=3, patience=1)
+    first = _run(clip, out, cache, config=config)
+    assert first.early_stopped and len(first.history) == 2
+    said = []
+    again = train.train([clip], out, config, resume=True, cache_dir=cache, progress=False, log=said.append)
+    assert len(again.history) == 2
+    assert any("stopped early after epoch 2: no improvement for 1 epochs; to train on, resume with a --patience"
+               in line for line in said), said
+    more = _run(clip, out, cache, config=dataclasses.replace(config, patience=3), resume=True)
+    assert [row["epoch"] for row in more.history] == [1, 2, 3] and not more.early_stopped
+
+
 def test_regression_model_files_carry_a_chroma_gain(reference):
     from framecolor import dataset
 
