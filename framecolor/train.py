@@ -454,8 +454,10 @@ class _EpochRunner:
                 loss_sum=carried["loss_sum"] + float(loss_acc),
                 images=carried["images"] + (done - first) * cfg.batch_size,
                 seconds=carried["seconds"] + time.perf_counter() - t0,
-                warmup_s=warmup_s,
-                warmup_images=warmup_images,
+                # The interrupted part's compile too: counted as steps, it made a
+                # resumed epoch's images/s in metrics.jsonl a small fraction of the truth.
+                warmup_s=carried.get("warmup_s", 0.0) + warmup_s,
+                warmup_images=carried.get("warmup_images", 0) + warmup_images,
                 interrupted=interrupted,
             )
 
@@ -488,7 +490,8 @@ class _EpochRunner:
             run = summary(interrupted=True)
             # Never save a state that a half-dispatched step donated, nor a non-finite one.
             if math.isfinite(run.loss_sum) and not _deleted(state):
-                part = {"loss_sum": run.loss_sum, "images": run.images, "seconds": run.seconds}
+                part = {"loss_sum": run.loss_sum, "images": run.images, "seconds": run.seconds,
+                        "warmup_s": run.warmup_s, "warmup_images": run.warmup_images}
                 mid = LoopState(loop.monitor, epoch, done, part, loop.history)
                 self.ckpts.save(int(state.step), state, mid.to_dict())
                 loop.next_epoch, loop.skip_steps = epoch, done

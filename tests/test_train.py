@@ -176,6 +176,43 @@ def test_resume_after_ctrl_c_equals_uninterrupted(reference, workdir, clip, cach
     _assert_same_variables(_variables(out), _variables(reference.run_dir), rtol=1e-5, atol=1e-6)
 
 
+def test_a_resumed_epochs_images_per_second_leave_out_both_compiles(workdir, clip, cache, monkeypatch):
+    # Each process compiles on its first step, which images/s leaves out; the
+    # interrupted process's compile was counted as training time, and the
+    # resumed epoch's images/s in metrics.jsonl read 5.6 where 130 was true.
+    import types
+
+    clock = [0.0]
+
+    def perf_counter():  # a clock that moves 10 ms a look, and 100 s for each compile
+        clock[0] += 0.01
+        return clock[0]
+
+    def compiling_steps(*args):
+        train_step, eval_step = compiled(*args)
+        compiles = [True]
+
+        def step(*step_args):
+            if compiles.pop() if compiles else False:
+                clock[0] += 100.0
+            return train_step(*step_args)
+
+        return step, eval_step
+
+    compiled = train.compiled_steps
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(train, "compiled_steps", compiling_steps)
+
+    def ctrl_c(epoch, step, metrics):
+        if (epoch, step) == (0, 2):
+            raise KeyboardInterrupt
+
+    out, config = workdir / "images_per_s", dataclasses.replace(CONFIG, epochs=1)
+    assert _run(clip, out, cache, config=config, on_step=ctrl_c).interrupted
+    resumed = _run(clip, out, cache, config=config, resume=True)
+    assert resumed.history[0]["images_per_s"] > 1.0  # 4 images in well under a second; 0.08 when counted
+
+
 def test_two_devices_then_sigkill_then_resume_on_one(two_device_run, reference, workdir, clip, cache):
     """A run on two devices, killed (SIGKILL) in epoch 2, resumed on one device."""
     proc, out = two_device_run
