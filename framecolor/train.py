@@ -120,11 +120,15 @@ class TrainResult:
     best_loss: float
     interrupted: bool = False
     early_stopped: bool = False
+    # The signal that stopped the run (SIGINT, SIGTERM), None for a stop by
+    # KeyboardInterrupt: the command line exits 128 + it, as for any command.
+    stop_signal: int | None = None
 
 
 @contextmanager
-def _stop_on_signals(flag: threading.Event, log: Callable[[str], None]):
-    """SIGINT/SIGTERM set ``flag`` (the loop saves and stops after the current step).
+def _stop_on_signals(flag: threading.Event, received: list, log: Callable[[str], None]):
+    """SIGINT/SIGTERM set ``flag`` (the loop saves and stops after the current
+    step) and are appended to ``received``.
 
     Raising KeyboardInterrupt in the middle of a dispatch could leave the
     donated state deleted; a flag checked between steps cannot. A second
@@ -134,6 +138,7 @@ def _stop_on_signals(flag: threading.Event, log: Callable[[str], None]):
     def handler(signum, frame):
         if flag.is_set():
             raise KeyboardInterrupt
+        received.append(signum)
         flag.set()
 
     def say_stop_waits():
@@ -340,8 +345,8 @@ def train(
         epoch_runner = _EpochRunner(train_step, feed, train_idx, config, ckpts, on_step, progress)
 
         t_run = time.perf_counter()
-        stop = threading.Event()
-        with _stop_on_signals(stop, log):
+        stop, received = threading.Event(), []
+        with _stop_on_signals(stop, received, log):
             for epoch in range(loop.next_epoch, config.epochs):
                 if loop.monitor.stopped:
                     break
@@ -360,7 +365,8 @@ def train(
         interrupted = stop.is_set() or bool(loop.skip_steps and loop.next_epoch < config.epochs)
         if interrupted and monitor.best_step < 0:  # not one epoch done: no model yet
             log("interrupted; resume with --resume")
-            return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True)
+            return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True,
+                               stop_signal=next(iter(received), None))
 
         # -- the best epoch's weights become the model file (so far, if interrupted:
         # a run stopped after hours must leave a model to use, not only checkpoints)
@@ -393,7 +399,8 @@ def train(
             log(f"interrupted; {model_path} holds the best epoch so far ({monitor.best_epoch + 1}); "
                 "resume with --resume")
         return TrainResult(run_dir, model_path, loop.history, monitor.best_epoch, monitor.best,
-                           early_stopped=monitor.stopped, interrupted=interrupted)
+                           early_stopped=monitor.stopped, interrupted=interrupted,
+                           stop_signal=next(iter(received), None))
 
 
 @dataclass

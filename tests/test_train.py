@@ -553,6 +553,40 @@ def test_cli_train_command(workdir, clip, cache, monkeypatch):
     assert result.exit_code == 1 and "--init" in result.output
 
 
+def test_cli_train_stopped_by_sigterm_exits_143(workdir, clip, cache, monkeypatch):
+    # A scheduler's time limit saves and stops the run as Ctrl-C does, but
+    # train exited 130 for it, where every command exits 143 after SIGTERM.
+    import signal
+
+    import typer
+    from typer.testing import CliRunner
+
+    from framecolor.cli.train import register
+
+    start = train.train
+
+    def killed_in_the_first_step(*args, **kwargs):
+        def on_step(epoch, step, metrics):
+            if step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return start(*args, on_step=on_step, **kwargs)
+
+    monkeypatch.setattr(train, "train", killed_in_the_first_step)
+    monkeypatch.setenv("FRAMECOLOR_CACHE", str(cache))
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    result = CliRunner().invoke(app, [
+        "train", str(clip), "--out", str(workdir / "sigterm"), "--epochs", "1", "--size", str(CONFIG.size),
+        "--width", str(CONFIG.width), "--decoder", CONFIG.decoder, "--batch-size", str(CONFIG.batch_size),
+        "--frames-per-video", str(CONFIG.frames_per_video), "--val-fraction", str(CONFIG.val_fraction), "--quiet",
+    ])
+    assert result.exit_code == 143, result.output
+    assert "interrupted; resume with --resume" in result.output
+    assert (workdir / "sigterm" / "checkpoints" / "1").is_dir()  # saved as for Ctrl-C
+
+
 def test_monitor_stops_early_and_cuts_the_lr_on_plateaus():
     from framecolor.callbacks import Monitor, update_monitor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -130,7 +131,9 @@ def train(
         log=_say,
     )
     if result.interrupted:
-        raise typer.Exit(130)
+        # 143 after SIGTERM (`kill`, a scheduler's time limit), as every command
+        # exits; a script that tells a time limit from a Ctrl-C read 130 for both.
+        raise typer.Exit(128 + (result.stop_signal or signal.SIGINT))
     best = f"best epoch {result.best_epoch + 1}, loss {result.best_loss:.5f}" if result.best_epoch >= 0 else "no epoch"
     typer.echo(f"{result.model_path} ({best})", err=True)
 
