@@ -491,7 +491,12 @@ class _EpochRunner:
                     bar.update(1)
                 if self.on_step is not None:
                     self.on_step(epoch, done, metrics)
-                if stop.is_set():
+                # A stop in an epoch's last step lets the epoch end (validation, its
+                # checkpoint, its metrics row; the loop stops after it): saved as
+                # a mid-epoch checkpoint, the epoch's work went without a model
+                # or a metrics row, and its step, the same as the epoch's, never
+                # got the checkpoint that ranks it for the best.
+                if stop.is_set() and done < self.steps:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             run = summary(interrupted=True)

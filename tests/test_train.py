@@ -176,6 +176,25 @@ def test_resume_after_ctrl_c_equals_uninterrupted(reference, workdir, clip, cach
     _assert_same_variables(_variables(out), _variables(reference.run_dir), rtol=1e-5, atol=1e-6)
 
 
+def test_ctrl_c_in_the_last_step_of_an_epoch_ends_that_epoch(workdir, clip, cache):
+    # The epoch's steps were all done, yet it was saved as a mid-epoch
+    # checkpoint: no model ("interrupted; resume with --resume"), no metrics row.
+    import signal
+
+    def ctrl_c(epoch, step, metrics):
+        if (epoch, step) == (0, 3):  # 12 training frames, 4 a step
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = workdir / "last_step"
+    result = _run(clip, out, cache, on_step=ctrl_c)
+    assert result.interrupted and len(result.history) == 1
+    assert modelfile.read_header(out / "model.fcm")["summary"]["best_epoch"] == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    said = []
+    train.train([clip], out, CONFIG, resume=True, cache_dir=cache, progress=False, log=said.append)
+    assert said[0] == "resuming from checkpoint 3 (epoch 2, step 0)"
+
+
 def test_a_resumed_epochs_images_per_second_leave_out_both_compiles(workdir, clip, cache, monkeypatch):
     # Each process compiles on its first step, which images/s leaves out; the
     # interrupted process's compile was counted as training time, and the
