@@ -712,10 +712,10 @@ def test_a_disk_that_fills_up_is_one_error_and_leaves_nothing(colorizer, clip, t
     # neither the partial video nor a photo's is left behind.
     encode = video.VideoWriter._encode
 
-    def encode_until_full(writer, frame, pts):
+    def encode_until_full(writer, frame, *args):
         if writer.frames_written == 3:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(writer.path))
-        encode(writer, frame, pts)
+        encode(writer, frame, *args)
 
     monkeypatch.setattr(video.VideoWriter, "_encode", encode_until_full)
     with pytest.raises(OutputError, match="cannot write .*out.mp4: No space left on device"):
