@@ -226,6 +226,10 @@ def _check_clip(clip: Path, config: EvalConfig) -> float | None:
     Everything that can be known without colorizing: run for every clip before
     the first is colorized, so that a typo in the last of many clips costs
     nothing rather than the work done on the others."""
+    if video.is_image_path(clip) and clip.is_file():
+        # Probed, a photo is a one-frame video: "only 1 frame(s) to evaluate" misled.
+        raise InputError(f"{clip} is a photo: eval scores video clips (CDC, the flicker measure, needs frames "
+                         "in sequence); to see a photo colorized, use apply")
     info = video.probe(clip)  # a missing file, or one that is not a video
     start = info.duration * config.train_split if config.train_split else None
     _check_length(clip, info, config)  # first: a clip of no frames has "no color" too, misleadingly

@@ -129,6 +129,7 @@ def test_a_black_and_white_clip_is_refused_before_any_work(colorizer, tmp_path, 
     ("missing.mp4", "no such file: .*missing.mp4"),
     ("bw.mp4", "bw.mp4 has no color to score against"),
     ("one.mp4", "one.mp4: only 1 frame\\(s\\) to evaluate; need at least 2"),
+    ("photo.png", "photo.png is a photo: eval scores video clips .* use apply"),
 ])
 def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip, tmp_path, monkeypatch, bad, why):
     # A typo in the last of many clips must not cost the colorizing of the others.
@@ -136,6 +137,8 @@ def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip,
         media.make_video(tmp_path / bad, frames=4, audio=False, colorless=range(4))
     elif bad == "one.mp4":
         media.make_video(tmp_path / bad, frames=1, audio=False)
+    elif bad == "photo.png":
+        media.make_images(tmp_path, 1)[0].rename(tmp_path / bad)
     monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
     monkeypatch.setattr(apply, "colorize_video", lambda *a, **k: pytest.fail("colorized"))
     strips = tmp_path / "strips"
