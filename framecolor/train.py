@@ -158,8 +158,6 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
         raise TrainingError(f"loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
     if config.mode not in ("lab", "rgb"):
         raise TrainingError(f"mode must be lab or rgb, not {config.mode!r}")
-    if config.batch_size < 1 or config.epochs < 1:
-        raise TrainingError("batch size and epochs must be at least 1")
     _check_ranges(config)
     init_model = None
     if saved is not None:
@@ -172,6 +170,10 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
         init_model = modelfile.load_model(init)
         config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
     return config, config.model_config(), init_model
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def _check_ranges(config: TrainConfig) -> None:
@@ -188,6 +190,8 @@ def _check_ranges(config: TrainConfig) -> None:
             flag = {"keep_checkpoints": "keep"}.get(name, name).replace("_", "-")
             raise TrainingError(f"--{flag} must be {bounds}, not {show(value) if math.isfinite(value) else value}")
 
+    number("batch_size", 1)
+    number("epochs", 1)
     number("lr", 0.0, low_open=True)
     number("min_lr", 0.0, config.lr)
     number("val_fraction", 0.0, 0.9)
@@ -326,7 +330,7 @@ def train(
             loop.monitor = callbacks.with_patience(loop.monitor, config.patience)
             if loop.monitor.stopped and loop.next_epoch < config.epochs:
                 log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
-                    f"{loop.monitor.bad_epochs} epochs; to train on, resume with a --patience above that (0: never stop)")
+                    f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that (0: never stop)")
         callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
         frozen = backbone_keys(state.params)
         if config.freeze_backbone_epochs > 0 and not frozen:
@@ -357,7 +361,7 @@ def train(
                     break
                 state = _end_epoch(state, epoch, run, loop, evaluation, ckpts, config, run_dir, log)
                 if loop.monitor.stopped:
-                    log(f"early stop: no improvement for {config.patience} epochs")
+                    log(f"early stop: no improvement for {_epochs(config.patience)}")
                 if stop.is_set():
                     break
         ckpts.wait()

@@ -491,6 +491,7 @@ def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(
     (dict(min_lr=1.0), r"--min-lr must be in \[0, 0.001\], not 1"), (dict(val_fraction=-0.1), "--val-fraction"),
     (dict(seed=-1), "--seed"), (dict(keep_checkpoints=0), "--keep must be at least 1"), (dict(every=0), "--every"),
     (dict(frames_per_video=0), "--frames-per-video"), (dict(patience=-1), "--patience"), (dict(feed="gpu"), "--feed"),
+    (dict(epochs=0), "--epochs must be at least 1, not 0"), (dict(batch_size=0), "--batch-size must be at least 1"),
 ])
 def test_numbers_out_of_range_are_refused_before_anything_is_read_or_made(tmp_path, clip, cache, change, message):
     with pytest.raises(TrainingError, match=message):

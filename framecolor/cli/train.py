@@ -33,7 +33,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: 20)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per step, all devices (default: 16)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Training crop side in pixels (default: 224)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Training crop side in pixels, at least 75 (default: 224)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber or l1, for the regress head (default: mse)."),
     head: Optional[str] = typer.Option(
