@@ -346,11 +346,12 @@ def load_frames(
         else:
             try:
                 block = read_still(path, side)[None]
-            except InputError as exc:
+            except InputError:
                 # One damaged photo in a corpus of a thousand (a truncated
                 # download, a text file named .jpg) stopped the run after
-                # the others were decoded: it is left out, and said.
-                damaged.append(str(exc))
+                # the others were decoded: it is left out, and said. (The
+                # reader's own words call it "not a video file".)
+                damaged.append(path)
                 block = np.zeros((0, side, side, 3), np.uint8)
             if len(block) and min_chroma and metrics.chroma_spread(block[0]) < min_chroma:
                 block, gray_images = block[:0], gray_images + 1
@@ -365,7 +366,7 @@ def load_frames(
     if not chunks and (gray_videos or gray_images):
         raise TrainingError(f"no color to learn from in {', '.join(map(str, inputs))}: train on color footage")
     if not chunks:
-        why = f" ({damaged[0]})" if damaged else ""
+        why = f" ({damaged[0]} is damaged, or not an image)" if damaged else ""
         raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}{why}")
     _warn_left_out(gray_videos, gray_images, damaged)
     frameset = FrameSet(np.concatenate(chunks), tuple(sources), key, cached=False)
@@ -379,7 +380,8 @@ def _warn_left_out(gray_videos: list, gray_images: int, damaged: list) -> None:
 
     if damaged:
         more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
-        warnings.warn(f"left out {len(damaged)} image(s) that could not be read: {damaged[0]}{more}",
+        warnings.warn(f"left out {len(damaged)} image(s) that could not be read (damaged, or not images): "
+                      f"{damaged[0]}{more}",
                       stacklevel=3)
 
     if gray_videos:
