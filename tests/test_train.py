@@ -375,7 +375,7 @@ def test_an_early_stopped_run_resumed_with_more_patience_trains_on(workdir, clip
     said = []
     again = train.train([clip], out, config, resume=True, cache_dir=cache, progress=False, log=said.append)
     assert len(again.history) == 2
-    assert any("stopped early after epoch 2: no improvement for 1 epochs; to train on, resume with a --patience"
+    assert any("stopped early after epoch 2: no improvement for 1 epoch; to train on, resume with a --patience"
                in line for line in said), said
     more = _run(clip, out, cache, config=dataclasses.replace(config, patience=3), resume=True)
     assert [row["epoch"] for row in more.history] == [1, 2, 3] and not more.early_stopped
