@@ -151,6 +151,24 @@ def describe_model(path) -> list[tuple[str, str]]:
     return rows
 
 
+def model_facts(path) -> dict:
+    """`framecolor info MODEL.fcm --json`: the header's facts as values
+    (numbers as numbers, the training options as an object), for scripts;
+    describe_model's rows are its words for people."""
+    path = _existing(path)
+    header = read_header(path)
+    return {
+        "file": str(path),
+        "file_bytes": path.stat().st_size,
+        "config": dict(ModelConfig.from_dict(header.get("config")).to_dict()),
+        "parameters": header.get("param_count", 0),
+        "framecolor_version": header.get("framecolor_version"),
+        "format_version": header.get("format_version"),
+        "readout": header.get("readout") or {},
+        "training": header.get("summary") or {},
+    }
+
+
 def _summary_value(value) -> str:
     # A loss or a duration to six figures (0.00994777, 47.0076), not the
     # seventeen that JSON keeps.

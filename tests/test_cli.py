@@ -66,6 +66,12 @@ def test_info_of_numbered_photos_describes_the_video_they_make(tmp_path):
     assert (data["width"], data["height"], data["frame_count"], data["fps"]) == (40, 30, 3, "24")
 
 
+def test_info_of_a_model_as_json_gives_values(tiny_model_path):
+    data = json.loads(run("info", tiny_model_path, "--json").output)
+    assert data["config"]["decoder"] == "unet" and isinstance(data["parameters"], int)
+    assert "parameters" in run("info", tiny_model_path).output  # the table for people
+
+
 def test_info_counts_the_seed_models_parameters():
     assert "24,441,256" in run("info", "--decoder", "seed", "--mode", "lab", "--size", 224).output
     assert "24,441,313" in run("info", "--decoder", "seed", "--mode", "rgb", "--size", 224).output

@@ -60,6 +60,11 @@ def test_header_describes_the_model(saved):
     rows = dict(modelfile.describe_model(path))
     assert rows["parameters"] == f"{count_params(TINY_MODEL):,}" and rows["decoder"] == "unet"
     assert rows["training epochs"] == "3" and rows["training best_val_loss"] == "0.1"  # not 0.10000000149011612
+    # For scripts (info --json), the same facts as values: numbers, lists and objects, not the table's words.
+    facts = json.loads(json.dumps(modelfile.model_facts(path)))
+    assert facts["config"] == TINY_MODEL.to_dict() and facts["parameters"] == count_params(TINY_MODEL)
+    assert facts["training"] == {"epochs": 3, "best_val_loss": float(np.float32(0.1)), "inputs": ["a.mp4"]}
+    assert facts["file_bytes"] == path.stat().st_size and facts["format_version"] == header["format_version"]
 
 
 def test_describe_config_counts_the_seed_model():

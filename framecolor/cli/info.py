@@ -27,8 +27,11 @@ def info(
         config = ModelConfig(decoder=decoder, mode=mode, size=size, width=width)
         rows = describe_config(config, size)
     elif path.suffix.lower() == ".fcm" or (path / "run.json").is_file():  # a training run's folder: its model
-        from framecolor.modelfile import describe_model
+        from framecolor.modelfile import describe_model, model_facts
 
+        if as_json:  # values as values, not the table's words (a loss as a number, the options as an object)
+            typer.echo(json.dumps(model_facts(path), indent=2))
+            return
         rows = describe_model(path)
     else:
         from framecolor import video
