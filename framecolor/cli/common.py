@@ -35,6 +35,14 @@ def debugging() -> bool:
     return os.environ.get(_DEBUG_ENV) == "1"
 
 
+def say(message: str) -> None:
+    """A line on stderr, above any progress bar rather than through it (a
+    warning, a stop's note from another thread, train's log)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def fail(message: str, code: int = 1):
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -50,9 +58,7 @@ def one_line_warnings():
 
     def show(message, category, filename, lineno, file=None, line=None):
         if str(filename).startswith(package) and not debugging():
-            from tqdm import tqdm
-
-            tqdm.write(f"warning: {message}", file=sys.stderr)  # above any progress bar, not through it
+            say(f"warning: {message}")
         else:
             python_format(message, category, filename, lineno, file, line)
 
@@ -90,9 +96,7 @@ def terminate_as_interrupt():
 
 
 def _say_stop_waits() -> None:
-    from tqdm import tqdm
-
-    tqdm.write("stopping (a model being compiled finishes first, which can take a minute)", file=sys.stderr)
+    say("stopping (a model being compiled finishes first, which can take a minute)")
 
 
 _SIGNAL_RETRY_S = 0.01

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from framecolor.cli.common import debugging, guarded
+from framecolor.cli.common import debugging, guarded, say
 
 _HELP = """Train a colorizer on color videos, images and image folders.
 
@@ -128,7 +127,7 @@ def train(
         resume=resume,
         cache_dir=cache_dir,
         progress=not quiet,
-        log=_say,
+        log=say,  # a stop's note comes from another thread, while the bar is drawn
     )
     if result.interrupted:
         # 143 after SIGTERM (`kill`, a scheduler's time limit), as every command
@@ -149,15 +148,6 @@ def _start_options(out: Path, resume: bool, config_type):
     if not saved:
         return config_type()
     return config_type(**{f.name: saved[f.name] for f in fields(config_type) if f.name in saved})
-
-
-
-def _say(message: str) -> None:
-    """A line on stderr, above the progress bar rather than through it (a
-    stop's note comes from another thread, while the bar is drawn)."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:
