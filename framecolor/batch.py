@@ -27,9 +27,6 @@ from framecolor.errors import FramecolorError, InputError, OutputError
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = video.VIDEO_SUFFIXES  # what a folder given to apply is searched for, with images
-
-
 @dataclass(frozen=True)
 class Job:
     source: Path
@@ -94,7 +91,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
         source, target = paths
         if not (source.is_dir() or target.is_dir()):
             return [Job(source, target)], False
-        if source.is_dir() and not target.is_dir() and target.suffix.lower() in VIDEO_SUFFIXES:
+        if source.is_dir() and not target.is_dir() and video.is_video_path(target):
             return [Job(source, target)], False  # numbered photos made into one video
         if source.is_dir() and not target.exists() and not is_media_path(target) \
                 and _looks_like_a_file_type(target.suffix):

@@ -932,7 +932,7 @@ def test_strength_zero_is_identity():
 
 
 def test_every_video_type_a_batch_takes_gets_an_output_type_that_holds_h264(tmp_path):
-    outputs = {batch._output_name(tmp_path / f"clip{suffix}").rpartition(".")[2] for suffix in batch.VIDEO_SUFFIXES}
+    outputs = {batch._output_name(tmp_path / f"clip{suffix}").rpartition(".")[2] for suffix in video.VIDEO_SUFFIXES}
     for suffix in sorted(outputs):
         with video.VideoWriter(tmp_path / f"clip.{suffix}", width=64, height=48, fps=25,
                                time_base=Fraction(1, 25)) as writer:

@@ -336,9 +336,10 @@ def _rate_of(times: list[int] | None, time_base) -> Fraction | None:
     return Fraction(len(times) - 1) / span if span > 0 else None
 
 
-# How many packets later a frame shown earlier may still come: a decoder
-# reorders at most 16 pictures (H.264's and HEVC's picture buffers).
-_REORDER_DEPTH = 16
+# How many frames a decoder may hold back to reorder them, so how many
+# packets later a frame shown earlier may still come: H.264's and HEVC's
+# picture buffers hold at most 16.
+REORDER_DEPTH = 16
 
 
 def _gaps_of(times: list[int] | None, time_base) -> tuple[Fraction, Fraction] | None:
@@ -348,13 +349,13 @@ def _gaps_of(times: list[int] | None, time_base) -> tuple[Fraction, Fraction] | 
     Packets come in decode order: a B-frame's after the later frame it is
     shown before. So the frames shown before the last packets' may not be
     read yet: only those up to the frame shown last among all but the last
-    _REORDER_DEPTH packets are all there. (Without that cut, a 25 fps MP4
+    REORDER_DEPTH packets are all there. (Without that cut, a 25 fps MP4
     had a gap of two frames at the end of its first 64 packets.)
     """
     if not times or not time_base:
         return None
     if len(times) == _RATE_PACKETS:
-        shown_by = max(times[:-_REORDER_DEPTH])
+        shown_by = max(times[:-REORDER_DEPTH])
         times = [t for t in times if t <= shown_by]
     if len(times) < 3:
         return None
@@ -446,19 +447,12 @@ def probe(path) -> VideoInfo:
             time_base=Fraction(stream.time_base),
             duration=float(duration),
             frame_gaps=gaps,
-            chapters=len(_chapters(container)),
+            chapters=len(container.chapters()),
             audio=tuple(_stream_info(s) for s in container.streams.audio),
             subtitles=tuple(_stream_info(s) for s in container.streams.subtitles),
             **{key: value for key, value in stated.items() if key != "field_order"},
             **_first_frame_facts(opening.first_frame, stated_field_order=stated["field_order"]),
         )
-
-
-def _chapters(container) -> list:
-    try:
-        return container.chapters()
-    except (AttributeError, av.error.FFmpegError):  # a PyAV before 14 lists none
-        return []
 
 
 def _stated_picture(stream) -> dict:

@@ -21,6 +21,7 @@ from framecolor.video.files import VideoWarning, _check_input_file, _open_input
 from framecolor.video.photos import _decode_image, list_images
 from framecolor.video.pixels import FORMATS, _upright
 from framecolor.video.probing import (
+    REORDER_DEPTH,
     _frame_rate,
     _sample_aspect_ratio,
     _stated_frames,
@@ -144,14 +145,13 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
         pixel_aspect = _sample_aspect_ratio(stream)
         tb = Fraction(stream.time_base) if stream.time_base else None
         t0 = stream.start_time or 0
-        window = _REORDER_WINDOW if container.format.name in _NO_PRESENTATION_TIMES else 0
+        window = REORDER_DEPTH if container.format.name in _NO_PRESENTATION_TIMES else 0
         if start is not None and start > 0 and tb:
             # The frames between where decoding starts and `start` are
             # decoded and dropped below.
             decoding, frames = _decode_from(container, stream, start, t0, tb, window)
         else:
-            decoding = _Decoding(container, stream)
-            frames = _display_ordered(iter(decoding), window)
+            decoding, frames = _decoded(container, stream, window)
         decoded = kept = yielded = 0
         last_time = None
         error = None
@@ -223,12 +223,10 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
     An MPEG program stream is not seeked at all (see _STAMPS_COUNTED_ON).
     """
     if container.format.name in _STAMPS_COUNTED_ON:
-        decoding = _Decoding(container, stream, skip_to=t0 + math.floor(start / tb))
-        return decoding, _display_ordered(iter(decoding), window)
+        return _decoded(container, stream, window, skip_to=t0 + math.floor(start / tb))
     for seconds in _seek_times(start):
         container.seek(t0 + math.floor(seconds / tb), stream=stream)
-        decoding = _Decoding(container, stream)
-        frames = _display_ordered(iter(decoding), window)
+        decoding, frames = _decoded(container, stream, window)
         try:
             first = next(frames, None)
         except av.error.FFmpegError:
@@ -236,7 +234,12 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
         if _starts_in_time(first, t0, tb, start):
             return decoding, itertools.chain([first], frames)
     container.seek(t0, stream=stream)
-    decoding = _Decoding(container, stream)
+    return _decoded(container, stream, window)
+
+
+def _decoded(container, stream, window: int, skip_to: int | None = None):
+    """(_Decoding, its frames in display order) from where demuxing stands."""
+    decoding = _Decoding(container, stream, skip_to)
     return decoding, _display_ordered(iter(decoding), window)
 
 
@@ -310,9 +313,6 @@ def _from_keyframe_before(packets: Iterator, last: int) -> Iterator:
     yield from held or ()
 
 
-# How many frames a decoder may hold back to reorder them: H.264's and
-# HEVC's picture buffers hold at most 16.
-_REORDER_WINDOW = 16
 # Containers that store no presentation times, only the order of the packets.
 _NO_PRESENTATION_TIMES = frozenset({"avi", "asf"})
 
@@ -325,7 +325,7 @@ def _display_ordered(frames: Iterator, window: int) -> Iterator:
     WMV with H.264, come out of the decoder with their stamps out of order
     (1, 3, 4, 2, ...). The stamps themselves are right; they belong to the
     frames in sorted order. So each frame takes the smallest stamp among
-    itself and the next `window` frames (_REORDER_WINDOW for those
+    itself and the next `window` frames (REORDER_DEPTH for those
     containers; 0 for the others, whose stamps are the frames' own). A
     stamp not above the last (a broken file's repeat) moves one tick on,
     so that the frame is kept and the stamps increase. A decoding error is
