@@ -134,19 +134,18 @@ def load_model(path) -> LoadedModel:
 
 def describe_model(path) -> list[tuple[str, str]]:
     """(label, value) rows for `framecolor info MODEL.fcm` (or a run folder's), from the header alone."""
-    path = _existing(path)
-    header = read_header(path)
-    config = ModelConfig.from_dict(header.get("config"))
-    rows = [("file", str(path)), ("file size", _human_bytes(path.stat().st_size))]
+    facts = model_facts(path)
+    config = ModelConfig.from_dict(facts["config"])
+    rows = [("file", facts["file"]), ("file size", _human_bytes(facts["file_bytes"]))]
     rows += _config_rows(config, config.size)
     rows += [
-        ("parameters", f"{header.get('param_count', 0):,}"),
-        ("framecolor version", str(header.get("framecolor_version"))),
-        ("format version", str(header.get("format_version"))),
+        ("parameters", f"{facts['parameters']:,}"),
+        ("framecolor version", str(facts["framecolor_version"])),
+        ("format version", str(facts["format_version"])),
     ]
-    for key, value in (header.get("readout") or {}).items():
+    for key, value in facts["readout"].items():
         rows.append((f"apply default {key}", json.dumps(value)))
-    for key, value in (header.get("summary") or {}).items():
+    for key, value in facts["training"].items():
         rows.append((f"training {key}", _summary_value(value)))
     return rows
 
@@ -160,7 +159,7 @@ def model_facts(path) -> dict:
     return {
         "file": str(path),
         "file_bytes": path.stat().st_size,
-        "config": dict(ModelConfig.from_dict(header.get("config")).to_dict()),
+        "config": ModelConfig.from_dict(header.get("config")).to_dict(),
         "parameters": header.get("param_count", 0),
         "framecolor_version": header.get("framecolor_version"),
         "format_version": header.get("format_version"),
