@@ -210,9 +210,14 @@ def _once_each(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(key)
             kept.append((path, kind))
     if repeated:
-        warnings.warn(f"{repeated[0]}{f' and {len(repeated) - 1} more' if len(repeated) > 1 else ''} "
-                      "given more than once (or also in a folder given): each is used once", stacklevel=3)
+        warnings.warn(f"{_one_and_more(repeated)} given more than once (or also in a folder given): "
+                      "each is used once", stacklevel=3)
     return kept
+
+
+def _one_and_more(paths: list) -> str:
+    """The first of `paths`, and how many more (a warning names one, not a thousand)."""
+    return f"{paths[0]} and {len(paths) - 1} more" if len(paths) > 1 else str(paths[0])
 
 
 # ------------------------------------------------------------------- cache
@@ -379,10 +384,8 @@ def _warn_left_out(gray_videos: list, gray_images: int, damaged: list) -> None:
     import warnings
 
     if damaged:
-        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
         warnings.warn(f"left out {len(damaged)} image(s) that could not be read (damaged, or not images): "
-                      f"{damaged[0]}{more}",
-                      stacklevel=3)
+                      f"{_one_and_more(damaged)}", stacklevel=3)
 
     if gray_videos:
         warnings.warn(f"left out {', '.join(gray_videos)}: no frame in it has color (a black-and-white "

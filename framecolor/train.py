@@ -367,10 +367,11 @@ def train(
         ckpts.wait()
         monitor = loop.monitor
         interrupted = stop.is_set() or bool(loop.skip_steps and loop.next_epoch < config.epochs)
+        stop_signal = received[0] if received else None
         if interrupted and monitor.best_step < 0:  # not one epoch done: no model yet
             log("interrupted; resume with --resume")
             return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True,
-                               stop_signal=next(iter(received), None))
+                               stop_signal=stop_signal)
 
         # -- the best epoch's weights become the model file (so far, if interrupted:
         # a run stopped after hours must leave a model to use, not only checkpoints)
@@ -403,8 +404,7 @@ def train(
             log(f"interrupted; {model_path} holds the best epoch so far ({monitor.best_epoch + 1}); "
                 "resume with --resume")
         return TrainResult(run_dir, model_path, loop.history, monitor.best_epoch, monitor.best,
-                           early_stopped=monitor.stopped, interrupted=interrupted,
-                           stop_signal=next(iter(received), None))
+                           early_stopped=monitor.stopped, interrupted=interrupted, stop_signal=stop_signal)
 
 
 @dataclass
