@@ -23,6 +23,10 @@ CUDA context waits for the device) is recorded with the results. --switch-interv
 several GIL switch intervals (sys.setswitchinterval) in turn, in the same
 process: the encode thread hands the GIL to the others each time it enters
 the encoder, and how soon it gets it back may set its pace.
+--nice runs apply with its decode and recombine threads (and the decoder's
+own threads, which the decode thread starts) at each of several Linux nice
+values in turn: x264 runs more threads than a 16-core machine has cores, and
+whatever else is runnable takes cores from it and from the thread feeding it.
 """
 
 from __future__ import annotations
@@ -58,6 +62,21 @@ def _timed_writes(video, apply):
 
     video.VideoWriter.write_yuv, apply._get = timed_write, timed_get
     return stamps, waits
+
+
+def _niced_helpers(apply) -> list:
+    """Start apply's decode and recombine threads at the nice value in the returned list's one item."""
+    niceness = [0]
+
+    def niced(run):
+        def run_niced(*args, **kwargs):
+            if niceness[0]:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness[0])
+            return run(*args, **kwargs)
+        return run_niced
+
+    apply._decode, apply._recombine = niced(apply._decode), niced(apply._recombine)
+    return niceness
 
 
 def _task_cpu() -> dict[int, tuple[str, float]]:
@@ -113,6 +132,8 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="framecolor/assets/default.fcm")
     parser.add_argument("--switch-intervals", type=float, nargs="+", default=[sys.getswitchinterval()],
                         help="Python's GIL switch intervals (s) to run apply at, each in turn (the floors: the first)")
+    parser.add_argument("--nice", type=int, nargs="+", default=[0],
+                        help="nice values for apply's decode and recombine threads, each in turn")
     parser.add_argument("--out", help="also write the JSON here (after every run)")
     args = parser.parse_args(argv)
     import jax
@@ -120,6 +141,7 @@ def main(argv=None) -> None:
     from framecolor import apply, video
 
     stamps, waits = _timed_writes(video, apply)
+    niceness = _niced_helpers(apply)
     loaded = at._model(args.model, 1.0, None)
     results = {"device": str(jax.devices()[0]), "preset": args.preset, "seconds": args.seconds,
                "gpu_schedule": os.environ.get("TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE", "unset (CUDA's auto)"),
@@ -145,12 +167,13 @@ def main(argv=None) -> None:
     colorizers = {b: apply.Colorizer(loaded, apply.ApplyConfig(batch_size=b, preset=args.preset))
                   for b in args.batch_sizes}
     codec_kw = dict(codec="libx264", crf=None, preset=args.preset, pix_fmt="yuv420p")
-    intervals = args.switch_intervals
+    intervals, nices = args.switch_intervals, args.nice
 
-    def label(b, si):
-        return f"apply B{b}" + (f" switch {si * 1000:g} ms" if len(intervals) > 1 else "")
+    def label(b, si, nice):
+        return (f"apply B{b}" + (f" switch {si * 1000:g} ms" if len(intervals) > 1 else "")
+                + (f" nice {nice}" if len(nices) > 1 else ""))
 
-    applies = [label(b, si) for b in args.batch_sizes for si in intervals]
+    applies = [label(b, si, n) for b in args.batch_sizes for si in intervals for n in nices]
     for height in args.heights:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -163,9 +186,11 @@ def main(argv=None) -> None:
             for _ in range(args.rounds):
                 for b, colorizer in colorizers.items():
                     for si in intervals:
-                        sys.setswitchinterval(si)
-                        sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                            progress=False), height=height, run=label(b, si))
+                        for nice in nices:
+                            sys.setswitchinterval(si)
+                            niceness[0] = nice
+                            sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
+                                                                progress=False), height=height, run=label(b, si, nice))
                 sys.setswitchinterval(intervals[0])
                 sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height, run="floor gray")
                 sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
@@ -185,6 +210,12 @@ def table(results: dict, heights, applies) -> str:
                              + " / ".join(f"{r['first_write_s']:.3f}" for r in rows) + " | "
                              + " / ".join(f"{r['write_fps']:.0f}" for r in rows) + " | "
                              + " / ".join(f"{r['after_last_write_s']:.3f}" for r in rows) + " |")
+    lines += ["", "| video | run | apply / same-colors floor, each round |", "|---|---|---|"]
+    for height in heights:
+        floors = [r["fps"] for r in results["runs"] if r["run"] == "floor same colors" and r["height"] == height]
+        for name in applies:
+            rows = [r["fps"] for r in results["runs"] if r["run"] == name and r["height"] == height]
+            lines.append(f"| {height}p | {name} | " + " / ".join(f"{a / f:.2f}" for a, f in zip(rows, floors)) + " |")
     return "\n".join(lines)
 
 
