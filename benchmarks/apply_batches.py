@@ -15,15 +15,18 @@ with audio, with the shipped model by default.
 
 Each run also splits the process's CPU time by thread (sampled from
 /proc/self/task every 20 ms, so a thread's last moments may be missed):
-Python threads by name, native ones by the name they gave themselves, and
-the rest (x264's threads, which end with each writer, and any other thread
-gone before the run's end) as what the process used beyond those. On a GPU,
+Python threads by name, native ones by the name they gave themselves,
+unnamed ones (x264's, XLA's, CUDA's) split into those started during the run
+(x264's, which start with each writer) and those there before (a runtime's:
+a busy one waits spinning), and the rest (threads gone between two samples)
+as what the process used beyond those. On a GPU,
 TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE (spin, yield, blocking_sync: how XLA's
 CUDA context waits for the device) is recorded with the results. --switch-intervals runs apply at each of
 several GIL switch intervals (sys.setswitchinterval) in turn, in the same
 process: the encode thread hands the GIL to the others each time it enters
 the encoder, and how soon it gets it back may set its pace.
---nice runs apply with its decode and recombine threads (and the decoder's
+--copy-ahead also runs apply with each batch's chroma copied to the host
+as soon as it is dispatched, and waited for a batch later. --nice runs apply with its decode and recombine threads (and the decoder's
 own threads, which the decode thread starts) at each of several Linux nice
 values in turn: x264 runs more threads than a 16-core machine has cores, and
 whatever else is runnable takes cores from it and from the thread feeding it.
@@ -79,6 +82,32 @@ def _niced_helpers(apply) -> list:
     return niceness
 
 
+def _recombine_copying_ahead(apply):
+    """apply._recombine, but each batch's chroma starts its copy to the host as
+    soon as it is dispatched and is waited for one batch later, so the
+    recombine thread seldom waits on the device (a wait may spin a core)."""
+    import numpy as np
+
+    def recombine(writer_ready, chroma_for, out, stop):
+        try:
+            writer, pending = writer_ready.result(), None
+            for u, v, frames in chroma_for(writer):
+                u.copy_to_host_async()
+                v.copy_to_host_async()
+                if pending is not None and not apply._put(out, (np.asarray(pending[0]), np.asarray(pending[1]),
+                                                                pending[2]), stop):
+                    return
+                pending = (u, v, frames)
+            if pending is not None and not apply._put(out, (np.asarray(pending[0]), np.asarray(pending[1]),
+                                                            pending[2]), stop):
+                return
+            apply._put(out, apply._END, stop)
+        except BaseException as exc:
+            apply._put(out, apply._Failed(exc), stop)
+
+    return recombine
+
+
 def _task_cpu() -> dict[int, tuple[str, float]]:
     """tid -> (its name, CPU seconds so far) for this process's live threads."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -118,8 +147,15 @@ class _ThreadCpu:
         self.sampler.join()
         self.last.update(_task_cpu())
         self.seconds = collections.defaultdict(float)
+        unnamed = Path("/proc/self/comm").read_text().strip()
+        self.busiest_unnamed_before = 0.0
         for tid, (name, cpu) in self.last.items():  # the sampler's own cost is among them
-            self.seconds[name] += cpu - self.before.get(tid, (name, 0.0))[1]
+            used = cpu - self.before.get(tid, (name, 0.0))[1]
+            if name == unnamed:  # x264's threads start with each writer; XLA's and CUDA's were there before
+                name += " (there before)" if tid in self.before else " (started in the run)"
+                if tid in self.before:
+                    self.busiest_unnamed_before = max(self.busiest_unnamed_before, used)
+            self.seconds[name] += used
 
 
 def main(argv=None) -> None:
@@ -134,6 +170,8 @@ def main(argv=None) -> None:
                         help="Python's GIL switch intervals (s) to run apply at, each in turn (the floors: the first)")
     parser.add_argument("--nice", type=int, nargs="+", default=[0],
                         help="nice values for apply's decode and recombine threads, each in turn")
+    parser.add_argument("--copy-ahead", action="store_true",
+                        help="also run apply with each batch's chroma copied to the host one batch ahead")
     parser.add_argument("--out", help="also write the JSON here (after every run)")
     args = parser.parse_args(argv)
     import jax
@@ -155,7 +193,8 @@ def main(argv=None) -> None:
             row = at._sample(go)
         named = {name: round(s, 3) for name, s in sorted(threads.seconds.items(), key=lambda kv: -kv[1]) if s >= 0.005}
         process = row["cpu_ms_per_frame"] * row["frames"] / 1000
-        row.update(thread_cpu_s=named, cpu_s_beyond_live_threads=round(process - sum(threads.seconds.values()), 3))
+        row.update(thread_cpu_s=named, cpu_s_beyond_live_threads=round(process - sum(threads.seconds.values()), 3),
+                   busiest_unnamed_thread_there_before_s=round(getattr(threads, "busiest_unnamed_before", 0.0), 3))
         row.update(tags, first_write_s=stamps[0] - started, write_fps=(len(stamps) - 1) / (stamps[-1] - stamps[0]),
                    after_last_write_s=time.perf_counter() - stamps[-1],
                    queue_wait_s={name: round(s, 3) for name, s in sorted(waits.items())})
@@ -174,6 +213,8 @@ def main(argv=None) -> None:
                 + (f" nice {nice}" if len(nices) > 1 else ""))
 
     applies = [label(b, si, n) for b in args.batch_sizes for si in intervals for n in nices]
+    if args.copy_ahead:
+        applies.append(f"apply B{args.batch_sizes[0]} copy ahead")
     for height in args.heights:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -192,6 +233,14 @@ def main(argv=None) -> None:
                             sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
                                                                 progress=False), height=height, run=label(b, si, nice))
                 sys.setswitchinterval(intervals[0])
+                if args.copy_ahead:
+                    b, colorizer = next(iter(colorizers.items()))
+                    usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
+                    try:
+                        sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
+                                                            progress=False), height=height, run=f"apply B{b} copy ahead")
+                    finally:
+                        apply._recombine = usual
                 sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height, run="floor gray")
                 sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
                        height=height, run="floor same colors")
