@@ -16,6 +16,7 @@ only while they are among the latest.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -57,10 +58,30 @@ def _options(keep: int) -> ocp.CheckpointManagerOptions:
     )
 
 
+class _SavedWithoutMetrics(logging.Filter):
+    """Drops orbax's warning that a checkpoint came without metrics.
+
+    A run stopped mid-epoch (Ctrl-C, SIGTERM) saves such a checkpoint on
+    purpose, and orbax warned of it on the user's terminal
+    ("WARNING:absl:Requested `tracked_metric`; did not provide metrics.")
+    right beside train's own word that the run can be resumed.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Requested `tracked_metric`")
+
+
+def _quiet_orbax() -> None:
+    logger = logging.getLogger("absl")  # orbax logs through absl, whose records go to this logger
+    if not any(isinstance(f, _SavedWithoutMetrics) for f in logger.filters):
+        logger.addFilter(_SavedWithoutMetrics())
+
+
 class Checkpoints:
     """The checkpoints of one run directory: ``save``, ``latest_step``, ``restore``."""
 
     def __init__(self, directory, keep: int = 3):
+        _quiet_orbax()
         self.directory = Path(directory).absolute()
         self._manager = ocp.CheckpointManager(self.directory, options=_options(max(1, keep)))
 

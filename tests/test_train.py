@@ -682,6 +682,17 @@ def test_the_best_checkpoint_outlives_a_resume(tmp_path):
     assert ckpts.steps() == [1, 5, 6]
 
 
+def test_a_checkpoint_saved_mid_epoch_is_not_warned_of(tmp_path, caplog):
+    # Ctrl-C mid-epoch saves a checkpoint without a loss, on purpose; orbax
+    # warned "Requested `tracked_metric`; did not provide metrics." for it.
+    from framecolor.checkpoint import Checkpoints
+
+    with caplog.at_level("INFO"), Checkpoints(tmp_path / "checkpoints", keep=2) as ckpts:
+        ckpts.save(1, {"w": np.ones(3, np.float32)}, {}, None)
+    assert ckpts.steps() == [1]
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+
+
 def test_a_checkpoint_on_a_full_disk_is_an_output_error_and_leaves_no_partial(tmp_path):
     from framecolor.checkpoint import Checkpoints
 
