@@ -176,8 +176,7 @@ class VideoWriter:
                 self._stream.set_display_matrix([int(x) for x in display_matrix])
                 self._say(turn_lost(self._out.format.name, self.path, display_matrix))
             if self._sample_aspect_ratio:
-                self._say(shape_lost(self._out.format.name, self.path, self.codec,
-                                     self._trial_stream(encoder_options(self.codec, crf, preset)),
+                self._say(shape_lost(self._out.format.name, self.path, self.codec, self._trial_stream,
                                      self.width, self.height, self.pix_fmt, self._sample_aspect_ratio))
             if copy_streams_from is not None:
                 self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
@@ -218,17 +217,11 @@ class VideoWriter:
         if loss is not None:
             warnings.warn(loss, VideoWarning, stacklevel=4)
 
-    def _trial_stream(self, options: dict[str, str]):
-        """add(container): this writer's video stream, as set up, in another container."""
-        def add(container):
-            stream = container.add_stream(self.codec, rate=self.fps or 25)
-            stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
-            stream.codec_context.time_base = self._codec_time_base
-            stream.codec_context.sample_aspect_ratio = self._sample_aspect_ratio
-            stream.options = dict(options)
-            return stream
-
-        return add
+    def _trial_stream(self, container):
+        """This writer's video stream, set up as its own is, added to another `container`."""
+        stream = container.add_stream(self.codec, rate=self.fps or 25)
+        self._set_up_video(stream, dict(self._stream.options))
+        return stream
 
     def _warn_if_timing_lost(self, interval: Fraction) -> None:
         if self._timing_said:
@@ -266,12 +259,18 @@ class VideoWriter:
 
     def _add_video_stream(self, codec, crf, preset):
         stream = self._out.add_stream(codec, rate=self.fps)
-        stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         # The stream counts in the caller's time base (AVI's: 1/fps, see __init__;
         # the muxer may refine it, e.g. MKV's 1/1000), the encoder in its own.
         stream.time_base = self._stream_time_base
+        self._set_up_video(stream, self._field_options(codec, encoder_options(codec, crf, preset)))
+        _open_encoder(stream.codec_context, codec, crf, preset)  # bad options fail here, not mid-video
+        return stream
+
+    def _set_up_video(self, stream, options: dict[str, str]) -> None:
+        """The encoder's settings on a video stream of this writer's codec (its own, or a trial's)."""
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         stream.codec_context.time_base = self._codec_time_base
-        stream.options = self._field_options(codec, encoder_options(codec, crf, preset))
+        stream.options = options
         if self._fields is not None:
             stream.codec_context.field_order = self._field_order
         if self._sample_aspect_ratio:
@@ -285,8 +284,6 @@ class VideoWriter:
             stream.codec_context.colorspace = self._colorspace
         if self._range_flag is not None:
             stream.codec_context.color_range = self._range_flag
-        _open_encoder(stream.codec_context, codec, crf, preset)  # bad options fail here, not mid-video
-        return stream
 
     def _field_options(self, codec: str, options: dict[str, str]) -> dict[str, str]:
         """`options`, for an interlaced source with its fields coded apart (a
