@@ -30,16 +30,22 @@ DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with n
 # libx264 with no crf keeps the source's luma instead: colorizing must not
 # re-grade the picture it was given. At quantizer 2 the step is under one
 # code value and the deblocking filter is off, so Y comes back within +-1 on
-# >99.9% of pixels (crf 18: 74-94% on the sample clips) for 6.5-8.5x crf 18's
-# size, still the High 4:2:0 profile browsers and phones play. psy-rd spends
+# >99.9% of pixels (crf 18: 74-94% on the sample clips) for 7-9.5x crf 18's
+# size, in a profile browsers and phones play. psy-rd spends
 # fidelity on apparent texture, so it is off; chroma, a smooth prediction,
 # takes a coarser quantizer (2 + 12) that saves a quarter of the size.
 # Trellis quantization is off: at so fine a step it costs x264 a fifth of its
 # time, and quantizer 2 without it keeps more luma than quantizer 3 with it.
 # So is CABAC: at this bit rate its arithmetic coding is a quarter of x264's
 # time at 720p, and CAVLC, in every H.264 profile, writes the same picture
-# for 9-10% more bytes (benchmarks/luma_fidelity.py).
-_KEEP_LUMA_X264 = {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0:cabac=0"}
+# for 9-10% more bytes (benchmarks/luma_fidelity.py). x264 does not search
+# the 8x8 partitions of a block or try the 8x8 transform either: at this
+# step they saved 5-12% of the bytes for 23-37% of x264's CPU (four sample
+# clips, benchmarks/RESULTS.md; a little more luma is kept without them),
+# and on a GPU x264 is apply's slowest stage. Without the
+# 8x8 transform the stream is Main profile, which plays wherever High does.
+_KEEP_LUMA_X264 = {"qp": "2",
+                   "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0:cabac=0:no-8x8dct=1:partitions=i4x4"}
 # At that quantizer "faster" keeps luma at least as well as "medium" (fewer
 # psychovisual decisions) and encodes faster.
 _KEEP_LUMA_PRESET, _DEFAULT_PRESET = "faster", "medium"
