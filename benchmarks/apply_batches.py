@@ -25,6 +25,10 @@ CUDA context waits for the device) is recorded with the results. --switch-interv
 several GIL switch intervals (sys.setswitchinterval) in turn, in the same
 process: the encode thread hands the GIL to the others each time it enters
 the encoder, and how soon it gets it back may set its pace.
+--x264-params runs apply and both floors under each of several x264-params
+strings in place of the luma-keeping default's, in turn, in one process
+(the encoder's settings, unlike apply's code, switch within a process):
+what a change of the default does to apply and to its floors alike.
 --copy-ahead also runs apply with each batch's chroma copied to the host
 as soon as it is dispatched, and waited for a batch later. --nice runs apply with its decode and recombine threads (and the decoder's
 own threads, which the decode thread starts) at each of several Linux nice
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import sys
@@ -170,6 +175,8 @@ def main(argv=None) -> None:
                         help="Python's GIL switch intervals (s) to run apply at, each in turn (the floors: the first)")
     parser.add_argument("--nice", type=int, nargs="+", default=[0],
                         help="nice values for apply's decode and recombine threads, each in turn")
+    parser.add_argument("--x264-params", nargs="+", default=[None],
+                        help="x264-params strings for the luma-keeping encode, each in turn (default: framecolor's)")
     parser.add_argument("--copy-ahead", action="store_true",
                         help="also run apply with each batch's chroma copied to the host one batch ahead")
     parser.add_argument("--out", help="also write the JSON here (after every run)")
@@ -177,6 +184,7 @@ def main(argv=None) -> None:
     import jax
 
     from framecolor import apply, video
+    from framecolor.video import encoding
 
     stamps, waits = _timed_writes(video, apply)
     niceness = _niced_helpers(apply)
@@ -207,14 +215,20 @@ def main(argv=None) -> None:
                   for b in args.batch_sizes}
     codec_kw = dict(codec="libx264", crf=None, preset=args.preset, pix_fmt="yuv420p")
     intervals, nices = args.switch_intervals, args.nice
+    default_params = encoding._KEEP_LUMA_X264["x264-params"]
+    param_sets = [params or default_params for params in args.x264_params]
+    results["x264_params"] = param_sets
 
-    def label(b, si, nice):
+    def label(b, si, nice, k=0):
         return (f"apply B{b}" + (f" switch {si * 1000:g} ms" if len(intervals) > 1 else "")
-                + (f" nice {nice}" if len(nices) > 1 else ""))
+                + (f" nice {nice}" if len(nices) > 1 else "") + _params_tag(k, param_sets))
 
-    applies = [label(b, si, n) for b in args.batch_sizes for si in intervals for n in nices]
+    applies = [label(b, si, n, k) for k in range(len(param_sets)) for b in args.batch_sizes for si in intervals
+               for n in nices]
     if args.copy_ahead:
         applies.append(f"apply B{args.batch_sizes[0]} copy ahead")
+    floors = [f"floor {kind}{_params_tag(k, param_sets)}" for k in range(len(param_sets))
+              for kind in ("gray", "same colors")]
     for height in args.heights:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -224,16 +238,18 @@ def main(argv=None) -> None:
                 apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)
                 results["warmup_s"][f"{height}p B{b}"] = time.perf_counter() - started
             chroma = at.colored_chroma(tmp / "out.mp4")
-            for _ in range(args.rounds):
+            for _, (k, params) in itertools.product(range(args.rounds), enumerate(param_sets)):
+                encoding._KEEP_LUMA_X264["x264-params"] = params
+                tag = _params_tag(k, param_sets)
                 for b, colorizer in colorizers.items():
                     for si in intervals:
                         for nice in nices:
                             sys.setswitchinterval(si)
                             niceness[0] = nice
                             sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                                progress=False), height=height, run=label(b, si, nice))
+                                                                progress=False), height=height, run=label(b, si, nice, k))
                 sys.setswitchinterval(intervals[0])
-                if args.copy_ahead:
+                if args.copy_ahead and k == 0:
                     b, colorizer = next(iter(colorizers.items()))
                     usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
                     try:
@@ -241,17 +257,24 @@ def main(argv=None) -> None:
                                                             progress=False), height=height, run=f"apply B{b} copy ahead")
                     finally:
                         apply._recombine = usual
-                sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height, run="floor gray")
+                sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height,
+                       run=f"floor gray{tag}")
                 sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
-                       height=height, run="floor same colors")
-    print(table(results, args.heights, applies))
+                       height=height, run=f"floor same colors{tag}")
+            encoding._KEEP_LUMA_X264["x264-params"] = default_params
+    print(table(results, args.heights, applies, floors))
 
 
-def table(results: dict, heights, applies) -> str:
+def _params_tag(k: int, param_sets: list) -> str:
+    """A run's label suffix naming its x264-params (by number, see results["x264_params"]) where several are run."""
+    return f" x264-params {k}" if len(param_sets) > 1 else ""
+
+
+def table(results: dict, heights, applies, floors=("floor gray", "floor same colors")) -> str:
     lines = ["| video | run | fps, each round | start s | frames/s between first and last written | end s |",
              "|---|---|---|---|---|---|"]
     for height in heights:
-        for name in [*applies, "floor gray", "floor same colors"]:
+        for name in [*applies, *floors]:
             rows = [r for r in results["runs"] if r["run"] == name and r["height"] == height]
             if rows:
                 lines.append(f"| {height}p {results['seconds']:g} s | {name} | "
@@ -259,12 +282,13 @@ def table(results: dict, heights, applies) -> str:
                              + " / ".join(f"{r['first_write_s']:.3f}" for r in rows) + " | "
                              + " / ".join(f"{r['write_fps']:.0f}" for r in rows) + " | "
                              + " / ".join(f"{r['after_last_write_s']:.3f}" for r in rows) + " |")
-    lines += ["", "| video | run | apply / same-colors floor, each round |", "|---|---|---|"]
+    lines += ["", "| video | run | apply / same-colors floor (of its x264-params), each round |", "|---|---|---|"]
     for height in heights:
-        floors = [r["fps"] for r in results["runs"] if r["run"] == "floor same colors" and r["height"] == height]
         for name in applies:
+            tag = name[name.index(" x264-params"):] if " x264-params" in name else ""
+            same = [r["fps"] for r in results["runs"] if r["run"] == f"floor same colors{tag}" and r["height"] == height]
             rows = [r["fps"] for r in results["runs"] if r["run"] == name and r["height"] == height]
-            lines.append(f"| {height}p | {name} | " + " / ".join(f"{a / f:.2f}" for a, f in zip(rows, floors)) + " |")
+            lines.append(f"| {height}p | {name} | " + " / ".join(f"{a / f:.2f}" for a, f in zip(rows, same)) + " |")
     return "\n".join(lines)
 
 
