@@ -40,7 +40,7 @@ DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with n
 # time at 720p, and CAVLC, in every H.264 profile, writes the same picture
 # for 9-10% more bytes (benchmarks/luma_fidelity.py). x264 does not search
 # the 8x8 partitions of a block or try the 8x8 transform either: at this
-# step they saved 5-12% of the bytes for 23-37% of x264's CPU (four sample
+# step they saved 5-12% of the bytes for 23-44% of x264's CPU (four sample
 # clips, benchmarks/RESULTS.md; a little more luma is kept without them),
 # and on a GPU x264 is apply's slowest stage. Without the
 # 8x8 transform the stream is Main profile, which plays wherever High does.
