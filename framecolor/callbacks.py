@@ -2,8 +2,8 @@
 
 All of it is plain data in, plain data out (the monitor is a frozen dataclass
 stored in each checkpoint), so a resumed run continues exactly where the
-interrupted one stopped. Images are drawn with numpy + skimage.draw; no
-plotting library is needed.
+interrupted one stopped. Images are drawn with numpy + skimage.draw, their
+words with Pillow's built-in font; no plotting library is needed.
 """
 
 from __future__ import annotations
@@ -118,34 +118,39 @@ def preview_grid(gray: np.ndarray, pred: np.ndarray, truth: np.ndarray, min_side
     return out
 
 
+_SERIES = (("train_loss", "train", (31, 119, 180)), ("val_loss", "validation", (255, 127, 14)))
+_INK = (60, 60, 60)  # labels: darker than the grid, lighter than the axes
+
+
 def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.ndarray:
-    """A line plot of train (blue) and validation (orange) loss per epoch, log scale."""
+    """A line plot of train (blue) and validation (orange) loss per epoch, log
+    scale, with a legend, the loss at its grid lines and the epochs numbered."""
+    from PIL import Image, ImageDraw, ImageFont
     from skimage.draw import disk, line
 
     img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 40, width - 15, 15, height - 30
+    left, right, top, bottom = 52, width - 15, 15, height - 30
     img[top:bottom + 1, left] = 0
     img[bottom, left:right + 1] = 0
-    series = [("train_loss", (31, 119, 180)), ("val_loss", (255, 127, 14))]
-    values = [r[k] for r in history for k, _ in series if r.get(k) is not None and r[k] > 0 and math.isfinite(r[k])]
+    values = [r[k] for r in history for k, _, _ in _SERIES if _plotted(r.get(k))]
     if not values:
         return img
     lo, hi = math.log10(min(values)), math.log10(max(values))
     if hi - lo < 1e-6:
         lo, hi = lo - 0.5, hi + 0.5
-    # Horizontal grid lines at each power of ten in range (a scale without text).
-    for p in range(math.ceil(lo), math.floor(hi) + 1):
-        y = int(round(bottom - (p - lo) / (hi - lo) * (bottom - top)))
-        img[y, left + 1 : right + 1 : 3] = 170
     n = len(history)
 
-    def xy(i, v):
-        x = left + (i / (n - 1) if n > 1 else 0.5) * (right - left)
-        y = bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)
-        return int(round(y)), int(round(x))
+    def row(v):
+        return int(round(bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)))
 
-    for key, color in series:
-        pts = [xy(i, r[key]) for i, r in enumerate(history) if r.get(key) and r[key] > 0 and math.isfinite(r[key])]
+    def column(i):
+        return int(round(left + (i / (n - 1) if n > 1 else 0.5) * (right - left)))
+
+    ticks = _log_ticks(lo, hi)
+    for v in ticks:
+        img[row(v), left + 1 : right + 1 : 3] = 170
+    for key, _, color in _SERIES:
+        pts = [(row(r[key]), column(i)) for i, r in enumerate(history) if _plotted(r.get(key))]
         for (y0, x0), (y1, x1) in zip(pts, pts[1:]):
             for dy in (0, 1):  # two pixels thick
                 rr, cc = line(y0 + dy, x0, y1 + dy, x1)
@@ -154,4 +159,44 @@ def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.n
         for y, x in pts:
             rr, cc = disk((y, x), 3, shape=img.shape[:2])
             img[rr, cc] = color
-    return img
+
+    # The words, drawn last so no line crosses them (Pillow's built-in font: no file to ship).
+    picture = Image.fromarray(img)
+    draw, font = ImageDraw.Draw(picture), ImageFont.load_default()
+    for v in ticks:
+        draw.text((left - 4, row(v)), f"{v:.3g}", fill=_INK, font=font, anchor="rm")
+    for i in _epoch_ticks(n):
+        draw.text((column(i), bottom + 4), str(i + 1), fill=_INK, font=font, anchor="mt")
+    draw.text(((left + right) // 2, height - 2), "epoch", fill=_INK, font=font, anchor="mb")
+    y = top + 2
+    draw.rectangle((right - 100, y - 2, right, y + 14 * len(_SERIES) + 1), fill=(255, 255, 255))
+    for _, name, color in _SERIES:
+        draw.rectangle((right - 95, y + 3, right - 80, y + 7), fill=color)
+        draw.text((right - 75, y), name, fill=_INK, font=font)
+        y += 14
+    return np.asarray(picture)
+
+
+def _plotted(v) -> bool:
+    """Can this loss go on a log scale (a positive, finite number)?"""
+    return v is not None and v > 0 and math.isfinite(v)
+
+
+def _log_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
+    """Round losses between 10**lo and 10**hi for grid lines: 1, 2 and 5 times
+    a power of ten, powers of ten alone where those would be too many, the
+    range's two ends where it holds fewer than two."""
+    for steps in ((1, 2, 5), (1,)):
+        ticks = [m * 10.0 ** p for p in range(math.floor(lo), math.ceil(hi) + 1) for m in steps
+                 if lo <= math.log10(m * 10.0 ** p) <= hi]
+        if 2 <= len(ticks) <= most:
+            return ticks
+        if len(ticks) < 2:  # a narrow range: its two ends
+            return [10.0 ** lo, 10.0 ** hi]
+    return ticks[:: -(-len(ticks) // most)]
+
+
+def _epoch_ticks(n: int, most: int = 10) -> list[int]:
+    """0-based epochs to number on the axis: all of a short run, every k-th of a long one, and the last."""
+    every = -(-n // most)
+    return sorted({*range(0, n, every), n - 1})

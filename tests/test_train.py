@@ -728,6 +728,24 @@ def test_pictures_are_drawn():
     assert (curve == (31, 119, 180)).all(-1).any() and (curve == (255, 127, 14)).all(-1).any()
 
 
+def test_the_loss_plot_says_its_scale_and_names_its_lines():
+    from framecolor.callbacks import loss_curve
+
+    history = [{"train_loss": 0.05 * 0.8**i, "val_loss": 0.06 * 0.85**i} for i in range(12)]
+    curve = loss_curve(history)
+    # Losses 100 times larger draw the same lines on a log scale: only the
+    # numbers left of the axis (x < 52) tell the two plots apart.
+    larger = loss_curve([{k: 100 * v for k, v in row.items()} for row in history])
+    differs = (curve != larger).any(-1)
+    assert differs[:, :50].any() and not differs[:, 52:].any()
+    # A legend at the top right (where falling losses leave room): both
+    # lines' colors, and words in dark ink beside them.
+    legend = curve[15:45, -115:-15]
+    assert (legend == (31, 119, 180)).all(-1).any() and (legend == (255, 127, 14)).all(-1).any()
+    assert (legend < 100).all(-1).sum() > 20
+    assert (curve[-28:, 60:] < 100).all(-1).sum() > 20  # the epochs numbered under the axis
+
+
 def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_path):
     """The classification head: rebalanced cross-entropy falls, and its model file colorizes."""
     from framecolor import abbins
