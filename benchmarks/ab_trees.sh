@@ -10,15 +10,16 @@
 # change moves apply. So each round runs benchmarks/apply_throughput.py once
 # on each tree, each in a process of its own (BASE checked out in a
 # temporary worktree, its own framecolor first on PYTHONPATH), the order
-# swapped every round. OUTDIR gets base_N.json and head_N.json per round.
+# swapped every round. OUTDIR gets base_N.json and head_N.json per round;
+# relative paths among the options (--model) are read in each tree.
 set -euo pipefail
-base=$1 rounds=$2 outdir=$3
+base=$1 rounds=$2
+outdir=$(mkdir -p "$3" && cd "$3" && pwd)  # absolute: each run starts in its own tree
 shift 3
 here=$(cd "$(dirname "$0")/.." && pwd)
 worktree=$(mktemp -d)
 trap 'git -C "$here" worktree remove --force "$worktree"' EXIT
 git -C "$here" worktree add --quiet --detach "$worktree" "$base"
-mkdir -p "$outdir"
 for round in $(seq 1 "$rounds"); do
   if (( round % 2 )); then order="base head"; else order="head base"; fi
   for side in $order; do
