@@ -226,7 +226,7 @@ def main(argv=None) -> None:
     applies = [label(b, si, n, k) for k in range(len(param_sets)) for b in args.batch_sizes for si in intervals
                for n in nices]
     if args.copy_ahead:
-        applies.append(f"apply B{args.batch_sizes[0]} copy ahead")
+        applies.append(f"apply B{args.batch_sizes[0]} copy ahead{_params_tag(0, param_sets)}")
     floors = [f"floor {kind}{_params_tag(k, param_sets)}" for k in range(len(param_sets))
               for kind in ("gray", "same colors")]
     for height in args.heights:
@@ -254,7 +254,7 @@ def main(argv=None) -> None:
                     usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
                     try:
                         sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                            progress=False), height=height, run=f"apply B{b} copy ahead")
+                                                            progress=False), height=height, run=f"apply B{b} copy ahead{tag}")
                     finally:
                         apply._recombine = usual
                 sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height,
