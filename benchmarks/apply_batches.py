@@ -247,14 +247,16 @@ def main(argv=None) -> None:
                             sys.setswitchinterval(si)
                             niceness[0] = nice
                             sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                                progress=False), height=height, run=label(b, si, nice, k))
+                                                                progress=False),
+                                   height=height, run=label(b, si, nice, k))
                 sys.setswitchinterval(intervals[0])
                 if args.copy_ahead and k == 0:
                     b, colorizer = next(iter(colorizers.items()))
                     usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
                     try:
                         sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                            progress=False), height=height, run=f"apply B{b} copy ahead{tag}")
+                                                            progress=False),
+                               height=height, run=f"apply B{b} copy ahead{tag}")
                     finally:
                         apply._recombine = usual
                 sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height,
@@ -286,7 +288,8 @@ def table(results: dict, heights, applies, floors=("floor gray", "floor same col
     for height in heights:
         for name in applies:
             tag = name[name.index(" x264-params"):] if " x264-params" in name else ""
-            same = [r["fps"] for r in results["runs"] if r["run"] == f"floor same colors{tag}" and r["height"] == height]
+            same = [r["fps"] for r in results["runs"]
+                    if r["run"] == f"floor same colors{tag}" and r["height"] == height]
             rows = [r["fps"] for r in results["runs"] if r["run"] == name and r["height"] == height]
             lines.append(f"| {height}p | {name} | " + " / ".join(f"{a / f:.2f}" for a, f in zip(rows, same)) + " |")
     return "\n".join(lines)
