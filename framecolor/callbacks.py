@@ -103,23 +103,33 @@ def write_png(path, rgb: np.ndarray) -> None:
 # ---------------------------------------------------------------- previews
 
 
+_INK = (60, 60, 60)  # words: darker than the loss plot's grid, lighter than its axes
+_PREVIEW_COLUMNS = ("gray", "prediction", "truth")
+_HEADER = 16  # pixels above the first row, for the columns' names
+
+
 def preview_grid(gray: np.ndarray, pred: np.ndarray, truth: np.ndarray, min_side: int = 160) -> np.ndarray:
-    """Rows of gray | prediction | truth, (n, s, s, 3) uint8 each -> one RGB image."""
+    """Rows of gray | prediction | truth under the columns' names, (n, s, s, 3) uint8 each -> one RGB image."""
+    from PIL import Image, ImageDraw, ImageFont
+
     n, s = gray.shape[0], gray.shape[1]
     zoom = max(1, -(-min_side // s))
     gap = 4
     tile = s * zoom
-    out = np.full((n * tile + (n + 1) * gap, 3 * tile + 4 * gap, 3), 255, np.uint8)
+    out = np.full((_HEADER + n * tile + (n + 1) * gap, 3 * tile + 4 * gap, 3), 255, np.uint8)
     for r in range(n):
         for c, img in enumerate((gray[r], pred[r], truth[r])):
             big = np.repeat(np.repeat(img, zoom, axis=0), zoom, axis=1)
-            y, x = gap + r * (tile + gap), gap + c * (tile + gap)
+            y, x = _HEADER + gap + r * (tile + gap), gap + c * (tile + gap)
             out[y : y + tile, x : x + tile] = big
-    return out
+    picture = Image.fromarray(out)
+    draw, font = ImageDraw.Draw(picture), ImageFont.load_default()
+    for c, name in enumerate(_PREVIEW_COLUMNS):
+        draw.text((gap + c * (tile + gap) + tile // 2, _HEADER), name, fill=_INK, font=font, anchor="md")
+    return np.asarray(picture)
 
 
 _SERIES = (("train_loss", "train", (31, 119, 180)), ("val_loss", "validation", (255, 127, 14)))
-_INK = (60, 60, 60)  # labels: darker than the grid, lighter than the axes
 
 
 def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.ndarray:

@@ -728,6 +728,17 @@ def test_pictures_are_drawn():
     assert (curve == (31, 119, 180)).all(-1).any() and (curve == (255, 127, 14)).all(-1).any()
 
 
+def test_the_previews_name_their_columns():
+    from framecolor.callbacks import preview_grid
+
+    tiles = np.full((2, 20, 20, 3), 255, np.uint8)  # white: only the words are dark
+    grid = preview_grid(tiles, tiles, tiles)
+    third = grid.shape[1] // 3
+    header = grid[:16]
+    assert all((header[:, c * third:(c + 1) * third] < 100).all(-1).sum() > 5 for c in range(3))
+    assert not (grid[16:] < 100).all(-1).any()  # and nothing but the tiles below them
+
+
 def test_the_loss_plot_says_its_scale_and_names_its_lines():
     from framecolor.callbacks import loss_curve
 
