@@ -1,6 +1,6 @@
 """Throughput and memory of `framecolor apply`.
 
-One run measures, on a generated video of the given size:
+One run measures, on a generated video of the given size (or on --clip):
   apply_fps      end to end: decode, model, smoothing, recombination, encode, audio copy
   transcode_fps  the codec alone with the same settings: decode luma -> write_yuv with
                  neutral chroma
@@ -35,6 +35,7 @@ where memory leaks and levels off where it does not.
     python benchmarks/apply_throughput.py --height 720 --seconds 5 --width 0.25
     python benchmarks/apply_throughput.py --model model.fcm --height 1080 720 --preset medium veryfast
     python benchmarks/apply_throughput.py --memory --height 720 --minutes 1 5 --width 0.125
+    python benchmarks/apply_throughput.py --model framecolor/assets/default.fcm --clip examples/bikes_bw.mp4
 
 Prints one JSON object (several heights/presets: {"runs": [...]}).
 `measure(...)` and `memory(...)` return the same dicts for benchmarks/run.py.
@@ -305,20 +306,26 @@ def measure(height: int = 720, seconds: float = 5.0, *, model: str | None = None
 def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = None, width: float = 1.0,
                  size: int | None = None, render_size: int | None = None, batch_size: int = 8,
                  codec: str = "libx264", crf: int | None = None, smoothing: float | None = None, repeats: int = 1,
-                 networks_in_flight: int | None = None, workdir=None) -> list:
-    """measure() for every height x preset, in one process: one model, one video per height."""
+                 networks_in_flight: int | None = None, workdir=None, clip=None) -> list:
+    """measure() for every height x preset, in one process: one model, one video per height;
+    or, with `clip`, that video in place of the generated ones."""
     import jax
 
     from framecolor import apply, video
 
     loaded = _model(model, width, size)
     runs = []
-    for height in heights:
-        frame_w = _aspect_width(height)
+    for height in [None] if clip else heights:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             tmp = Path(tmp)
             started = time.perf_counter()
-            source = make_video(tmp / "in.mp4", frame_w, height, seconds)
+            if clip:
+                source = Path(clip)
+                info = video.probe(source)
+                frame_w, height, rate = info.width, info.height, float(info.fps)
+            else:
+                frame_w, rate = _aspect_width(height), FPS
+                source = make_video(tmp / "in.mp4", frame_w, height, seconds)
             generate_s = time.perf_counter() - started
             for preset in presets:
                 config = apply.ApplyConfig(render_size=render_size, batch_size=batch_size, codec=codec, crf=crf,
@@ -344,7 +351,8 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     "device": str(jax.devices()[0]),
                     "device_count": jax.device_count(),
                     "platform": platform.node(),
-                    "video": {"width": frame_w, "height": height, "frames": best_apply["frames"], "fps": FPS},
+                    "video": {"clip": str(clip) if clip else None, "width": frame_w, "height": height,
+                              "frames": best_apply["frames"], "fps": rate},
                     "model": {"path": model, **loaded.config.to_dict()},
                     "settings": {"batch_size": colorizer.batch_size, "render_size": colorizer.render_size,
                                  "codec": codec, "crf": crf, "smoothing": config.smoothing,
@@ -421,6 +429,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--height", type=int, nargs="+", default=[720], help="one or more frame heights")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clip", help="a (gray) video to measure on instead of generated ones (--height, --seconds unused)")
     parser.add_argument("--model", help="model file (.fcm); default: a fresh model of --width")
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier of a fresh model")
     parser.add_argument("--size", type=int, help="training size of a fresh model (its default render size)")
@@ -446,7 +455,7 @@ def main(argv=None) -> None:
         runs = measure_grid(args.height, args.preset, args.seconds, model=args.model, width=args.width,
                             size=args.size, render_size=args.render_size, batch_size=args.batch_size,
                             codec=args.codec, crf=args.crf, smoothing=args.smoothing, repeats=args.repeats,
-                            networks_in_flight=args.networks_in_flight)
+                            networks_in_flight=args.networks_in_flight, clip=args.clip)
         result = runs[0] if len(runs) == 1 else {"benchmark": "apply_throughput", "runs": runs}
     text = json.dumps(result, indent=2)
     print(text)
