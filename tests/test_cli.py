@@ -92,6 +92,22 @@ def test_missing_file(tmp_path):
         assert_one_line_error(run(*command), "a.mp4 is a symbolic link to nothing")
 
 
+def test_a_pipe_as_input_is_refused_not_waited_on(tmp_path):
+    pipe = tmp_path / "in.mp4"
+    os.mkfifo(pipe)
+    # Should the pipe be opened after all, this writer lets the open return
+    # (with nothing to read) instead of waiting forever.
+    writer = threading.Thread(target=lambda: open(pipe, "wb").close(), daemon=True)
+    writer.start()
+    try:
+        for command in (("info", pipe), ("apply", pipe, tmp_path / "out.mp4")):
+            assert_one_line_error(run(*command), "in.mp4 is a pipe or a device, not a video file", "save it to a file")
+        assert not (tmp_path / "out.mp4").exists()
+    finally:
+        os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go if nothing opened it
+        writer.join(5)
+
+
 def test_debug_shows_the_traceback(text_mp4):
     result = run("--debug", "info", text_mp4)
     assert result.exit_code != 0 and result.exception is not None

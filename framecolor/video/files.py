@@ -48,6 +48,12 @@ def _check_input_file(path, expected: str = "a video file") -> Path:
         raise InputError(f"no such file: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, expected {expected}")
+    if not path.is_file():
+        # Opening a pipe with nothing writing to it waits forever, and one being
+        # written to can be read once: framecolor reads its input several times
+        # (probing, a look at its colors, decoding, copying its sound).
+        raise InputError(f"{path} is a pipe or a device, not {expected}: framecolor reads its input more than "
+                         "once, so save it to a file first")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
     return path
