@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import apply_throughput as at  # a sibling module: this folder is on sys.path when run as a script
 
@@ -239,31 +240,31 @@ def main(argv=None) -> None:
                 results["warmup_s"][f"{height}p B{b}"] = time.perf_counter() - started
             chroma = at.colored_chroma(tmp / "out.mp4")
             for _, (k, params) in itertools.product(range(args.rounds), enumerate(param_sets)):
-                encoding._KEEP_LUMA_X264["x264-params"] = params
-                tag = _params_tag(k, param_sets)
-                for b, colorizer in colorizers.items():
-                    for si in intervals:
-                        for nice in nices:
-                            sys.setswitchinterval(si)
-                            niceness[0] = nice
+                # In place of the writer's own for this round's runs, as luma_fidelity.py swaps them.
+                with mock.patch.dict(encoding._KEEP_LUMA_X264, {"x264-params": params}):
+                    tag = _params_tag(k, param_sets)
+                    for b, colorizer in colorizers.items():
+                        for si in intervals:
+                            for nice in nices:
+                                sys.setswitchinterval(si)
+                                niceness[0] = nice
+                                sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
+                                                                    progress=False),
+                                       height=height, run=label(b, si, nice, k))
+                    sys.setswitchinterval(intervals[0])
+                    if args.copy_ahead and k == 0:
+                        b, colorizer = next(iter(colorizers.items()))
+                        usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
+                        try:
                             sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
                                                                 progress=False),
-                                   height=height, run=label(b, si, nice, k))
-                sys.setswitchinterval(intervals[0])
-                if args.copy_ahead and k == 0:
-                    b, colorizer = next(iter(colorizers.items()))
-                    usual, apply._recombine = apply._recombine, _recombine_copying_ahead(apply)
-                    try:
-                        sample(lambda: apply.colorize_video(colorizer, source, tmp / "out.mp4", overwrite=True,
-                                                            progress=False),
-                               height=height, run=f"apply B{b} copy ahead{tag}")
-                    finally:
-                        apply._recombine = usual
-                sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height,
-                       run=f"floor gray{tag}")
-                sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
-                       height=height, run=f"floor same colors{tag}")
-            encoding._KEEP_LUMA_X264["x264-params"] = default_params
+                                   height=height, run=f"apply B{b} copy ahead{tag}")
+                        finally:
+                            apply._recombine = usual
+                    sample(lambda: at.transcode(source, tmp / "gray.mp4", **codec_kw), height=height,
+                           run=f"floor gray{tag}")
+                    sample(lambda: at.transcode_colored(source, chroma, tmp / "colors.mp4", **codec_kw),
+                           height=height, run=f"floor same colors{tag}")
     print(table(results, args.heights, applies, floors))
 
 
