@@ -987,6 +987,42 @@ def test_avi_counts_frames_at_the_frame_rate_whatever_the_callers_time_base(tmp_
     assert len(list(read_frames(out))) == 4
 
 
+def _slots(path) -> list[int]:
+    """The AVI slots that hold a frame (an empty one is a frame not there)."""
+    with av.open(str(path)) as container:
+        return [packet.dts for packet in container.demux(video=0) if packet.size]
+
+
+def _first_sound(path):
+    with av.open(str(path)) as container:
+        return next(packet.pts for packet in container.demux(audio=0) if packet.size)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_an_avi_puts_each_frame_in_its_slot(tmp_path, codec):
+    """AVI has no timestamps: a frame's time is its slot in the file. The
+    muxer wrote no empty slot before a stream's first frame (a picture that
+    starts after the sound showed at 0 s), shifted the picture a whole slot
+    for sound that starts before 0 s, and x264's B-frames left players to
+    guess their order (FFmpeg guessed one frame where x264 had two)."""
+    out = tmp_path / f"gaps-{codec}.avi"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec=codec) as w:
+        for pts in (2, 3, 5, 6, 7, 8):
+            w.write_rgb(media.frame_image(pts, 64, 48), pts=pts)
+    assert _slots(out) == [2, 3, 5, 6, 7, 8]
+    if codec == "mpeg4":  # FFmpeg shows an H.264 frame at the next one's slot (the README says so)
+        assert [frame.pts for frame in read_frames(out)] == [2, 3, 5, 6, 7, 8]
+    # Beside copied sound: the slots count from the sound's start, as the source's frames do.
+    late = media.make_video(tmp_path / "late.avi", rate=Fraction(25))  # the picture from 0.08 s
+    copied = _copy_video(late, tmp_path / f"late-{codec}.avi", codec=codec, preset=None)
+    assert _slots(copied) == [frame.pts for frame in read_frames(late)] == list(range(2, 14))
+    assert [_first_sound(path) for path in (late, copied)] == [0, 0]
+    # An MP4's AAC starts before 0 s (the encoder's priming), which moved the picture a slot.
+    primed = media.make_video(tmp_path / "film.mp4", rate=Fraction(25))
+    assert _first_sound(primed) < 0
+    assert _slots(_copy_video(primed, tmp_path / f"film-{codec}.avi", codec=codec, preset=None)) == list(range(12))
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)

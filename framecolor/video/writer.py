@@ -40,6 +40,14 @@ from framecolor.video.pixels import _plane_view
 from framecolor.video.probing import VideoInfo, one_filter_graph
 
 
+def _container_options(path: Path) -> dict[str, str]:
+    """AVI's: an AAC track copied from an MP4 starts before 0 s (its encoder's
+    priming), and FFmpeg's muxer shifted every stream to start at 0, the
+    picture by a whole frame slot (40 ms at 25 fps) for the sound's 21 ms.
+    AVI places sound by its order, not its times, so nothing needs shifting."""
+    return {"avoid_negative_ts": "disabled"} if path.suffix.lower() == ".avi" else {}
+
+
 def _fraction(x) -> Fraction:
     if isinstance(x, float):
         return Fraction(x).limit_denominator(1_000_000)
@@ -144,7 +152,7 @@ class VideoWriter:
         self._start_pts = None  # the first frame's pts: where an excerpt's timeline starts
         self._tmp = _temp_path(self.path)
         try:
-            self._out = av.open(str(self._tmp), "w")
+            self._out = av.open(str(self._tmp), "w", container_options=_container_options(self.path))
         except ValueError:
             kind = f"unknown container type {self.path.suffix!r}" if self.path.suffix else "no suffix to name its type"
             raise OutputError(f"cannot write {self.path}: {kind} (.mp4 and .mkv keep the luma)") from None
@@ -153,9 +161,9 @@ class VideoWriter:
         # AVI has no timestamps, only a frame rate: a finer time base (an MP4's
         # 1/30000) would index every tick as a dropped frame, so frames are
         # counted at 1/fps there and the callers' pts are rescaled onto it.
-        cfr = self._out.format.name == "avi" and self.fps > 0
+        self._counts_slots = self._out.format.name == "avi" and self.fps > 0
         self._holds_frame_times = holds_frame_times(self._out.format)
-        self._stream_time_base = 1 / self.fps if cfr else self.time_base
+        self._stream_time_base = 1 / self.fps if self._counts_slots else self.time_base
         self._last_codec_pts = None
         try:
             self.codec = encoder_name(codec) if codec else self._default_codec()
@@ -270,7 +278,10 @@ class VideoWriter:
         """The encoder's settings on a video stream of this writer's codec (its own, or a trial's)."""
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         stream.codec_context.time_base = self._codec_time_base
-        stream.options = options
+        # A frame's time in AVI is its slot, and players guess how B-frames are
+        # reordered: FFmpeg guessed one frame where x264's B-pyramid had two,
+        # and showed every frame 40 ms early. Without B-frames a slot is a time.
+        stream.options = {**options, "bf": "0"} if self._counts_slots else options
         if self._fields is not None:
             stream.codec_context.field_order = self._field_order
         if self._sample_aspect_ratio:
@@ -352,11 +363,22 @@ class VideoWriter:
             self._copies.mux(until=float(pts * self.time_base))
         frame.pts = self._codec_pts(pts - self._start_pts)
         frame.time_base = self._codec_time_base
+        if self._counts_slots and self.frames_written == 0:
+            self._mux_empty_slots(frame.pts * self._codec_time_base)
         self._last_frame_pts, self._last_duration = frame.pts, duration
         for packet in self._held:
             self._out.mux(packet)
         self._held = self._stream.encode(frame)
         self.frames_written += 1
+
+    def _mux_empty_slots(self, first_frame_time: Fraction) -> None:
+        """Empty AVI slots up to the first frame's: FFmpeg's muxer fills a gap
+        between two frames with them, but not one before the first, which
+        then showed at 0 s however late the picture starts after the sound."""
+        for slot in range(round(first_frame_time / self._stream_time_base)):
+            empty = av.Packet(b"")
+            empty.stream, empty.time_base, empty.pts, empty.dts = self._stream, self._stream_time_base, slot, slot
+            self._out.mux(empty)
 
     def write_rgb(self, rgb: np.ndarray, pts: int | None = None, duration: int | None = None) -> None:
         """Encode one (H, W, 3) uint8 RGB frame at `pts` (in `time_base`; None = next nominal),
