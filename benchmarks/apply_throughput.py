@@ -241,7 +241,7 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     rng = np.random.default_rng(0)
     y = rng.integers(16, 236, (b, height, width), dtype=np.uint8)
     valid = np.ones(b, bool)
-    kw = dict(full_range=False, matrix="bt709" if height >= 720 else "bt601", subsample=True)
+    kw = dict(full_range=False, matrix="bt709" if height >= 720 else "bt601", chroma_hw=(height // 2, width // 2))
 
     def step(state):
         p = colorizer.predict(colorizer.prepare(y, valid, full_range=False))

@@ -382,7 +382,7 @@ def _warn_of_transparency(name: str, output: Path) -> None:
 
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:
     """Say so where an 8-bit output rounds a deeper source's luma."""
-    pix_fmt = colorizer.config.pix_fmt
+    pix_fmt = colorizer.config.output_pix_fmt
     if info.luma_bits > 8 and not colorizer.config.ten_bit:
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
                       f"to 8 bits (--pix-fmt {pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=3)
@@ -428,17 +428,16 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         # format or the range flag), so the Y plane is copied exactly and still
         # displays as it did.
         return video.VideoWriter.like(
-            output, info, codec=config.codec, crf=config.crf, preset=config.preset, pix_fmt=config.pix_fmt,
+            output, info, codec=config.codec, crf=config.crf, preset=config.preset, pix_fmt=config.output_pix_fmt,
             copy_streams_from=copy_streams_from, excerpt=span is not None, end_with_frames=end_with_frames,
             overwrite=overwrite, inputs=inputs, matrix=matrix,
         )
 
     def chroma_for(writer):
         # The writer picks the final format (an odd size cannot be 4:2:0).
-        subsample = writer.chroma_shape != (height, width)
         state = colorizer.initial_state(width, height, turns, pixel_aspect)
         return _recombined(colorizer, _queued(predicted_q, stop), state=state, full_range=full_range,
-                           matrix=matrix, subsample=subsample, turns=turns)
+                           matrix=matrix, chroma_hw=writer.chroma_shape, turns=turns)
 
     frames = info.frame_count
     if span is not None:

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import functools
 import math
+import operator
 import os
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -41,7 +42,7 @@ from framecolor.models.colorizer import MAX_SIZE
 MIN_RENDER_SIZE = 75
 # Formats write_yuv can fill (any other would re-derive luma from RGB); the
 # 10-bit ones keep a deeper source's luma.
-PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")
+PIX_FMTS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,19 @@ class ApplyConfig:
     codec: str | None = None  # None: libx264, or the output container's own encoder where it cannot hold H.264
     crf: int | None = None  # None: keep the input's luma (video.encoder_options)
     preset: str | None = None  # None: the encoder mode's own preset
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str | None = None  # None: yuv420p, or the encoder's nearest (video.default_pix_fmt)
     queue_size: int = 2  # batches waiting between the threads
     networks_in_flight: int | None = None  # batches in the network at once; None: 2 on a CPU backend, else 1
 
     @property
+    def output_pix_fmt(self) -> str:
+        """The pixel format asked for, or the one the encoder gets where none is."""
+        return self.pix_fmt or video.default_pix_fmt(self.codec or video.DEFAULT_ENCODER)
+
+    @property
     def ten_bit(self) -> bool:
         """Does the output's pixel format hold 10-bit luma (a deeper source's, kept)?"""
-        return self.pix_fmt.endswith("10le")
+        return self.output_pix_fmt.endswith("10le")
 
     def validate(self) -> "ApplyConfig":
         if self.render_size is not None and not MIN_RENDER_SIZE <= self.render_size <= MAX_SIZE:
@@ -77,13 +83,13 @@ class ApplyConfig:
         low, high = READOUT_RANGES["saturation"]  # a model file's default saturation is held to it too
         if self.saturation is not None and not low <= self.saturation <= high:
             raise InputError(f"saturation must be in [{low:g}, {high:g}], got {self.saturation}")
-        if self.pix_fmt not in PIX_FMTS:
+        if self.pix_fmt is not None and self.pix_fmt not in PIX_FMTS:
             raise InputError(f"pixel format must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
         if self.queue_size < 1:
             raise InputError(f"queue size must be at least 1, got {self.queue_size}")
         if self.networks_in_flight is not None and self.networks_in_flight < 1:
             raise InputError(f"networks in flight must be at least 1, got {self.networks_in_flight}")
-        video.check_encoder(self.codec or video.DEFAULT_ENCODER, self.crf, self.preset, self.pix_fmt)
+        video.check_encoder(self.codec or video.DEFAULT_ENCODER, self.crf, self.preset, self.output_pix_fmt)
         return self
 
 
@@ -250,7 +256,10 @@ class Colorizer:
         state = smoothing.initial_state(*((w, h) if turns % 2 else (h, w)))
         return jax.device_put(state, self._replicated)
 
-    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, subsample, turns=0):
+    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, chroma_hw, turns=0):
+        """Smooth `current` (with `ahead` as look-ahead) and recombine it with
+        its own luma: (state, Cb, Cr), each (B, *chroma_hw), the output's
+        chroma planes (4:2:0 halves both sides, 4:2:2 the width only)."""
         return _finish(
             state,
             current.track,
@@ -260,7 +269,7 @@ class Colorizer:
             self._saturation,
             full_range=full_range,
             matrix=matrix,
-            subsample=subsample,
+            chroma_hw=tuple(chroma_hw),
             turns=turns % 4,
         )
 
@@ -336,15 +345,16 @@ def _model_ab(module, mode, variables, lightness, temperature):
     return color.denormalize_ab(out)
 
 
-def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, subsample, turns=0):
+def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0):
     """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
     state, ab = _smooth(state, track, ahead, strength)
     _, height, width = y.shape
-    # 4:2:0 keeps one chroma sample per 2x2 block (height and width are even),
-    # so the color is computed at that resolution: a quarter of the work.
-    chroma_hw = (height // 2, width // 2) if subsample else (height, width)
+    # A subsampled format keeps one chroma sample per block (2x2 in 4:2:0, 1x2
+    # in 4:2:2; the sides divide), so the color is computed at that
+    # resolution: a quarter of the work in 4:2:0.
     ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw, turns=turns)
-    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, subsample=subsample)
+    block = (height // chroma_hw[0], width // chroma_hw[1])
+    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, block=block)
     return state, cb, cr
 
 
@@ -381,14 +391,16 @@ def _resize_ab(ab, saturation, *, chroma_hw, turns):
     return resize.linear(jnp.rot90(ab * saturation, -turns, axes=(1, 2)), chroma_hw, axes=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=("full_range", "matrix", "subsample"))
-def _chroma_codes(y, ab, *, full_range, matrix, subsample):
-    """Join ab (at the chroma size) with the L of the input's own luma -> Cb, Cr codes."""
+@functools.partial(jax.jit, static_argnames=("full_range", "matrix", "block"))
+def _chroma_codes(y, ab, *, full_range, matrix, block):
+    """Join ab (at the chroma size) with the L of the input's own luma, the
+    mean of each (rows, cols) `block` of pixels that shares a chroma sample -> Cb, Cr codes."""
+    rows, cols = block
     gray = _gray_from_y(y, full_range)
-    if subsample:
-        # The mean of each 2x2 block, as four strided slices: XLA's CPU backend
-        # ran the same mean written as reshape(...).mean(axis=(2, 4)) 25x slower.
-        gray = (gray[:, 0::2, 0::2] + gray[:, 0::2, 1::2] + gray[:, 1::2, 0::2] + gray[:, 1::2, 1::2]) * 0.25
+    # The block's mean as strided slices: XLA's CPU backend ran the same
+    # mean written as reshape(...).mean(axis=(2, 4)) 25x slower.
+    slices = [gray[:, i::rows, j::cols] for i in range(rows) for j in range(cols)]
+    gray = functools.reduce(operator.add, slices) * (1 / (rows * cols))
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
 

@@ -336,6 +336,25 @@ def test_ten_bit_output_keeps_a_ten_bit_luma(colorizer, tmp_path):
     assert chroma.min() >= 64 and chroma.max() <= 960 and np.abs(chroma.astype(int) - 512).max() > 8
 
 
+def test_an_editing_codec_gets_a_format_it_takes(colorizer, tmp_path):
+    """ProRes takes 10-bit 4:2:2 and 4:4:4 only: `--codec prores_ks` alone was
+    refused, and no --pix-fmt framecolor took would do. Its chroma is 4:2:2."""
+    source = media.make_video(tmp_path / "film.mp4", frames=6, colorless=range(6))
+    prores = colorizer.reconfigured(codec="prores_ks", preset=None)
+    assert prores.config.output_pix_fmt == "yuv422p10le"
+    out = tmp_path / "film.mov"
+    apply.colorize_video(prores, source, out, progress=False)
+    info = video.probe(out)
+    assert (info.codec, info.pix_fmt, info.frame_count, info.luma_bits) == ("prores", "yuv422p10le", 6, 10)
+    luma = np.stack([f.image for f in video.read_frames(out, format="luma")]).astype(int)
+    assert np.mean(np.abs(luma - _luma(source)) <= 1) > 0.99  # ProRes is lossy, but barely
+    chroma = _chroma(out, np.uint16)
+    assert chroma.shape == (6, 2, 48, 32) and np.abs(chroma.astype(int) - 512).max() > 8
+    assert _packets(out, "audio") == _packets(source, "audio")
+    with pytest.raises(OutputError, match=r"prores_ks cannot encode yuv420p \(it can: yuv422p10le"):
+        colorizer.reconfigured(codec="prores_ks", pix_fmt="yuv420p")
+
+
 def test_odd_size_keeps_size(colorizer, odd_clip, tmp_path):
     out = tmp_path / "odd.mp4"
     with pytest.warns(video.VideoWarning, match="yuv444p"):  # 4:2:0 cannot hold an odd size
@@ -761,7 +780,7 @@ def test_recombination_writes_the_chroma_of_the_predicted_lab():
     ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
     track = _track(np.zeros((2, 2, 2)), ab)
     _, u, v = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
-                            jnp.asarray(y), 0.0, 1.0, full_range=False, matrix="bt601", subsample=False)
+                            jnp.asarray(y), 0.0, 1.0, full_range=False, matrix="bt601", chroma_hw=(2, 2))
     gray = (y.astype(float) - 16) / 219
     lightness = np.asarray(color.gray_to_lightness(gray))
     rgb = lab2rgb(np.concatenate([lightness[..., None], ab], -1))
@@ -1108,20 +1127,22 @@ def test_options_that_would_be_ignored_are_refused(model_path, tmp_path):
         assert result.exit_code == 1 and re.search(f"^error: {said}", result.output), result.output
     assert not (tmp_path / "color.png").exists()
 
-def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged():
-    """4:2:0 chroma is computed at half resolution; it must match averaging the full-resolution chroma."""
+@pytest.mark.parametrize("block", [(2, 2), (1, 2)], ids=["4:2:0", "4:2:2"])
+def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged(block):
+    """4:2:0 and 4:2:2 chroma is computed at their resolution; it must match averaging the full-resolution chroma."""
     rng = np.random.default_rng(0)
     y = jnp.asarray(np.repeat(np.repeat(rng.integers(40, 200, (2, 4, 4)), 2, 1), 2, 2).astype(np.uint8))
     ab = np.broadcast_to(rng.uniform(-40, 40, (2, 1, 1, 2)), (2, 4, 4, 2))  # chroma is smooth
     track = _track(np.zeros((2, 4, 4)), ab)
     kw = dict(full_range=False, matrix="bt601")
     args = (smoothing.initial_state(4, 4), track, track._replace(valid=jnp.zeros(2, bool)), y, 0.0, 1.0)
-    _, u_half, v_half = inference._finish(*args, subsample=True, **kw)
-    _, u_full, v_full = inference._finish(*args, subsample=False, **kw)
-    assert u_half.shape == (2, 4, 4)
-    for half, full in ((u_half, u_full), (v_half, v_full)):
-        averaged = np.asarray(full, float).reshape(2, 4, 2, 4, 2).mean(axis=(2, 4))
-        np.testing.assert_allclose(np.asarray(half, float), averaged, atol=1.01)
+    rows, cols = block
+    _, u_sub, v_sub = inference._finish(*args, chroma_hw=(8 // rows, 8 // cols), **kw)
+    _, u_full, v_full = inference._finish(*args, chroma_hw=(8, 8), **kw)
+    assert u_sub.shape == (2, 8 // rows, 8 // cols)
+    for sub, full in ((u_sub, u_full), (v_sub, v_full)):
+        averaged = np.asarray(full, float).reshape(2, 8 // rows, rows, 8 // cols, cols).mean(axis=(2, 4))
+        np.testing.assert_allclose(np.asarray(sub, float), averaged, atol=1.01)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -834,6 +834,26 @@ def test_full_range_is_kept_as_a_yuvj_format_or_as_the_range_flag(tmp_path):
         assert np.abs(gray - y).max() <= 1
 
 
+def test_four_two_two_planes_round_trip_at_an_odd_height(tmp_path):
+    """4:2:2 (ProRes, DNxHR, HuffYUV) halves the width only: its chroma is
+    full height, and an odd height needs no fallback to 4:4:4."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(16, 236, (47, 64), dtype=np.uint8)
+    u, v = (rng.integers(16, 241, (47, 32), dtype=np.uint8) for _ in range(2))
+    out = tmp_path / "422.mkv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)  # no odd-size fallback
+        with VideoWriter(out, width=64, height=47, fps=25, time_base=Fraction(1, 25), codec="ffv1",
+                         pix_fmt="yuv422p") as w:
+            assert w.chroma_shape == (47, 32)
+            w.write_yuv(y, u, v)
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.format.name == "yuv422p"
+        for index, plane in enumerate((y, u, v)):
+            np.testing.assert_array_equal(video.pixels._plane(frame, index), plane)
+
+
 def test_odd_size_falls_back_to_yuv444p(odd_clip, tmp_path):
     out = tmp_path / "odd_out.mp4"
     with pytest.warns(VideoWarning, match="175x143 is odd"):

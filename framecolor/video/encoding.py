@@ -14,9 +14,18 @@ from framecolor.errors import OutputError
 # full-chroma format to use instead.
 # (Full-range yuvj* requests arrive here as their yuv* twins.)
 _ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
-                      "yuv420p10le": "yuv444p10le"}
-_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p", "yuv420p10le", "yuv444p10le"})
+                      "yuv420p10le": "yuv444p10le", "yuv422p10le": "yuv444p10le"}
+_WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+                                "yuv420p10le", "yuv422p10le", "yuv444p10le"})
 _FULL_CHROMA_FORMATS = frozenset({"yuv444p", "yuvj444p", "yuv444p10le"})
+_HALF_WIDTH_CHROMA_FORMATS = frozenset({"yuv422p", "yuvj422p", "yuv422p10le"})  # 4:2:2: an odd height is fine
+# The output's format where none is asked for: the first of these the encoder
+# takes. yuv420p plays everywhere; the editing codecs take 4:2:2 only
+# (ProRes and DNxHR 10-bit, HuffYUV and DNxHR HQ 8-bit).
+# The size encoders are opened at to check their settings before a frame is
+# decoded: the smallest DNxHR takes (256x120).
+TRIAL_SIZE = (256, 144)
+_DEFAULT_PIX_FMTS = ("yuv420p", "yuv422p", "yuv422p10le", "yuv444p", "yuv420p10le", "yuv444p10le")
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
@@ -64,9 +73,10 @@ def encoder_name(codec: str) -> str:
     return _encoder(codec).name
 
 
-def encoder_options(codec: str, crf: int | None = None, preset: str | None = None) -> dict[str, str]:
-    """The encoder's options: `crf` None keeps luma (libx264) or means DEFAULT_CRF;
-    `preset` None means the mode's own preset."""
+def encoder_options(codec: str, crf: int | None = None, preset: str | None = None,
+                    pix_fmt: str = "yuv420p") -> dict[str, str]:
+    """The encoder's options for frames of `pix_fmt`: `crf` None keeps luma
+    (libx264) or means DEFAULT_CRF; `preset` None means the mode's own preset."""
     codec = encoder_name(codec)
     if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
         raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
@@ -78,6 +88,11 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
         options["crf"] = str(DEFAULT_CRF if crf is None else crf)
     if codec in _PRESET_CODECS:
         options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
+    if codec == "dnxhd":
+        # DNxHD's own profile takes a few broadcast sizes and bit rates only;
+        # DNxHR's take any size, at a quality for 8 or 10 bits.
+        options["profile"] = "dnxhr_444" if pix_fmt.startswith("yuv444") else (
+            "dnxhr_hqx" if pix_fmt.endswith("10le") else "dnxhr_hq")
     if codec == "libx265":
         # x265 prints its whole configuration to stderr itself, not through
         # FFmpeg's log, so neither FFmpeg's level nor --quiet would stop it.
@@ -195,6 +210,18 @@ def _finest_time_base(fps: Fraction, limit: int) -> Fraction:
     return Fraction(1, limit)
 
 
+def default_pix_fmt(codec: str) -> str:
+    """The pixel format an output of `codec` gets where none is asked for
+    (_DEFAULT_PIX_FMTS); OutputError where it takes none that framecolor writes."""
+    encoder = _encoder(codec)
+    supported = {f.name for f in encoder.video_formats or ()}
+    for pix_fmt in _DEFAULT_PIX_FMTS:
+        if not supported or pix_fmt in supported:
+            return pix_fmt
+    raise OutputError(f"{encoder.name} encodes none of the formats framecolor writes (it takes "
+                      f"{', '.join(sorted(supported))}): choose another --codec")
+
+
 def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:
     """Raise OutputError now if `codec` will not open with these settings.
 
@@ -206,9 +233,12 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
         raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
     formats = {f.name for f in context.codec.video_formats or ()}
-    context.width, context.height, context.time_base = 64, 64, Fraction(1, 25)
-    context.pix_fmt = pix_fmt if not formats or pix_fmt in formats else sorted(formats)[0]  # the writer checks it
-    context.options = encoder_options(codec, crf, preset)
+    if formats and not {pix_fmt, pix_fmt.replace("yuv", "yuvj", 1)} & formats:
+        raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(formats))})")
+    (context.width, context.height), context.time_base = TRIAL_SIZE, Fraction(1, 25)
+    # A full-range source's yuvj twin the writer picks
+    context.pix_fmt = pix_fmt if pix_fmt in formats or not formats else pix_fmt.replace("yuv", "yuvj", 1)
+    context.options = encoder_options(codec, crf, preset, pix_fmt)
     _open_encoder(context, codec, crf, preset)  # freed with the context
 
 

@@ -16,14 +16,17 @@ from framecolor.errors import OutputError
 from framecolor.video.encoding import (
     _CRF_CODECS,
     _FULL_CHROMA_FORMATS,
+    _HALF_WIDTH_CHROMA_FORMATS,
     _JPEG_FORMATS,
     _ODD_SIZE_FALLBACK,
     _PRESET_CODECS,
     _WRITE_YUV_FORMATS,
     DEFAULT_ENCODER,
     FULL_RANGE,
+    TRIAL_SIZE,
     _encoder,
     _open_encoder,
+    default_pix_fmt,
     encoder_name,
     encoder_options,
     encoder_time_base,
@@ -205,11 +208,13 @@ class VideoWriter:
 
     def _choose_pix_fmt(self, codec: str, pix_fmt: str) -> str:
         supported = {f.name for f in _encoder(codec).video_formats or ()}
-        if (self.width % 2 or self.height % 2) and pix_fmt in _ODD_SIZE_FALLBACK:
+        half_width = pix_fmt in _HALF_WIDTH_CHROMA_FORMATS  # 4:2:2 halves the width only
+        odd = self.width % 2 or (self.height % 2 and not half_width)
+        if odd and pix_fmt in _ODD_SIZE_FALLBACK:
             fallback = _ODD_SIZE_FALLBACK[pix_fmt]
             if supported and fallback not in supported:
                 raise OutputError(f"{codec} cannot encode the odd size {self.width}x{self.height} "
-                                  f"({pix_fmt} needs an even width and height)")
+                                  f"({pix_fmt} needs an even width{'' if half_width else ' and height'})")
             warnings.warn(f"{self.width}x{self.height} is odd, which {pix_fmt} cannot hold: "
                           f"writing {self.path} as {fallback}", VideoWarning, stacklevel=3)
             pix_fmt = fallback
@@ -242,8 +247,9 @@ class VideoWriter:
     def _holds_video(self, codec: str) -> bool:
         def add(container):
             stream = container.add_stream(codec, rate=25)
-            stream.width = stream.height = 64
-            stream.options = encoder_options(codec)  # x265's among them, which quiet its log
+            stream.width, stream.height = TRIAL_SIZE
+            stream.pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
+            stream.options = encoder_options(codec, pix_fmt=stream.pix_fmt)  # x265's among them, which quiet its log
 
         return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
 
@@ -270,7 +276,7 @@ class VideoWriter:
         # The stream counts in the caller's time base (AVI's: 1/fps, see __init__;
         # the muxer may refine it, e.g. MKV's 1/1000), the encoder in its own.
         stream.time_base = self._stream_time_base
-        self._set_up_video(stream, self._field_options(codec, encoder_options(codec, crf, preset)))
+        self._set_up_video(stream, self._field_options(codec, encoder_options(codec, crf, preset, self.pix_fmt)))
         _open_encoder(stream.codec_context, codec, crf, preset)  # bad options fail here, not mid-video
         return stream
 
@@ -320,6 +326,8 @@ class VideoWriter:
     def chroma_shape(self) -> tuple[int, int]:
         if self.pix_fmt in _FULL_CHROMA_FORMATS:
             return self.height, self.width
+        if self.pix_fmt in _HALF_WIDTH_CHROMA_FORMATS:
+            return self.height, (self.width + 1) // 2
         return (self.height + 1) // 2, (self.width + 1) // 2
 
     # -- writing
@@ -397,7 +405,8 @@ class VideoWriter:
         No colour conversion happens, so the encoder sees exactly these Y codes.
         """
         if self.pix_fmt not in _WRITE_YUV_FORMATS:
-            raise ValueError(f"write_yuv needs a yuv420p or yuv444p (or 10-bit) writer, this one is {self.pix_fmt}")
+            raise ValueError(f"write_yuv needs a yuv420p, yuv422p or yuv444p (or 10-bit) writer, "
+                             f"this one is {self.pix_fmt}")
         dtype = self.sample_dtype
         frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
         for plane, data, shape in zip(frame.planes, (y, u, v),
