@@ -14,6 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from av.video.frame import PictureType
 
 from framecolor import video
 from framecolor.errors import InputError, OutputError
@@ -1041,6 +1042,21 @@ def test_an_avi_puts_each_frame_in_its_slot(tmp_path, codec):
     primed = media.make_video(tmp_path / "film.mp4", rate=Fraction(25))
     assert _first_sound(primed) < 0
     assert _slots(_copy_video(primed, tmp_path / f"film-{codec}.avi", codec=codec, preset=None)) == list(range(12))
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".wmv"])
+def test_a_container_without_presentation_times_gets_no_b_frames(tmp_path, clip, suffix):
+    """AVI and ASF keep one time a packet, in decoding order, and leave
+    B-frames' order to players' guesses; without B-frames that order is the
+    display order, and each stored time a frame's own."""
+    out = _copy_video(clip, tmp_path / f"out{suffix}", preset=None)  # x264's own preset uses B-frames
+    with av.open(str(out)) as container:
+        assert [frame.pict_type for frame in container.decode(video=0)].count(PictureType.B) == 0
+    with av.open(str(out)) as container:
+        stored = [packet.dts * packet.time_base for packet in container.demux(video=0) if packet.size]
+    source = [frame.pts * probe(clip).time_base for frame in read_frames(clip)]
+    assert len(stored) == 12 and all(abs(a - b - (stored[0] - source[0])) < Fraction(1, 100)
+                                     for a, b in zip(stored, source))
 
 
 def test_ten_bit_planes_round_trip(tmp_path):

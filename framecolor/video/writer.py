@@ -43,6 +43,9 @@ from framecolor.video.pixels import _plane_view
 from framecolor.video.probing import VideoInfo, one_filter_graph
 
 
+_DECODE_ORDER_FORMATS = frozenset({"avi", "asf", "asf_stream"})
+
+
 def _container_options(path: Path) -> dict[str, str]:
     """AVI's: an AAC track copied from an MP4 starts before 0 s (its encoder's
     priming), and FFmpeg's muxer shifted every stream to start at 0, the
@@ -165,6 +168,11 @@ class VideoWriter:
         # 1/30000) would index every tick as a dropped frame, so frames are
         # counted at 1/fps there and the callers' pts are rescaled onto it.
         self._counts_slots = self._out.format.name == "avi" and self.fps > 0
+        # AVI and ASF (.wmv) keep one time a packet, in decoding order: B-frames'
+        # display order is left to players' guesses (FFmpeg guessed one frame
+        # where x264's B-pyramid had two, and showed every frame 40 ms early).
+        # Without B-frames decoding order is display order, and a time a time.
+        self._without_b_frames = self._out.format.name in _DECODE_ORDER_FORMATS
         self._holds_frame_times = holds_frame_times(self._out.format)
         self._stream_time_base = 1 / self.fps if self._counts_slots else self.time_base
         self._last_codec_pts = None
@@ -284,10 +292,7 @@ class VideoWriter:
         """The encoder's settings on a video stream of this writer's codec (its own, or a trial's)."""
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         stream.codec_context.time_base = self._codec_time_base
-        # A frame's time in AVI is its slot, and players guess how B-frames are
-        # reordered: FFmpeg guessed one frame where x264's B-pyramid had two,
-        # and showed every frame 40 ms early. Without B-frames a slot is a time.
-        stream.options = {**options, "bf": "0"} if self._counts_slots else options
+        stream.options = {**options, "bf": "0"} if self._without_b_frames else options
         if self._fields is not None:
             stream.codec_context.field_order = self._field_order
         if self._sample_aspect_ratio:
