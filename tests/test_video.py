@@ -855,6 +855,17 @@ def test_four_two_two_planes_round_trip_at_an_odd_height(tmp_path):
             np.testing.assert_array_equal(video.pixels._plane(frame, index), plane)
 
 
+def test_a_picture_too_small_for_its_encoder_is_refused_with_the_reason(tmp_path):
+    # DNxHR refuses a picture under 256x120 with "invalid argument" alone.
+    out = tmp_path / "small.mov"
+    with pytest.raises(OutputError, match=r"dnxhd encodes pictures of 256x120 or more, not 96x64: .*prores_ks"):
+        VideoWriter(out, width=96, height=64, fps=25, time_base=Fraction(1, 25), codec="dnxhd")
+    assert list(tmp_path.iterdir()) == []
+    with VideoWriter(out, width=256, height=120, fps=25, time_base=Fraction(1, 25), codec="dnxhd") as w:
+        w.write_yuv(*(np.full(shape, 128, np.uint8) for shape in ((120, 256), w.chroma_shape, w.chroma_shape)))
+    assert (probe(out).codec, probe(out).pix_fmt) == ("dnxhd", "yuv422p")
+
+
 def test_odd_size_falls_back_to_yuv444p(odd_clip, tmp_path):
     out = tmp_path / "odd_out.mp4"
     with pytest.warns(VideoWarning, match="175x143 is odd"):

@@ -23,8 +23,10 @@ _HALF_WIDTH_CHROMA_FORMATS = frozenset({"yuv422p", "yuvj422p", "yuv422p10le"})  
 # takes. yuv420p plays everywhere; the editing codecs take 4:2:2 only
 # (ProRes and DNxHR 10-bit, HuffYUV and DNxHR HQ 8-bit).
 # The size encoders are opened at to check their settings before a frame is
-# decoded: the smallest DNxHR takes (256x120).
+# decoded: at least the smallest each takes (_MIN_SIZES).
 TRIAL_SIZE = (256, 144)
+# Encoders that refuse a smaller picture, and say only "invalid argument".
+_MIN_SIZES = {"dnxhd": (256, 120)}
 _DEFAULT_PIX_FMTS = ("yuv420p", "yuv422p", "yuv422p10le", "yuv444p", "yuv420p10le", "yuv444p10le")
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
@@ -220,6 +222,14 @@ def default_pix_fmt(codec: str) -> str:
             return pix_fmt
     raise OutputError(f"{encoder.name} encodes none of the formats framecolor writes (it takes "
                       f"{', '.join(sorted(supported))}): choose another --codec")
+
+
+def check_frame_size(codec: str, width: int, height: int) -> None:
+    """Raise OutputError where `codec` cannot encode a picture this small."""
+    smallest = _MIN_SIZES.get(encoder_name(codec))
+    if smallest and (width < smallest[0] or height < smallest[1]):
+        raise OutputError(f"{encoder_name(codec)} encodes pictures of {smallest[0]}x{smallest[1]} or more, "
+                          f"not {width}x{height}: choose another --codec (prores_ks takes any size)")
 
 
 def check_encoder(codec: str, crf: int | None = None, preset: str | None = None, pix_fmt: str = "yuv420p") -> None:

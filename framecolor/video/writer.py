@@ -26,6 +26,7 @@ from framecolor.video.encoding import (
     TRIAL_SIZE,
     _encoder,
     _open_encoder,
+    check_frame_size,
     default_pix_fmt,
     encoder_name,
     encoder_options,
@@ -95,7 +96,8 @@ class VideoWriter:
 
     `codec` None means DEFAULT_ENCODER, or the container's own where it
     cannot hold that (VP9 for .webm); `.codec` is the one used. `pix_fmt`
-    is the requested format; `.pix_fmt` is the one used (yuv420p
+    is the requested format (None: yuv420p, or the nearest the encoder
+    takes: ProRes' 10-bit 4:2:2); `.pix_fmt` is the one used (yuv420p
     falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
@@ -123,7 +125,7 @@ class VideoWriter:
         codec: str | None = None,
         crf: int | None = None,
         preset: str | None = None,
-        pix_fmt: str = "yuv420p",
+        pix_fmt: str | None = None,
         copy_streams_from=None,
         excerpt: bool = False,
         end_with_frames: bool = False,
@@ -142,7 +144,7 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
-        self.full_range = full_range or pix_fmt.startswith("yuvj")
+        self.full_range = full_range or (pix_fmt or "").startswith("yuvj")
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self._field_order = field_order
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
@@ -178,8 +180,10 @@ class VideoWriter:
         self._last_codec_pts = None
         try:
             self.codec = encoder_name(codec) if codec else self._default_codec()
+            check_frame_size(self.codec, self.width, self.height)
             if preset is not None and self.codec not in _PRESET_CODECS:
                 warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
+            pix_fmt = pix_fmt or default_pix_fmt(self.codec)
             self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
             if not self._holds_video(self.codec):
                 raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "
