@@ -1070,6 +1070,21 @@ def test_a_container_without_presentation_times_gets_no_b_frames(tmp_path, clip,
                                      for a, b in zip(stored, source))
 
 
+def test_a_y4m_gets_raw_frames_at_the_source_rate(tmp_path, clip):
+    """Y4M states its stream time base as the frame rate (an MP4's 1/30000
+    made 30000 fps), and holds raw frames only: it was refused unless
+    --codec named them."""
+    out = tmp_path / "out.y4m"
+    with pytest.warns(VideoWarning, match="a .y4m file cannot hold it"):  # the clip's sound
+        with VideoWriter.like(out, probe(clip), copy_streams_from=clip) as w:
+            for frame in read_frames(clip, format="luma"):
+                w.write_yuv(frame.image, *[np.full(w.chroma_shape, 128, np.uint8)] * 2, frame.pts)
+    info = probe(out)
+    assert (info.codec, info.fps, info.frame_count) == ("rawvideo", RATE, 12)
+    for a, b in zip(read_frames(clip, format="luma"), read_frames(out, format="luma"), strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)

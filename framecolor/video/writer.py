@@ -35,7 +35,7 @@ from framecolor.video.encoding import (
     is_interlaced,
     top_field_first,
 )
-from framecolor.video.containers import holds, holds_frame_times
+from framecolor.video.containers import holds, holds_frame_times, holds_one_rate
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.losses import shape_lost, timing_lost, turn_lost
@@ -45,6 +45,8 @@ from framecolor.video.probing import VideoInfo, one_filter_graph
 
 
 _DECODE_ORDER_FORMATS = frozenset({"avi", "asf", "asf_stream"})
+# Encoders that write the frames as they are.
+_RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
 
 
 def _container_options(path: Path) -> dict[str, str]:
@@ -169,14 +171,16 @@ class VideoWriter:
         # AVI has no timestamps, only a frame rate: a finer time base (an MP4's
         # 1/30000) would index every tick as a dropped frame, so frames are
         # counted at 1/fps there and the callers' pts are rescaled onto it.
-        self._counts_slots = self._out.format.name == "avi" and self.fps > 0
+        # Y4M states the rate of its stream's time base (an MP4's 12800 fps).
+        one_rate = holds_one_rate(self._out.format) and self.fps > 0
+        self._counts_slots = one_rate and self._out.format.name == "avi"
         # AVI and ASF (.wmv) keep one time a packet, in decoding order: B-frames'
         # display order is left to players' guesses (FFmpeg guessed one frame
         # where x264's B-pyramid had two, and showed every frame 40 ms early).
         # Without B-frames decoding order is display order, and a time a time.
         self._without_b_frames = self._out.format.name in _DECODE_ORDER_FORMATS
         self._holds_frame_times = holds_frame_times(self._out.format)
-        self._stream_time_base = 1 / self.fps if self._counts_slots else self.time_base
+        self._stream_time_base = 1 / self.fps if one_rate else self.time_base
         self._last_codec_pts = None
         try:
             self.codec = encoder_name(codec) if codec else self._default_codec()
@@ -268,7 +272,8 @@ class VideoWriter:
     def _default_codec(self) -> str:
         """DEFAULT_ENCODER, whose settings keep the luma, where the container
         holds it; else the container's own video encoder (VP9 for WebM), as
-        ffmpeg picks one, if it has a constant-quality mode here (_CRF_RANGES).
+        ffmpeg picks one, if it has a constant-quality mode here (_CRF_RANGES)
+        or writes raw frames (Y4M).
         Others (GIF's palette, Ogg's VP8 at its 256 kb/s default) would make
         a worse file than the error that names the problem."""
         if self._holds_video(DEFAULT_ENCODER):
@@ -277,6 +282,8 @@ class VideoWriter:
             codec = av.Codec(self._out.default_video_codec, "w").name
         except (av.error.FFmpegError, ValueError, AttributeError):  # not in this FFmpeg
             return DEFAULT_ENCODER
+        if codec in _RAW_CODECS:
+            return codec  # every code kept, as Y4M's raw frames are
         if codec not in _CRF_CODECS:
             return DEFAULT_ENCODER
         warnings.warn(f"a {self.path.suffix} file cannot hold H.264: writing {self.path} with {codec}, "
