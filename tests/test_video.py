@@ -1085,6 +1085,17 @@ def test_a_y4m_gets_raw_frames_at_the_source_rate(tmp_path, clip):
         np.testing.assert_array_equal(a.image, b.image)
 
 
+def test_a_raw_h264_stream_states_the_source_rate(tmp_path, clip):
+    """A raw stream has no timestamps: players and muxers (VLC, MP4Box) take
+    the rate from the stream's own timing, which x264 wrote from the time
+    base it was given (an MP4's 1/30000: 30000 fps)."""
+    out = tmp_path / "out.h264"
+    with pytest.warns(VideoWarning, match="a .h264 file cannot hold it"):  # the clip's sound
+        _copy_video(clip, out)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].guessed_rate == RATE
+
+
 def test_ten_bit_planes_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(64, 941, (48, 64), dtype=np.uint16)

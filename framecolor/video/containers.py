@@ -61,19 +61,13 @@ def reads_back(format_name: str, add_stream, frame, read):
         return None
 
 
-def holds_one_rate(container_format) -> bool:
-    """Does a file of this container type keep a frame rate, not frame times
-    (AVI, Y4M)? Its stream then counts frames at 1/fps."""
-    return container_format.name in _RATE_ONLY
-
-
 def holds_frame_times(container_format) -> bool:
     """Can a file of this container type (an av.format.ContainerFormat) give
     each frame its own time, as a variable-rate video needs? Not AVI or Y4M,
     which hold one frame rate, nor elementary streams (.h264, .m2v), which
     hold no time at all. (FFmpeg's AVFMT_VARIABLE_FPS flag cannot tell:
     3GP, F4V and MPEG-PS lack it and keep each frame's time.)"""
-    if holds_one_rate(container_format):
+    if container_format.name in _RATE_ONLY:
         return False
     return not container_format.flags & av.format.Flags.no_timestamps.value
 

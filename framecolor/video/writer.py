@@ -35,7 +35,7 @@ from framecolor.video.encoding import (
     is_interlaced,
     top_field_first,
 )
-from framecolor.video.containers import holds, holds_frame_times, holds_one_rate
+from framecolor.video.containers import holds, holds_frame_times
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
 from framecolor.video.losses import shape_lost, timing_lost, turn_lost
@@ -171,15 +171,16 @@ class VideoWriter:
         # AVI has no timestamps, only a frame rate: a finer time base (an MP4's
         # 1/30000) would index every tick as a dropped frame, so frames are
         # counted at 1/fps there and the callers' pts are rescaled onto it.
-        # Y4M states the rate of its stream's time base (an MP4's 12800 fps).
-        one_rate = holds_one_rate(self._out.format) and self.fps > 0
+        # Y4M states the rate of its stream's time base (an MP4's 12800 fps),
+        # and a raw stream (.h264) the rate x264 gives its timing from it.
+        self._holds_frame_times = holds_frame_times(self._out.format)
+        one_rate = not self._holds_frame_times and self.fps > 0
         self._counts_slots = one_rate and self._out.format.name == "avi"
         # AVI and ASF (.wmv) keep one time a packet, in decoding order: B-frames'
         # display order is left to players' guesses (FFmpeg guessed one frame
         # where x264's B-pyramid had two, and showed every frame 40 ms early).
         # Without B-frames decoding order is display order, and a time a time.
         self._without_b_frames = self._out.format.name in _DECODE_ORDER_FORMATS
-        self._holds_frame_times = holds_frame_times(self._out.format)
         self._stream_time_base = 1 / self.fps if one_rate else self.time_base
         self._last_codec_pts = None
         try:
