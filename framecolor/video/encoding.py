@@ -22,12 +22,12 @@ _HALF_WIDTH_CHROMA_FORMATS = frozenset({"yuv422p", "yuvj422p", "yuv422p10le"})  
 # The output's format where none is asked for: the first of these the encoder
 # takes. yuv420p plays everywhere; the editing codecs take 4:2:2 only
 # (ProRes and DNxHR 10-bit, HuffYUV and DNxHR HQ 8-bit).
+_DEFAULT_PIX_FMTS = ("yuv420p", "yuv422p", "yuv422p10le", "yuv444p", "yuv420p10le", "yuv444p10le")
 # The size encoders are opened at to check their settings before a frame is
 # decoded: at least the smallest each takes (_MIN_SIZES).
 TRIAL_SIZE = (256, 144)
 # Encoders that refuse a smaller picture, and say only "invalid argument".
 _MIN_SIZES = {"dnxhd": (256, 120)}
-_DEFAULT_PIX_FMTS = ("yuv420p", "yuv422p", "yuv422p10le", "yuv444p", "yuv420p10le", "yuv444p10le")
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
@@ -246,7 +246,8 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     if formats and not {pix_fmt, pix_fmt.replace("yuv", "yuvj", 1)} & formats:
         raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(formats))})")
     (context.width, context.height), context.time_base = TRIAL_SIZE, Fraction(1, 25)
-    # A full-range source's yuvj twin the writer picks
+    # An encoder that takes only the full-range twin (yuvj*) is tried with it;
+    # the writer picks by the source's range.
     context.pix_fmt = pix_fmt if pix_fmt in formats or not formats else pix_fmt.replace("yuv", "yuvj", 1)
     context.options = encoder_options(codec, crf, preset, pix_fmt)
     _open_encoder(context, codec, crf, preset)  # freed with the context

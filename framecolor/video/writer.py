@@ -44,6 +44,7 @@ from framecolor.video.pixels import _plane_view
 from framecolor.video.probing import VideoInfo, one_filter_graph
 
 
+# Containers that keep one time a packet, in decoding order (see __init__).
 _DECODE_ORDER_FORMATS = frozenset({"avi", "asf", "asf_stream"})
 # Encoders that write the frames as they are.
 _RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
