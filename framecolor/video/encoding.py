@@ -212,23 +212,33 @@ def _finest_time_base(fps: Fraction, limit: int) -> Fraction:
     return Fraction(1, limit)
 
 
+def encoder_formats(codec: str) -> frozenset[str]:
+    """The pixel formats `codec` encodes; empty where it does not list them (rawvideo takes any)."""
+    return frozenset(f.name for f in _encoder(codec).video_formats or ())
+
+
+def cannot_encode(codec: str, pix_fmt: str, formats) -> OutputError:
+    """The error for `codec`, which encodes `formats`, asked for `pix_fmt`."""
+    return OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(formats))})")
+
+
 def default_pix_fmt(codec: str) -> str:
     """The pixel format an output of `codec` gets where none is asked for
     (_DEFAULT_PIX_FMTS); OutputError where it takes none that framecolor writes."""
-    encoder = _encoder(codec)
-    supported = {f.name for f in encoder.video_formats or ()}
+    supported = encoder_formats(codec)
     for pix_fmt in _DEFAULT_PIX_FMTS:
         if not supported or pix_fmt in supported:
             return pix_fmt
-    raise OutputError(f"{encoder.name} encodes none of the formats framecolor writes (it takes "
+    raise OutputError(f"{encoder_name(codec)} encodes none of the formats framecolor writes (it takes "
                       f"{', '.join(sorted(supported))}): choose another --codec")
 
 
 def check_frame_size(codec: str, width: int, height: int) -> None:
     """Raise OutputError where `codec` cannot encode a picture this small."""
-    smallest = _MIN_SIZES.get(encoder_name(codec))
+    codec = encoder_name(codec)
+    smallest = _MIN_SIZES.get(codec)
     if smallest and (width < smallest[0] or height < smallest[1]):
-        raise OutputError(f"{encoder_name(codec)} encodes pictures of {smallest[0]}x{smallest[1]} or more, "
+        raise OutputError(f"{codec} encodes pictures of {smallest[0]}x{smallest[1]} or more, "
                           f"not {width}x{height}: choose another --codec (prores_ks takes any size)")
 
 
@@ -242,9 +252,9 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     context = av.CodecContext.create(codec, "w")
     if preset is not None and codec in _PRESET_CODECS and preset not in _PRESETS:
         raise OutputError(f"{codec} has no preset {preset!r} (it has: {', '.join(_PRESETS)})")
-    formats = {f.name for f in context.codec.video_formats or ()}
+    formats = encoder_formats(codec)
     if formats and not {pix_fmt, pix_fmt.replace("yuv", "yuvj", 1)} & formats:
-        raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(formats))})")
+        raise cannot_encode(codec, pix_fmt, formats)
     (context.width, context.height), context.time_base = TRIAL_SIZE, Fraction(1, 25)
     # An encoder that takes only the full-range twin (yuvj*) is tried with it;
     # the writer picks by the source's range.

@@ -26,8 +26,10 @@ from framecolor.video.encoding import (
     TRIAL_SIZE,
     _encoder,
     _open_encoder,
+    cannot_encode,
     check_frame_size,
     default_pix_fmt,
+    encoder_formats,
     encoder_name,
     encoder_options,
     encoder_time_base,
@@ -225,7 +227,7 @@ class VideoWriter:
     # -- setup
 
     def _choose_pix_fmt(self, codec: str, pix_fmt: str) -> str:
-        supported = {f.name for f in _encoder(codec).video_formats or ()}
+        supported = encoder_formats(codec)
         half_width = pix_fmt in _HALF_WIDTH_CHROMA_FORMATS  # 4:2:2 halves the width only
         odd = self.width % 2 or (self.height % 2 and not half_width)
         if odd and pix_fmt in _ODD_SIZE_FALLBACK:
@@ -240,7 +242,7 @@ class VideoWriter:
         if self.full_range and full in _JPEG_FORMATS and (not supported or full in supported):
             return full  # the range is in the format itself, which every player honours
         if supported and pix_fmt not in supported:
-            raise OutputError(f"{codec} cannot encode {pix_fmt} (it can: {', '.join(sorted(supported))})")
+            raise cannot_encode(codec, pix_fmt, supported)
         return pix_fmt
 
     @staticmethod
