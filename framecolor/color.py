@@ -116,13 +116,24 @@ def luma(rgb, matrix: str = "bt601"):
     return kr * rgb[..., 0] + (1.0 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
 
 
-def rgb_to_cbcr(rgb, matrix: str = "bt601"):
-    """RGB in [0, 1] (..., 3) -> Cb, Cr as limited-range 8-bit code values (float)."""
+def rgb_to_cbcr(rgb, matrix: str = "bt601", *, full_range: bool = False, bits: int = 8):
+    """RGB in [0, 1] (..., 3) -> Cb, Cr as code values (float) of `bits`-bit
+    video, limited or full range (ITU-T H.273: Cb = 128 + 224 E in 8-bit
+    limited range, 128 + 255 E in full range, E in [-0.5, 0.5])."""
     kr, kb = _KR_KB[matrix]
     y = luma(rgb, matrix)
     cb = (rgb[..., 2] - y) / (2.0 * (1.0 - kb))
     cr = (rgb[..., 0] - y) / (2.0 * (1.0 - kr))
-    return 128.0 + 224.0 * cb, 128.0 + 224.0 * cr
+    if full_range:
+        mid, span = 2.0 ** (bits - 1), 2.0**bits - 1.0
+    else:
+        mid, span = 128.0 * 2 ** (bits - 8), 224.0 * 2 ** (bits - 8)
+    return mid + span * cb, mid + span * cr
+
+
+def chroma_code_range(full_range: bool, bits: int = 8) -> tuple[float, float]:
+    """The lowest and highest valid chroma code: 16-240 in 8-bit limited range, all codes in full range."""
+    return (0.0, 2.0**bits - 1.0) if full_range else (16.0 * 2 ** (bits - 8), 240.0 * 2 ** (bits - 8))
 
 
 def limited_y_to_gray(y_code):

@@ -332,8 +332,9 @@ def _code_scale(y) -> float:
 
 def _gray_from_y(y, full_range: bool):
     """Luma codes (uint8, or uint16 10-bit) -> gray in [0, 1]: linear, so it can be resized before the costly L."""
-    codes = y.astype(jnp.float32) / _code_scale(y)  # in 8-bit units
-    return codes / 255.0 if full_range else color.limited_y_to_gray(codes)
+    if full_range:
+        return y.astype(jnp.float32) / float(jnp.iinfo(y.dtype).max if y.dtype == jnp.uint8 else 1023)
+    return color.limited_y_to_gray(y.astype(jnp.float32) / _code_scale(y))  # in 8-bit units
 
 
 def _model_ab(module, mode, variables, lightness, temperature):
@@ -402,12 +403,15 @@ def _chroma_codes(y, ab, *, full_range, matrix, block):
     slices = [gray[:, i::rows, j::cols] for i in range(rows) for j in range(cols)]
     gray = functools.reduce(operator.add, slices) * (1 / (rows * cols))
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
-    cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix)
+    # Codes of the output's range (the source's): a full-range picture's
+    # chroma spans 0-255, and written at limited range's scale its colors
+    # would show 12% weaker.
+    bits = 10 if y.dtype == jnp.uint16 else 8
+    cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix, full_range=full_range, bits=bits)
+    low, high = color.chroma_code_range(full_range, bits)
 
-    scale = _code_scale(y)
-
-    def code(c):  # valid limited-range chroma codes (16-240 in 8-bit terms), as deep as the luma
-        return jnp.clip(jnp.round(c * scale), 16 * scale, 240 * scale).astype(y.dtype)
+    def code(c):  # valid chroma codes, as deep as the luma
+        return jnp.clip(jnp.round(c), low, high).astype(y.dtype)
 
     return code(cb), code(cr)
 

@@ -772,21 +772,24 @@ def test_existing_output_is_refused(colorizer, clip, colored):
         apply.colorize_video(colorizer, clip, clip, overwrite=True, progress=False)
 
 
-def test_recombination_writes_the_chroma_of_the_predicted_lab():
-    # Full-res L from the Y codes + predicted ab -> Cb/Cr codes, as skimage and BT.601 say.
+@pytest.mark.parametrize("full_range", [False, True], ids=["limited", "full"])
+def test_recombination_writes_the_chroma_of_the_predicted_lab(full_range):
+    # Full-res L from the Y codes + predicted ab -> Cb/Cr codes, as skimage and
+    # BT.601 say, at the scale of the picture's range (ITU-T H.273).
     from skimage.color import lab2rgb
 
-    y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) limited-range codes
+    y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) luma codes
     ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
     track = _track(np.zeros((2, 2, 2)), ab)
     _, u, v = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
-                            jnp.asarray(y), 0.0, 1.0, full_range=False, matrix="bt601", chroma_hw=(2, 2))
-    gray = (y.astype(float) - 16) / 219
+                            jnp.asarray(y), 0.0, 1.0, full_range=full_range, matrix="bt601", chroma_hw=(2, 2))
+    gray = y / 255 if full_range else (y.astype(float) - 16) / 219
     lightness = np.asarray(color.gray_to_lightness(gray))
     rgb = lab2rgb(np.concatenate([lightness[..., None], ab], -1))
     luma = rgb @ np.array([0.299, 0.587, 0.114])
-    cb = 128 + 224 * (rgb[..., 2] - luma) / 1.772
-    cr = 128 + 224 * (rgb[..., 0] - luma) / 1.402
+    span = 255 if full_range else 224
+    cb = 128 + span * (rgb[..., 2] - luma) / 1.772
+    cr = 128 + span * (rgb[..., 0] - luma) / 1.402
     np.testing.assert_allclose(np.asarray(u), cb, atol=1.01)
     np.testing.assert_allclose(np.asarray(v), cr, atol=1.01)
     assert (np.asarray(v) > 128).all() and (np.asarray(u) > 128).all()  # a > 0: red; b < 0: blue

@@ -71,6 +71,20 @@ def test_cbcr_of_gray_is_neutral_and_primaries_match_the_standard(matrix):
     np.testing.assert_allclose([float(cb_blue), float(cr_red)], [240.0, 240.0], atol=1e-3)
 
 
+
+@pytest.mark.parametrize(("full_range", "bits", "codes"), [
+    (False, 8, (16, 128, 240)), (True, 8, (0.5, 128, 255.5)),
+    (False, 10, (64, 512, 960)), (True, 10, (0.5, 512, 1023.5)),
+])
+def test_chroma_codes_span_the_range_of_the_picture(full_range, bits, codes):
+    # Yellow and blue sit at the ends of Cb (E = -0.5 and 0.5), gray in the middle.
+    rgb = np.array([[1.0, 1.0, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    cb, _ = color.rgb_to_cbcr(rgb, "bt709", full_range=full_range, bits=bits)
+    np.testing.assert_allclose(np.asarray(cb), codes, atol=1e-3)
+    low, high = color.chroma_code_range(full_range, bits)
+    assert (low, high) == ((0, 2**bits - 1) if full_range else (codes[0], codes[2]))
+
+
 def test_luma_matches_bt601_weights_and_limited_range_inverse():
     rgb = np.random.default_rng(3).random((10, 3))
     expected = rgb @ np.array([0.299, 0.587, 0.114])
