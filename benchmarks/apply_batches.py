@@ -182,6 +182,9 @@ def main(argv=None) -> None:
                         help="also run apply with each batch's chroma copied to the host one batch ahead")
     parser.add_argument("--out", help="also write the JSON here (after every run)")
     args = parser.parse_args(argv)
+    from framecolor import allocator
+
+    allocator.reuse_freed_memory()  # as the framecolor command runs
     import jax
 
     from framecolor import apply, video

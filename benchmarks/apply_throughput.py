@@ -20,6 +20,9 @@ Compile time is measured apart (first call) and excluded from the rates.
 With --repeats N, apply and transcode-only alternate N times and each keeps its
 best rate (every sample is in the JSON): a lent VM is noisy from second to
 second, and alternating keeps one slow moment from landing on one side only.
+Every rate is measured with malloc set as the framecolor command sets it
+(framecolor.allocator); --system-malloc leaves glibc's defaults, for an
+alternated comparison in separate processes.
 cpu_ms_per_frame (process CPU time over frames) tells contention from
 waiting: apply needing more CPU per frame than the codec alone means the
 codec's threads shared the cores with apply's own work.
@@ -406,7 +409,8 @@ def _child(args) -> None:
 
 
 def memory(height: int = 720, minutes=(1.0, 5.0), *, model: str | None = None, width: float = 0.125,
-           size: int | None = None, batch_size: int = 8, preset: str | None = "ultrafast", workdir=None) -> dict:
+           size: int | None = None, batch_size: int = 8, preset: str | None = "ultrafast", workdir=None,
+           system_malloc: bool = False) -> dict:
     """Peak RSS of apply on videos of different lengths, each in its own process."""
     runs = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -417,6 +421,7 @@ def memory(height: int = 720, minutes=(1.0, 5.0), *, model: str | None = None, w
             cmd += ["--preset", preset] if preset else []
             cmd += ["--model", model] if model else []
             cmd += ["--size", str(size)] if size else []
+            cmd += ["--system-malloc"] if system_malloc else []
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)
             runs.append({"minutes": m, **json.loads(done.stdout.strip().splitlines()[-1])})
             source.unlink()
@@ -444,18 +449,26 @@ def main(argv=None) -> None:
     parser.add_argument("--memory", action="store_true", help="peak RSS for videos of --minutes")
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave malloc as it is, not as the framecolor command sets it (framecolor.allocator)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.system_malloc:
+        from framecolor import allocator
+
+        allocator.reuse_freed_memory()  # as the framecolor command runs: every rate below under it
     if args.child:
         return _child(args)
     if args.memory:
         result = memory(args.height[0], tuple(args.minutes), model=args.model, width=args.width, size=args.size,
-                        batch_size=args.batch_size, preset=args.preset[0])
+                        batch_size=args.batch_size, preset=args.preset[0], system_malloc=args.system_malloc)
     else:
         runs = measure_grid(args.height, args.preset, args.seconds, model=args.model, width=args.width,
                             size=args.size, render_size=args.render_size, batch_size=args.batch_size,
                             codec=args.codec, crf=args.crf, smoothing=args.smoothing, repeats=args.repeats,
                             networks_in_flight=args.networks_in_flight, clip=args.clip)
+        for run in runs:
+            run["settings"]["reuse_freed_memory"] = not args.system_malloc
         result = runs[0] if len(runs) == 1 else {"benchmark": "apply_throughput", "runs": runs}
     text = json.dumps(result, indent=2)
     print(text)

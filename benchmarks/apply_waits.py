@@ -83,6 +83,9 @@ def main(argv=None) -> None:
     parser.add_argument("--cabac", action="store_true", help="x264's CABAC (the default until the twelfth session)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    from framecolor import allocator
+
+    allocator.reuse_freed_memory()  # as the framecolor command runs
     import jax
 
     from framecolor import apply, video

@@ -286,6 +286,9 @@ def main(argv=None) -> int:
                         help="writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from framecolor import allocator
+
+    allocator.reuse_freed_memory()  # as the framecolor command runs
 
     def save(results):
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))

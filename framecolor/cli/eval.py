@@ -32,10 +32,12 @@ def evaluate(
     """Colorize gray versions of color clips and report PSNR, SSIM, colorfulness, CDC and luma error."""
     from dataclasses import replace
 
+    from framecolor import allocator
     from framecolor import apply as pipeline
     from framecolor import evaluate as ev
     from framecolor import video
 
+    allocator.reuse_freed_memory()  # runs apply's pipeline: the same gain (framecolor.allocator)
     if json_path is not None:
         video.check_output_path(json_path, inputs=clips, overwrite=True)
     config = ev.EvalConfig(train_split=train_split, max_frames=max_frames).validate()
