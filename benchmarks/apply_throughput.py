@@ -20,7 +20,7 @@ Compile time is measured apart (first call) and excluded from the rates.
 With --repeats N, apply and transcode-only alternate N times and each keeps its
 best rate (every sample is in the JSON): a lent VM is noisy from second to
 second, and alternating keeps one slow moment from landing on one side only.
-Every rate is measured with malloc set as the framecolor command sets it
+Every rate is measured with malloc set as framecolor apply sets it
 (framecolor.allocator); --system-malloc leaves glibc's defaults, for an
 alternated comparison in separate processes.
 cpu_ms_per_frame (process CPU time over frames) tells contention from
@@ -450,13 +450,13 @@ def main(argv=None) -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0])
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--system-malloc", action="store_true",
-                        help="leave malloc as it is, not as the framecolor command sets it (framecolor.allocator)")
+                        help="leave malloc as it is, not as framecolor apply sets it (framecolor.allocator)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.system_malloc:
         from framecolor import allocator
 
-        allocator.reuse_freed_memory()  # as the framecolor command runs: every rate below under it
+        allocator.reuse_freed_memory()  # as framecolor apply runs: every rate below under it
     if args.child:
         return _child(args)
     if args.memory:

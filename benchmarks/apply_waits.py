@@ -85,7 +85,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from framecolor import allocator
 
-    allocator.reuse_freed_memory()  # as the framecolor command runs
+    allocator.reuse_freed_memory()  # as framecolor apply runs
     import jax
 
     from framecolor import apply, video

@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from framecolor import allocator
 
-    allocator.reuse_freed_memory()  # as the framecolor command runs
+    allocator.reuse_freed_memory()  # as framecolor apply runs (the train step: no change, RESULTS.md)
 
     def save(results):
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
