@@ -437,7 +437,8 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         # The writer picks the final format (an odd size cannot be 4:2:0).
         state = colorizer.initial_state(width, height, turns, pixel_aspect)
         return _recombined(colorizer, _queued(predicted_q, stop), state=state, full_range=full_range,
-                           matrix=matrix, chroma_hw=writer.chroma_shape, turns=turns)
+                           matrix=matrix, chroma_hw=writer.chroma_shape, turns=turns,
+                           out_full_range=writer.full_range)
 
     frames = info.frame_count
     if span is not None:

@@ -256,10 +256,12 @@ class Colorizer:
         state = smoothing.initial_state(*((w, h) if turns % 2 else (h, w)))
         return jax.device_put(state, self._replicated)
 
-    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, chroma_hw, turns=0):
+    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, chroma_hw, turns=0,
+               out_full_range=None):
         """Smooth `current` (with `ahead` as look-ahead) and recombine it with
         its own luma: (state, Cb, Cr), each (B, *chroma_hw), the output's
-        chroma planes (4:2:0 halves both sides, 4:2:2 the width only)."""
+        chroma planes (4:2:0 halves both sides, 4:2:2 the width only), coded
+        in `out_full_range` (None: the source's `full_range`)."""
         return _finish(
             state,
             current.track,
@@ -271,6 +273,7 @@ class Colorizer:
             matrix=matrix,
             chroma_hw=tuple(chroma_hw),
             turns=turns % 4,
+            out_full_range=full_range if out_full_range is None else out_full_range,
         )
 
     def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
@@ -346,7 +349,8 @@ def _model_ab(module, mode, variables, lightness, temperature):
     return color.denormalize_ab(out)
 
 
-def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0):
+def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0,
+            out_full_range=None):
     """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
     state, ab = _smooth(state, track, ahead, strength)
     _, height, width = y.shape
@@ -355,7 +359,8 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
     # resolution: a quarter of the work in 4:2:0.
     ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw, turns=turns)
     block = (height // chroma_hw[0], width // chroma_hw[1])
-    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, block=block)
+    out_full_range = full_range if out_full_range is None else out_full_range
+    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, block=block, out_full_range=out_full_range)
     return state, cb, cr
 
 
@@ -392,10 +397,11 @@ def _resize_ab(ab, saturation, *, chroma_hw, turns):
     return resize.linear(jnp.rot90(ab * saturation, -turns, axes=(1, 2)), chroma_hw, axes=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=("full_range", "matrix", "block"))
-def _chroma_codes(y, ab, *, full_range, matrix, block):
-    """Join ab (at the chroma size) with the L of the input's own luma, the
-    mean of each (rows, cols) `block` of pixels that shares a chroma sample -> Cb, Cr codes."""
+@functools.partial(jax.jit, static_argnames=("full_range", "matrix", "block", "out_full_range"))
+def _chroma_codes(y, ab, *, full_range, matrix, block, out_full_range):
+    """Join ab (at the chroma size) with the L of the input's own luma (codes
+    of `full_range`), the mean of each (rows, cols) `block` of pixels that
+    shares a chroma sample -> Cb, Cr codes of `out_full_range`."""
     rows, cols = block
     gray = _gray_from_y(y, full_range)
     # The block's mean as strided slices: XLA's CPU backend ran the same
@@ -403,12 +409,11 @@ def _chroma_codes(y, ab, *, full_range, matrix, block):
     slices = [gray[:, i::rows, j::cols] for i in range(rows) for j in range(cols)]
     gray = functools.reduce(operator.add, slices) * (1 / (rows * cols))
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
-    # Codes of the output's range (the source's): a full-range picture's
-    # chroma spans 0-255, and written at limited range's scale its colors
-    # would show 12% weaker.
+    # Codes of the output's range: a full-range picture's chroma spans 0-255,
+    # and written at limited range's scale its colors would show 12% weaker.
     bits = 10 if y.dtype == jnp.uint16 else 8
-    cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix, full_range=full_range, bits=bits)
-    low, high = color.chroma_code_range(full_range, bits)
+    cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix, full_range=out_full_range, bits=bits)
+    low, high = color.chroma_code_range(out_full_range, bits)
 
     def code(c):  # valid chroma codes, as deep as the luma
         return jnp.clip(jnp.round(c), low, high).astype(y.dtype)

@@ -294,6 +294,25 @@ def test_full_range_flag_is_kept_and_ffv1_keeps_luma_exactly(colorizer, tmp_path
     assert _packets(out, "audio") == _packets(source, "audio")
 
 
+def test_mjpeg_gets_the_limited_range_picture_in_full_range_codes(colorizer, clip, tmp_path):
+    """MJPEG codes full range only (FFmpeg refused the limited-range clip):
+    its luma is re-coded 16-235 -> 0-255 and its chroma made at full range's scale."""
+    vivid = colorizer.reconfigured(saturation=4.0)  # the fresh model's colors are faint
+    out, colored = tmp_path / "out.avi", tmp_path / "lossless.mp4"
+    with pytest.warns(video.VideoWarning, match="full range only"):
+        apply.colorize_video(vivid.reconfigured(codec="mjpeg"), clip, out, progress=False)
+    apply.colorize_video(vivid.reconfigured(crf=0), clip, colored, progress=False)
+    info = video.probe(out)
+    assert (info.codec, info.full_range, info.frame_count) == ("mjpeg", True, 12)
+    expanded = np.clip(np.round((_luma(clip).astype(float) - 16) * 255 / 219), 0, 255)
+    assert np.abs(_luma(out) - expanded).mean() < 1.5  # JPEG at quantizer 2
+    # The same colors as the limited-range (lossless) output's: each chroma
+    # code 255/224 as far from neutral.
+    full, limited = _chroma(out).astype(float) - 128, _chroma(colored).astype(float) - 128
+    assert np.abs(limited).mean() > 2
+    assert (full * limited).sum() / (limited * limited).sum() == pytest.approx(255 / 224, abs=0.04)
+
+
 def test_deeper_luma_is_written_8_bit_and_says_so(colorizer, tmp_path):
     source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False,
                               colorless=range(3))
@@ -772,22 +791,24 @@ def test_existing_output_is_refused(colorizer, clip, colored):
         apply.colorize_video(colorizer, clip, clip, overwrite=True, progress=False)
 
 
-@pytest.mark.parametrize("full_range", [False, True], ids=["limited", "full"])
-def test_recombination_writes_the_chroma_of_the_predicted_lab(full_range):
+@pytest.mark.parametrize(("full_range", "out_full_range"), [(False, False), (True, True), (False, True)],
+                         ids=["limited", "full", "limited-to-full"])
+def test_recombination_writes_the_chroma_of_the_predicted_lab(full_range, out_full_range):
     # Full-res L from the Y codes + predicted ab -> Cb/Cr codes, as skimage and
-    # BT.601 say, at the scale of the picture's range (ITU-T H.273).
+    # BT.601 say, at the scale of the output's range (ITU-T H.273).
     from skimage.color import lab2rgb
 
     y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) luma codes
     ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
     track = _track(np.zeros((2, 2, 2)), ab)
     _, u, v = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
-                            jnp.asarray(y), 0.0, 1.0, full_range=full_range, matrix="bt601", chroma_hw=(2, 2))
+                            jnp.asarray(y), 0.0, 1.0, full_range=full_range, matrix="bt601", chroma_hw=(2, 2),
+                            out_full_range=out_full_range)
     gray = y / 255 if full_range else (y.astype(float) - 16) / 219
     lightness = np.asarray(color.gray_to_lightness(gray))
     rgb = lab2rgb(np.concatenate([lightness[..., None], ab], -1))
     luma = rgb @ np.array([0.299, 0.587, 0.114])
-    span = 255 if full_range else 224
+    span = 255 if out_full_range else 224
     cb = 128 + span * (rgb[..., 2] - luma) / 1.772
     cr = 128 + span * (rgb[..., 0] - luma) / 1.402
     np.testing.assert_allclose(np.asarray(u), cb, atol=1.01)

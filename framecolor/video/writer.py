@@ -4,6 +4,7 @@ a temporary name, with the source's other streams carried over
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable
 from fractions import Fraction
@@ -23,6 +24,7 @@ from framecolor.video.encoding import (
     _WRITE_YUV_FORMATS,
     DEFAULT_ENCODER,
     FULL_RANGE,
+    FULL_RANGE_ONLY,
     TRIAL_SIZE,
     _encoder,
     _open_encoder,
@@ -69,6 +71,12 @@ def _fraction(x) -> Fraction:
 # FFmpeg's AVColorSpace numbers of the Y'CbCr matrices framecolor writes
 # (PyAV >= 15 takes them on frames and codec contexts; older PyAV writes untagged).
 _COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
+
+
+@functools.cache
+def _limited_to_full_luma() -> np.ndarray:
+    """8-bit limited-range luma codes (16-235) -> full-range ones (0-255), as a lookup table."""
+    return np.clip(np.round((np.arange(256) - 16) * (255 / 219)), 0, 255).astype(np.uint8)
 
 
 class _FieldMarker:
@@ -149,7 +157,9 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
+        # The output's range: the source's, or full where the encoder codes no other.
         self.full_range = full_range or (pix_fmt or "").startswith("yuvj")
+        self.expands_luma = False  # re-codes a limited-range luma full range (FULL_RANGE_ONLY)
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self._field_order = field_order
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
@@ -191,6 +201,13 @@ class VideoWriter:
             check_frame_size(self.codec, self.width, self.height)
             if preset is not None and self.codec not in _PRESET_CODECS:
                 warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
+            # A limited-range picture for an encoder of full-range ones only:
+            # write_yuv re-codes its luma (the same picture, every code apart).
+            self.expands_luma = not self.full_range and self.codec in FULL_RANGE_ONLY
+            if self.expands_luma:
+                self.full_range = True
+                warnings.warn(f"{self.codec} codes full range only: {self.path}'s luma is re-coded from "
+                              "16-235 to 0-255, the same picture in other codes", VideoWarning, stacklevel=3)
             pix_fmt = pix_fmt or default_pix_fmt(self.codec)
             self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
             if not self._holds_video(self.codec):
@@ -270,6 +287,8 @@ class VideoWriter:
             stream.width, stream.height = TRIAL_SIZE
             stream.pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
             stream.options = encoder_options(codec, pix_fmt=stream.pix_fmt)  # x265's among them, which quiet its log
+            if encoder_name(codec) in FULL_RANGE_ONLY:
+                stream.codec_context.color_range = FULL_RANGE
 
         return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
 
@@ -422,18 +441,21 @@ class VideoWriter:
         """Encode one frame from its planes as they are (y: (H, W), u, v: `.chroma_shape`;
         uint8, or uint16 10-bit codes for a 10-bit writer: `.sample_dtype`), as write_rgb.
 
-        No colour conversion happens, so the encoder sees exactly these Y codes.
+        No colour conversion happens, so the encoder sees exactly these Y codes
+        (but for `.expands_luma`: limited-range codes re-coded full range).
         """
         if self.pix_fmt not in _WRITE_YUV_FORMATS:
             raise ValueError(f"write_yuv needs a yuv420p, yuv422p or yuv444p (or 10-bit) writer, "
                              f"this one is {self.pix_fmt}")
         dtype = self.sample_dtype
         frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
-        for plane, data, shape in zip(frame.planes, (y, u, v),
-                                      ((self.height, self.width), self.chroma_shape, self.chroma_shape)):
+        for index, (plane, data, shape) in enumerate(zip(
+                frame.planes, (y, u, v), ((self.height, self.width), self.chroma_shape, self.chroma_shape))):
             data = np.asarray(data)
             if data.dtype != dtype or data.shape != shape:
                 raise ValueError(f"plane must be {shape} {np.dtype(dtype).name}, got {data.shape} {data.dtype}")
+            if index == 0 and self.expands_luma:
+                data = _limited_to_full_luma()[data]
             _plane_view(plane, dtype)[:] = data  # straight into the frame's own buffer: no staging copy
         with _write_errors(self.path):
             self._encode(frame, pts, duration)
