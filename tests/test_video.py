@@ -1354,3 +1354,29 @@ def test_mpeg_and_jpeg_encoders_code_each_picture_finely_not_to_a_bit_rate(codec
         expected = np.clip(np.round((expected - 16) * 255 / 219), 0, 255)
     back = np.stack([f.image for f in read_frames(out, format="luma")])
     assert np.abs(back - expected).mean() < 4
+
+
+def test_crf_sets_an_mpeg_encoders_quantizer_and_is_refused_past_its_range(tmp_path):
+    rng = np.random.default_rng(1)
+    planes = rng.integers(16, 236, (3, 144, 192), dtype=np.uint8)
+
+    def mean_error(crf):
+        out = tmp_path / f"crf{crf}.mkv"
+        writer = VideoWriter(out, width=192, height=144, fps=25, time_base=Fraction(1, 25), codec="mpeg4", crf=crf)
+        neutral = np.full(writer.chroma_shape, 128, np.uint8)
+        for y in planes:
+            writer.write_yuv(y, neutral, neutral)
+        writer.close()
+        back = np.stack([f.image for f in read_frames(out, format="luma")]).astype(int)
+        return np.abs(back - planes).mean(), out.stat().st_size
+
+    (fine_error, fine_size), (coarse_error, coarse_size) = mean_error(None), mean_error(12)
+    assert coarse_error > 2 * fine_error and coarse_size < fine_size / 2
+    with pytest.raises(OutputError, match="crf 1-31"):
+        video.check_encoder("mpeg4", crf=40)
+
+
+def test_crf_for_an_encoder_of_fixed_quality_is_said_to_be_ignored(tmp_path):
+    with pytest.warns(VideoWarning, match="ffv1 has no constant-quality setting: crf 10 is ignored"):
+        VideoWriter(tmp_path / "out.mkv", width=64, height=48, fps=25, time_base=Fraction(1, 25), codec="ffv1",
+                    crf=10).discard()

@@ -44,9 +44,10 @@ _PRESET_CODECS = frozenset({"libx264", "libx265"})
 # told otherwise, whatever the picture: colorizing examples/bikes_bw.mp4
 # (640x272) MPEG-4 kept 31% of the luma within a code and MJPEG 40%. Held
 # at quantizer 2 (ffmpeg's -q:v 2, their finest but one): 78% and 82%, in
-# 2.6 and 6.7 MB instead of 0.26 and 1.5.
+# 2.6 and 6.7 MB instead of 0.26 and 1.5. Their quantizer (1-31) is what
+# --crf sets for them: one quality for every picture, as crf is for x264.
 _QUANTIZER_CODECS = frozenset({"mjpeg", "mpeg4", "mpeg2video", "mpeg1video"})
-_FINE_QUANTIZER = {"qmin": "2", "qmax": "2"}
+_FINE_QUANTIZER, _QUANTIZER_RANGE = 2, (1, 31)
 DEFAULT_ENCODER = "libx264"
 DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with no luma-keeping mode
 # libx264 with no crf keeps the source's luma instead: colorizing must not
@@ -86,6 +87,12 @@ def encoder_name(codec: str) -> str:
     return _encoder(codec).name
 
 
+def has_quality_setting(codec: str) -> bool:
+    """Does --crf mean anything to `codec` (a crf, or a quantizer it holds)? Not to
+    the lossless and editing ones (FFV1, HuffYUV, ProRes, DNxHR), whose quality is fixed."""
+    return encoder_name(codec) in _CRF_CODECS | _QUANTIZER_CODECS
+
+
 def encoder_options(codec: str, crf: int | None = None, preset: str | None = None,
                     pix_fmt: str = "yuv420p") -> dict[str, str]:
     """The encoder's options for frames of `pix_fmt`: `crf` None keeps luma
@@ -93,6 +100,8 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
     codec = encoder_name(codec)
     if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
         raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
+    if crf is not None and codec in _QUANTIZER_CODECS and not _QUANTIZER_RANGE[0] <= crf <= _QUANTIZER_RANGE[1]:
+        raise OutputError(f"{codec} takes crf {_QUANTIZER_RANGE[0]}-{_QUANTIZER_RANGE[1]} (its quantizer), not {crf}")
     options = {}
     keep_luma = crf is None and codec == "libx264"
     if keep_luma:
@@ -100,7 +109,7 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
     elif codec in _CRF_CODECS:
         options["crf"] = str(DEFAULT_CRF if crf is None else crf)
     elif codec in _QUANTIZER_CODECS:
-        options.update(_FINE_QUANTIZER)
+        options["qmin"] = options["qmax"] = str(_FINE_QUANTIZER if crf is None else crf)
     if codec in _PRESET_CODECS:
         options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
     if codec == "dnxhd":

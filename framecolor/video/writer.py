@@ -35,6 +35,7 @@ from framecolor.video.encoding import (
     encoder_name,
     encoder_options,
     encoder_time_base,
+    has_quality_setting,
     interlaced_options,
     is_interlaced,
     top_field_first,
@@ -201,6 +202,9 @@ class VideoWriter:
             check_frame_size(self.codec, self.width, self.height)
             if preset is not None and self.codec not in _PRESET_CODECS:
                 warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
+            if crf is not None and not has_quality_setting(self.codec):
+                warnings.warn(f"{self.codec} has no constant-quality setting: crf {crf} is ignored", VideoWarning,
+                              stacklevel=2)
             # A limited-range picture for an encoder of full-range ones only:
             # write_yuv re-codes its luma (the same picture, every code apart).
             self.expands_luma = not self.full_range and self.codec in FULL_RANGE_ONLY
