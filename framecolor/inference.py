@@ -335,8 +335,8 @@ def _code_scale(y) -> float:
 
 def _gray_from_y(y, full_range: bool):
     """Luma codes (uint8, or uint16 10-bit) -> gray in [0, 1]: linear, so it can be resized before the costly L."""
-    if full_range:
-        return y.astype(jnp.float32) / float(jnp.iinfo(y.dtype).max if y.dtype == jnp.uint8 else 1023)
+    if full_range:  # 0 to 2^bits - 1
+        return y.astype(jnp.float32) / (1023.0 if y.dtype == jnp.uint16 else 255.0)
     return color.limited_y_to_gray(y.astype(jnp.float32) / _code_scale(y))  # in 8-bit units
 
 

@@ -31,7 +31,7 @@ _MIN_SIZES = {"dnxhd": (256, 120)}
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # Encoders of JPEG pictures, which are full range by definition: FFmpeg's
 # MJPEG refuses limited-range yuv* ("non-standard") and a player would show
-# limited codes in it grayed. A limited source's luma goes full range for them.
+# limited codes in it washed out. A limited source's luma goes full range for them.
 FULL_RANGE_ONLY = frozenset({"mjpeg"})
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
