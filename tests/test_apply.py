@@ -300,7 +300,7 @@ def test_mjpeg_gets_the_limited_range_picture_in_full_range_codes(colorizer, cli
     vivid = colorizer.reconfigured(saturation=4.0)  # the fresh model's colors are faint
     out, colored = tmp_path / "out.avi", tmp_path / "lossless.mp4"
     with pytest.warns(video.VideoWarning, match="full range only"):
-        apply.colorize_video(vivid.reconfigured(codec="mjpeg"), clip, out, progress=False)
+        apply.colorize_video(vivid.reconfigured(codec="mjpeg", preset=None), clip, out, progress=False)
     apply.colorize_video(vivid.reconfigured(crf=0), clip, colored, progress=False)
     info = video.probe(out)
     assert (info.codec, info.full_range, info.frame_count) == ("mjpeg", True, 12)

@@ -821,9 +821,9 @@ def test_full_range_is_kept_as_a_yuvj_format_or_as_the_range_flag(tmp_path):
     """x264 takes yuvj420p; FFV1 has no yuvj format, so the range travels as a flag."""
     y = (np.arange(48 * 64) % 256).astype(np.uint8).reshape(48, 64)  # codes 0..255: full range
     u = v = np.full((24, 32), 128, np.uint8)
-    for name, codec, pix_fmt in (("x264.mp4", "libx264", "yuvj420p"), ("ffv1.mkv", "ffv1", "yuv420p")):
+    for name, codec, pix_fmt, crf in (("x264.mp4", "libx264", "yuvj420p", 0), ("ffv1.mkv", "ffv1", "yuv420p", None)):
         path = tmp_path / name
-        with VideoWriter(path, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec=codec, crf=0,
+        with VideoWriter(path, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec=codec, crf=crf,
                          full_range=True) as writer:
             assert writer.pix_fmt == pix_fmt
             writer.write_yuv(y, u, v, 0)
