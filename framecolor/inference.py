@@ -273,7 +273,7 @@ class Colorizer:
             matrix=matrix,
             chroma_hw=tuple(chroma_hw),
             turns=turns % 4,
-            out_full_range=full_range if out_full_range is None else out_full_range,
+            out_full_range=out_full_range,
         )
 
     def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
@@ -328,16 +328,17 @@ def _default_networks_in_flight(mesh: Mesh) -> int:
     return 2 if cores >= 2 else 1
 
 
-def _code_scale(y) -> float:
-    """Code values per 8-bit code: 4 for 10-bit planes (uint16), else 1."""
-    return 4.0 if y.dtype == jnp.uint16 else 1.0
+def _luma_bits(y) -> int:
+    """The depth of a luma plane's codes: 10 in uint16 planes, else 8."""
+    return 10 if y.dtype == jnp.uint16 else 8
 
 
 def _gray_from_y(y, full_range: bool):
     """Luma codes (uint8, or uint16 10-bit) -> gray in [0, 1]: linear, so it can be resized before the costly L."""
+    bits = _luma_bits(y)
     if full_range:  # 0 to 2^bits - 1
-        return y.astype(jnp.float32) / (1023.0 if y.dtype == jnp.uint16 else 255.0)
-    return color.limited_y_to_gray(y.astype(jnp.float32) / _code_scale(y))  # in 8-bit units
+        return y.astype(jnp.float32) / (2.0**bits - 1.0)
+    return color.limited_y_to_gray(y.astype(jnp.float32) / 2 ** (bits - 8))  # in 8-bit units
 
 
 def _model_ab(module, mode, variables, lightness, temperature):
@@ -411,7 +412,7 @@ def _chroma_codes(y, ab, *, full_range, matrix, block, out_full_range):
     lab = jnp.concatenate([color.gray_to_lightness(gray)[..., None], ab], axis=-1)
     # Codes of the output's range: a full-range picture's chroma spans 0-255,
     # and written at limited range's scale its colors would show 12% weaker.
-    bits = 10 if y.dtype == jnp.uint16 else 8
+    bits = _luma_bits(y)
     cb, cr = color.rgb_to_cbcr(color.lab_to_rgb(lab), matrix, full_range=out_full_range, bits=bits)
     low, high = color.chroma_code_range(out_full_range, bits)
 

@@ -458,9 +458,11 @@ class VideoWriter:
             data = np.asarray(data)
             if data.dtype != dtype or data.shape != shape:
                 raise ValueError(f"plane must be {shape} {np.dtype(dtype).name}, got {data.shape} {data.dtype}")
+            # Straight into the frame's own buffer: no staging copy.
             if index == 0 and self.expands_luma:
-                data = _limited_to_full_luma()[data]
-            _plane_view(plane, dtype)[:] = data  # straight into the frame's own buffer: no staging copy
+                np.take(_limited_to_full_luma(), data, out=_plane_view(plane, dtype))
+            else:
+                _plane_view(plane, dtype)[:] = data
         with _write_errors(self.path):
             self._encode(frame, pts, duration)
 
