@@ -429,7 +429,8 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         # displays as it did.
         return video.VideoWriter.like(
             output, info, codec=config.codec, crf=config.crf, preset=config.preset, pix_fmt=config.output_pix_fmt,
-            copy_streams_from=copy_streams_from, excerpt=span is not None, end_with_frames=end_with_frames,
+            copy_streams_from=copy_streams_from, excerpt=span is not None,
+            excerpt_duration=None if span is None or span[1] is None else span[1] - span[0], end_with_frames=end_with_frames,
             overwrite=overwrite, inputs=inputs, matrix=matrix,
         )
 

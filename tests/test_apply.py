@@ -268,6 +268,22 @@ def test_an_excerpt_starts_at_zero_with_its_own_sound(colorizer, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "part.mp4"]
 
 
+def test_an_excerpt_keeps_the_chapters_it_overlaps_on_its_own_timeline(colorizer, tmp_path):
+    # A part of a film still opens on the chapter it starts in, as ffmpeg -ss/-t keeps them.
+    source = media.make_video(tmp_path / "film.mkv", frames=30, rate=Fraction(25),
+                              chapters=[(0.0, 0.5, "Opening"), (0.5, 1.0, "Street"), (1.0, 1.2, "Ending")])
+
+    def chapters(excerpt):
+        out = tmp_path / f"part_{excerpt.start}.mkv"
+        apply.colorize_video(colorizer, source, out, progress=False, excerpt=excerpt)
+        with av.open(str(out)) as c:
+            return [(round(float(ch["start"] * ch["time_base"]), 3), round(float(ch["end"] * ch["time_base"]), 3),
+                     ch["metadata"]["title"]) for ch in c.chapters()]
+
+    assert chapters(apply.Excerpt(0.4, 0.4)) == [(0.0, 0.1, "Opening"), (0.1, 0.4, "Street")]
+    assert chapters(apply.Excerpt(0.6)) == [(0.0, 0.4, "Street"), (0.4, 0.6, "Ending")]  # to the end
+
+
 def test_vfr_pts_are_kept_and_default_quality_keeps_luma(colorizer, vfr_clip, tmp_path):
     out = tmp_path / "vfr.mp4"
     summary = apply.colorize_video(colorizer, vfr_clip, out, progress=False)  # default: keep luma, lossy

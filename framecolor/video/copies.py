@@ -105,26 +105,47 @@ def _shown_from_zero(start: int, duration: int) -> int | None:
     return left if left > 0 else None
 
 
+def excerpt_chapters(chapters: list[dict], start: float, duration: float | None) -> list[dict]:
+    """The `chapters` (PyAV's dicts) a part of a video shows, from `start` s
+    for `duration` s (None: to the end), moved onto the part's timeline and
+    cut to it, as ffmpeg -ss/-t keeps them: a film's part still opens on the
+    chapter it starts in."""
+    kept = []
+    for chapter in chapters:
+        time_base = chapter["time_base"]
+        shift = round(start / time_base)
+        first, last = chapter["start"] - shift, chapter["end"] - shift
+        length = None if duration is None else round(duration / time_base)
+        if last <= 0 or (length is not None and first >= length):
+            continue  # wholly before or after the part
+        kept.append({**chapter, "start": max(first, 0), "end": last if length is None else min(last, length)})
+    return kept
+
+
 class CopiedStreams:
     """`source`'s audio, subtitles, cover, attachments, chapters and tags, added
     to the open output container `out` (whose video stream is `video_stream`,
     and which will be renamed to `path`) as ffmpeg copies them by default.
 
     Audio the container cannot hold as it is gets re-encoded in the
-    container's own audio codec, as ffmpeg does too. `excerpt` True leaves
-    the chapters out (they would point past a part's end); seek() then
-    starts the copies at the part's start and moves them onto its timeline.
+    container's own audio codec, as ffmpeg does too. `excerpt` True makes
+    it a part's: seek() then starts the copies at the part's start and moves
+    them, and the chapters, onto its timeline, the chapters cut to the part
+    (`excerpt_duration` long; None: to the source's end).
     Construction opens `source`; mux() then interleaves its packets with the
     frames, and finish() or close() lets it go.
     """
 
-    def __init__(self, source: Path, out, video_stream, *, path: Path, excerpt: bool = False):
+    def __init__(self, source: Path, out, video_stream, *, path: Path, excerpt: bool = False,
+                 excerpt_duration: float | None = None):
         self._out = out
         self._path = path
         self._copy = {}  # source stream index -> output stream, packets copied as they are
         self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
         self._pending = None
         self._start = None  # an excerpt's start on the source's timeline (s), once seek() has it
+        self._excerpt_duration = excerpt_duration
+        self._excerpt_chapters = []  # set once seek() knows where the part starts
         self._source = _open_input(_check_input_file(source))
         try:
             self._add_streams(source, video_stream, excerpt)
@@ -135,7 +156,9 @@ class CopiedStreams:
     def _add_streams(self, source: Path, video_stream, excerpt: bool) -> None:
         self._out.metadata.update(_user_tags(self._source.metadata))
         chapters = self._source.chapters()
-        if chapters and not excerpt:
+        if excerpt:
+            self._excerpt_chapters = chapters
+        elif chapters:
             self._out.set_chapters(chapters)
         if any(not _is_attached_picture(s) for s in self._source.streams.video):
             # A video's tags (a timecode, a language); a sound file alone has none.
@@ -257,6 +280,8 @@ class CopiedStreams:
         """Start at a keyframe before `seconds`, an excerpt's start, and from
         then on move every packet onto the excerpt's timeline (by `seconds`)."""
         self._start = seconds
+        if self._excerpt_chapters:
+            self._out.set_chapters(excerpt_chapters(self._excerpt_chapters, seconds, self._excerpt_duration))
         if self._source is None:
             return
         self._source.seek(max(0, math.floor(seconds * av.time_base)), backward=True)

@@ -123,7 +123,8 @@ class VideoWriter:
     re-encoded in the container's own audio codec, as ffmpeg does too.
     `excerpt` True writes a part of the source: every stream is shifted so
     that the first frame written is at 0, and the copied ones are cut to
-    the frames' span (chapters are not copied). `end_with_frames` True cuts
+    the frames' span, the chapters to the `excerpt_duration` (s) asked for
+    (None: to the source's end). `end_with_frames` True cuts
     the copied streams where the last frame ends, shifting nothing (a
     soundtrack under a film made from photos).
     """
@@ -142,6 +143,7 @@ class VideoWriter:
         pix_fmt: str | None = None,
         copy_streams_from=None,
         excerpt: bool = False,
+        excerpt_duration: float | None = None,
         end_with_frames: bool = False,
         overwrite: bool = False,
         inputs: Iterable = (),
@@ -232,7 +234,7 @@ class VideoWriter:
                                      self.width, self.height, self.pix_fmt, self._sample_aspect_ratio))
             if copy_streams_from is not None:
                 self._copies = CopiedStreams(Path(copy_streams_from), self._out, self._stream,
-                                             path=self.path, excerpt=excerpt)
+                                             path=self.path, excerpt=excerpt, excerpt_duration=excerpt_duration)
         except BaseException:
             self.discard()
             raise
