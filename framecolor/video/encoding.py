@@ -277,14 +277,23 @@ def check_encoder(codec: str, crf: int | None = None, preset: str | None = None,
     formats = encoder_formats(codec)
     if formats and not {pix_fmt, pix_fmt.replace("yuv", "yuvj", 1)} & formats:
         raise cannot_encode(codec, pix_fmt, formats)
-    (context.width, context.height), context.time_base = TRIAL_SIZE, Fraction(1, 25)
+    context.time_base = Fraction(1, 25)
     # An encoder that takes only the full-range twin (yuvj*) is tried with it;
     # the writer picks by the source's range.
-    context.pix_fmt = pix_fmt if pix_fmt in formats or not formats else pix_fmt.replace("yuv", "yuvj", 1)
-    if codec in FULL_RANGE_ONLY:
-        context.color_range = FULL_RANGE
-    context.options = encoder_options(codec, crf, preset, pix_fmt)
+    set_up_trial(context, codec, pix_fmt if pix_fmt in formats or not formats else pix_fmt.replace("yuv", "yuvj", 1),
+                 encoder_options(codec, crf, preset, pix_fmt))
     _open_encoder(context, codec, crf, preset)  # freed with the context
+
+
+def set_up_trial(context, codec: str, pix_fmt: str, options: dict[str, str]) -> None:
+    """Shape the codec `context` of an encoder opened only to see whether it
+    will (before a frame is decoded): TRIAL_SIZE, `pix_fmt`, `options`, and
+    full range for the encoders that code no other (MJPEG refuses to open without it)."""
+    context.width, context.height = TRIAL_SIZE
+    context.pix_fmt = pix_fmt
+    if encoder_name(codec) in FULL_RANGE_ONLY:
+        context.color_range = FULL_RANGE
+    context.options = options
 
 
 def _encoder(codec: str) -> "av.Codec":

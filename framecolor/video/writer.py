@@ -25,7 +25,6 @@ from framecolor.video.encoding import (
     DEFAULT_ENCODER,
     FULL_RANGE,
     FULL_RANGE_ONLY,
-    TRIAL_SIZE,
     _encoder,
     _open_encoder,
     cannot_encode,
@@ -38,6 +37,7 @@ from framecolor.video.encoding import (
     has_quality_setting,
     interlaced_options,
     is_interlaced,
+    set_up_trial,
     top_field_first,
 )
 from framecolor.video.containers import holds, holds_frame_times
@@ -289,12 +289,10 @@ class VideoWriter:
 
     def _holds_video(self, codec: str) -> bool:
         def add(container):
-            stream = container.add_stream(codec, rate=25)
-            stream.width, stream.height = TRIAL_SIZE
-            stream.pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
-            stream.options = encoder_options(codec, pix_fmt=stream.pix_fmt)  # x265's among them, which quiet its log
-            if encoder_name(codec) in FULL_RANGE_ONLY:
-                stream.codec_context.color_range = FULL_RANGE
+            pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
+            # The encoder's options: x265's among them, which quiet its log.
+            set_up_trial(container.add_stream(codec, rate=25).codec_context, codec, pix_fmt,
+                         encoder_options(codec, pix_fmt=pix_fmt))
 
         return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
 
