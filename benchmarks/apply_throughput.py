@@ -20,6 +20,11 @@ Compile time is measured apart (first call) and excluded from the rates.
 With --repeats N, apply and transcode-only alternate N times and each keeps its
 best rate (every sample is in the JSON): a lent VM is noisy from second to
 second, and alternating keeps one slow moment from landing on one side only.
+Each apply run is followed by the network alone on as many frames (samples
+"model"): apply_over_model_paired is each apply's rate over that run's, and
+apply_over_model_by_cpu the network's CPU time a frame over apply's (both
+runs fill every core on a CPU backend, so the two ratios agree where the
+machine is steady, and the CPU one moves less where it is not).
 Every rate is measured with malloc set as framecolor apply sets it
 (framecolor.allocator); --system-malloc leaves glibc's defaults, for an
 alternated comparison in separate processes.
@@ -52,6 +57,7 @@ import json
 import platform
 import queue
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -236,7 +242,6 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     the codec floors do: one short timing on a shared CPU is noisy.
     """
     import jax
-    import jax.numpy as jnp
 
     from framecolor import apply
 
@@ -255,10 +260,7 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     jax.block_until_ready(step(state))
     compile_s = time.perf_counter() - started
 
-    h, w = apply.render_shape(width, height, colorizer.render_size)
-    x = jax.device_put(jnp.asarray(rng.uniform(-1, 1, (b, h, w, 1)), jnp.float32), colorizer._batch)
-    forward = jax.jit(lambda v, x: colorizer.module.apply(v, x, train=False))
-    jax.block_until_ready(forward(colorizer.variables, x))
+    model_run = network_runner(colorizer, width, height)
 
     def rate(run, batches: int = repeats) -> float:
         started = time.perf_counter()
@@ -271,24 +273,48 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
             out = step(out[0])
         return out
 
-    def model_run(in_flight: int):
-        """`repeats` forwards from each of `in_flight` threads (apply's CPU pipeline: a thread a forward)."""
-        def run():
-            for _ in range(repeats):
-                out = forward(colorizer.variables, x)
-            return jax.block_until_ready(out)
-
-        with ThreadPoolExecutor(in_flight) as pool:
-            return [f.result() for f in [pool.submit(run) for _ in range(in_flight)]]
-
     in_flight = colorizer.networks_in_flight
     samples: dict = {"device_fps": [], "model_fps": [], "model_fps_one_at_a_time": []}
     for _ in range(rounds):
         samples["device_fps"].append(rate(device_run))
-        samples["model_fps"].append(rate(lambda: model_run(in_flight), repeats * in_flight))
-        samples["model_fps_one_at_a_time"].append(rate(lambda: model_run(1)))
+        samples["model_fps"].append(rate(lambda: model_run(repeats * b * in_flight), repeats * in_flight))
+        samples["model_fps_one_at_a_time"].append(rate(lambda: model_run(repeats * b, in_flight=1)))
+    h, w = apply.render_shape(width, height, colorizer.render_size)
     return {**{key: max(values) for key, values in samples.items()}, "networks_in_flight": in_flight,
             "compile_s": compile_s, "render_hw": [h, w], "device_samples": samples}
+
+
+def network_runner(colorizer, width: int, height: int):
+    """run(frames, in_flight=None) -> {"frames": n}: the bare network on at
+    least `frames` synthetic frames at the render size of a `width` x `height`
+    video, as apply runs it (in_flight None: networks_in_flight batches at
+    once, each from a thread of its own). Compiled here, not in a timing."""
+    import jax
+    import jax.numpy as jnp
+
+    from framecolor import apply
+
+    b = colorizer.batch_size
+    h, w = apply.render_shape(width, height, colorizer.render_size)
+    x = jax.device_put(jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (b, h, w, 1)), jnp.float32),
+                       colorizer._batch)
+    forward = jax.jit(lambda v, x: colorizer.module.apply(v, x, train=False))
+    jax.block_until_ready(forward(colorizer.variables, x))
+
+    def run(frames: int, in_flight: int | None = None) -> dict:
+        in_flight = in_flight or colorizer.networks_in_flight
+        batches = max(1, -(-frames // (b * in_flight)))  # from each thread
+
+        def forwards():
+            for _ in range(batches):
+                out = forward(colorizer.variables, x)
+            return jax.block_until_ready(out)
+
+        with ThreadPoolExecutor(in_flight) as pool:
+            [f.result() for f in [pool.submit(forwards) for _ in range(in_flight)]]
+        return {"frames": batches * b * in_flight}
+
+    return run
 
 
 def _aspect_width(height: int) -> int:
@@ -337,13 +363,16 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     config = dataclasses.replace(config, smoothing=smoothing)
                 colorizer = apply.Colorizer(loaded, config)
                 rates = device_rates(colorizer, frame_w, height)  # also compiles apply's steps for this size
-                applied, plain, colored = [], [], []
+                network = network_runner(colorizer, frame_w, height)
+                applied, networked, plain, colored = [], [], [], []
                 codec_kw = dict(codec=codec, crf=crf, preset=preset, pix_fmt=config.pix_fmt)
                 chroma = None
                 for _ in range(repeats):
                     applied.append(_sample(lambda: apply.colorize_video(
                         colorizer, source, tmp / "out.mp4", overwrite=True, progress=False)))
                     chroma = chroma or colored_chroma(tmp / "out.mp4")  # untimed; the same every repeat
+                    # The network alone on as many frames, right after: the pair meets the same moment of a noisy VM.
+                    networked.append(_sample(lambda: network(applied[-1]["frames"])))
                     plain.append(_sample(lambda: transcode(source, tmp / "plain.mp4", **codec_kw)))
                     colored.append(_sample(lambda: transcode_colored(source, chroma, tmp / "again.mp4", **codec_kw)))
                 best_apply, best_plain, best_colored = (
@@ -367,7 +396,15 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                     "apply_cpu_ms_per_frame": best_apply["cpu_ms_per_frame"],
                     "transcode_cpu_ms_per_frame": best_plain["cpu_ms_per_frame"],
                     "transcode_colored_cpu_ms_per_frame": best_colored["cpu_ms_per_frame"],
-                    "samples": {"apply": applied, "transcode": plain, "transcode_colored": colored},
+                    "samples": {"apply": applied, "model": networked, "transcode": plain,
+                                "transcode_colored": colored},
+                    # apply over the network alone, each repeat against the run right after it;
+                    # and by CPU time, which a neighbour on the host's cores disturbs less.
+                    "apply_over_model_paired": [a["fps"] / m["fps"] for a, m in zip(applied, networked)],
+                    "apply_over_model_paired_median": statistics.median(
+                        a["fps"] / m["fps"] for a, m in zip(applied, networked)),
+                    "apply_over_model_by_cpu": (sum(m["cpu_ms_per_frame"] for m in networked)
+                                                / sum(a["cpu_ms_per_frame"] for a in applied)),
                     **rates,
                     "generate_s": generate_s,
                 })
