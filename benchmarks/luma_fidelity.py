@@ -38,6 +38,8 @@ SETTINGS = [
      {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0"}),
     ("with 8x8 partitions and transform (the default until the nineteenth session)", None, None,
      {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0:cabac=0"}),
+    ("two reference frames (the default until the twenty-second session)", None, None,
+     {"qp": "2", "x264-params": "psy-rd=0,0:chroma-qp-offset=12:trellis=0:cabac=0:no-8x8dct=1:partitions=i4x4"}),
     ("crf 18, medium", 18, "medium", None),
     ("crf 8, medium", 8, "medium", None),
     ("crf 0, medium", 0, "medium", None),
