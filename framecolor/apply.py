@@ -183,8 +183,9 @@ def _recombine(writer_ready: Future, chroma_for: Callable, out: queue.Queue, sto
     """
     try:
         writer = writer_ready.result()
-        for u, v, frames in chroma_for(writer):
-            if not _put(out, (np.asarray(u), np.asarray(v), frames), stop):  # np.asarray waits for the device
+        for chroma, frames in chroma_for(writer):
+            u, v = np.asarray(chroma)  # waits for the device; two views of one copy
+            if not _put(out, (u, v, frames), stop):
                 return
         _put(out, _END, stop)
     except BaseException as exc:  # handed to the encode thread, which keeps it for the main thread
@@ -269,18 +270,19 @@ def _predictions(colorizer: Colorizer, batches: Iterable[tuple]) -> Iterator[tup
 
 
 def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **finish_kw) -> Iterator:
-    """(Prediction, frames) in order -> (Cb, Cr, frames), each batch smoothed with the next as look-ahead."""
+    """(Prediction, frames) in order -> (chroma, frames), chroma Cb and Cr
+    stacked, each batch smoothed with the next as look-ahead."""
     previous = None
     for current in predictions:
         if previous is not None:
-            state, u, v = colorizer.finish(state, previous[0], current[0], **finish_kw)
-            yield u, v, previous[1]
+            state, chroma = colorizer.finish(state, previous[0], current[0], **finish_kw)
+            yield chroma, previous[1]
         previous = current
     if previous is not None:  # nothing follows the last batch: an all-invalid look-ahead
         prediction = previous[0]
         no_frames = prediction.track._replace(valid=jnp.zeros_like(prediction.track.valid))
-        _, u, v = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
-        yield u, v, previous[1]
+        _, chroma = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
+        yield chroma, previous[1]
 
 
 def colorize_video(

@@ -83,9 +83,22 @@ def lab_to_rgb(lab):
     return jnp.stack([jnp.clip(_linear_to_srgb(c), 0.0, 1.0) for c in _mix(_xyz_to_rgb(), xyz)], axis=-1)
 
 
+# The gray whose linear value is at the knee of Lab's f (0.008856): above
+# it both curves are powers, and L = 116 ((c + 0.055) / 1.055) ** (2.4 / 3) - 16.
+_GRAY_LAB_KNEE = 1.055 * 0.008856 ** (1 / 2.4) - 0.055
+
+
 def gray_to_lightness(gray):
-    """Gray sRGB in [0, 1] (any shape) -> L in [0, 100]; a gray pixel has a = b = 0."""
-    return 116.0 * _lab_f(_srgb_to_linear(jnp.asarray(gray, jnp.float32))) - 16.0
+    """Gray sRGB in [0, 1] (any shape) -> L in [0, 100]; a gray pixel has a = b = 0.
+
+    The two powers share one log (a gray's Y is its linear value): apply
+    runs this on every pixel of every frame twice, and XLA's exp and log are
+    most of its cost."""
+    c = jnp.asarray(gray, jnp.float32)
+    log_base = jnp.log(jnp.maximum((c + 0.055) / 1.055, (0.04045 + 0.055) / 1.055))
+    linear = jnp.where(c > 0.04045, jnp.exp(2.4 * log_base), c / 12.92)
+    return jnp.where(c > _GRAY_LAB_KNEE, 116.0 * jnp.exp(0.8 * log_base) - 16.0,
+                     116.0 * (7.787 * linear + 16.0 / 116.0) - 16.0)
 
 
 def normalize_l(lightness):

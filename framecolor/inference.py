@@ -259,8 +259,8 @@ class Colorizer:
     def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, chroma_hw, turns=0,
                out_full_range=None):
         """Smooth `current` (with `ahead` as look-ahead) and recombine it with
-        its own luma: (state, Cb, Cr), each (B, *chroma_hw), the output's
-        chroma planes (4:2:0 halves both sides, 4:2:2 the width only), coded
+        its own luma: (state, chroma), chroma (2, B, *chroma_hw) the output's
+        Cb and Cr planes (4:2:0 halves both sides, 4:2:2 the width only), coded
         in `out_full_range` (None: the source's `full_range`)."""
         return _finish(
             state,
@@ -352,7 +352,7 @@ def _model_ab(module, mode, variables, lightness, temperature):
 
 def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0,
             out_full_range=None):
-    """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, Cb, Cr)."""
+    """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, (Cb, Cr) stacked)."""
     state, ab = _smooth(state, track, ahead, strength)
     _, height, width = y.shape
     # A subsampled format keeps one chroma sample per block (2x2 in 4:2:0, 1x2
@@ -361,8 +361,8 @@ def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix,
     ab = _resize_ab(ab, saturation, chroma_hw=chroma_hw, turns=turns)
     block = (height // chroma_hw[0], width // chroma_hw[1])
     out_full_range = full_range if out_full_range is None else out_full_range
-    cb, cr = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, block=block, out_full_range=out_full_range)
-    return state, cb, cr
+    chroma = _chroma_codes(y, ab, full_range=full_range, matrix=matrix, block=block, out_full_range=out_full_range)
+    return state, chroma
 
 
 # prepare, predict and _finish chain separate jits on purpose: XLA's CPU backend
@@ -402,7 +402,10 @@ def _resize_ab(ab, saturation, *, chroma_hw, turns):
 def _chroma_codes(y, ab, *, full_range, matrix, block, out_full_range):
     """Join ab (at the chroma size) with the L of the input's own luma (codes
     of `full_range`), the mean of each (rows, cols) `block` of pixels that
-    shares a chroma sample -> Cb, Cr codes of `out_full_range`."""
+    shares a chroma sample -> Cb and Cr codes of `out_full_range`, stacked.
+
+    One array, not two: given two outputs, XLA's CPU backend computed the
+    colour conversion into each (1.5 ms of CPU a 360p frame; 1.2 stacked)."""
     rows, cols = block
     gray = _gray_from_y(y, full_range)
     # The block's mean as strided slices: XLA's CPU backend ran the same
@@ -419,7 +422,7 @@ def _chroma_codes(y, ab, *, full_range, matrix, block, out_full_range):
     def code(c):  # valid chroma codes, as deep as the luma
         return jnp.clip(jnp.round(c), low, high).astype(y.dtype)
 
-    return code(cb), code(cr)
+    return jnp.stack([code(cb), code(cr)])
 
 
 def _resize_from_corner(image, shape, size, to_size):

@@ -817,9 +817,9 @@ def test_recombination_writes_the_chroma_of_the_predicted_lab(full_range, out_fu
     y = np.array([[[60, 120], [180, 235]]] * 2, np.uint8)  # (T=2, 2, 2) luma codes
     ab = np.broadcast_to(np.array([30.0, -20.0]), (2, 2, 2, 2))
     track = _track(np.zeros((2, 2, 2)), ab)
-    _, u, v = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
-                            jnp.asarray(y), 0.0, 1.0, full_range=full_range, matrix="bt601", chroma_hw=(2, 2),
-                            out_full_range=out_full_range)
+    _, (u, v) = inference._finish(smoothing.initial_state(2, 2), track, track._replace(valid=jnp.zeros(2, bool)),
+                                  jnp.asarray(y), 0.0, 1.0, full_range=full_range, matrix="bt601", chroma_hw=(2, 2),
+                                  out_full_range=out_full_range)
     gray = y / 255 if full_range else (y.astype(float) - 16) / 219
     lightness = np.asarray(color.gray_to_lightness(gray))
     rgb = lab2rgb(np.concatenate([lightness[..., None], ab], -1))
@@ -1177,8 +1177,8 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged(block):
     kw = dict(full_range=False, matrix="bt601")
     args = (smoothing.initial_state(4, 4), track, track._replace(valid=jnp.zeros(2, bool)), y, 0.0, 1.0)
     rows, cols = block
-    _, u_sub, v_sub = inference._finish(*args, chroma_hw=(8 // rows, 8 // cols), **kw)
-    _, u_full, v_full = inference._finish(*args, chroma_hw=(8, 8), **kw)
+    _, (u_sub, v_sub) = inference._finish(*args, chroma_hw=(8 // rows, 8 // cols), **kw)
+    _, (u_full, v_full) = inference._finish(*args, chroma_hw=(8, 8), **kw)
     assert u_sub.shape == (2, 8 // rows, 8 // cols)
     for sub, full in ((u_sub, u_full), (v_sub, v_full)):
         averaged = np.asarray(full, float).reshape(2, 8 // rows, rows, 8 // cols, cols).mean(axis=(2, 4))
