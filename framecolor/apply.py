@@ -143,6 +143,11 @@ def _expected_end(info, span: tuple[float, float | None] | None) -> float:
     return min(span[1], info.duration) if info.duration else span[1]
 
 
+def _span_duration(span: tuple[float, float | None] | None) -> float | None:
+    """How long an excerpt's `span` was asked to last; None for a whole video or one to the end."""
+    return None if span is None or span[1] is None else span[1] - span[0]
+
+
 def _incomplete(info, count: int, first_time: float | None, last_time: float | None,
                 span: tuple[float, float | None] | None = None) -> str | None:
     """Why `count` decoded frames are not the whole video (or `span` of it), or None if they are.
@@ -431,8 +436,8 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         # displays as it did.
         return video.VideoWriter.like(
             output, info, codec=config.codec, crf=config.crf, preset=config.preset, pix_fmt=config.output_pix_fmt,
-            copy_streams_from=copy_streams_from, excerpt=span is not None,
-            excerpt_duration=None if span is None or span[1] is None else span[1] - span[0], end_with_frames=end_with_frames,
+            copy_streams_from=copy_streams_from, excerpt=span is not None, excerpt_duration=_span_duration(span),
+            end_with_frames=end_with_frames,
             overwrite=overwrite, inputs=inputs, matrix=matrix,
         )
 
