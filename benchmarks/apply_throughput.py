@@ -311,7 +311,8 @@ def network_runner(colorizer, width: int, height: int):
             return jax.block_until_ready(out)
 
         with ThreadPoolExecutor(in_flight) as pool:
-            [f.result() for f in [pool.submit(forwards) for _ in range(in_flight)]]
+            for future in [pool.submit(forwards) for _ in range(in_flight)]:
+                future.result()
         return {"frames": batches * b * in_flight}
 
     return run
