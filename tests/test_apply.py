@@ -1092,6 +1092,17 @@ def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4,
     assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"
 
 
+def test_cli_says_what_it_wrote_and_how_large(model_path, clip, tmp_path):
+    # The luma-keeping default writes large files; the size tells a user when --crf is worth it.
+    out = tmp_path / "out.mp4"
+    result = _run_cli(clip, out, "--model", model_path)
+    assert result.exit_code == 0, result.output
+    said = re.search(rf"{re.escape(str(out))}: (\d+) frames in [\d.]+ s, ([\d.]+) (kB|MB)$", result.output.strip())
+    assert said and int(said[1]) == video.probe(clip).frame_count
+    unit = {"kB": 1e3, "MB": 1e6}[said[3]]
+    assert abs(float(said[2]) * unit - out.stat().st_size) <= unit / 2  # the file's size, rounded
+
+
 def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
     result = _run_cli(clip, colored, "--model", model_path)
     assert result.exit_code == 1 and "error: output already exists" in result.output

@@ -26,6 +26,13 @@ to frames) given a video file name becomes that video.
 """
 
 
+def _file_size(path: Path) -> str:
+    """'12.3 MB' or '85 kB': the default keeps the luma at several times
+    crf 18's size, and --crf is the way out, so the size is said each time."""
+    size = path.stat().st_size
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
+
+
 def _seconds(text: str) -> float:
     """'90', '1:30' or '0:01:30.5' (as ffmpeg's -ss and -t take them) -> seconds."""
     text = text.strip()
@@ -129,7 +136,9 @@ def apply(
         if not quiet:
             # A video made from photos has the rate it was given, or a default the user may not know.
             made_at = f" at {done['frame_rate']:g} fps" if "frame_rate" in done else ""
-            typer.echo(f"{job.output}: {done['frames']} frames{made_at} in {done['seconds']:.1f} s", err=True)
+            frames = f"{done['frames']} frame{'' if done['frames'] == 1 else 's'}"
+            typer.echo(f"{job.output}: {frames}{made_at} in {done['seconds']:.1f} s, {_file_size(job.output)}",
+                       err=True)
         return
     colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
 
