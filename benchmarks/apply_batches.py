@@ -97,15 +97,17 @@ def _recombine_copying_ahead(apply):
     def recombine(writer_ready, chroma_for, out, stop):
         try:
             writer, pending = writer_ready.result(), None
-            for u, v, frames in chroma_for(writer):
-                u.copy_to_host_async()
-                v.copy_to_host_async()
-                if pending is not None and not apply._put(out, (np.asarray(pending[0]), np.asarray(pending[1]),
-                                                                pending[2]), stop):
+
+            def hand_on(chroma, frames):
+                u, v = np.asarray(chroma)  # Cb and Cr stacked, as apply's _recombined yields them
+                return apply._put(out, (u, v, frames), stop)
+
+            for chroma, frames in chroma_for(writer):
+                chroma.copy_to_host_async()
+                if pending is not None and not hand_on(*pending):
                     return
-                pending = (u, v, frames)
-            if pending is not None and not apply._put(out, (np.asarray(pending[0]), np.asarray(pending[1]),
-                                                            pending[2]), stop):
+                pending = (chroma, frames)
+            if pending is not None and not hand_on(*pending):
                 return
             apply._put(out, apply._END, stop)
         except BaseException as exc:
