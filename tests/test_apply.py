@@ -13,6 +13,7 @@ import os
 import re
 import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import jax
@@ -739,6 +740,20 @@ def test_a_forward_failing_in_its_thread_fails_the_run_and_leaves_nothing(colori
     with pytest.raises(RuntimeError, match="out of memory"):
         apply.colorize_video(broken, clip, tmp_path / "out.mp4", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_benchmarks_copy_ahead_recombination_writes_what_apply_writes(colorizer, clip, colored, tmp_path,
+                                                                          monkeypatch):
+    # benchmarks/apply_batches.py swaps in its own recombine thread; it must
+    # keep taking what apply hands it, or the GPU run it exists for fails.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import apply_batches
+
+    monkeypatch.setattr(apply, "_recombine", apply_batches._recombine_copying_ahead(apply))
+    out = tmp_path / "ahead.mp4"
+    apply.colorize_video(colorizer.reconfigured(crf=0), clip, out, progress=False)
+    for got, usual in zip(video.read_frames(out), video.read_frames(colored), strict=True):
+        np.testing.assert_array_equal(got.image, usual.image)
 
 
 def test_a_recombination_failing_in_its_thread_fails_the_run_and_leaves_nothing(colorizer, clip, tmp_path):
