@@ -1107,7 +1107,7 @@ def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4,
     assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"
 
 
-def test_cli_says_what_it_wrote_and_how_large(model_path, clip, tmp_path):
+def test_cli_says_what_it_wrote_and_how_large(model_path, clip, vfr_clip, tmp_path):
     # The luma-keeping default writes large files; the size tells a user when --crf is worth it.
     out = tmp_path / "out.mp4"
     result = _run_cli(clip, out, "--model", model_path)
@@ -1116,6 +1116,15 @@ def test_cli_says_what_it_wrote_and_how_large(model_path, clip, tmp_path):
     assert said and int(said[1]) == video.probe(clip).frame_count
     unit = {"kB": 1e3, "MB": 1e6}[said[3]]
     assert abs(float(said[2]) * unit - out.stat().st_size) <= unit / 2  # the file's size, rounded
+    # So does each file of a batch.
+    result = _run_cli(clip, vfr_clip, "--out-dir", tmp_path / "out", "--model", model_path)
+    for source in (clip, vfr_clip):
+        written = tmp_path / "out" / source.name
+        said = re.search(rf"done: {re.escape(str(source))} -> {re.escape(str(written))}, ([\d.]+) (kB|MB)$",
+                         result.output, re.M)
+        assert said, result.output
+        unit = {"kB": 1e3, "MB": 1e6}[said[2]]
+        assert abs(float(said[1]) * unit - written.stat().st_size) <= unit / 2
 
 
 def test_cli_single_file_errors(model_path, clip, colored, tmp_path):

@@ -146,7 +146,8 @@ def apply(
         if result.status == "failed":
             typer.echo(f"failed: {result.source}: {result.error}", err=True)
         elif not quiet:
-            typer.echo(f"{result.status}: {result.source} -> {result.output}", err=True)
+            size = f", {_file_size(Path(result.output))}" if result.status == "done" else ""
+            typer.echo(f"{result.status}: {result.source} -> {result.output}{size}", err=True)
 
     started = time.perf_counter()
     results = several.colorize_jobs(
