@@ -53,8 +53,9 @@ DEFAULT_CRF = 18  # for an explicit constant-quality encode, and encoders with n
 # libx264 with no crf keeps the source's luma instead: colorizing must not
 # re-grade the picture it was given. At quantizer 2 the step is under one
 # code value and the deblocking filter is off, so Y comes back within +-1 on
-# >99.9% of pixels (crf 18: 74-94% on the sample clips) for 7-9.5x crf 18's
-# size, in a profile browsers and phones play. psy-rd spends
+# >99.9% of pixels (crf 18: 74-94% on the sample clips) for several times
+# crf 18's size (9.7x on examples/bikes_bw.mp4 with the settings below,
+# benchmarks/luma_fidelity.py), in a profile browsers and phones play. psy-rd spends
 # fidelity on apparent texture, so it is off; chroma, a smooth prediction,
 # takes a coarser quantizer (2 + 12) that saves a quarter of the size.
 # Trellis quantization is off: at so fine a step it costs x264 a fifth of its
