@@ -235,8 +235,9 @@ def _sample(run) -> dict:
     return {"fps": frames / wall, "cpu_ms_per_frame": 1000 * cpu / frames, "frames": frames}
 
 
-def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: int = 3) -> dict:
-    """Predict + smooth + recombine on synthetic full-resolution frames, and the bare network.
+def device_rates(colorizer, width: int, height: int, model_run, repeats: int = 5, rounds: int = 3) -> dict:
+    """Predict + smooth + recombine on synthetic full-resolution frames, and the
+    bare network (`model_run`, a network_runner of the same size).
 
     The two alternate `rounds` times and each keeps its best, as apply and
     the codec floors do: one short timing on a shared CPU is noisy.
@@ -259,8 +260,6 @@ def device_rates(colorizer, width: int, height: int, repeats: int = 5, rounds: i
     started = time.perf_counter()
     jax.block_until_ready(step(state))
     compile_s = time.perf_counter() - started
-
-    model_run = network_runner(colorizer, width, height)
 
     def rate(run, batches: int = repeats) -> float:
         started = time.perf_counter()
@@ -363,8 +362,8 @@ def measure_grid(heights, presets, seconds: float = 5.0, *, model: str | None = 
                 if smoothing is not None:
                     config = dataclasses.replace(config, smoothing=smoothing)
                 colorizer = apply.Colorizer(loaded, config)
-                rates = device_rates(colorizer, frame_w, height)  # also compiles apply's steps for this size
-                network = network_runner(colorizer, frame_w, height)
+                network = network_runner(colorizer, frame_w, height)  # compiled once, for both uses
+                rates = device_rates(colorizer, frame_w, height, network)  # also compiles apply's steps for this size
                 applied, networked, plain, colored = [], [], [], []
                 codec_kw = dict(codec=codec, crf=crf, preset=preset, pix_fmt=config.pix_fmt)
                 chroma = None

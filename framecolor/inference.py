@@ -352,7 +352,8 @@ def _model_ab(module, mode, variables, lightness, temperature):
 
 def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0,
             out_full_range=None):
-    """Smooth, turn back, resize to the output's chroma size, recombine with the input's L: (state, (Cb, Cr) stacked)."""
+    """Smooth, turn back, resize to the output's chroma size, recombine with
+    the input's L: (state, Cb and Cr stacked)."""
     state, ab = _smooth(state, track, ahead, strength)
     _, height, width = y.shape
     # A subsampled format keeps one chroma sample per block (2x2 in 4:2:0, 1x2

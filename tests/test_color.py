@@ -71,7 +71,6 @@ def test_cbcr_of_gray_is_neutral_and_primaries_match_the_standard(matrix):
     np.testing.assert_allclose([float(cb_blue), float(cr_red)], [240.0, 240.0], atol=1e-3)
 
 
-
 @pytest.mark.parametrize(("full_range", "bits", "codes"), [
     (False, 8, (16, 128, 240)), (True, 8, (0.5, 128, 255.5)),
     (False, 10, (64, 512, 960)), (True, 10, (0.5, 512, 1023.5)),
