@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
-import math
 import os
 import struct
 from pathlib import Path
@@ -33,6 +32,7 @@ from framecolor import color
 from framecolor.atomic import atomic_file
 from framecolor.errors import ModelFileError, OutputError
 from framecolor.models.colorizer import ModelConfig, count_params, variable_shapes
+from framecolor.sizes import readable_size
 
 SUFFIX = ".fcm"
 MAGIC = b"\x89FCM\r\n\x1a\n"  # PNG-style: a non-ASCII byte and line endings show text-mode damage
@@ -136,7 +136,7 @@ def describe_model(path) -> list[tuple[str, str]]:
     """(label, value) rows for `framecolor info MODEL.fcm` (or a run folder's), from the header alone."""
     facts = model_facts(path)
     config = ModelConfig.from_dict(facts["config"])
-    rows = [("file", facts["file"]), ("file size", _human_bytes(facts["file_bytes"]))]
+    rows = [("file", facts["file"]), ("file size", readable_size(facts["file_bytes"]))]
     rows += _config_rows(config, config.size)
     rows += [
         ("parameters", f"{facts['parameters']:,}"),
@@ -327,9 +327,3 @@ def _json_value(value):
         return value.tolist()
     return str(value)
 
-
-def _human_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    exp = min(int(math.log(n, 1024)), 3)
-    return f"{n / 1024 ** exp:.1f} {['B', 'KiB', 'MiB', 'GiB'][exp]}"

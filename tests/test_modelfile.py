@@ -13,6 +13,7 @@ import pytest
 from framecolor import modelfile
 from framecolor.errors import ModelFileError, OutputError
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig, build_colorizer, count_params, init_variables
+from framecolor.sizes import readable_size
 
 SUMMARY = {"epochs": 3, "best_val_loss": np.float32(0.1), "inputs": ["a.mp4"]}
 
@@ -60,6 +61,7 @@ def test_header_describes_the_model(saved):
     rows = dict(modelfile.describe_model(path))
     assert rows["parameters"] == f"{count_params(TINY_MODEL):,}" and rows["decoder"] == "unet"
     assert rows["training epochs"] == "3" and rows["training best_val_loss"] == "0.1"  # not 0.10000000149011612
+    assert rows["file size"] == readable_size(path.stat().st_size)  # in the units apply says its outputs' sizes
     # For scripts (info --json), the same facts as values: numbers, lists and objects, not the table's words.
     facts = json.loads(json.dumps(modelfile.model_facts(path)))
     assert facts["config"] == TINY_MODEL.to_dict() and facts["parameters"] == count_params(TINY_MODEL)

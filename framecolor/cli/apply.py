@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from framecolor.cli.common import guarded
+from framecolor.sizes import readable_size
 
 _HELP = """Colorize black-and-white videos or images.
 
@@ -27,10 +28,9 @@ to frames) given a video file name becomes that video.
 
 
 def _file_size(path: Path) -> str:
-    """'12.3 MB' or '85 kB': the default keeps the luma at several times
-    crf 18's size, and --crf is the way out, so the size is said each time."""
-    size = path.stat().st_size
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
+    """'12.3 MB': the default keeps the luma at several times crf 18's size,
+    and --crf is the way out, so the size is said each time."""
+    return readable_size(path.stat().st_size)
 
 
 def _seconds(text: str) -> float:
