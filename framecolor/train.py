@@ -176,6 +176,10 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
+# TrainConfig fields the command line does not set: named as fields, not flags, in errors.
+_API_ONLY = frozenset({"log_every", "preview_frames"})
+
+
 def _check_ranges(config: TrainConfig) -> None:
     """The numbers' ranges, before any frame is decoded or run folder made: a
     typo would otherwise surface as a NaN loss, a numpy error or never."""
@@ -187,8 +191,8 @@ def _check_ranges(config: TrainConfig) -> None:
                 bounds = f"{'more than' if low_open else 'at least'} {show(low)}"
             else:
                 bounds = f"in {'(' if low_open else '['}{show(low)}, {show(high)}]"
-            flag = {"keep_checkpoints": "keep"}.get(name, name).replace("_", "-")
-            raise TrainingError(f"--{flag} must be {bounds}, not {show(value) if math.isfinite(value) else value}")
+            flag = name if name in _API_ONLY else "--" + {"keep_checkpoints": "keep"}.get(name, name).replace("_", "-")
+            raise TrainingError(f"{flag} must be {bounds}, not {show(value) if math.isfinite(value) else value}")
 
     number("batch_size", 1)
     number("epochs", 1)
@@ -197,6 +201,8 @@ def _check_ranges(config: TrainConfig) -> None:
     number("val_fraction", 0.0, 0.9)
     number("seed", 0, 2**32 - 1)
     number("keep_checkpoints", 1)
+    number("log_every", 1)  # 0 divided by zero at the first step
+    number("preview_frames", 1)  # 0 with no validation frames failed at the first epoch's end
     for name in ("patience", "plateau_patience", "freeze_backbone_epochs"):
         number(name, 0)
     if config.frames_per_video is not None:
@@ -229,11 +235,16 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
             f"use --batch-size {max(n_dev, config.batch_size // n_dev * n_dev)}"
         )
     if len(train_idx) < config.batch_size:
-        # --every takes the place of --frames-per-video: raising that one would change nothing.
-        more = "lower --every" if config.every is not None else "raise --frames-per-video"
+        # Only what would add frames: --every takes the place of
+        # --frames-per-video, and photos give one frame each whatever either says.
+        fixes = ["add inputs"]
+        if any(source.kind != "image" for source in frameset.sources):
+            fixes.append("lower --every" if config.every is not None else "raise --frames-per-video")
+        if len(val_idx):
+            fixes.append("lower --val-fraction")
         raise TrainingError(
             f"only {len(train_idx)} training frames (after holding out {len(val_idx)} for validation) "
-            f"for a batch of {config.batch_size}; add inputs, {more} or lower --batch-size"
+            f"for a batch of {config.batch_size}; {', '.join(fixes)} or lower --batch-size"
         )
     return frameset, train_idx, val_idx
 
@@ -259,6 +270,7 @@ def train(
     init=None,
     backbone_weights=None,
     resume: bool = False,
+    resume_lr: float | None = None,
     cache_dir=None,
     progress: bool = True,
     on_step: Callable[[int, int, dict], None] | None = None,
@@ -268,7 +280,9 @@ def train(
 
     ``init`` is a model file (.fcm) to fine-tune; ``backbone_weights`` an
     ImageNet Keras h5. ``resume`` continues the run in ``out_dir`` from its
-    last checkpoint. ``on_step(epoch, step_in_epoch, metrics)`` is called
+    last checkpoint, at the learning rate it had reached (a plateau may have
+    lowered it) unless ``resume_lr`` (or a ``config.lr`` other than the run's
+    first) replaces it. ``on_step(epoch, step_in_epoch, metrics)`` is called
     after each step with the step's metrics as device scalars (reading them
     waits for the step); raising KeyboardInterrupt there acts like Ctrl-C.
     Writes out_dir/model.fcm (the best epoch), metrics.jsonl, loss.png,
@@ -324,9 +338,13 @@ def train(
             state, meta = ckpts.restore(last, abstract, NamedSharding(mesh, P()))
             loop = LoopState.from_dict(meta)
             log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
-            if config.lr != saved["train_config"]["lr"]:
-                loop.monitor = dataclasses.replace(loop.monitor, lr=config.lr)
-                log(f"learning rate set to {config.lr:g}")
+            # Against the rate the run had reached, not the one it began with: asked
+            # for again after a plateau had halved it, the first rate was ignored.
+            wanted = resume_lr if resume_lr is not None else (
+                config.lr if config.lr != saved["train_config"]["lr"] else None)
+            if wanted is not None and not math.isclose(wanted, loop.monitor.lr, rel_tol=1e-6):
+                loop.monitor = dataclasses.replace(loop.monitor, lr=wanted)
+                log(f"learning rate set to {wanted:g}")
             loop.monitor = callbacks.with_patience(loop.monitor, config.patience)
             if loop.monitor.stopped and loop.next_epoch < config.epochs:
                 log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
@@ -366,7 +384,10 @@ def train(
                     break
         ckpts.wait()
         monitor = loop.monitor
-        interrupted = stop.is_set() or bool(loop.skip_steps and loop.next_epoch < config.epochs)
+        # A stop that came with the last epoch's end (or an early stop's)
+        # interrupted nothing: the run is complete, and a resume would have nothing to do.
+        interrupted = loop.next_epoch < config.epochs and not loop.monitor.stopped and (
+            stop.is_set() or bool(loop.skip_steps))
         stop_signal = received[0] if received else None
         if interrupted and monitor.best_step < 0:  # not one epoch done: no model yet
             log("interrupted; resume with --resume")
@@ -503,16 +524,13 @@ class _EpochRunner:
                 if stop.is_set() and done < self.steps:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            run = summary(interrupted=True)
-            # Never save a state that a half-dispatched step donated, nor a non-finite one.
-            if math.isfinite(run.loss_sum) and not _deleted(state):
-                part = {"loss_sum": run.loss_sum, "images": run.images, "seconds": run.seconds,
-                        "warmup_s": run.warmup_s, "warmup_images": run.warmup_images}
-                mid = LoopState(loop.monitor, epoch, done, part, loop.history)
-                self.ckpts.save(int(state.step), state, mid.to_dict())
-                loop.next_epoch, loop.skip_steps = epoch, done
             stop.set()
-            return state, run
+            # Ctrl-C itself (or on_step) after the last step: the epoch ends, as
+            # a stop by signal lets it. Saved mid-epoch at the step its own
+            # checkpoint would take, it left that checkpoint without the loss
+            # that keeps the best, and the model file went with it.
+            if done < self.steps or _deleted(state):
+                return state, self._save_part(state, epoch, done, loop, summary(interrupted=True))
         finally:
             if bar is not None:
                 bar.close()
@@ -520,6 +538,17 @@ class _EpochRunner:
         if not math.isfinite(run.loss_sum):
             _raise_nonfinite(run.loss_sum, epoch, done, self.ckpts, loop.monitor.lr)
         return state, run
+
+    def _save_part(self, state, epoch, done, loop: LoopState, run: "_EpochRun") -> "_EpochRun":
+        """A mid-epoch checkpoint of the `done` steps run, to resume from."""
+        # Never save a state that a half-dispatched step donated, nor a non-finite one.
+        if math.isfinite(run.loss_sum) and not _deleted(state):
+            part = {"loss_sum": run.loss_sum, "images": run.images, "seconds": run.seconds,
+                    "warmup_s": run.warmup_s, "warmup_images": run.warmup_images}
+            mid = LoopState(loop.monitor, epoch, done, part, loop.history)
+            self.ckpts.save(int(state.step), state, mid.to_dict())
+            loop.next_epoch, loop.skip_steps = epoch, done
+        return run
 
 
 @dataclass

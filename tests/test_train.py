@@ -176,23 +176,44 @@ def test_resume_after_ctrl_c_equals_uninterrupted(reference, workdir, clip, cach
     _assert_same_variables(_variables(out), _variables(reference.run_dir), rtol=1e-5, atol=1e-6)
 
 
-def test_ctrl_c_in_the_last_step_of_an_epoch_ends_that_epoch(workdir, clip, cache):
+def _stop_in_step(epoch_step, how):
+    """on_step that stops the run after that (epoch, step): by SIGINT (the handler
+    sets the stop flag) or by KeyboardInterrupt itself (a second Ctrl-C, or on_step's own)."""
+    def on_step(epoch, step, metrics):
+        if (epoch, step) == epoch_step:
+            if how == "signal":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
+
+    return on_step
+
+
+@pytest.mark.parametrize("how", ["signal", "keyboard_interrupt"])
+def test_ctrl_c_in_the_last_step_of_an_epoch_ends_that_epoch(workdir, clip, cache, how):
     # The epoch's steps were all done, yet it was saved as a mid-epoch
-    # checkpoint: no model ("interrupted; resume with --resume"), no metrics row.
-    import signal
-
-    def ctrl_c(epoch, step, metrics):
-        if (epoch, step) == (0, 3):  # 12 training frames, 4 a step
-            os.kill(os.getpid(), signal.SIGINT)
-
-    out = workdir / "last_step"
-    result = _run(clip, out, cache, on_step=ctrl_c)
+    # checkpoint: no model ("interrupted; resume with --resume"), no metrics
+    # row; and, by KeyboardInterrupt, the epoch's own checkpoint (the same step)
+    # was never saved with its loss, so the best epoch's was deleted and the
+    # resumed run ended with "cannot restore checkpoint 3".
+    out = workdir / f"last_step_{how}"
+    result = _run(clip, out, cache, on_step=_stop_in_step((0, 3), how))  # 12 training frames, 4 a step
     assert result.interrupted and len(result.history) == 1
     assert modelfile.read_header(out / "model.fcm")["summary"]["best_epoch"] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     said = []
     train.train([clip], out, CONFIG, resume=True, cache_dir=cache, progress=False, log=said.append)
     assert said[0] == "resuming from checkpoint 3 (epoch 2, step 0)"
+
+
+def test_ctrl_c_in_the_last_step_of_the_last_epoch_interrupts_nothing(workdir, clip, cache):
+    # Every epoch ran and the model was written, yet the run was said to be
+    # interrupted: exit 130, "resume with --resume", and the model file's
+    # summary said so too.
+    out = workdir / "last_of_all"
+    result = _run(clip, out, cache, on_step=_stop_in_step((1, 3), "signal"))
+    assert not result.interrupted and len(result.history) == CONFIG.epochs
+    assert modelfile.read_header(out / "model.fcm")["summary"]["interrupted"] is False
 
 
 def test_a_resumed_epochs_images_per_second_leave_out_both_compiles(workdir, clip, cache, monkeypatch):
@@ -442,6 +463,21 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(reference, work
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(_variables(out)))
 
 
+def test_a_learning_rate_given_on_resume_replaces_the_one_the_run_reached(reference, workdir, clip, cache):
+    # Compared with the rate the run began with rather than the one it had
+    # reached, asking for the first rate again (after a plateau, or an earlier
+    # resume at another) changed nothing and said nothing.
+    out = workdir / "lr_again"
+    shutil.copytree(reference.run_dir, out)
+    said = []
+    for epochs, lr in ((3, CONFIG.lr / 10), (4, CONFIG.lr)):
+        train.train([clip], out, dataclasses.replace(CONFIG, epochs=epochs), resume=True, resume_lr=lr,
+                    cache_dir=cache, progress=False, log=said.append)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["lr"] for row in rows[2:]] == pytest.approx([CONFIG.lr / 10, CONFIG.lr])
+    assert said.count(f"learning rate set to {CONFIG.lr:g}") == 1
+
+
 def test_resume_refuses_other_options(reference, workdir, clip, cache):
     out = workdir / "other"
     shutil.copytree(reference.run_dir, out)
@@ -472,8 +508,20 @@ def test_too_few_frames(workdir, clip, cache):
     with pytest.raises(TrainingError, match="only .* training frames.*raise --frames-per-video"):
         _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, batch_size=64))
     # With --every, --frames-per-video is not used: raising it was advice that changed nothing.
-    with pytest.raises(TrainingError, match="only 2 training frames.*add inputs, lower --every or lower --batch-size"):
+    with pytest.raises(TrainingError, match="only 2 training frames.*add inputs, lower --every, lower --val-fraction "
+                                            "or lower --batch-size"):
         _run(clip, workdir / "few", cache, config=dataclasses.replace(CONFIG, every=8, frames_per_video=None))
+
+
+def test_too_few_photos_are_not_told_to_sample_more_frames(workdir, cache):
+    # A photo (not a film's frame) gives one frame whatever --frames-per-video
+    # says; without a validation share there is none to lower either.
+    photos = workdir / "loose_photos"
+    photos.mkdir()
+    for i, size in enumerate([(40, 30), (30, 40), (48, 32)]):  # sizes that are no film's
+        media.make_photo(photos / f"photo_{i}.png", media.frame_image(i, *size), "rgb24", "rgb24")
+    with pytest.raises(TrainingError, match=r"only 3 training frames .*; add inputs or lower --batch-size$"):
+        _run(photos, workdir / "few_photos", cache, config=dataclasses.replace(CONFIG, batch_size=64, val_fraction=0))
 
 
 def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(clip, cache, monkeypatch):
@@ -492,6 +540,8 @@ def test_an_out_folder_that_takes_nothing_is_refused_before_the_frames_are_read(
     (dict(seed=-1), "--seed"), (dict(keep_checkpoints=0), "--keep must be at least 1"), (dict(every=0), "--every"),
     (dict(frames_per_video=0), "--frames-per-video"), (dict(patience=-1), "--patience"), (dict(feed="gpu"), "--feed"),
     (dict(epochs=0), "--epochs must be at least 1, not 0"), (dict(batch_size=0), "--batch-size must be at least 1"),
+    # Library-only fields, named as such: 0 failed with a traceback mid-run, after the first checkpoint.
+    (dict(log_every=0), "^log_every must be at least 1, not 0$"), (dict(preview_frames=0), "^preview_frames must be"),
 ])
 def test_numbers_out_of_range_are_refused_before_anything_is_read_or_made(tmp_path, clip, cache, change, message):
     with pytest.raises(TrainingError, match=message):

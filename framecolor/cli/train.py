@@ -125,6 +125,7 @@ def train(
         init=init_path,
         backbone_weights=backbone_weights,
         resume=resume,
+        resume_lr=lr if resume else None,  # given again: go on at it, whatever the run had reached
         cache_dir=cache_dir,
         progress=not quiet,
         log=say,  # a stop's note comes from another thread, while the bar is drawn
