@@ -125,7 +125,12 @@ def _sample_video(path, side, frames_per_video, every, dedup_threshold, min_chro
 
 def _sample_film(folder, side, frames_per_video, every, dedup_threshold, min_chroma) -> tuple[np.ndarray, int]:
     """A film scanned to numbered photos, sampled as a video is (_sample_video)."""
-    photos = video.list_images(folder)
+    import warnings
+
+    photos, damaged = _readable(video.list_images(folder))
+    if damaged:
+        warnings.warn(f"left out {len(damaged)} frame(s) of {folder} that could not be read (damaged, or not "
+                      f"images): {_one_and_more(damaged)}", stacklevel=4)
 
     def read(k):
         return video.read_photo_film(photos, format="rgb24", short_side=side, every=k)
@@ -238,6 +243,13 @@ def _is_film(images) -> bool:
     frames are sampled (near-copies of their neighbours add nothing) and its
     end is held out for validation: split photo by photo, each validation
     frame would have its neighbour in training."""
+    # Judged without the scans that cannot be read: one damaged made the rest
+    # loose photos, split one by one, each validation frame beside its
+    # neighbours in training (_sample_film leaves it out, and says so).
+    readable, damaged = _readable(images)
+    if readable:  # an unreadable file named apart (notes.jpg) still makes the folder no film
+        key = video.sequence_key(readable[0])
+        images = readable + [p for p in damaged if video.sequence_key(p) != key]
     if len(images) < 2 or video.why_not_one_film(images) is not None:
         return False
     starts = np.unique(np.linspace(0, len(images) - 2, min(_FILM_PAIRS, len(images) - 1)).round().astype(int))
@@ -246,6 +258,13 @@ def _is_film(images) -> bool:
                                                                           size=(_THUMB, _THUMB))]
     differences = [float(np.abs(a - b).mean()) for a, b in zip(thumbs[::2], thumbs[1::2])]
     return float(np.median(differences)) < FILM_NEIGHBOUR_DIFFERENCE
+
+
+def _readable(photos) -> tuple[list, list]:
+    """(the photos whose header can be read, those whose cannot)."""
+    sizes = [video.shown_size(p) for p in photos]
+    return ([p for p, size in zip(photos, sizes) if size is not None],
+            [p for p, size in zip(photos, sizes) if size is None])
 
 
 def cache_key(items, side, frames_per_video, every, dedup_threshold, min_chroma=DEFAULT_MIN_CHROMA) -> str:

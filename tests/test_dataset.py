@@ -177,6 +177,23 @@ def test_a_film_scanned_to_frames_is_sampled_and_split_as_a_video(tmp_path, cach
                                cache_dir=cache).key != key
 
 
+def test_a_film_with_a_damaged_scan_is_still_a_film_without_it(tmp_path, cache):
+    # One unreadable scan made the whole reel loose photos: split one by one
+    # (validation frames beside their neighbours in training), every photo
+    # kept whatever --frames-per-video said.
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    for i in range(1, 21):
+        media.make_photo(reel / f"reel_{i:04d}.png", media.frame_image(i, 64, 48), "rgb24", "rgb24")
+    damaged = reel / "reel_0005.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])  # a scan cut short
+    with pytest.warns(UserWarning, match=r"left out 1 frame\(s\) of .*reel that could not be read .*reel_0005.png"):
+        frameset = dataset.load_frames([reel], size=SIZE, frames_per_video=10, dedup_threshold=0.0, cache_dir=cache)
+    assert [(s.kind, s.count) for s in frameset.sources] == [("film", 10)]
+    train_idx, val_idx = dataset.split(frameset, 0.2)
+    assert val_idx.tolist() == [8, 9]  # the reel's end, as for a whole one
+
+
 def test_split_holds_out_the_end_of_each_video(clips, cache):
     frameset = dataset.load_frames(clips, size=SIZE, frames_per_video=12, dedup_threshold=0.0, cache_dir=cache)
     train_idx, val_idx = dataset.split(frameset, 0.25)

@@ -114,7 +114,8 @@ def _header_facts(path) -> tuple[tuple[int, int], bool] | None:
     try:
         with av.open(str(path)) as container:
             context = container.streams.video[0].codec_context
-            return (context.width, context.height), False
+            # 0x0 where FFmpeg found the file's kind but not its picture (a truncated PNG).
+            return ((context.width, context.height), False) if context.width and context.height else None
     except (av.error.FFmpegError, IndexError):
         return None
 
