@@ -306,6 +306,35 @@ def test_an_excerpt_of_an_mpeg_ts_starts_at_its_start_between_keyframes(tmp_path
         np.testing.assert_array_equal(got[0].image, expected[0].image)
 
 
+def test_an_excerpt_of_an_mpeg_ts_with_b_frames_starts_in_its_first_gop(tmp_path):
+    # With B-frames the first keyframe's dts is below its pts (the stream's
+    # start): a seek to that start lands past it, and nothing before the
+    # next keyframe (at 1 s) decodes.
+    clip = media.make_video(tmp_path / "bf.ts", frames=50, rate=Fraction(25), bframes=2, keyint=25, audio=False)
+    whole = list(read_frames(clip, format="luma"))
+    assert len(whole) == 50
+    for start, end in ((0.5, 0.9), (0.2, None)):
+        expected = [f for f in whole if f.time >= start - 1e-9 and (end is None or f.time < end)]
+        got = list(read_frames(clip, format="luma", start=start, end=end))
+        assert [f.pts for f in got] == [f.pts for f in expected], (start, end)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g.image, e.image)
+
+
+def test_a_part_of_a_raw_stream_without_timestamps_is_an_input_error(tmp_path, clip):
+    raw = tmp_path / "raw.h264"
+    with av.open(str(clip)) as src, av.open(str(raw), "w") as out:  # as `ffmpeg -c copy x.h264` writes it
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    assert len(list(read_frames(raw))) == 12
+    for start, end in ((0.1, None), (None, 0.2)):
+        with pytest.raises(InputError, match="has no timestamps"):
+            list(read_frames(raw, start=start, end=end))
+
+
 @pytest.mark.parametrize("bframes, starts", [(2, (0.9, 1.0, 3.4)), (0, (3.4, 3.5))])
 def test_an_excerpt_of_an_mpeg_program_stream_is_the_full_reads_frames(tmp_path, bframes, starts):
     # An MPEG-PS packs small pictures several to a 2 KiB packet, stamped for
@@ -608,6 +637,15 @@ def test_stream_the_container_cannot_hold_is_skipped(mkv_subs, tmp_path):
         assert [b[header:] for b, _ in _packets(out, "audio")] == [b for b, _ in _packets(mkv_subs, "audio")]
 
 
+def test_text_subtitles_are_skipped_by_an_mpeg_program_stream(mkv_subs, tmp_path):
+    # Its muxer takes them, and writes them as DVD subtitles: a track that shows nothing.
+    for suffix in (".mpg", ".vob"):
+        with pytest.warns(VideoWarning, match="re-encoding audio stream #2 \\(aac\\)"), \
+                pytest.warns(VideoWarning, match=f"skipping subtitle stream #1 \\(subrip\\) .*: a \\{suffix} file"):
+            out = _copy_video(mkv_subs, tmp_path / f"out{suffix}")
+        assert probe(out).subtitles == ()
+
+
 def _subtitle_lines(path) -> list[tuple[Fraction, str]]:
     """(start, text) of each non-empty line of the first subtitle stream."""
     with av.open(str(path)) as c:
@@ -728,6 +766,34 @@ def test_sound_whose_channels_have_no_stated_order_is_copied_into_an_mp4(tmp_pat
     with av.open(str(out)) as written:
         sound = written.streams.audio[0]
         assert (sound.codec_context.name, sound.layout.name) == ("pcm_s16le", "stereo")
+
+def test_sound_with_a_repeated_stamp_is_copied_whole_in_order_and_said(tmp_path):
+    # A capture glitch: one audio packet stamped as the one before it. MP4's
+    # muxer refuses such a packet, after all the colorizing.
+    source = media.make_video(tmp_path / "source.mkv", frames=30)
+    glitch = tmp_path / "glitch.mkv"
+    with av.open(str(source)) as src, av.open(str(glitch), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        previous, count = None, 0
+        for packet in src.demux():
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio":
+                count += 1
+                if count == 10:
+                    packet.pts = packet.dts = previous
+                previous = packet.pts
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    sound = _packets(glitch, "audio")
+    assert sound[9][1] == sound[8][1]
+    copied = tmp_path / "colored.mp4"
+    with pytest.warns(VideoWarning, match=r"audio stream #1 of .*glitch.mkv: a packet stamped 0.15 s follows one at 0.15 s"):
+        _copy_video(glitch, copied)
+    kept = _packets(copied, "audio")
+    assert [data for data, _ in kept] == [data for data, _ in sound]
+    assert all(a < b for (_, a), (_, b) in zip(kept, kept[1:]))
+
 
 def test_audio_the_container_cannot_hold_is_reencoded(clip, tmp_path):
     # MPEG-PS cannot hold AAC: the sound is kept in the container's own codec, not dropped.

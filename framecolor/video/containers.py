@@ -21,6 +21,11 @@ _MPEGTS_TYPED = frozenset({
     "mp2", "mp3", "libmp3lame", "aac", "aac_latm", "ac3", "eac3", "dts", "dca", "opus", "libopus",
     "s302m", "dvb_subtitle", "dvb_teletext",
 })
+# MPEG program streams (.mpg, .vob) take a subtitle stream of any codec and
+# write it under a DVD subtitle stream id: text comes back as a DVD subtitle
+# track that shows nothing. DVD subtitles are the only ones they carry.
+_MPEGPS = frozenset({"mpeg", "vob", "dvd", "svcd", "vcd"})
+_MPEGPS_SUBTITLES = frozenset({"dvd_subtitle", "dvdsub"})
 # Containers that hold one frame rate, not each frame's time: AVI indexes its
 # frames at 1/fps, Y4M states a rate in its header.
 _RATE_ONLY = frozenset({"avi", "yuv4mpegpipe"})
@@ -72,11 +77,22 @@ def holds_frame_times(container_format) -> bool:
     return not container_format.flags & av.format.Flags.no_timestamps.value
 
 
+def _are_subtitles(names) -> bool:
+    for name in names:
+        try:
+            return av.Codec(name, "r").type == "subtitle"
+        except ValueError:  # no decoder by that name: another of the names may have one
+            continue
+    return False
+
+
 def holds(format_name: str, names, add_stream) -> bool:
     """Can a file of container type `format_name` hold a stream of one of these
     codec `names`, as `add_stream(container)` adds it? MPEG-TS writes a header
     with any stream, but one it has no stream type for goes out as private
-    data that no demuxer reads back."""
+    data that no demuxer reads back; MPEG-PS takes any subtitles as DVD ones."""
     if format_name == "mpegts" and not set(names) & _MPEGTS_TYPED:
+        return False
+    if format_name in _MPEGPS and not set(names) & _MPEGPS_SUBTITLES and _are_subtitles(names):
         return False
     return header_writes(format_name, add_stream)

@@ -122,6 +122,23 @@ def excerpt_chapters(chapters: list[dict], start: float, duration: float | None)
     return kept
 
 
+def _nearest(value: Fraction) -> int:
+    """`value` to the nearest integer, halves away from 0, as FFmpeg rescales stamps."""
+    ticks = math.floor(abs(value) + Fraction(1, 2))
+    return ticks if value >= 0 else -ticks
+
+
+def _rescale(packet, time_base) -> None:
+    """Move `packet`'s stamps into `time_base`, as muxing it would (av_packet_rescale_ts)."""
+    if not packet.time_base:  # unstamped: its numbers are taken as in `time_base`, as FFmpeg does
+        packet.time_base = time_base
+        return
+    ratio = Fraction(packet.time_base) / Fraction(time_base)
+    packet.pts, packet.dts, packet.duration = (None if v is None else _nearest(v * ratio)
+                                               for v in (packet.pts, packet.dts, packet.duration))
+    packet.time_base = time_base
+
+
 class CopiedStreams:
     """`source`'s audio, subtitles, cover, attachments, chapters and tags, added
     to the open output container `out` (whose video stream is `video_stream`,
@@ -143,9 +160,12 @@ class CopiedStreams:
         self._copy = {}  # source stream index -> output stream, packets copied as they are
         self._reencode = {}  # source stream index -> (source stream, output stream), decoded and encoded anew
         self._pending = None
+        self._last_dts = {}  # output stream index -> the dts last muxed in it, in seconds
+        self._reordered = set()  # output stream indexes warned of stamps that go back
         self._start = None  # an excerpt's start on the source's timeline (s), once seek() has it
         self._excerpt_duration = excerpt_duration
         self._excerpt_chapters = []  # set once seek() knows where the part starts
+        self._source_path = source
         self._source = _open_input(_check_input_file(source))
         try:
             self._add_streams(source, video_stream, excerpt)
@@ -321,8 +341,38 @@ class CopiedStreams:
             if packet.stream.index in self._reencode:
                 self._reencode_packet(packet)
             else:
-                packet.stream = self._copy[packet.stream.index]
-                self._out.mux(packet)
+                self._mux_in_order(packet, packet.stream.index, self._copy[packet.stream.index])
+
+    def _mux_in_order(self, packet, index: int, out) -> None:
+        """Mux `packet` of source stream `index` in `out`, its dts moved on
+        past the last one muxed there where it is not (a capture's repeated
+        stamp, recordings joined byte for byte), as ffmpeg does, with a
+        warning: MP4's muxer fails on such a packet, after all the work.
+        Moved, not dropped: sound played on in order keeps its place, where
+        a dropped packet would bring all that follows it early."""
+        packet.stream = out
+        last = self._last_dts.get(out.index)
+        if last is not None and packet.dts is not None:
+            # In the stream's time base, as the muxer checks them.
+            _rescale(packet, out.time_base)
+            last = _nearest(last / Fraction(out.time_base))
+            # Two subtitle lines may start together (two speakers); sound and pictures may not.
+            least = last if out.type == "subtitle" else last + 1
+            if packet.dts < least:
+                if out.index not in self._reordered:
+                    self._reordered.add(out.index)
+                    warnings.warn(f"{out.type} stream #{index} of {self._source_path}: a packet stamped "
+                                  f"{float(packet.dts * out.time_base):.2f} s follows one at "
+                                  f"{float(last * out.time_base):.2f} s (a repeated stamp, or times that start "
+                                  "again); such packets are moved on, and may play out of time",
+                                  VideoWarning, stacklevel=2)  # in this package: the CLI says it in one line
+                if packet.pts is not None:
+                    packet.pts = max(packet.pts, least)
+                packet.dts = least
+        self._out.mux(packet)
+        if packet.dts is not None and packet.time_base:
+            # In seconds: a muxer sets its streams' time bases as it writes its header.
+            self._last_dts[out.index] = packet.dts * Fraction(packet.time_base)
 
     def _shift_into_excerpt(self, packet) -> bool:
         """Move `packet` onto the excerpt's timeline; False if it ends before the excerpt starts."""
@@ -358,7 +408,8 @@ class CopiedStreams:
             return  # a damaged packet is a moment of silence, as in a player, not a failed video
         for frame in frames:
             # The encoder converts rate, channels and sample format itself.
-            self._out.mux(out.encode(frame))
+            for encoded in out.encode(frame):
+                self._mux_in_order(encoded, source.index, out)
 
     def _convert_subtitle(self, packet, source, out) -> None:
         try:
@@ -373,8 +424,7 @@ class CopiedStreams:
         converted.pts = converted.dts = packet.pts if packet.pts is not None else packet.dts
         converted.duration = packet.duration
         converted.time_base = packet.time_base
-        converted.stream = out
-        self._out.mux(converted)
+        self._mux_in_order(converted, source.index, out)
 
     # -- finishing
 
@@ -386,7 +436,8 @@ class CopiedStreams:
         for source, out in self._reencode.values():
             if out.type == "audio":
                 self._reencode_audio(None, source, out)
-                self._out.mux(out.encode(None))
+                for encoded in out.encode(None):
+                    self._mux_in_order(encoded, source.index, out)
         self._source.close()
         self._source = None
 

@@ -193,6 +193,38 @@ def _stream_duration(container, stream) -> float | None:
     return None
 
 
+def picture_ends_first(path, last_time: float, fps) -> bool:
+    """Is a video whose frames stopped at `last_time`, short of the duration
+    probe states, whole all the same: its picture ending before its other streams?
+
+    An FLV states only the file's duration, the longest stream's: where its
+    sound outlasts the picture, the picture ends early in a file that is
+    whole. A file cut short has no packets up to its stated end; a damaged
+    one has picture packets after the last frame decoded. The packets are
+    read again for this, in files up to COUNT_PACKETS_MAX_BYTES (as probe
+    counts them); a larger one is taken as cut.
+    """
+    path = Path(path)
+    if not fps or path.stat().st_size > COUNT_PACKETS_MAX_BYTES:
+        return False
+    picture_end = file_end = 0.0
+    try:
+        with av.open(str(path)) as container:
+            picture = _video_stream(container, path)
+            duration = _stream_duration(container, picture)
+            start = container.start_time / av.time_base if container.start_time else 0.0
+            for packet in container.demux():
+                if packet.pts is None or not packet.time_base:
+                    continue
+                file_end = max(file_end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - start)
+                if packet.stream.index == picture.index:  # on read_frames' clock, from the stream's start
+                    picture_end = max(picture_end, float((packet.pts - (picture.start_time or 0)) * packet.time_base))
+    except av.error.FFmpegError:
+        return False
+    period = 1 / fps
+    return bool(duration) and last_time + period >= picture_end and file_end + 2 * period >= duration
+
+
 def _stated_frames(container, stream, hidden: int) -> int:
     """Frame count the container states: the sample count, or mkvmerge's statistics tag.
 

@@ -27,6 +27,7 @@ from framecolor.video.probing import (
     _stated_frames,
     _stream_duration,
     _video_stream,
+    picture_ends_first,
     read_opening,
 )
 
@@ -166,6 +167,9 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
                 break
             decoded += 1
             time = float((frame.pts - t0) * tb) if frame.pts is not None and tb else None
+            if time is None and decoded == 1 and (start is not None or end is not None):
+                # A raw stream (.h264, .hevc): nothing tells where a part starts or ends.
+                raise InputError(_UNTIMED.format(path=path))
             if first_size is None:
                 first_size = (frame.width, frame.height)
             elif not size_changed and first_size != (frame.width, frame.height):
@@ -190,6 +194,10 @@ def _video_frames(container, path, size, short_side, fmt, every, start, end, max
                     whole=start is None and end is None)
     finally:
         container.close()
+
+
+_UNTIMED = ("{path} has no timestamps to start or end a part at "
+            "(a raw video stream: put it in a container such as .mkv first)")
 
 
 def _seek_times(start: float) -> Iterator[float]:
@@ -225,7 +233,12 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
     if container.format.name in _STAMPS_COUNTED_ON:
         return _decoded(container, stream, window, skip_to=t0 + math.floor(start / tb))
     for seconds in _seek_times(start):
-        container.seek(t0 + math.floor(seconds / tb), stream=stream)
+        try:
+            container.seek(t0 + math.floor(seconds / tb), stream=stream)
+        except av.error.FFmpegError:
+            # A raw stream (.h264) has no times to seek by: FFmpeg reads it
+            # to its end looking for some, and leaves it there.
+            raise InputError(_UNTIMED.format(path=container.name)) from None
         decoding, frames = _decoded(container, stream, window)
         try:
             first = next(frames, None)
@@ -233,7 +246,9 @@ def _decode_from(container, stream, start: float, t0: int, tb: Fraction, window:
             first = None  # a bad landing, as much as a damaged file: the beginning tells
         if _starts_in_time(first, t0, tb, start):
             return decoding, itertools.chain([first], frames)
-    container.seek(t0, stream=stream)
+    # Not at t0: an MPEG-TS seeks by dts, and with B-frames its first
+    # keyframe's dts is below its pts (t0), so a seek to t0 lands past it.
+    container.seek(min(t0, 0), stream=stream)
     return _decoded(container, stream, window)
 
 
@@ -389,6 +404,6 @@ def _report_end(path, container, stream, error, decoded, kept, last_time, hidden
     # (the frame rate reads the file's first packets again, so only here).
     duration = _stream_duration(container, stream)
     if duration and last_time is not None and (fps := _frame_rate(stream, read_opening(path, stream.index).rate)):
-        if last_time + 2 / fps < duration:
+        if last_time + 2 / fps < duration and not picture_ends_first(path, last_time, fps):
             warnings.warn(f"{path} is truncated or damaged: read {decoded} frames "
                           f"({last_time:.2f} s of {duration:.2f} s)", VideoWarning, stacklevel=3)
