@@ -162,6 +162,8 @@ def _incomplete(info, count: int, first_time: float | None, last_time: float | N
     """
     end = _expected_end(info, span)
     reached_end = not (info.fps and end and last_time is not None and last_time + 2 / info.fps < end)
+    if not reached_end and last_time is not None and video.picture_ends_first(info.path, last_time, info.fps):
+        reached_end = True
     if span is not None:
         return None if reached_end else f"decoding stopped at {last_time:.2f} s of {end:.2f} s"
     if info.frame_count_exact and count < info.frame_count:
@@ -333,7 +335,7 @@ def colorize_photo_film(
     does a file's frames; the summary also says the `frame_rate` it made.
 
     The photos' gray is the video's luma: 8-bit photos' codes exactly, as
-    full-range video (10-bit --pix-fmt: 10-bit video codes, from 16-bit
+    full-range video (10-bit --pix-fmt: full-range 10-bit codes, from 16-bit
     photos at their depth). `audio`, a sound file (a film's soundtrack,
     scanned or recorded apart), is copied in from its start at the first
     frame (an excerpt's: its own part) up to the last frame's end, with a
@@ -343,7 +345,9 @@ def colorize_photo_film(
     photos = video.photo_film(folder)
     deep = colorizer.config.ten_bit
     fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
-    info = video.probe_photo_film(photos, fps, full_range=not deep)
+    # Full range at either depth: read_photo_film's 10-bit codes span 0..1023
+    # too, and flagged limited they show with crushed blacks and clipped whites.
+    info = video.probe_photo_film(photos, fps, full_range=True)
     if audio is not None:
         audio = video.check_soundtrack(audio, info)
     inputs = (folder,) if audio is None else (folder, audio)
@@ -382,17 +386,28 @@ def _translucent(alpha: np.ndarray) -> bool:
 def _warn_of_transparency(name: str, output: Path) -> None:
     """The video written has no alpha channel: say that the source's
     transparency is lost, as write_photo does for a photo. The opening
-    frames, or a film's first photo, stand for the rest."""
+    frames, or a film's first photo, stand for the rest.
+
+    Said in the writer's opening thread, under Python's thread pool: put on
+    apply's own line at either depth, not the pool's, it prints as the
+    CLI's one-line warning.
+    """
     warnings.warn(f"{name} has transparency, which {output} does not keep (framecolor writes video "
-                  "without an alpha channel): the picture under it is kept", video.VideoWarning, stacklevel=4)
+                  "without an alpha channel): the picture under it is kept", video.VideoWarning, stacklevel=2)
 
 
 def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> None:
     """Say so where an 8-bit output rounds a deeper source's luma."""
-    pix_fmt = colorizer.config.output_pix_fmt
-    if info.luma_bits > 8 and not colorizer.config.ten_bit:
+    config = colorizer.config
+    if info.luma_bits > 8 and not config.ten_bit:
+        # Only a format the encoder takes: MPEG-4 Part 2 has none of 10 bits, and the hint would fail.
+        codec = config.codec or video.DEFAULT_ENCODER
+        takes = video.encoding.encoder_formats(codec)
+        deep = [f for f in (f"{config.output_pix_fmt}10le", *PIX_FMTS)
+                if f.endswith("10le") and (not takes or f in takes)]
+        keep = f"--pix-fmt {deep[0]} keeps 10" if deep else f"{codec} has no 10-bit format"
         warnings.warn(f"{source} has {info.luma_bits}-bit luma; {output} is 8-bit, its luma rounded "
-                      f"to 8 bits (--pix-fmt {pix_fmt}10le keeps 10)", video.VideoWarning, stacklevel=3)
+                      f"to 8 bits ({keep})", video.VideoWarning, stacklevel=3)
 
 
 def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], output: Path, *,

@@ -159,9 +159,12 @@ def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tu
     """
     short, long_ = min(width, height), max(width, height)
     aspect = long_ / short
+    smallest = -(-MIN_RENDER_SIZE // 8) * 8
     if aspect > MAX_RENDER_ASPECT:
-        render_size = max(-(-MIN_RENDER_SIZE // 8) * 8, render_size * (MAX_RENDER_ASPECT / aspect) ** 0.5)
-    side_short = max(8, 8 * round(render_size / 8))
+        render_size = max(smallest, render_size * (MAX_RENDER_ASPECT / aspect) ** 0.5)
+    side_short = 8 * round(render_size / 8)
+    if side_short < MIN_RENDER_SIZE:  # 75 rounds to 72, which the backbone cannot take: up instead
+        side_short = render_size = smallest
     side_long = max(side_short, step * round(render_size * aspect / step))
     # Past MAX_KEPT_ASPECT the picture is squeezed along its length instead
     # (a 30000x20 strip would otherwise be rendered 80x120000 and fill any memory).

@@ -129,6 +129,43 @@ def test_subtitles_that_outlast_the_picture_are_not_a_truncation(colorizer, tmp_
     assert summary["frames"] == 3
 
 
+
+def _flv_with_long_sound(path, frames=12, sound_s=2.0):
+    """An FLV, which states only the file's duration: here its sound's, 1.5 s past the picture."""
+    rate = Fraction(25)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flv", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("mp3", rate=44100)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(media.gray(media.frame_image(i, 64, 48)), format="rgb24")
+            frame.pts, frame.time_base = i, 1 / rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        media._encode_tone(out, sound, sound_s)
+    return path
+
+
+def test_sound_that_outlasts_the_picture_of_an_flv_is_not_a_truncation(colorizer, tmp_path):
+    source = _flv_with_long_sound(tmp_path / "long_sound.flv")
+    info = video.probe(source)
+    assert (info.frame_count, info.frame_count_exact) == (12, True) and info.duration > 1.9  # the sound's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", video.VideoWarning)  # nor warned of as one, by apply or by the reader
+        assert apply.colorize_video(colorizer, source, tmp_path / "out.mkv", progress=False)["frames"] == 12
+        warnings.simplefilter("ignore", video.VideoWarning)
+        # Its excerpts too, and a copy cut short is still refused.
+        done = apply.colorize_video(colorizer, source, tmp_path / "part.mkv", progress=False,
+                                    excerpt=apply.Excerpt(0.2, 1.0))
+        assert done["frames"] == 7  # 0.2 s to the picture's end, 0.44 s
+        cut = media.truncate_copy(source, tmp_path / "cut.flv", 0.5)
+        with pytest.raises(InputError, match="cut.flv is truncated or damaged"):
+            apply.colorize_video(colorizer, cut, tmp_path / "cut.mkv", progress=False)
+    assert not (tmp_path / "cut.mkv").exists()
+
+
 def test_mpeg_ts_in_and_out(colorizer, tmp_path):
     """Broadcast captures come as MPEG-TS, whose muxer FFmpeg cannot ask whether it holds H.264."""
     source = media.make_video(tmp_path / "capture.ts", frames=6)
@@ -342,6 +379,21 @@ def test_deeper_luma_is_written_8_bit_and_says_so(colorizer, tmp_path):
     assert np.abs(eight - (ten + 2) // 4).max() <= 1  # the same picture, its codes rounded to 8 bits (lossless crf 0)
 
 
+
+def test_the_hint_to_keep_ten_bits_names_a_format_the_encoder_takes(colorizer, tmp_path):
+    # MPEG-4 Part 2 has no 10-bit format: `--pix-fmt yuv420p10le` would fail with it.
+    source = media.make_video(tmp_path / "ten.mkv", codec="ffv1", pix_fmt="yuv420p10le", frames=3, audio=False,
+                              colorless=range(3))
+    said = {}
+    for codec, out in (("libx264", "h264.mp4"), ("mpeg4", "mpeg4.mp4")):
+        with pytest.warns(video.VideoWarning, match="has 10-bit luma") as caught:
+            apply.colorize_video(colorizer.reconfigured(codec=codec, preset=None), source, tmp_path / out,
+                                 progress=False)
+        said[codec] = next(str(w.message) for w in caught if "10-bit luma" in str(w.message))
+    assert said["libx264"].endswith("rounded to 8 bits (--pix-fmt yuv420p10le keeps 10)")
+    assert said["mpeg4"].endswith("rounded to 8 bits (mpeg4 has no 10-bit format)")
+
+
 def test_a_source_that_has_color_already_is_said_to(colorizer, tmp_path):
     # Only its luma is kept: a user who gave the original, not its gray copy, loses its colors.
     color = media.make_video(tmp_path / "color.mp4", frames=6, audio=False)
@@ -447,6 +499,17 @@ def test_a_strip_far_wider_than_film_is_rendered_on_a_shorter_short_side():
     for width, height in ((30000, 20), (20, 30000)):
         h, w = apply.render_shape(width, height, 224)
         assert (min(h, w), max(h, w)) == (80, 80 * apply.MAX_KEPT_ASPECT) and (h > w) == (height > width)
+
+
+
+def test_a_render_size_is_never_rounded_below_the_backbones_smallest():
+    # --render-size 75 was rounded to 72: every input failed once the model was loaded.
+    assert apply.render_shape(64, 48, 75) == (80, 104)
+    assert apply.render_shape(360, 640, 75) == (144, 80)
+    for render_size in range(apply.MIN_RENDER_SIZE, 100):
+        for width, height in ((64, 48), (640, 360), (1280, 32)):
+            for step in (8, apply.IMAGE_RENDER_STEP):
+                assert min(apply.render_shape(width, height, render_size, step)) >= apply.MIN_RENDER_SIZE
 
 
 @pytest.mark.parametrize("top_first", [True, False])
@@ -597,6 +660,23 @@ def test_numbered_photos_become_one_video_at_the_frame_rate_given(colorizer, tmp
                                                                                  smoothing=strength)))
               for strength in (0.0, CONFIG.smoothing)}
     assert change[CONFIG.smoothing] < 0.5 * change[0.0]
+
+
+
+def test_a_ten_bit_video_made_from_photos_shows_their_gray(colorizer, tmp_path):
+    # Its 10-bit codes are full range, as the 8-bit video's are: flagged
+    # limited range, its blacks showed crushed and its whites clipped.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    gray = np.tile(np.linspace(0, 255, 64).round().astype(np.uint8), (48, 1))  # black to white
+    for n in range(1, 4):
+        media.make_photo(scans / f"scan_{n}.png", np.dstack([gray] * 3), "rgb24", "rgb24")
+    out = tmp_path / "film.mkv"
+    ten_bit = colorizer.reconfigured(codec="ffv1", pix_fmt="yuv420p10le", preset=None, saturation=0.0)
+    assert apply.colorize_file(ten_bit, scans, out, progress=False)["frames"] == 3
+    assert (video.probe(out).luma_bits, video.probe(out).full_range) == (10, True)
+    shown = np.stack([f.image for f in video.read_frames(out)]).astype(int)
+    assert np.abs(shown - gray[None, ..., None]).max() <= 1  # the 10-bit codes shown at 8 bits
 
 
 def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(colorizer, tmp_path, audio_only):
@@ -1173,6 +1253,18 @@ def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):
     assert "VideoWarning" not in result.output and "apply.py" not in result.output  # no source location
 
 
+
+def test_cli_says_a_videos_lost_transparency_in_one_line(model_path, tmp_path):
+    # Said from a thread pool's thread, it was put on the pool's line, and printed as Python prints warnings.
+    source = media.make_video(tmp_path / "clear.mov", codec="qtrle", pix_fmt="argb", frames=3, audio=False,
+                              corner_alpha=0)
+    result = _run_cli(source, tmp_path / "clear.mp4", "--model", model_path, "--batch-size", BATCH,
+                      "--preset", "ultrafast", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("warning: clear.mov has transparency") for line in result.output.splitlines())
+    assert "thread.py" not in result.output and "VideoWarning" not in result.output
+
+
 def test_no_default_model_is_a_clear_error(monkeypatch):
     from framecolor import modelfile
 
@@ -1218,6 +1310,33 @@ def test_subsampled_chroma_matches_the_full_resolution_chroma_averaged(block):
     for sub, full in ((u_sub, u_full), (v_sub, v_full)):
         averaged = np.asarray(full, float).reshape(2, 8 // rows, rows, 8 // cols, cols).mean(axis=(2, 4))
         np.testing.assert_allclose(np.asarray(sub, float), averaged, atol=1.01)
+
+
+
+def test_an_excerpt_of_still_images_only_is_refused(model_path, clip, tmp_path):
+    # Ignored without a word, while --fps for a video is refused; where
+    # videos are among the inputs, it is theirs, and the images are colored whole.
+    photo, other = media.make_images(tmp_path, 2, size=(64, 48))
+    for inputs, said in (([photo, tmp_path / "color.png"], f"{photo} is a still image"),
+                         ([photo, other, "--out-dir", tmp_path / "out"], "every input is a still image")):
+        for option in ("--start", "--duration"):
+            result = _run_cli(*inputs, "--model", model_path, option, "1", "--quiet")
+            assert result.exit_code == 1 and result.output == (
+                f"error: --start and --duration pick a part of a video; {said}\n"), result.output
+    assert not (tmp_path / "color.png").exists() and not (tmp_path / "out").exists()
+    result = _run_cli(photo, clip, "--out-dir", tmp_path / "mixed", "--model", model_path, "--batch-size", BATCH,
+                      "--preset", "ultrafast", "--duration", "0.2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert video.probe(tmp_path / "mixed" / "clip.mp4").frame_count == 6 and (tmp_path / "mixed" / photo.name).exists()
+
+
+def test_a_sign_inside_a_time_is_not_a_time():
+    from framecolor.cli.apply import _seconds
+
+    assert (_seconds("-5"), _seconds("-1:30")) == (-5.0, -90.0)  # said as such by the excerpt's check
+    for bad in ("1:-30", "--5", "0:+30", "1:30:-5"):
+        with pytest.raises(typer.BadParameter, match="is not a time"):
+            _seconds(bad)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -39,7 +39,8 @@ def _seconds(text: str) -> float:
     sign = -1.0 if text.startswith("-") else 1.0  # said as such by the excerpt's check, not read as +1 s
     parts = text.removeprefix("-").split(":")
     try:
-        if len(parts) > 3 or any(not part for part in parts):
+        # A sign is the whole time's only: '1:-30' is not 30 s, nor '--5' 5 s.
+        if len(parts) > 3 or any(not part or part[0] in "+-" for part in parts):
             raise ValueError(text)
         seconds = 0.0
         for part in parts:
@@ -122,6 +123,10 @@ def apply(
         if value is not None and (batch or not jobs[0].source.is_dir()):
             raise InputError(f"{option} of a video made from a folder of numbered photos "
                              "(framecolor apply scans/ film.mp4 --fps 24); videos keep their own")
+    # Where videos are among the inputs, their excerpt is taken and the images' is no matter.
+    if excerpt is not None and all(video.is_image_path(job.source) and not job.source.is_dir() for job in jobs):
+        still = jobs[0].source if len(jobs) == 1 else "every input"
+        raise InputError(f"--start and --duration pick a part of a video; {still} is a still image")
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
         if skip_existing and job.output.exists():
