@@ -44,6 +44,15 @@ def test_info_video_table_and_json(clip):
     assert data["fps"] == "30000/1001" and len(data["audio"]) == 1
 
 
+@pytest.mark.parametrize("seconds, clock", [(5.28, "0:00:05.280"), (3725.5, "1:02:05.500"),
+                                             (59.9996, "0:01:00.000"), (3599.9997, "1:00:00.000")])
+def test_info_says_a_duration_as_a_clock_that_carries(seconds, clock):
+    # Rounded after the split, 59.9996 s read 0:00:60.000.
+    from framecolor.video.describing import _format_seconds
+
+    assert _format_seconds(seconds) == clock
+
+
 def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
     # Not a one-frame video at 25 frames/s: its size, depth and transparency.
     deep = np.random.default_rng(0).integers(0, 65536, (30, 40, 4), dtype=np.uint16)
@@ -249,6 +258,30 @@ def _native_call_lasting(seconds: float):
     hashlib.pbkdf2_hmac("sha256", b"x", b"y", 20_000)
     rounds = int(20_000 * seconds / max(time.perf_counter() - started, 1e-4))
     return lambda: hashlib.pbkdf2_hmac("sha256", b"x", b"y", rounds)
+
+
+def test_a_stop_is_not_raised_inside_a_threads_join():
+    # Raised there, Python 3.11 took a running thread for finished, and apply
+    # closed its writer under the encode thread: Ctrl-C near a video's end
+    # ended in a segfault (exit 139) instead of "error: interrupted".
+    from framecolor.cli import common
+
+    release, seen = threading.Event(), []
+    worker = threading.Thread(target=release.wait)
+
+    def handler(signum, frame):
+        seen.append(common._unsafe_to_raise(frame))
+        release.set()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        worker.start()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        worker.join()  # the signal arrives while the main thread waits here
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert seen == [True]
+    assert common._unsafe_to_raise(sys._getframe()) is False  # elsewhere it is raised at once
 
 
 def test_a_stop_that_waits_for_a_native_call_says_so_at_once(monkeypatch):

@@ -110,12 +110,17 @@ def _unsafe_to_raise(frame) -> bool:
     Ctrl-C while JAX loaded was sometimes lost to it, the command going on to
     the end. Raised inside an import, it can leave an extension module half
     made: numpy or jaxlib then failed with an ImportError traceback, the
-    process aborted, or the interrupt vanished.
+    process aborted, or the interrupt vanished. Raised inside Thread.join,
+    Python 3.11 takes the thread for finished while it runs on (its handling
+    of bpo-45274 releases the lock the thread still holds): apply then closed
+    the writer under its encode thread, and the process died of a segfault.
     """
     callbacks = {getattr(c, "__code__", None) for c in gc.callbacks}
     while frame is not None:
         code = frame.f_code
         if code in callbacks or code.co_name == "__del__" or code.co_filename.startswith("<frozen importlib"):
+            return True
+        if code.co_name == "join" and code.co_filename == threading.__file__:
             return True
         frame = frame.f_back
     return False

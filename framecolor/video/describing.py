@@ -11,9 +11,11 @@ from framecolor.video.probing import StreamInfo, VideoInfo
 
 
 def _format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60.0)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+    # Rounded to the millisecond before the split: 59.9996 s read 0:00:60.000.
+    millis = round(seconds * 1000)
+    minutes, millis = divmod(millis, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{millis // 1000:02d}.{millis % 1000:03d}"
 
 
 def _format_rate(fps: Fraction) -> str:
