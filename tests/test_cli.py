@@ -284,6 +284,24 @@ def test_a_stop_is_not_raised_inside_a_threads_join():
     assert common._unsafe_to_raise(sys._getframe()) is False  # elsewhere it is raised at once
 
 
+def test_a_stop_put_off_is_sent_again_only_to_the_handler_that_put_it_off():
+    # Put off in the command's last join, it came again after the command had
+    # restored Python's handler: a KeyboardInterrupt in a gc callback, or at exit.
+    from framecolor.cli import common
+
+    got = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+    try:
+        common._ask_again(signal.SIGUSR1, handler=lambda signum, frame: None)  # no longer installed
+        time.sleep(0.05)
+        assert got == []
+        common._ask_again(signal.SIGUSR1, handler=signal.getsignal(signal.SIGUSR1))
+        time.sleep(0.05)
+        assert got == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_a_stop_that_waits_for_a_native_call_says_so_at_once(monkeypatch):
     # Python's handler runs only once the call returns: a Ctrl-C during a
     # first compile met a minute of silence.

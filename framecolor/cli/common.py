@@ -85,7 +85,7 @@ def terminate_as_interrupt():
     def handler(signum, frame):
         if _unsafe_to_raise(frame):
             # Ask again once that has returned: see _unsafe_to_raise.
-            again = threading.Timer(_SIGNAL_RETRY_S, os.kill, (os.getpid(), signum))
+            again = threading.Timer(_SIGNAL_RETRY_S, _ask_again, (signum, handler))
             again.daemon = True
             again.start()
             return
@@ -100,6 +100,15 @@ def _say_stop_waits() -> None:
 
 
 _SIGNAL_RETRY_S = 0.01
+
+
+def _ask_again(signum: int, handler) -> None:
+    """Send `signum` again where `handler` still hears it. Once the command is
+    over (a stop put off in its last join), Python's own handler would raise
+    it anywhere, a garbage-collection callback included, after the command
+    had finished or cleaned up."""
+    if signal.getsignal(signum) is handler:
+        os.kill(os.getpid(), signum)
 
 
 def _unsafe_to_raise(frame) -> bool:
