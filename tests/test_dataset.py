@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framecolor import dataset, metrics
+from framecolor import dataset, metrics, video
 from framecolor.errors import InputError, TrainingError
 from tests import media
 
@@ -187,8 +187,12 @@ def test_a_film_with_a_damaged_scan_is_still_a_film_without_it(tmp_path, cache):
         media.make_photo(reel / f"reel_{i:04d}.png", media.frame_image(i, 64, 48), "rgb24", "rgb24")
     damaged = reel / "reel_0005.png"
     damaged.write_bytes(damaged.read_bytes()[:60])  # a scan cut short
+    headers = video.photos._file_header_facts
+    headers.cache_clear()
     with pytest.warns(UserWarning, match=r"left out 1 frame\(s\) of .*reel that could not be read .*reel_0005.png"):
         frameset = dataset.load_frames([reel], size=SIZE, frames_per_video=10, dedup_threshold=0.0, cache_dir=cache)
+    # Each scan's header read once, though looked at three times (FFmpeg decodes a whole DPX for it).
+    assert headers.cache_info().misses == 20
     assert [(s.kind, s.count) for s in frameset.sources] == [("film", 10)]
     train_idx, val_idx = dataset.split(frameset, 0.2)
     assert val_idx.tolist() == [8, 9]  # the reel's end, as for a whole one
