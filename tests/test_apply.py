@@ -1334,7 +1334,7 @@ def test_a_sign_inside_a_time_is_not_a_time():
     from framecolor.cli.apply import _seconds
 
     assert (_seconds("-5"), _seconds("-1:30")) == (-5.0, -90.0)  # said as such by the excerpt's check
-    for bad in ("1:-30", "--5", "0:+30", "1:30:-5"):
+    for bad in ("1:-30", "--5", "0:+30", "1:30:-5", "1: -30", "1e3", "inf"):
         with pytest.raises(typer.BadParameter, match="is not a time"):
             _seconds(bad)
 

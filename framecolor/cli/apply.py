@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import re
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -38,19 +38,15 @@ def _seconds(text: str) -> float:
     text = text.strip()
     sign = -1.0 if text.startswith("-") else 1.0  # said as such by the excerpt's check, not read as +1 s
     parts = text.removeprefix("-").split(":")
-    try:
-        # A sign is the whole time's only: '1:-30' is not 30 s, nor '--5' 5 s.
-        if len(parts) > 3 or any(not part or part[0] in "+-" for part in parts):
-            raise ValueError(text)
-        seconds = 0.0
-        for part in parts:
-            value = float(part)
-            if not math.isfinite(value):
-                raise ValueError(text)
-            seconds = seconds * 60 + value
-        return sign * seconds
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a time: give seconds or [HH:]MM:SS[.mmm]") from None
+    # Digits and a decimal point only: float() also takes signs, spaces,
+    # exponents and 'inf', so '1:-30' and '1: -30' read as 30 s. A sign is
+    # the whole time's only.
+    if len(parts) > 3 or not all(re.fullmatch(r"\d+(\.\d*)?|\.\d+", part) for part in parts):
+        raise typer.BadParameter(f"{text!r} is not a time: give seconds or [HH:]MM:SS[.mmm]")
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + float(part)
+    return sign * seconds
 
 
 def apply(
