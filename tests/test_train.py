@@ -623,6 +623,24 @@ def test_cli_train_command(workdir, clip, cache, monkeypatch):
     assert result.exit_code == 1 and "--init" in result.output
 
 
+def test_cli_fine_tunes_at_a_gentler_rate_unless_told(workdir, clip, monkeypatch):
+    # At the from-scratch rate, fine-tuning the default on two clips threw its
+    # validation loss up 60-fold by the third epoch.
+    import typer
+    from typer.testing import CliRunner
+
+    from framecolor.cli.train import register
+
+    rates = []
+    monkeypatch.setattr(train, "train", lambda inputs, out, config, **kwargs: rates.append(config.lr))
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    for extra in (["--init", "default"], ["--init", "default", "--lr", "0.01"], []):
+        CliRunner().invoke(app, ["train", str(clip), "--out", str(workdir / "lr_choice"), *extra])
+    assert rates == [train.FINE_TUNE_LR, 0.01, train.TrainConfig().lr]
+
+
 def test_cli_train_stopped_by_sigterm_exits_143(workdir, clip, cache, monkeypatch):
     # A scheduler's time limit saves and stops the run as Ctrl-C does, but
     # train exited 130 for it, where every command exits 143 after SIGTERM.

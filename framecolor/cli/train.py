@@ -33,7 +33,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default: 20)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per step, all devices (default: 16)."),
     size: Optional[int] = typer.Option(None, "--size", help="Training crop side in pixels, at least 75 (default: 224)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: 1e-3; with --init, 1e-4)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="mse, huber or l1, for the regress head (default: mse)."),
     head: Optional[str] = typer.Option(
         None, "--head", help="regress (ab by --loss) or bins (classification over ab bins: more vivid) (default: regress)."
@@ -88,7 +88,8 @@ def train(
         "head": head,
         "batch_size": batch_size,
         "size": size,
-        "lr": lr,
+        # A new run from trained weights starts gentler (FINE_TUNE_LR); a resumed one goes on at its own.
+        "lr": lr if lr is not None or init is None or resume else training.FINE_TUNE_LR,
         "loss": loss,
         "mode": mode,
         "decoder": decoder,
