@@ -663,20 +663,29 @@ def test_numbered_photos_become_one_video_at_the_frame_rate_given(colorizer, tmp
 
 
 
-def test_a_ten_bit_video_made_from_photos_shows_their_gray(colorizer, tmp_path):
+@pytest.mark.parametrize("codec, pix_fmt, suffix, full_range, within", [
+    ("ffv1", "yuv420p10le", ".mkv", True, 1),
+    # ProRes has no range flag (video range by definition): its codes go limited.
+    ("prores_ks", "yuv422p10le", ".mov", False, 2),
+])
+def test_a_ten_bit_video_made_from_photos_shows_their_gray(colorizer, tmp_path, codec, pix_fmt, suffix, full_range,
+                                                           within):
     # Its 10-bit codes are full range, as the 8-bit video's are: flagged
-    # limited range, its blacks showed crushed and its whites clipped.
+    # limited range, its blacks showed crushed and its whites clipped. So did
+    # ProRes's, flagged full range, which FFmpeg's decoder reads as limited.
     scans = tmp_path / "scans"
     scans.mkdir()
     gray = np.tile(np.linspace(0, 255, 64).round().astype(np.uint8), (48, 1))  # black to white
     for n in range(1, 4):
         media.make_photo(scans / f"scan_{n}.png", np.dstack([gray] * 3), "rgb24", "rgb24")
-    out = tmp_path / "film.mkv"
-    ten_bit = colorizer.reconfigured(codec="ffv1", pix_fmt="yuv420p10le", preset=None, saturation=0.0)
-    assert apply.colorize_file(ten_bit, scans, out, progress=False)["frames"] == 3
-    assert (video.probe(out).luma_bits, video.probe(out).full_range) == (10, True)
+    out = tmp_path / f"film{suffix}"
+    ten_bit = colorizer.reconfigured(codec=codec, pix_fmt=pix_fmt, preset=None, saturation=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", video.VideoWarning)  # ProRes's re-coded luma, said
+        assert apply.colorize_file(ten_bit, scans, out, progress=False)["frames"] == 3
+    assert (video.probe(out).luma_bits, video.probe(out).full_range) == (10, full_range)
     shown = np.stack([f.image for f in video.read_frames(out)]).astype(int)
-    assert np.abs(shown - gray[None, ..., None]).max() <= 1  # the 10-bit codes shown at 8 bits
+    assert np.abs(shown - gray[None, ..., None]).max() <= within  # the 10-bit codes shown at 8 bits; ProRes is lossy
 
 
 def test_a_video_made_from_photos_takes_its_soundtrack_from_a_sound_file(colorizer, tmp_path, audio_only):

@@ -33,6 +33,10 @@ FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # MJPEG refuses limited-range yuv* ("non-standard") and a player would show
 # limited codes in it washed out. A limited source's luma goes full range for them.
 FULL_RANGE_ONLY = frozenset({"mjpeg"})
+# And the reverse: ProRes has no range flag in its frames, video range by
+# definition, so FFmpeg decodes any ProRes as limited range: full-range codes
+# written into one showed with crushed blacks and clipped whites.
+LIMITED_RANGE_ONLY = frozenset({"prores", "prores_aw", "prores_ks"})
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
 # Each constant-quality encoder's scale; x264 and x265 clamp a crf above it

@@ -25,6 +25,7 @@ from framecolor.video.encoding import (
     DEFAULT_ENCODER,
     FULL_RANGE,
     FULL_RANGE_ONLY,
+    LIMITED_RANGE_ONLY,
     _encoder,
     _open_encoder,
     cannot_encode,
@@ -78,6 +79,14 @@ _COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
 def _limited_to_full_luma() -> np.ndarray:
     """8-bit limited-range luma codes (16-235) -> full-range ones (0-255), as a lookup table."""
     return np.clip(np.round((np.arange(256) - 16) * (255 / 219)), 0, 255).astype(np.uint8)
+
+
+def _full_to_limited_luma(dtype) -> np.ndarray:
+    """Full-range luma codes (0-255, or 0-1023 in uint16) -> limited-range ones
+    (16-235, or 64-940), as a lookup table: the same gray, every code apart."""
+    top = 255 if np.dtype(dtype) == np.uint8 else 1023
+    scale = 1 if top == 255 else 4
+    return np.round(16 * scale + np.arange(top + 1) * (219 * scale / top)).astype(dtype)
 
 
 class _FieldMarker:
@@ -163,6 +172,7 @@ class VideoWriter:
         # The output's range: the source's, or full where the encoder codes no other.
         self.full_range = full_range or (pix_fmt or "").startswith("yuvj")
         self.expands_luma = False  # re-codes a limited-range luma full range (FULL_RANGE_ONLY)
+        self.squeezes_luma = False  # re-codes a full-range luma limited range (LIMITED_RANGE_ONLY)
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
         self._field_order = field_order
         self._fields = None  # marks each frame's field order for the encoder, where it codes fields
@@ -214,6 +224,11 @@ class VideoWriter:
                 self.full_range = True
                 warnings.warn(f"{self.codec} codes full range only: {self.path}'s luma is re-coded from "
                               "16-235 to 0-255, the same picture in other codes", VideoWarning, stacklevel=3)
+            self.squeezes_luma = self.full_range and self.codec in LIMITED_RANGE_ONLY
+            if self.squeezes_luma:
+                self.full_range = False
+                warnings.warn(f"{self.codec} codes limited range only: {self.path}'s luma is re-coded from "
+                              "0-255 to 16-235, the same picture in other codes", VideoWarning, stacklevel=3)
             pix_fmt = pix_fmt or default_pix_fmt(self.codec)
             self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
             if not self._holds_video(self.codec):
@@ -446,7 +461,8 @@ class VideoWriter:
         uint8, or uint16 10-bit codes for a 10-bit writer: `.sample_dtype`), as write_rgb.
 
         No colour conversion happens, so the encoder sees exactly these Y codes
-        (but for `.expands_luma`: limited-range codes re-coded full range).
+        (but for `.expands_luma`: limited-range codes re-coded full range;
+        `.squeezes_luma`: full-range codes re-coded limited range).
         """
         if self.pix_fmt not in _WRITE_YUV_FORMATS:
             raise ValueError(f"write_yuv needs a yuv420p, yuv422p or yuv444p (or 10-bit) writer, "
@@ -461,6 +477,8 @@ class VideoWriter:
             # Straight into the frame's own buffer: no staging copy.
             if index == 0 and self.expands_luma:
                 np.take(_limited_to_full_luma(), data, out=_plane_view(plane, dtype))
+            elif index == 0 and self.squeezes_luma:
+                np.take(_full_to_limited_luma(dtype), data, out=_plane_view(plane, dtype))
             else:
                 _plane_view(plane, dtype)[:] = data
         with _write_errors(self.path):
