@@ -81,6 +81,7 @@ def _limited_to_full_luma() -> np.ndarray:
     return np.clip(np.round((np.arange(256) - 16) * (255 / 219)), 0, 255).astype(np.uint8)
 
 
+@functools.cache
 def _full_to_limited_luma(dtype) -> np.ndarray:
     """Full-range luma codes (0-255, or 0-1023 in uint16) -> limited-range ones
     (16-235, or 64-940), as a lookup table: the same gray, every code apart."""
