@@ -6,7 +6,10 @@ input itself), so a number is always read against "no color at all".
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -18,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from framecolor import metrics, video
-from framecolor.atomic import write_atomic
+from framecolor.atomic import temp_path, write_atomic
 from framecolor.errors import InputError
 
 STRIP_POSITIONS = (0.1, 0.5, 0.9)  # where in each clip the side-by-side strips are taken
@@ -71,12 +74,17 @@ def _rgb(path, **kw):
     return (f.image for f in video.read_frames(path, **kw))
 
 
+def _gray_size(gray_path) -> tuple[int, int]:
+    """The gray clip's (upright) (width, height), which the truth is read at:
+    the same pictures, unless the truth changes size mid-way and the gray
+    clip was scaled to one (a tile of another size could not sit beside it)."""
+    height, width = next(_rgb(gray_path, max_frames=1)).shape[:2]
+    return width, height
+
+
 def score_clip(truth_path, gray_path, output_path, *, start, max_frames, deltas) -> dict:
     """Per-clip figures for the output and the gray baseline against the truth."""
-    # The truth at the gray clip's (upright) size: the same pictures, unless
-    # the truth changes size mid-way and the gray clip was scaled to one.
-    height, width = next(_rgb(gray_path, max_frames=1)).shape[:2]
-    read = dict(start=start, max_frames=max_frames, size=(width, height))
+    read = dict(start=start, max_frames=max_frames, size=_gray_size(gray_path))
     psnr = {"model": [], "gray": []}
     ssim = {"model": [], "gray": []}
     cf = {"model": [], "gray": [], "truth": []}
@@ -118,7 +126,7 @@ def write_strip(path, truth_path, gray_path, output_path, *, start, frames: int)
     """One PNG: a row of gray | output | truth at each of STRIP_POSITIONS."""
     wanted = sorted({min(frames - 1, int(p * frames)) for p in STRIP_POSITIONS})
     rows = []
-    streams = zip(_rgb(truth_path, start=start), _rgb(gray_path), _rgb(output_path))
+    streams = zip(_rgb(truth_path, start=start, size=_gray_size(gray_path)), _rgb(gray_path), _rgb(output_path))
     for index, (truth, gray, out) in enumerate(streams):
         if index in wanted:
             rows.append(np.concatenate([gray, out, truth], axis=1))
@@ -172,52 +180,87 @@ def strip_names(clips: Sequence[Path]) -> list[str]:
 
 
 def _overall(clips: list[dict]) -> dict:
-    """Means over clips, weighting each clip equally (CDC is a per-clip figure)."""
-    overall = {}
-    for name in ("model", "gray", "truth"):
-        keys = clips[0][name].keys()
-        overall[name] = {k: float(np.mean([c[name][k] for c in clips])) for k in keys}
-    overall["luma_error"] = {
-        "mean_abs": float(np.mean([c["luma_error"]["mean_abs"] for c in clips])),
-        "p999": float(np.max([c["luma_error"]["p999"] for c in clips])),
-    }
-    return overall
+    """Means over clips, weighting each clip equally (CDC is a per-clip figure),
+    the luma error's p99.9 too: the table says "mean over clips" of every figure."""
+    return {name: {k: float(np.mean([c[name][k] for c in clips])) for k in clips[0][name]}
+            for name in ("model", "gray", "truth", "luma_error")}
 
 
-def _check_has_color(clip: Path, info, start) -> None:
-    """eval scores a colorization against the clip's own colors: a black-and-white
-    clip has none, and its scores (a colorfulness ratio over zero) would mean nothing."""
-    every = max(1, info.frame_count // 8)
-    frames = video.read_frames(clip, short_side=64, every=every, start=start)
-    seen = 0
-
-    def images():
-        nonlocal seen
-        for frame in frames:
-            seen += 1
-            yield frame.image
-
+def _has_color(clip: Path, info, start, max_frames) -> bool:
+    """Whether any of about 8 frames sampled evenly from those that will be scored (from
+    `start`, at most `max_frames` of them: the ones after are never compared) has color."""
+    scored = info.frame_count  # an estimate where not exact: it only spaces the samples
+    if start is not None and info.duration > 0:
+        scored = math.ceil(scored * (1 - start / info.duration))
+    if max_frames is not None:
+        scored = min(scored, max_frames)
+    every = max(1, scored // 8)
+    # Samples 0, every, 2 * every, ... below max_frames (read_frames counts what it yields).
+    samples = None if max_frames is None else -(-max_frames // every)
+    frames = video.read_frames(clip, short_side=64, every=every, start=start, max_frames=samples)
     try:
-        colored = metrics.has_color(images())  # stops at the first frame with color
+        return metrics.has_color(frame.image for frame in frames)  # stops at the first frame with color
     finally:
         frames.close()
-    if not seen and start is not None:  # --train-split left nothing: that, not "no color", is the trouble
+
+
+def _check_has_color(clip: Path, info, start, max_frames) -> None:
+    """eval scores a colorization against the clip's own colors: black-and-white
+    frames have none, and their scores (a colorfulness ratio over zero) would mean nothing.
+
+    The frames that will be scored must have it: color past --max-frames
+    passed a clip whose scored frames had none (a ratio of 3e10), and a
+    sample of the whole clip refused one whose color was all in them."""
+    if _has_color(clip, info, start, max_frames):
+        return
+    part = start is not None or (max_frames is not None and max_frames < info.frame_count)
+    if part and _has_color(clip, info, None, None):  # a color clip all the same: say what to change
+        if start is None:
+            what, fix = f"its first {max_frames} frames", "raise --max-frames"
+        else:
+            what = f"{'its' if max_frames is None else max_frames} frames from {start:.2f} s"
+            fix = "lower --train-split" if max_frames is None else "raise --max-frames or lower --train-split"
+        raise InputError(f"{clip} has no color in {what}, the frames to be scored, only elsewhere: "
+                         f"nothing to score against ({fix})")
+    raise InputError(f"{clip} has no color to score against: eval takes color clips and makes them gray "
+                     "itself (to colorize a black-and-white video, use framecolor apply)")
+
+
+def _check_length(clip: Path, info, start) -> None:
+    """Refuse a clip too short to score (CDC needs frame pairs), before any work.
+
+    An exact frame count of the whole clip tells from probing. After
+    --train-split the count depends on the frames' timestamps, and an
+    estimated count may be wrong: there the frames tell, the first two from
+    `start` read as the gray copy will read them."""
+    # (--max-frames is at least 2, so only the clip itself can be too short.)
+    if start is None and info.frame_count_exact:
+        count = info.frame_count
+    else:
+        frames = video.read_frames(clip, format="luma", start=start, max_frames=2)
+        try:
+            count = sum(1 for _ in frames)
+        finally:
+            frames.close()
+    if not count and start is not None:  # --train-split left nothing: that, not "no color", is the trouble
         raise InputError(f"{clip}: no frames after --train-split (from {start:.2f} s of {info.duration:.2f} s); "
                          "lower --train-split")
-    if not colored:
-        raise InputError(f"{clip} has no color to score against: eval takes color clips and makes them gray "
-                         "itself (to colorize a black-and-white video, use framecolor apply)")
+    if count < 2:
+        after = "" if start is None else " (lower --train-split)"
+        raise InputError(f"{clip}: only {count} frame(s) to evaluate; need at least 2{after}")
 
 
-def _check_length(clip: Path, info, config: EvalConfig) -> None:
-    """Refuse a clip too short to score (CDC needs frame pairs), where probing can tell.
+def _check_size(clip: Path, info) -> None:
+    """Refuse a picture too small for SSIM's window before any work, not as it is scored.
 
-    Only an exact frame count of the whole clip tells: after --train-split the
-    count depends on the frames' timestamps, so evaluate checks the frames its
-    gray copy actually got as well."""
-    # (--max-frames is at least 2, so only the clip itself can be too short.)
-    if not config.train_split and info.frame_count_exact and info.frame_count < 2:
-        raise InputError(f"{clip}: only {info.frame_count} frame(s) to evaluate; need at least 2")
+    As eval reads it (upright, non-square pixels widened or narrowed, as
+    players show it): the gray copy has the clip's size and pixel shape."""
+    aspect = info.sample_aspect_ratio
+    width = max(1, round(info.width * aspect)) if aspect else info.width
+    width, height = (info.height, width) if info.rotation % 180 else (width, info.height)
+    if min(width, height) < metrics.SSIM_MIN_SIDE:
+        raise InputError(f"{clip} is {width}x{height}: SSIM, one of the scores, needs frames of at least "
+                         f"{metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE} pixels")
 
 
 def _check_clip(clip: Path, config: EvalConfig) -> float | None:
@@ -232,9 +275,68 @@ def _check_clip(clip: Path, config: EvalConfig) -> float | None:
                          "in sequence); to see a photo colorized, use apply")
     info = video.probe(clip)  # a missing file, or one that is not a video
     start = info.duration * config.train_split if config.train_split else None
-    _check_length(clip, info, config)  # first: a clip of no frames has "no color" too, misleadingly
-    _check_has_color(clip, info, start)
+    _check_size(clip, info)
+    _check_length(clip, info, start)  # before color: a clip of no frames has "no color" too, misleadingly
+    _check_has_color(clip, info, start, config.max_frames)
     return start
+
+
+def _folders_to_make(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what making it makes."""
+    folder = Path(os.path.abspath(folder))
+    return list(itertools.takewhile(lambda f: not f.exists(), (folder, *folder.parents)))
+
+
+@contextlib.contextmanager
+def _strips_on_success(folder):
+    """The folder made, and a function giving each strip the hidden name it is
+    written to: renamed to its own name once the `with` block ends without an
+    error, else removed, with the folders made for it. A clip refused as it is
+    scored, or Ctrl-C, leaves no strips behind, and what the folder held
+    before (strips of an earlier run included) is as it was."""
+    made = _folders_to_make(folder)
+    staged = {}  # each strip: the hidden name beside it (one folder, so the rename is atomic)
+
+    def stage(strip: Path) -> Path:
+        video.check_output_path(strip, overwrite=True)  # a folder of that name: said now, not at the rename
+        staged[strip] = temp_path(strip, keep_suffix=True)  # keeps .png, which names the format
+        return staged[strip]
+
+    try:
+        video.make_output_folder(folder)
+        yield stage
+        for strip, tmp in staged.items():
+            os.replace(tmp, strip)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        for made_folder in made:  # only where empty, so never a file that is not this run's
+            try:
+                made_folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+@contextlib.contextmanager
+def _said_of(clip: Path, copies: Sequence[Path]):
+    """Warnings said while eval's `copies` of `clip` are made, said of `clip`, each once.
+
+    The copies are files in a temporary folder the user never sees, and the
+    gray copy and the output are written alike: an odd size said "writing
+    /tmp/framecolor-eval-.../0-gray.mkv as yuv444p", then the same of 0-out.mkv."""
+    said = set()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:  # on an error too: a damaged clip's warning may say why
+        for w in caught:
+            text = str(w.message)
+            for copy in copies:
+                text = text.replace(str(copy), f"{clip}'s gray and colorized copies")
+            if text not in said:
+                said.add(text)
+                warnings.warn_explicit(text, w.category, w.filename, w.lineno)  # where it was said
 
 
 def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, strips_dir=None,
@@ -242,33 +344,40 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
     """Score `colorizer` on each color clip; returns {"clips": {...}, "overall": {...}}.
 
     Every clip is checked before any is colorized: a bad one is refused with
-    no work lost and no strips left behind."""
+    no work lost and no strips left behind. A clip refused as it is scored
+    (what no check could foresee) leaves no strips either: they land only
+    when every clip is scored."""
     from framecolor.apply import colorize_video
 
     config = config.validate()
     if not clips:
         raise InputError("no clips to evaluate")
-    # Keyed by clip, as the report is: a clip given twice is scored once.
-    starts = {clip: _check_clip(clip, config) for clip in map(Path, clips)}
-    if strips_dir is not None:  # after the clips: a refused eval leaves nothing behind, not even the folder
-        video.make_output_folder(strips_dir)
+    # Keyed by clip, as the report is: a clip given twice is scored once, under the
+    # first of its names (c.mp4 and /home/me/c.mp4 were scored twice, and counted twice overall).
+    named = {}
+    for clip in map(Path, clips):
+        named.setdefault(os.path.realpath(clip), clip)
+    starts = {clip: _check_clip(clip, config) for clip in named.values()}
     names = dict(zip(starts, strip_names(list(starts))))
     results = {}
-    with tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
+    # After the clips: a refused eval leaves nothing behind, not even the folder.
+    strips = contextlib.nullcontext() if strips_dir is None else _strips_on_success(strips_dir)
+    with strips as stage, tempfile.TemporaryDirectory(prefix="framecolor-eval-") as work:
         for i, (clip, start) in enumerate(starts.items()):
             gray, out = Path(work, f"{i}-gray.mkv"), Path(work, f"{i}-out.mkv")
-            frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
-            if frames < 2:  # what probing could not tell (after --train-split, or an estimated count)
-                raise InputError(f"{clip}: only {frames} frame(s) to evaluate; need at least 2")
-            colorize_video(colorizer, gray, out, progress=progress)
+            with _said_of(clip, (gray, out)):
+                frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
+                if frames < 2:  # what the checks could not foresee (a damaged clip decoding otherwise)
+                    raise InputError(f"{clip}: only {frames} frame(s) to evaluate; need at least 2")
+                colorize_video(colorizer, gray, out, progress=progress)
             with warnings.catch_warnings():
                 # The clip's damage was said as its gray copy was made; its later reads would say it again.
                 warnings.simplefilter("ignore", video.VideoWarning)
                 scores = score_clip(clip, gray, out, start=start, max_frames=config.max_frames,
                                     deltas=config.cdc_deltas)
-                if strips_dir is not None:
+                if stage is not None:
                     strip = Path(strips_dir, names[clip])
-                    write_strip(strip, clip, gray, out, start=start, frames=frames)
+                    write_strip(stage(strip), clip, gray, out, start=start, frames=frames)
                     scores["strip"] = str(strip)
             results[str(clip)] = scores
     return {"clips": results, "overall": _overall(list(results.values()))}

@@ -79,11 +79,15 @@ def mean_psnr(preds, truths) -> float:
     return float(np.mean([psnr(p, t) for p, t in _pairs(preds, truths)]))
 
 
+SSIM_MIN_SIDE = 7  # skimage's default window: eval refuses smaller clips before any work
+
+
 def ssim(pred, truth) -> float:
     """SSIM of two uint8 RGB frames (skimage's defaults: 7x7 uniform window, channels averaged)."""
     pred, truth = _pair(pred, truth)
-    if min(pred.shape[:2]) < 7:
-        raise InputError(f"SSIM needs frames of at least 7x7 pixels, got {pred.shape[1]}x{pred.shape[0]}")
+    if min(pred.shape[:2]) < SSIM_MIN_SIDE:
+        raise InputError(f"SSIM needs frames of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels, "
+                         f"got {pred.shape[1]}x{pred.shape[0]}")
     from skimage.metrics import structural_similarity  # scipy and scikit-image load in 0.3 s: only when used
 
     return float(structural_similarity(pred, truth, channel_axis=2, data_range=255))

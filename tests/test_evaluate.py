@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -116,6 +117,18 @@ def test_a_clip_that_changes_size_is_scored_at_one_size(colorizer, tmp_path):
     assert 0 < scores["gray"]["psnr"] < metrics.PSNR_CAP
 
 
+def test_a_clip_that_changes_size_gets_its_strip_at_one_size(tmp_path):
+    # The strip's truth tiles are read at the gray clip's size, as the scores'
+    # are: at the clip's own sizes they could not be set beside the gray ones.
+    clip = media.make_size_switching_ts(tmp_path / "capture.ts")
+    gray, strip = tmp_path / "gray.mkv", tmp_path / "strip.png"
+    with pytest.warns(video.VideoWarning, match="changes size"):
+        frames = evaluate.make_gray_clip(clip, gray)
+        evaluate.write_strip(strip, clip, gray, gray, start=None, frames=frames)  # the gray as the output
+    info = video.probe(clip)
+    assert video.read_image(strip).shape == (len(evaluate.STRIP_POSITIONS) * info.height, 3 * info.width, 3)
+
+
 def test_a_black_and_white_clip_is_refused_before_any_work(colorizer, tmp_path, monkeypatch):
     # Its "truth" has no color: the scores would compare with gray, and the
     # colorfulness ratio divide by zero. The user meant `framecolor apply`.
@@ -125,11 +138,39 @@ def test_a_black_and_white_clip_is_refused_before_any_work(colorizer, tmp_path, 
         evaluate.evaluate(colorizer, [bw])
 
 
+def test_a_clip_without_color_in_the_frames_to_be_scored_is_refused(tmp_path, monkeypatch):
+    # Color after --max-frames is never scored: the truth's colorfulness was 0,
+    # and the ratio 3.3e10. The clip is in color, so the fix is more frames, not apply.
+    clip = media.make_video(tmp_path / "late.mp4", frames=12, audio=False, colorless=range(6))
+    monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
+    with pytest.raises(InputError, match=r"late.mp4 has no color in its first 5 frames, the frames to be scored, "
+                                         r"only elsewhere: .*\(raise --max-frames\)"):
+        evaluate.evaluate(None, [clip], evaluate.EvalConfig(max_frames=5))
+
+
+def test_a_clip_with_color_only_in_the_frames_to_be_scored_is_taken(tmp_path):
+    # Sampled over all 24 frames (0, 3, 6, ...), the color of frames 1 and 2 was missed.
+    clip = media.make_video(tmp_path / "early.mp4", frames=24, audio=False, colorless=set(range(24)) - {1, 2})
+    assert evaluate._check_clip(clip, evaluate.EvalConfig(max_frames=3)) is None
+
+
+def test_a_train_split_that_leaves_one_frame_is_refused_before_any_work(colorizer, clip, tmp_path, monkeypatch):
+    # Found only once the gray copy was made, after the clips before it had
+    # been colorized and their strips written.
+    monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
+    strips = tmp_path / "strips"
+    with pytest.raises(InputError, match=r"clip.mp4: only 1 frame\(s\) to evaluate; need at least 2 "
+                                         r"\(lower --train-split\)"):
+        evaluate.evaluate(colorizer, [clip], evaluate.EvalConfig(train_split=0.9), strips_dir=strips)
+    assert not strips.exists()
+
+
 @pytest.mark.parametrize("bad, why", [
     ("missing.mp4", "no such file: .*missing.mp4"),
     ("bw.mp4", "bw.mp4 has no color to score against"),
     ("one.mp4", "one.mp4: only 1 frame\\(s\\) to evaluate; need at least 2"),
     ("photo.png", "photo.png is a photo: eval scores video clips .* use apply"),
+    ("tiny.mp4", "tiny.mp4 is 6x6: SSIM, one of the scores, needs frames of at least 7x7 pixels"),
 ])
 def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip, tmp_path, monkeypatch, bad, why):
     # A typo in the last of many clips must not cost the colorizing of the others.
@@ -139,12 +180,70 @@ def test_a_bad_clip_after_a_good_one_is_refused_before_any_work(colorizer, clip,
         media.make_video(tmp_path / bad, frames=1, audio=False)
     elif bad == "photo.png":
         media.make_images(tmp_path, 1)[0].rename(tmp_path / bad)
+    elif bad == "tiny.mp4":
+        media.make_video(tmp_path / bad, width=6, height=6, frames=4, audio=False)
     monkeypatch.setattr(evaluate, "make_gray_clip", lambda *a, **k: pytest.fail("made a gray clip"))
     monkeypatch.setattr(apply, "colorize_video", lambda *a, **k: pytest.fail("colorized"))
     strips = tmp_path / "strips"
     with pytest.raises(InputError, match=why):
         evaluate.evaluate(colorizer, [clip, tmp_path / bad], evaluate.EvalConfig(max_frames=4), strips_dir=strips)
     assert not strips.exists()  # no strip, nor even the folder for them
+
+
+def _copy_as_colorized(monkeypatch):
+    """colorize_video as a copy of the gray input: eval's own steps, with no model to compile."""
+    monkeypatch.setattr(apply, "colorize_video", lambda colorizer, gray, out, **kw: shutil.copy(gray, out))
+
+
+@pytest.mark.parametrize("folder", ["new/strips", "existing"])
+def test_a_clip_refused_as_it_is_scored_leaves_no_strips(clip, tmp_path, monkeypatch, folder):
+    # What no check foresees: the first clip's strip was left, and the folder
+    # made for it. Only this run's files go: what the folder held stays as it was.
+    _copy_as_colorized(monkeypatch)
+    second = Path(shutil.copy(clip, tmp_path / "second.mp4"))
+    scored = evaluate.score_clip
+
+    def score(truth, *args, **kwargs):
+        if Path(truth) == second:
+            raise InputError("refused as it is scored")
+        return scored(truth, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "score_clip", score)
+    strips = tmp_path / folder
+    if folder == "existing":
+        strips.mkdir()
+        (strips / "clip.png").write_bytes(b"an earlier run's strip")
+        (strips / "notes.txt").write_text("the user's")
+    with pytest.raises(InputError, match="refused as it is scored"):
+        evaluate.evaluate(None, [clip, second], evaluate.EvalConfig(max_frames=4), strips_dir=strips)
+    if folder == "existing":
+        assert sorted(p.name for p in strips.iterdir()) == ["clip.png", "notes.txt"]
+        assert (strips / "clip.png").read_bytes() == b"an earlier run's strip"
+    else:
+        assert list(tmp_path.iterdir()) == [second]  # neither strips/ nor new/
+
+
+def test_a_clip_given_under_two_names_is_scored_once(clip, tmp_path, monkeypatch):
+    # c.mp4 and /home/me/c.mp4 were scored twice, and counted twice in the overall figures.
+    _copy_as_colorized(monkeypatch)
+    monkeypatch.chdir(clip.parent)
+    strips = tmp_path / "strips"
+    result = evaluate.evaluate(None, [Path(clip.name), clip, Path(".", clip.name)], evaluate.EvalConfig(max_frames=4),
+                               strips_dir=strips)
+    assert list(result["clips"]) == [clip.name]  # under the name given first
+    assert [p.name for p in strips.iterdir()] == ["clip.png"]
+
+
+def test_warnings_of_eval_s_own_copies_name_the_clip_once(colorizer, tmp_path):
+    # The gray input and the output, both files in eval's temporary folder,
+    # were named instead of the clip, one warning each.
+    odd = media.make_video(tmp_path / "odd.mkv", width=65, height=49, pix_fmt="yuv444p", frames=4, audio=False)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        evaluate.evaluate(colorizer, [odd])
+    assert [str(w.message) for w in said if "is odd" in str(w.message)] == [
+        f"65x49 is odd, which yuv420p cannot hold: writing {odd}'s gray and colorized copies as yuv444p"]
+    assert not [w for w in said if "framecolor-eval-" in str(w.message)]
 
 
 def test_clips_of_the_same_name_get_their_own_strips_and_labels(colorizer, tmp_path):
@@ -164,6 +263,17 @@ def test_clips_of_the_same_name_get_their_own_strips_and_labels(colorizer, tmp_p
         assert np.abs(image[:h, 2 * w:].astype(int) - truth).mean() < 1
     labels = [label for label, _ in evaluate.report_rows(result) if not label.startswith(" ")]
     assert labels == [str(Path("d1", "c.mp4")), str(Path("d2", "c.mp4")), "overall"]
+
+
+def test_the_overall_luma_p999_is_a_mean_over_clips_as_the_table_says():
+    # It was the largest clip's, under the table's "mean over clips".
+    def scores(p999):
+        figures = dict(psnr=20.0, ssim=0.9, colorfulness=1.0, colorfulness_abs=1.0, colorfulness_ratio=1.0, cdc=0.01)
+        return dict(model=figures, gray=figures, truth=dict(colorfulness=1.0, colorfulness_abs=1.0, cdc=0.01),
+                    luma_error=dict(mean_abs=p999 / 10, p999=p999))
+
+    overall = evaluate._overall([scores(0.0), scores(9.0)])
+    assert overall["luma_error"] == pytest.approx({"mean_abs": 0.45, "p999": 4.5})
 
 
 def test_strip_names_keep_the_stem_and_tell_same_named_clips_apart(tmp_path):
@@ -206,6 +316,16 @@ def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_
                         ("/proc/strips", "cannot write /proc/strips: No such file or directory")):
         bad_strips = _run_cli("eval", clip, "--model", model_path, "--strips", strips, "-q")
         assert bad_strips.exit_code == 1 and bad_strips.output == f"error: {why}\n"
+
+
+def test_cli_refuses_one_path_for_the_json_report_and_the_strips(model_path, clip, tmp_path, monkeypatch):
+    # The strips took the name, and the report failed on it with a traceback after all the work.
+    monkeypatch.chdir(tmp_path)
+    result = _run_cli("eval", clip, "--model", model_path, "--json", "same", "--strips", tmp_path / "same", "-q",
+                      "--max-frames", 2)
+    assert result.exit_code == 1
+    assert result.output == "error: --json same is the --strips folder: give the report a file name of its own\n"
+    assert not (tmp_path / "same").exists()
 
 
 def test_a_damaged_clip_is_said_to_be_once(colorizer, truncated_clip, tmp_path):

@@ -30,16 +30,21 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Colorize gray versions of color clips and report PSNR, SSIM, colorfulness, CDC and luma error."""
+    import os
     from dataclasses import replace
 
     from framecolor import allocator
     from framecolor import apply as pipeline
     from framecolor import evaluate as ev
     from framecolor import video
+    from framecolor.errors import OutputError
 
     allocator.reuse_freed_memory()  # runs apply's pipeline: the same gain (framecolor.allocator)
     if json_path is not None:
         video.check_output_path(json_path, inputs=clips, overwrite=True)
+        # Else the strips' folder took the name, and the report failed to take it after all the work.
+        if strips is not None and os.path.realpath(json_path) == os.path.realpath(strips):
+            raise OutputError(f"--json {json_path} is the --strips folder: give the report a file name of its own")
     config = ev.EvalConfig(train_split=train_split, max_frames=max_frames).validate()
     changes = {"render_size": render_size, "smoothing": 0.0 if no_smoothing else None, "temperature": temperature,
                "saturation": saturation}
