@@ -16,9 +16,14 @@
 # and is trained by these runs alone.
 #
 #   bash examples/train_default.sh [RUN_DIR] [extra options for both stages]
+# Extra options go to both stages, so they must be ones a fine-tuning run
+# takes too (--batch-size, --seed, --feed, --cache-dir, --quiet): stage 2
+# starts from stage 1's model, whose architecture options (--width,
+# --decoder, --mode, --head) it cannot change.
 # RUN_DIR/stage1 and RUN_DIR/stage2 are the two runs; RUN_DIR/stage2/model.fcm
 # is the model. Interrupted? Run it again: a finished stage is skipped, an
-# unfinished one continues where it stopped (--resume).
+# unfinished one continues where it stopped (--resume), at the learning rate
+# it had reached.
 set -euo pipefail
 DATA=${DATA:-$(dirname "$0")/../../shared/data}
 RUN=${1:-runs/default}
@@ -27,16 +32,19 @@ GENERAL=("$DATA/imagenet-samples" "$DATA/clips/bigbuckbunny.mp4" "$DATA/clips/ca
 SAME_ROOM=("$DATA"/clips/asl_{again,bird,book,brother,eat}.mkv)
 COMMON=(--batch-size 16 --frames-per-video 132 --val-fraction 0.1 --seed 0)
 
-stage() {  # stage OUT_DIR TRAIN_ARGS...: skip a finished run, resume an unfinished one
-  local out=$1; shift
-  [ -f "$out/model.fcm" ] && return
-  local resume=(); [ -f "$out/run.json" ] && resume=(--resume)
-  framecolor train "$@" --out "$out" "${resume[@]}"
+stage() {  # stage OUT_DIR LR TRAIN_ARGS...: skip a finished run, resume an unfinished one
+  local out=$1 lr=$2; shift 2
+  # model.fcm alone does not say finished: Ctrl-C and SIGTERM write it too (the best epoch so far).
+  [ -f "$out/finished" ] && return
+  # --lr given with --resume replaces the rate a plateau had lowered: only on a stage's first start.
+  local start=(--lr "$lr"); [ -f "$out/run.json" ] && start=(--resume)
+  framecolor train "$@" --out "$out" "${start[@]}"
+  touch "$out/finished"  # set -e: reached only when train exits 0
 }
 
-stage "$RUN/stage1" "${GENERAL[@]}" \
+stage "$RUN/stage1" 1e-3 "${GENERAL[@]}" \
   --decoder unet --mode lab --head regress --loss mse --width 0.25 --size 128 \
-  --lr 1e-3 --epochs 32 --patience 12 --plateau-patience 4 "${COMMON[@]}" "$@"
+  --epochs 32 --patience 12 --plateau-patience 4 "${COMMON[@]}" "$@"
 
-stage "$RUN/stage2" "${GENERAL[@]}" "${SAME_ROOM[@]}" \
-  --init "$RUN/stage1/model.fcm" --size 224 --lr 5e-4 --epochs 14 --patience 6 --plateau-patience 3 "${COMMON[@]}" "$@"
+stage "$RUN/stage2" 5e-4 "${GENERAL[@]}" "${SAME_ROOM[@]}" \
+  --init "$RUN/stage1/model.fcm" --size 224 --epochs 14 --patience 6 --plateau-patience 3 "${COMMON[@]}" "$@"

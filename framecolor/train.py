@@ -255,17 +255,28 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
     return frameset, train_idx, val_idx
 
 
-def _start_variables(model_config, seed, init, backbone_weights, size):
-    """Initial model variables: from --init, else fresh (+ ImageNet backbone weights)."""
+def _start_variables(model_config, seed, init, backbone, size):
+    """Initial model variables: from --init, else fresh (+ the loaded ImageNet backbone)."""
     if init is not None:
         return init.variables
     variables = fresh_variables(model_config, seed, size)
-    if backbone_weights:
+    if backbone is not None:
         from framecolor import weights
 
-        backbone = weights.load_inception_weights(backbone_weights)
         variables = weights.merge_backbone(variables, backbone)
     return variables
+
+
+def _load_backbone(path, model_config, size) -> dict:
+    """The ImageNet backbone from `path`, checked against the model's: a bad
+    file or a narrow model was said after the frames were decoded (minutes
+    for a film), leaving a run folder that was never trained."""
+    from framecolor import weights
+    from framecolor.models.colorizer import variable_shapes
+
+    backbone = weights.load_inception_weights(path)
+    weights.merge_backbone(variable_shapes(model_config, size), backbone)  # shapes only: no weights made
+    return backbone
 
 
 def train(
@@ -285,7 +296,7 @@ def train(
     """Train a colorizer on ``inputs`` (videos, images, image folders) into ``out_dir``.
 
     ``init`` is a model file (.fcm) to fine-tune; ``backbone_weights`` an
-    ImageNet Keras h5. ``resume`` continues the run in ``out_dir`` from its
+    ImageNet Keras h5, or "keras" for the copy Keras keeps. ``resume`` continues the run in ``out_dir`` from its
     last checkpoint, at the learning rate it had reached (a plateau may have
     lowered it) unless ``resume_lr`` (or a ``config.lr`` other than the run's
     first) replaces it. ``on_step(epoch, step_in_epoch, metrics)`` is called
@@ -299,11 +310,18 @@ def train(
 
     run_dir = Path(out_dir)
     rundir.check_outside_inputs(run_dir, inputs)
+    if backbone_weights is not None:  # "keras": the copy Keras keeps, its path recorded; a file is checked as loaded
+        from framecolor import weights
+
+        keras = str(backbone_weights) == weights.KERAS
+        backbone_weights = weights.weights_file(backbone_weights) if keras else Path(backbone_weights)
     saved = rundir.open_run(run_dir, resume)
     if saved is not None:
         rundir.check_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
         rundir.check_inputs(saved, inputs, run_dir)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
+    backbone = None if saved is not None or backbone_weights is None else \
+        _load_backbone(backbone_weights, model_config, config.size)
     frameset, train_idx, val_idx = _load_data(inputs, config, cache_dir, progress, saved, run_dir)
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -332,8 +350,9 @@ def train(
         if last is None:
             if saved is not None and saved.get("init"):  # killed before its first checkpoint
                 init_model = modelfile.load_model(saved["init"])
-            weights_path = saved.get("backbone_weights") if saved is not None else backbone_weights
-            variables = _start_variables(model_config, config.seed, init_model, weights_path, config.size)
+            if saved is not None and saved.get("backbone_weights"):  # killed before its first checkpoint
+                backbone = _load_backbone(saved["backbone_weights"], model_config, config.size)
+            variables = _start_variables(model_config, config.seed, init_model, backbone, config.size)
             state = init_state(variables, lr=config.lr, clip_norm=config.clip_norm, seed=config.seed, mesh=mesh)
             loop = LoopState(monitor=callbacks.Monitor(lr=config.lr))
         else:

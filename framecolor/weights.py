@@ -52,22 +52,34 @@ def backbone_shapes() -> dict:
     return jax.eval_shape(lambda x: InceptionV3().init(jax.random.PRNGKey(0), x, train=False), x)
 
 
-def load_inception_weights(path=None) -> dict:
-    """The backbone's {"params", "batch_stats"} (float32 NumPy) from the Keras HDF5 file.
+KERAS = "keras"  # --backbone-weights keras: the copy Keras itself keeps (default_keras_weights_path)
 
-    `path` defaults to `default_keras_weights_path()`. Raises ModelFileError
-    for a missing, unreadable, truncated or mismatched file.
-    """
-    if path is None:
+
+def weights_file(given=None) -> Path:
+    """The weights file `given` names: a path, or None or "keras" for Keras's own
+    copy, which is looked up, never downloaded. Raises ModelFileError where there is none."""
+    if given is None or str(given) == KERAS:
         path = default_keras_weights_path()
         if path is None:
             raise ModelFileError(
                 f"no ImageNet weights found: expected {FILENAME} in $KERAS_HOME/models or ~/.keras/models "
                 "(framecolor downloads nothing); pass its path"
             )
-    path = Path(path)
+        return path
+    path = Path(given)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such file; expected the Keras InceptionV3 weights ({FILENAME})")
+        raise ModelFileError(f"{path}: no such file; expected the Keras InceptionV3 weights ({FILENAME}), "
+                             f"or '{KERAS}' for the copy Keras keeps in ~/.keras/models")
+    return path
+
+
+def load_inception_weights(path=None) -> dict:
+    """The backbone's {"params", "batch_stats"} (float32 NumPy) from the Keras HDF5 file.
+
+    `path` as `weights_file` takes it (None: Keras's own copy). Raises
+    ModelFileError for a missing, unreadable, truncated or mismatched file.
+    """
+    path = weights_file(path)
     convs, bns = _read_layers(path)
     if len(convs) != NUM_CONV or len(bns) != NUM_CONV:
         raise ModelFileError(

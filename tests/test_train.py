@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from framecolor import modelfile, train
-from framecolor.errors import OutputError, TrainingError
+from framecolor.errors import ModelFileError, OutputError, TrainingError
 from tests import media
 
 CONFIG = dataclasses.replace(train.TINY_TRAIN, epochs=2, patience=0)
@@ -913,3 +913,29 @@ def test_two_devices_give_the_parameters_of_one(data_parallel_run):
     assert result["devices"] == 2
     assert result["moved"] > 1e-3  # two Adam steps of lr 1e-3 moved the parameters ...
     assert result["difference"] < 1e-6  # ... identically on one and on two devices
+
+
+@pytest.mark.parametrize("given, said", [
+    ("text.h5", "text.h5"),  # not HDF5
+    ("missing.h5", "missing.h5: no such file; expected the Keras InceptionV3 weights"),
+    ("keras", "no ImageNet weights found: expected inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 "
+              r"in \$KERAS_HOME/models or ~/.keras/models"),
+    ("keras-copy", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),  # Keras's copy found, and read
+])
+def test_backbone_weights_are_refused_before_the_frames_are_decoded(tmp_path, monkeypatch, given, said):
+    # A bad file was said after the frames were decoded (minutes for a film),
+    # and left a run folder; "keras" (Keras's own copy) was taken as a file name.
+    from framecolor import weights
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    (tmp_path / "text.h5").write_text("not hdf5\n")
+    if given == "keras-copy":
+        (tmp_path / "keras_home" / "models").mkdir(parents=True)
+        (tmp_path / "text.h5").rename(tmp_path / "keras_home" / "models" / weights.FILENAME)
+        given = "keras"
+    monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
+    with pytest.raises(ModelFileError, match=said):
+        train.train([tmp_path / "a.mp4"], tmp_path / "run", CONFIG, backbone_weights=tmp_path / given
+                    if given != "keras" else given, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -57,8 +57,10 @@ def train(
     init: Optional[str] = typer.Option(
         None, "--init", help="Fine-tune this model file (.fcm), a run folder's model, or 'default' for the shipped model."
     ),
-    backbone_weights: Optional[Path] = typer.Option(
-        None, "--backbone-weights", help="ImageNet InceptionV3 weights (Keras .h5) for the backbone."
+    backbone_weights: Optional[str] = typer.Option(
+        None, "--backbone-weights",
+        help="ImageNet InceptionV3 weights (Keras .h5) for the backbone, or 'keras' for the copy Keras keeps "
+             "in $KERAS_HOME/models or ~/.keras/models.",
     ),
     freeze_backbone_epochs: Optional[int] = typer.Option(
         None, "--freeze-backbone-epochs", help="Train only the decoder for the first N epochs (default: 0)."
