@@ -7,6 +7,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from fractions import Fraction
@@ -627,6 +629,19 @@ def test_round_trip_mkv_keeps_subtitles(mkv_subs, tmp_path):
     assert _packets(out, "audio") == _packets(mkv_subs, "audio")
 
 
+def test_an_mkv_keeps_the_pictures_times_beside_sound_primed_before_zero(clip, tmp_path):
+    # An MP4's AAC starts 21 ms before 0 s (its encoder's priming): Matroska's
+    # muxer moved every stream 21 ms later to start at 0, the picture off
+    # the source's times, which the README says an .mkv keeps.
+    assert _first_sound(clip) < 0
+    out = _copy_video(clip, tmp_path / "out.mkv")
+    ms = Fraction(1, 2000)  # half of MKV's 1/1000, to which its times are rounded
+    assert max(abs(a - b) for a, b in zip(_seconds(out), _seconds(clip), strict=True)) <= ms
+    sound, copied = _timed_packets(clip, "audio"), _timed_packets(out, "audio")
+    assert [data for data, _ in copied] == [data for data, _ in sound]
+    assert max(abs(a - b) for (_, a), (_, b) in zip(copied, sound)) <= ms
+
+
 def test_stream_the_container_cannot_hold_is_skipped(mkv_subs, tmp_path):
     for suffix in (".avi", ".ts"):  # a TS takes text subtitles, but no reader finds them again
         with pytest.warns(VideoWarning, match="skipping subtitle stream #1 \\(subrip\\)"):
@@ -899,6 +914,30 @@ def test_full_range_is_kept_as_a_yuvj_format_or_as_the_range_flag(tmp_path):
         # Read as full range: gray is the code itself (as limited range, code 16 would be 0).
         gray = next(read_frames(path, format="gray")).image.astype(int)
         assert np.abs(gray - y).max() <= 1
+
+
+def test_full_range_is_re_coded_limited_where_the_file_cannot_say_it_is_full(tmp_path):
+    """FFV1 in an AVI has no place for the range flag (nor MPEG-4 in an MP4,
+    and MPEG-2's decoder says limited whatever an MKV states): full-range
+    codes were written as they were and played as limited range, their
+    grays stretched, blacks and whites clipped. Re-coded limited range, as
+    for ProRes, they show the same gray."""
+    y = np.tile(np.linspace(0, 255, 64).round().astype(np.uint8), (48, 1))  # black to white
+    u = v = np.full((24, 32), 128, np.uint8)
+    path = tmp_path / "ffv1.avi"
+    with pytest.warns(VideoWarning, match=r"a .avi file of ffv1 video cannot tell players that it is full range: "
+                                          r".*ffv1.avi's luma is re-coded from 0-255 to 16-235"):
+        writer = VideoWriter(path, width=64, height=48, fps=25, time_base=Fraction(1, 25), codec="ffv1",
+                             full_range=True)
+    with writer:
+        assert (writer.full_range, writer.squeezes_luma) == (False, True)  # apply makes its chroma so
+        writer.write_yuv(y, u, v, 0)
+    assert not probe(path).full_range
+    np.testing.assert_array_equal(next(read_frames(path, format="luma")).image, np.round(16 + y * (219 / 255)))
+    assert np.abs(next(read_frames(path, format="gray")).image.astype(int) - y).max() <= 1
+    with pytest.warns(VideoWarning, match=r"a .mkv file of mpeg2video video cannot tell players"):
+        VideoWriter(tmp_path / "mpeg2.mkv", width=64, height=48, fps=25, time_base=Fraction(1, 25),
+                    codec="mpeg2video", full_range=True).discard()
 
 
 def test_four_two_two_planes_round_trip_at_an_odd_height(tmp_path):
@@ -1178,6 +1217,67 @@ def test_ten_bit_planes_round_trip(tmp_path):
     assert luma8.dtype == np.uint8 and np.abs(luma8.astype(int) - (y.astype(int) + 2) // 4).max() <= 1
 
 
+class _WithoutSwscale:
+    """A decoded frame that fails where swscale would convert it."""
+
+    def __init__(self, frame):
+        self._frame = frame
+
+    def __getattr__(self, name):
+        return getattr(self._frame, name)
+
+    def reformat(self, *args, **kwargs):
+        raise AssertionError("converted by swscale")
+
+
+def test_the_ten_bit_luma_of_an_8_bit_frame_is_its_codes_times_4_not_swscales(tmp_path):
+    """FFmpeg 8.1's swscale, in slice threads, left 8 samples of a slice's
+    first row mid-gray (512) in a third of the 10-bit luma it made of 4:4:4,
+    4:2:2 and 4:4:0 frames 321 (322, 641, ...) wide: dashes in a 10-bit output."""
+    rng = np.random.default_rng(0)
+    for pix_fmt, color_range in (("yuv444p", 1), ("yuv422p", 1), ("yuv440p", 0), ("yuv420p", 1),
+                                 ("yuv444p", 2), ("yuvj422p", 2), ("nv12", 2)):
+        frame = av.VideoFrame(321, 240, pix_fmt)
+        for plane in frame.planes:
+            np.frombuffer(plane, np.uint8)[:] = rng.integers(0, 256, plane.buffer_size, dtype=np.uint8)
+        frame.color_range = color_range
+        y = video.pixels._plane(frame, 0).astype(np.uint16)
+        # Full range's white is 1023: its top bits repeat below.
+        expected = y * 4 + (y >> 6 if color_range == 2 else 0)
+        ten = video.pixels._convert(_WithoutSwscale(frame), "luma10", None, None)
+        assert ten.dtype == np.uint16, pix_fmt
+        np.testing.assert_array_equal(ten, expected, err_msg=f"{pix_fmt} range {color_range}")
+    # Which is swscale's own mapping where it is right (one thread), on every
+    # code of both ranges (its scaler gives 4:4:4's full range times 4 only).
+    codes = np.arange(256, dtype=np.uint8)
+    for pix_fmt, color_range in (("yuv420p", 1), ("yuv420p", 2), ("yuvj420p", 2), ("yuv444p", 1), ("yuv422p", 1)):
+        frame = av.VideoFrame.from_ndarray(np.tile(codes, (6, 1)), format="gray").reformat(format=pix_fmt)
+        video.pixels._plane_view(frame.planes[0])[:] = codes
+        frame.color_range = color_range
+        by_swscale = video.pixels._plane(frame.reformat(format="yuv420p10le", threads=1), 0, np.uint16)
+        np.testing.assert_array_equal(video.pixels._convert(frame, "luma10", None, None), by_swscale,
+                                      err_msg=f"{pix_fmt} range {color_range}")
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv422p10le", "yuv444p10le"])
+def test_a_y4m_holds_ten_bit_frames(tmp_path, pix_fmt):
+    # FFmpeg's Y4M muxer writes a 10-bit format (C420p10) only where formats
+    # beyond the Y4M spec are allowed: the file failed with a traceback.
+    rng = np.random.default_rng(0)
+    out = tmp_path / "ten.y4m"
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), pix_fmt=pix_fmt) as w:
+        planes = [(rng.integers(64, 941, (48, 64), dtype=np.uint16),
+                   *(rng.integers(64, 961, w.chroma_shape, dtype=np.uint16) for _ in range(2))) for _ in range(3)]
+        for pts, (y, u, v) in enumerate(planes):
+            w.write_yuv(y, u, v, pts)
+    info = probe(out)
+    assert (info.pix_fmt, info.luma_bits, info.frame_count) == (pix_fmt, 10, 3)
+    got = list(read_frames(out, format="luma10"))
+    assert [f.pts for f in got] == [0, 1, 2]
+    for frame, (y, _, _) in zip(got, planes, strict=True):
+        np.testing.assert_array_equal(frame.image, y)  # raw frames: every code
+
+
 def test_writer_option_errors(tmp_path):
     with pytest.raises(OutputError, match="unknown video encoder"):
         VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), codec="nope")
@@ -1219,6 +1319,41 @@ def test_an_x265_encode_prints_nothing(clip, tmp_path, capfd):
     out = _copy_video(clip, tmp_path / "hevc.mkv", codec="libx265", copy_streams_from=None, preset="ultrafast", crf=30)
     assert probe(out).codec == "hevc"
     assert capfd.readouterr().err == ""
+
+
+def test_svt_av1_takes_crf_from_1():
+    # FFmpeg's libsvtav1 takes crf 0 as none given: --crf 0 encoded at crf 35.
+    with pytest.raises(OutputError, match=r"^libsvtav1 takes crf 1-63, not 0$"):
+        video.check_encoder("libsvtav1", crf=0)
+    assert video.encoder_options("libsvtav1", crf=1) == {"crf": "1"}
+
+
+def test_svt_av1_takes_its_presets(tmp_path):
+    # Its presets are 0 (slowest) to 13: "libsvtav1 has no presets" was said, and --preset ignored.
+    assert video.encoder_options("libsvtav1", crf=30, preset="4") == {"crf": "30", "preset": "4"}
+    for wrong in ("14", "-1", "fast"):
+        with pytest.raises(OutputError, match=rf"^libsvtav1 takes preset 0-13 \(slowest to fastest\), not '{wrong}'$"):
+            video.check_encoder("libsvtav1", preset=wrong)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)
+        VideoWriter(tmp_path / "av1.mkv", width=64, height=48, fps=25, time_base=Fraction(1, 25),
+                    codec="libsvtav1", crf=30, preset="12").discard()
+
+
+def test_an_svt_av1_encode_prints_nothing(tmp_path):
+    # SVT-AV1 writes its settings (25 lines for each encoder opened) to
+    # stderr itself, as x265 does, at a level read when the process opens
+    # its first one: in a process of its own, so that none opened before.
+    out = tmp_path / "av1.mkv"
+    script = ("import sys; from fractions import Fraction; import numpy as np; from framecolor.video import VideoWriter\n"
+              "with VideoWriter(sys.argv[1], width=64, height=48, fps=25, time_base=Fraction(1, 25), "
+              "codec='libsvtav1', crf=30) as w:\n"
+              "    w.write_rgb(np.zeros((48, 64, 3), np.uint8))")
+    env = {name: value for name, value in os.environ.items() if name != "SVT_LOG"}
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, env=env,
+                          check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert probe(out).codec == "av1"
 
 
 def _times(path) -> list[float]:

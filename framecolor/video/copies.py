@@ -71,7 +71,9 @@ def _name_channel_layout(copy) -> None:
 
 # Containers whose FFmpeg muxer stores no time before 0 but an audio track's
 # codec delay (Matroska's CodecDelay): the first packet that starts earlier
-# moves every stream later by its lead, the picture with them.
+# moves every stream later by its lead, the picture with them. (A .webm's
+# does; a .mkv is written with that shift off, writer._container_options,
+# and its excerpts still leave out the sound from before their start.)
 _NOTHING_BEFORE_ZERO = frozenset({"matroska", "webm"})
 
 

@@ -4,6 +4,7 @@ is decoded so that a typo costs nothing."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -40,10 +41,17 @@ LIMITED_RANGE_ONLY = frozenset({"prores", "prores_aw", "prores_ks"})
 # The deprecated full-range twins of yuv* formats; many encoders (x264, MJPEG) still want them.
 _JPEG_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj440p", "yuvj444p"})
 # Each constant-quality encoder's scale; x264 and x265 clamp a crf above it
-# without a word, so it is checked here.
-_CRF_RANGES = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libaom-av1": 63, "libsvtav1": 63}
+# without a word, so it is checked here. FFmpeg's libsvtav1 takes crf 0 as
+# "none given" and encoded at SVT's default, crf 35, so its scale starts at 1.
+_CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libaom-av1": (0, 63),
+               "libsvtav1": (1, 63)}
 _CRF_CODECS = frozenset(_CRF_RANGES)
+# Encoders with x264's named presets (_PRESETS), and those whose presets are
+# numbers: SVT-AV1's, slowest (0) to fastest (13); FFmpeg refuses 14 and
+# more, and below 0 are SVT's research modes. Where none is asked for,
+# SVT-AV1 gets its own default.
 _PRESET_CODECS = frozenset({"libx264", "libx265"})
+_NUMBERED_PRESETS = {"libsvtav1": (0, 13)}
 # FFmpeg's own MPEG and JPEG encoders aim at a bit rate of 200 kb/s unless
 # told otherwise, whatever the picture: colorizing examples/bikes_bw.mp4
 # (640x272) MPEG-4 kept 31% of the luma within a code and MJPEG 40%. Held
@@ -82,6 +90,8 @@ _KEEP_LUMA_PRESET, _DEFAULT_PRESET = "faster", "medium"
 # x264's and x265's presets. Checked here because x264 reports an unknown one
 # on stderr itself, before FFmpeg can turn it into an error.
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+# SVT-AV1's log level (SvtAv1LogLevel) that prints errors and nothing less.
+_SVT_ERRORS_ONLY = "1"
 
 
 def encoder_name(codec: str) -> str:
@@ -105,8 +115,9 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
     """The encoder's options for frames of `pix_fmt`: `crf` None keeps luma
     (libx264) or means DEFAULT_CRF; `preset` None means the mode's own preset."""
     codec = encoder_name(codec)
-    if crf is not None and codec in _CRF_RANGES and not 0 <= crf <= _CRF_RANGES[codec]:
-        raise OutputError(f"{codec} takes crf 0-{_CRF_RANGES[codec]}, not {crf}")
+    low, high = _CRF_RANGES.get(codec, (None, None))
+    if crf is not None and low is not None and not low <= crf <= high:
+        raise OutputError(f"{codec} takes crf {low}-{high}, not {crf}")
     if crf is not None and codec in _QUANTIZER_CODECS and not _QUANTIZER_RANGE[0] <= crf <= _QUANTIZER_RANGE[1]:
         raise OutputError(f"{codec} takes crf {_QUANTIZER_RANGE[0]}-{_QUANTIZER_RANGE[1]} (its quantizer), not {crf}")
     options = {}
@@ -119,6 +130,8 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
         options["qmin"] = options["qmax"] = str(_FINE_QUANTIZER if crf is None else crf)
     if codec in _PRESET_CODECS:
         options["preset"] = preset or (_KEEP_LUMA_PRESET if keep_luma else _DEFAULT_PRESET)
+    elif codec in _NUMBERED_PRESETS and preset is not None:
+        options["preset"] = _numbered_preset(codec, preset)
     if codec == "dnxhd":
         # DNxHD's own profile takes a few broadcast sizes and bit rates only;
         # DNxHR's take any size, at a quality for 8 or 10 bits.
@@ -128,7 +141,25 @@ def encoder_options(codec: str, crf: int | None = None, preset: str | None = Non
         # x265 prints its whole configuration to stderr itself, not through
         # FFmpeg's log, so neither FFmpeg's level nor --quiet would stop it.
         options["x265-params"] = "log-level=error"
+    if codec == "libsvtav1":
+        # So does SVT-AV1 (25 lines for each encoder opened, some 80 a run),
+        # before it reads its svtav1-params, at the level that SVT_LOG says
+        # when the process opens its first one: errors only, as x265's,
+        # unless the user set another.
+        os.environ.setdefault("SVT_LOG", _SVT_ERRORS_ONLY)
     return options
+
+
+def _numbered_preset(codec: str, preset: str) -> str:
+    """`preset` as `codec` takes it (_NUMBERED_PRESETS); OutputError where it is none of them."""
+    low, high = _NUMBERED_PRESETS[codec]
+    try:
+        number = int(preset)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise OutputError(f"{codec} takes preset {low}-{high} (slowest to fastest), not {preset!r}")
+    return str(number)
 
 
 # FFmpeg's AVFieldOrder: how an interlaced picture's two fields are stored

@@ -1,7 +1,7 @@
 """What an output file cannot keep of its source, said before it is lost:
 a turn (AVI, MPEG-TS), a pixel's shape (VP9 in Matroska), a variable
-frame timing (AVI; MPEG-1/2's beat). Each function gives the warning's
-words, or None where the file keeps it."""
+frame timing (AVI; MPEG-1/2's beat), a full range (MPEG-4 in MP4). Each
+function gives the warning's words, or None where the file keeps it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from framecolor.video.containers import reads_back
-from framecolor.video.encoding import on_the_beat
+from framecolor.video.encoding import FULL_RANGE, TRIAL_SIZE, on_the_beat
 from framecolor.video.probing import _sample_aspect_ratio, display_rotation
 
 # Containers whose muxer writes a display matrix that FFmpeg reads back.
@@ -93,3 +93,38 @@ def timing_lost(interval: Fraction, fps: Fraction, tick: Fraction, *, holds_fram
         return (f"{codec} codes frames only on its constant rate's beat: {path} moves the "
                 "source's variable frame times onto it (libx264 keeps them)")
     return None
+
+
+def _decodes_full_range(stream) -> bool:
+    """Does a reader find `stream` full range: in its header, as `probe`
+    reads it, and in its first frame, as a player decodes it?"""
+    stated = stream.codec_context.color_range == FULL_RANGE  # before a decoder sets it
+    frame = next(stream.container.decode(stream), None)
+    return stated and frame is not None and frame.color_range == FULL_RANGE
+
+
+def range_lost(format_name: str, path: Path, codec: str, add_stream, pix_fmt: str) -> str | None:
+    """Where this file cannot tell players that its picture is full range
+    (codes 0-255, not 16-235), as the source is, by the range flag (for an
+    encoder with no yuvj* format, whose name says it): played as limited
+    range, its blacks and whites are clipped and the grays between
+    stretched. `add_stream(container)` adds the writer's video stream,
+    flagged full range, to a container.
+
+    Where the flag survives is the codec's and the container's business:
+    MPEG-4 part 2 in an MP4, MOV or AVI, FFV1 in AVI or NUT, HuffYUV and
+    UT Video in AVI have no place for it, and MPEG-1/2 none anywhere (an
+    MKV states it, but FFmpeg's decoder says limited). Rather than keep that
+    table, one frame is written to memory and read back as a player and
+    `probe` read the output: at TRIAL_SIZE, as the range is the same at
+    any size (3-5 ms for FFV1 and MPEG-4, 15 for VP9, 30 for SVT-AV1), and
+    only for a full-range source written with the flag.
+    """
+    blank = av.VideoFrame.from_ndarray(np.zeros((TRIAL_SIZE[1], TRIAL_SIZE[0], 3), np.uint8), format="rgb24")
+    frame = blank.reformat(format=pix_fmt)
+    frame.color_range = FULL_RANGE
+    kept = reads_back(format_name, add_stream, frame, _decodes_full_range)
+    if kept is None or kept:
+        return None
+    return (f"a {path.suffix} file of {codec} video cannot tell players that it is full range: {path}'s "
+            "luma is re-coded from 0-255 to 16-235, the same picture in other codes (libx264 keeps the range)")

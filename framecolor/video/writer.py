@@ -19,6 +19,7 @@ from framecolor.video.encoding import (
     _FULL_CHROMA_FORMATS,
     _HALF_WIDTH_CHROMA_FORMATS,
     _JPEG_FORMATS,
+    _NUMBERED_PRESETS,
     _ODD_SIZE_FALLBACK,
     _PRESET_CODECS,
     _WRITE_YUV_FORMATS,
@@ -44,7 +45,7 @@ from framecolor.video.encoding import (
 from framecolor.video.containers import holds, holds_frame_times
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
-from framecolor.video.losses import shape_lost, timing_lost, turn_lost
+from framecolor.video.losses import range_lost, shape_lost, timing_lost, turn_lost
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
 from framecolor.video.probing import VideoInfo, one_filter_graph
@@ -56,12 +57,23 @@ _DECODE_ORDER_FORMATS = frozenset({"avi", "asf", "asf_stream"})
 _RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
 
 
+# The muxer's options for a file of each suffix (see _container_options).
+_KEEP_NEGATIVE_TIMES = {"avoid_negative_ts": "disabled"}
+_CONTAINER_OPTIONS = {".avi": _KEEP_NEGATIVE_TIMES, ".mkv": _KEEP_NEGATIVE_TIMES, ".y4m": {"strict": "-1"}}
+
+
 def _container_options(path: Path) -> dict[str, str]:
-    """AVI's: an AAC track copied from an MP4 starts before 0 s (its encoder's
-    priming), and FFmpeg's muxer shifted every stream to start at 0, the
-    picture by a whole frame slot (40 ms at 25 fps) for the sound's 21 ms.
-    AVI places sound by its order, not its times, so nothing needs shifting."""
-    return {"avoid_negative_ts": "disabled"} if path.suffix.lower() == ".avi" else {}
+    """An AAC track copied from an MP4 starts before 0 s (its encoder's
+    priming), and FFmpeg's AVI and Matroska muxers shifted every stream to
+    start at 0: AVI's picture by a whole frame slot (40 ms at 25 fps) for the
+    sound's 21 ms, and an MKV's by the 21 ms, off the source's times. AVI
+    places sound by its order, not its times, so nothing needs shifting;
+    Matroska holds a time a little before 0 as it is (a block before its
+    cluster's time), and FFmpeg reads it back so. (WebM was not shifted:
+    its sound, Opus, starts before 0 by a priming its muxer allows for.)
+    Y4M's muxer writes a 10-bit format (C420p10) only where formats beyond
+    the Y4M spec are allowed (strict -1), and refused the file without it."""
+    return _CONTAINER_OPTIONS.get(path.suffix.lower(), {})
 
 
 def _fraction(x) -> Fraction:
@@ -213,7 +225,7 @@ class VideoWriter:
         try:
             self.codec = encoder_name(codec) if codec else self._default_codec()
             check_frame_size(self.codec, self.width, self.height)
-            if preset is not None and self.codec not in _PRESET_CODECS:
+            if preset is not None and self.codec not in _PRESET_CODECS | _NUMBERED_PRESETS.keys():
                 warnings.warn(f"{self.codec} has no presets: preset {preset} is ignored", VideoWarning, stacklevel=2)
             if crf is not None and not has_quality_setting(self.codec):
                 warnings.warn(f"{self.codec} has no constant-quality setting: crf {crf} is ignored", VideoWarning,
@@ -235,6 +247,15 @@ class VideoWriter:
             if not self._holds_video(self.codec):
                 raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "
                                   "choose another suffix or --codec")
+            # Full range as a flag, where the file has no place for it (MPEG-4
+            # in an MP4): re-coded limited range, as for ProRes, rather than
+            # shown washed out or clipped. A yuvj* format says it itself.
+            if self._range_flag is not None:
+                loss = range_lost(self._out.format.name, self.path, self.codec, self._flagged_trial_stream,
+                                  self.pix_fmt)
+                if loss is not None:
+                    self.full_range, self.squeezes_luma = False, True
+                    self._say(loss)
             # The encoder's own time base, where it refuses the stream's (MPEG-1/2,
             # MPEG-4; a rate MPEG-1/2 cannot code fails here): frames are
             # rescaled onto it, and packets back onto the stream's.
@@ -293,6 +314,17 @@ class VideoWriter:
         """This writer's video stream, set up as its own is, added to another `container`."""
         stream = container.add_stream(self.codec, rate=self.fps or 25)
         self._set_up_video(stream, dict(self._stream.options))
+        return stream
+
+    def _flagged_trial_stream(self, container):
+        """A stream of this writer's encoder and format, flagged full range
+        as its own is, added to another `container` (at TRIAL_SIZE, before
+        this writer's own stream is set up)."""
+        stream = container.add_stream(self.codec, rate=25)
+        set_up_trial(stream.codec_context, self.codec, self.pix_fmt, encoder_options(self.codec, pix_fmt=self.pix_fmt))
+        stream.codec_context.color_range = FULL_RANGE
+        if self._colorspace is not None and hasattr(stream.codec_context, "colorspace"):
+            stream.codec_context.colorspace = self._colorspace
         return stream
 
     def _warn_if_timing_lost(self, interval: Fraction) -> None:
