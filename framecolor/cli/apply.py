@@ -67,7 +67,7 @@ def apply(
     no_smoothing: bool = typer.Option(False, "--no-smoothing", help="Colorize every frame on its own."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Video encoder (default: libx264, or VP9 for .webm and others that cannot hold H.264)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Constant quality, lower is better: smaller files than the default, which keeps the input's luma (x264 at quantizer 2; other encoders: crf 18; MPEG-1/2/4 and MJPEG: their quantizer, 1-31, default 2)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset (default: faster when keeping luma, else medium)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset: ultrafast ... placebo for libx264/libx265 (default: faster when keeping luma, else medium), 0-13 for libsvtav1."),
     pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="yuv420p, yuv422p or yuv444p, or yuv420p10le / yuv422p10le / yuv444p10le to keep a 10-bit source's luma (default: yuv420p, or the nearest the --codec takes: yuv422p10le for prores_ks)."),
     start: Optional[float] = typer.Option(
         None, "--start", "-ss", parser=_seconds, metavar="TIME",
