@@ -100,10 +100,18 @@ def save_model(path, config: ModelConfig, variables, summary: dict | None = None
     return path
 
 
+def _open(path: Path):
+    """The model file opened for reading; one that cannot be (no permission) is a ModelFileError, said in a line."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
+
+
 def read_header(path) -> dict:
     """The header of a model file, without reading the variables."""
     path = _existing(path)
-    with open(path, "rb") as f:
+    with _open(path) as f:
         header, _ = _read_layout(f, path)
     return header
 
@@ -111,7 +119,7 @@ def read_header(path) -> dict:
 def load_model(path) -> LoadedModel:
     """Read and check a model file; ModelFileError on any problem."""
     path = _existing(path)
-    with open(path, "rb") as f:
+    with _open(path) as f:
         header, length = _read_layout(f, path)
         payload = f.read(length)
     if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
@@ -242,7 +250,7 @@ def _read_layout(f, path: Path) -> tuple[dict, int]:
         raise ModelFileError(f"{path}: truncated model file (ends inside its header)")
     try:
         header = json.loads(f.read(header_length).decode("utf8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; nested past Python's depth; a 5000-digit number
         raise ModelFileError(f"{path}: corrupt model file header ({exc})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: corrupt model file header (not a JSON object)")
@@ -308,6 +316,9 @@ def _check_variables(state: dict, config: ModelConfig, what: str) -> None:
                 f"{what}: variable {key} is {shape} {getattr(value, 'dtype', type(value).__name__)}, "
                 f"the model config needs {tuple(spec.shape)} float32"
             )
+        # A NaN weight passed the checksum (it is the file's own) and colored every frame one green.
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"{what}: variable {key} holds NaN or infinite values: the model is broken")
 
 
 def _flat(tree, prefix="") -> dict:

@@ -84,11 +84,36 @@ def open_run(run_dir: Path, resume: bool) -> dict | None:
     if resume:
         if not run_file.is_file():
             raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
-        return json.loads(run_file.read_text())
+        return _saved_run(run_file)
     ckpt_dir = run_dir / "checkpoints"
     if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
         raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     return None
+
+
+def _saved_run(run_file: Path) -> dict:
+    """run.json as a run wrote it: an empty or hand-edited one gave a traceback (JSONDecodeError, KeyError)."""
+    try:
+        saved = json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"cannot resume from {run_file}: {exc}") from None
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in ("train_config", "model_config")):
+        raise TrainingError(f"cannot resume from {run_file}: it is not a run's record (damaged or edited?)")
+    return saved
+
+
+def check_resumable(run_dir: Path) -> None:
+    """A run that trained epochs but has no checkpoint left (deleted by hand)
+    started over from random weights under --resume, and wrote over its
+    model.fcm and metrics.jsonl: refused, before its frames are decoded."""
+    ckpt_dir = run_dir / "checkpoints"
+    if ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+        return
+    metrics = run_dir / "metrics.jsonl"
+    trained = (run_dir / "model.fcm").exists() or (metrics.is_file() and metrics.read_text().strip())
+    if trained:
+        raise TrainingError(f"the run in {run_dir} trained epochs but has no checkpoint left in {ckpt_dir} to resume "
+                            "from; start a new run (another --out), or --init it from its model.fcm")
 
 
 def check_outside_inputs(run_dir: Path, inputs) -> None:

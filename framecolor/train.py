@@ -319,6 +319,7 @@ def train(
     if saved is not None:
         rundir.check_start(saved, init=init, backbone_weights=backbone_weights, run_dir=run_dir)
         rundir.check_inputs(saved, inputs, run_dir)
+        rundir.check_resumable(run_dir)
     config, model_config, init_model = _resolve_config(config, saved, init, run_dir)
     backbone = None if saved is not None or backbone_weights is None else \
         _load_backbone(backbone_weights, model_config, config.size)
@@ -362,6 +363,11 @@ def train(
             )
             state, meta = ckpts.restore(last, abstract, NamedSharding(mesh, P()))
             loop = LoopState.from_dict(meta)
+            if loop.monitor.best_step >= 0 and loop.monitor.best_step not in ckpts.steps():
+                # The best epoch's weights make model.fcm at the end: every resume trained, then failed there.
+                raise TrainingError(f"the best epoch's checkpoint ({run_dir / 'checkpoints' / str(loop.monitor.best_step)})"
+                                    " is gone, and the run's model.fcm is made from it; start a new run "
+                                    "(another --out), or --init it from the model.fcm this run has")
             log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
             # Against the rate the run had reached, not the one it began with: asked
             # for again after a plateau had halved it, the first rate was ignored.

@@ -165,3 +165,40 @@ def test_save_is_atomic(saved, tmp_path, monkeypatch):
 def test_default_model_path_is_a_model_or_none():
     path = modelfile.default_model_path()
     assert path is None or modelfile.read_header(path)["format_version"] <= modelfile.FORMAT_VERSION
+
+
+def test_headers_json_cannot_parse_is_said_in_a_line(saved, tmp_path):
+    # Nested past Python's depth, or a number past its 4300 digits: a traceback, not ModelFileError.
+    _, payload = _pieces(saved[0])
+    for head in (b"[" * 100_000 + b"]" * 100_000, b'{"config": ' + b"1" * 5000 + b"}"):
+        bad = tmp_path / "bad.fcm"
+        bad.write_bytes(struct.pack("<8sIQ", modelfile.MAGIC, modelfile.FORMAT_VERSION, len(head)) + head
+                        + struct.pack("<Q", len(payload)) + payload)
+        for read in (modelfile.load_model, modelfile.read_header):
+            with pytest.raises(ModelFileError, match="bad.fcm: corrupt model file header"):
+                read(bad)
+
+
+def test_a_model_of_nan_weights_is_refused(saved, tmp_path, monkeypatch):
+    # Its checksum is its own: it loaded, and apply colored every frame one green.
+    _, variables = saved
+    broken = jax.tree.map(lambda x: np.asarray(x).copy(), variables)
+    leaf = jax.tree.leaves(broken)[0]
+    leaf.flat[0] = np.nan
+    with pytest.raises(ModelFileError, match="holds NaN or infinite values"):
+        modelfile.save_model(tmp_path / "nan.fcm", TINY_MODEL, broken)
+    with monkeypatch.context() as m:
+        m.setattr(modelfile, "_check_variables", lambda *a: None)  # as a file damaged elsewhere
+        modelfile.save_model(tmp_path / "nan.fcm", TINY_MODEL, broken)
+    with pytest.raises(ModelFileError, match=r"nan.fcm: variable \S+ holds NaN or infinite values"):
+        modelfile.load_model(tmp_path / "nan.fcm")
+
+
+def test_an_unreadable_model_file_is_said_in_a_line(saved, monkeypatch):
+    def denied(path, mode="r"):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(modelfile, "open", denied, raising=False)  # root reads any file: the error is made here
+    for read in (modelfile.load_model, modelfile.read_header):
+        with pytest.raises(ModelFileError, match=r"tiny.fcm: cannot read the model file \(Permission denied\)"):
+            read(saved[0])

@@ -842,6 +842,9 @@ def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_p
 
 
 
+_RECORD = {"train_config": {}, "model_config": {}}  # what run.json must hold to be a run's record
+
+
 @pytest.mark.parametrize("option, saved, said", [
     ("init", None, "began without --init"),
     ("backbone_weights", "empty.h5", "began with --backbone-weights empty.h5"),
@@ -849,7 +852,7 @@ def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_p
 def test_resume_with_other_starting_weights_is_refused_not_ignored(tmp_path, option, saved, said):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"init": None, "backbone_weights": None, option: saved}))
+    (run / "run.json").write_text(json.dumps({**_RECORD, "init": None, "backbone_weights": None, option: saved}))
     with pytest.raises(TrainingError, match=f"{said}, and --resume continues it so: drop --"):
         train.train([tmp_path / "clip.mp4"], run, CONFIG, resume=True, progress=False, **{option: "other.fcm"})
 
@@ -859,7 +862,7 @@ def test_resume_with_other_inputs_is_refused_before_they_are_decoded(tmp_path, m
     run = tmp_path / "run"
     run.mkdir()
     a, b = str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")
-    (run / "run.json").write_text(json.dumps({"init": None, "backbone_weights": None, "inputs": [a, b]}))
+    (run / "run.json").write_text(json.dumps({**_RECORD, "init": None, "backbone_weights": None, "inputs": [a, b]}))
     monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
     for given, said in (([b, a], "these are the same in another order: give them in that one"),
                         ([a], "resume it with those")):
@@ -939,3 +942,43 @@ def test_backbone_weights_are_refused_before_the_frames_are_decoded(tmp_path, mo
         train.train([tmp_path / "a.mp4"], tmp_path / "run", CONFIG, backbone_weights=tmp_path / given
                     if given != "keras" else given, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_without_the_best_checkpoint_is_refused_before_training(reference, workdir, clip, cache, monkeypatch):
+    # model.fcm is made from the best epoch's checkpoint at the end: with it
+    # gone, every resume trained an epoch, then failed to restore it.
+    out = workdir / "best_gone"
+    shutil.copytree(reference.run_dir, out)
+    from_dict = train.LoopState.from_dict
+
+    def best_gone(meta):
+        loop = from_dict(meta)
+        loop.monitor = dataclasses.replace(loop.monitor, best_step=10**6)  # a step no checkpoint holds
+        return loop
+
+    monkeypatch.setattr(train.LoopState, "from_dict", staticmethod(best_gone))
+    with pytest.raises(TrainingError, match=r"the best epoch's checkpoint \(.*checkpoints/1000000\) is gone"):
+        _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True,
+             on_step=lambda *a: pytest.fail("trained"))
+
+
+def test_resume_of_a_run_whose_checkpoints_were_deleted_is_refused(reference, workdir, clip, cache, monkeypatch):
+    # It started over from random weights and wrote over model.fcm and metrics.jsonl.
+    out = workdir / "checkpoints_gone"
+    shutil.copytree(reference.run_dir, out)
+    shutil.rmtree(out / "checkpoints")
+    model = (out / "model.fcm").read_bytes()
+    monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
+    with pytest.raises(TrainingError, match="trained epochs but has no checkpoint left .* to resume from"):
+        _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    assert (out / "model.fcm").read_bytes() == model
+
+
+@pytest.mark.parametrize("text, said", [("", "cannot resume from .*run.json: Expecting value"),
+                                        ("{}", "cannot resume from .*run.json: it is not a run's record")])
+def test_a_damaged_run_json_is_said_in_a_line(tmp_path, text, said):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(text)
+    with pytest.raises(TrainingError, match=said):
+        train.train([tmp_path / "a.mp4"], run, CONFIG, resume=True, progress=False)
