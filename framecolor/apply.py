@@ -533,7 +533,8 @@ def colorize_image(colorizer: Colorizer, source, output, *, overwrite: bool = Fa
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
     photo = video.read_photo(source)
     warn_if_in_color(source, [photo.rgb])
-    video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)))
+    # overwrite passed on: a file another run wrote there meanwhile is kept, as a video's is.
+    video.write_photo(output, photo._replace(rgb=colorizer.colorize_rgb(photo.rgb)), overwrite=overwrite)
     seconds = time.perf_counter() - started
     return {"input": str(source), "output": str(output), "frames": 1, "seconds": seconds,
             "fps": 1 / seconds if seconds > 0 else 0.0}

@@ -953,6 +953,22 @@ def test_image_keeps_size_and_lightness(colorizer, tmp_path):
     assert np.abs(rgb_out.astype(int) - rgb_in).mean() > 1
 
 
+def test_a_photo_never_writes_over_an_output_another_run_finished_meanwhile(colorizer, tmp_path, monkeypatch):
+    # Without --overwrite, as a video's: the file that appeared while the photo was colorized stays.
+    src = media.make_images(tmp_path / "in", 1, size=(64, 48))[0]
+    out = tmp_path / "out.png"
+    read_photo = video.read_photo
+
+    def read_then_another_run_writes(path):
+        out.write_bytes(b"theirs")
+        return read_photo(path)
+
+    monkeypatch.setattr(video, "read_photo", read_then_another_run_writes)
+    with pytest.raises(OutputError, match="output already exists: .*out.png"):
+        apply.colorize_image(colorizer, src, out)
+    assert out.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.png"]
+
+
 def test_a_16_bit_scan_keeps_its_depth_and_a_transparent_photo_its_alpha(colorizer, tmp_path):
     # Scans of old photos often have 16 bits a channel: the kept lightness
     # must not be rounded to 8 (0.2 L units apart), nor transparency dropped.
@@ -1176,6 +1192,25 @@ def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path
         expected = colorizer.colorize_rgb(video.read_image(photo))
         np.testing.assert_array_equal(video.read_image(tmp_path / "out" / photo.name), expected)
     assert batch.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
+
+
+def test_photos_finished_after_a_ctrl_c_are_reported(colorizer, tmp_path):
+    # The photos in flight when it comes are written: unreported, the
+    # summary counted fewer files than the folder held.
+    photos = media.make_images(tmp_path / "in", 5, size=(40, 30))
+    jobs = [batch.Job(photo, tmp_path / "out" / photo.name) for photo in photos]
+    reported = []
+
+    def interrupt_after_the_first(result):
+        reported.append(result)
+        if len(reported) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.colorize_jobs(colorizer.reconfigured(smoothing=0.0), jobs, progress=False,
+                            report=interrupt_after_the_first)
+    assert len(reported) > 1 and all(r.status == "done" for r in reported)
+    assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
 
 
 def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4, tmp_path):

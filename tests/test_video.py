@@ -534,6 +534,83 @@ def test_a_photo_stands_as_its_exif_orientation_says(tmp_path):
 
 
 
+def _oriented_photos(folder, suffix: str, quality: dict | None = None) -> dict[int, Path]:
+    """A gray picture with no symmetry saved with each EXIF orientation (1-8), as numbered photos."""
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    cells = np.random.default_rng(0).integers(0, 256, (6, 10), dtype=np.uint8)
+    picture = np.dstack([cells.repeat(4, 0).repeat(4, 1)] * 3)  # 40x24, in blocks JPEG keeps
+    paths = {}
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        paths[orientation] = folder / f"scan_{orientation}{suffix}"
+        Image.fromarray(picture).save(paths[orientation], exif=exif.tobytes(), **(quality or {}))
+    return paths
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_photo_stands_as_viewers_show_it_whatever_its_exif_orientation(tmp_path, suffix):
+    # FFmpeg reports a mirror as part of a turn: 2 (mirrored) came out upside
+    # down as a half turn, 4 (flipped) as stored, 5 and 7 mirrored.
+    from PIL import Image, ImageOps
+
+    for orientation, path in _oriented_photos(tmp_path, suffix, {"quality": 100} if suffix == ".jpg" else {}).items():
+        with Image.open(path) as image:
+            shown = np.asarray(ImageOps.exif_transpose(image).convert("RGB")).astype(int)
+        got = video.read_image(path).astype(int)
+        assert got.shape == shown.shape, orientation
+        assert np.abs(got - shown).mean() < 2, orientation
+        assert video.shown_size(path) == (shown.shape[1], shown.shape[0])
+
+
+def test_photos_made_into_a_ten_bit_film_stand_as_viewers_show_them(tmp_path):
+    # The 10-bit luma was read as stored, then squeezed to the upright size.
+    from PIL import Image, ImageOps
+
+    paths = _oriented_photos(tmp_path, ".png")
+    for orientation in (2, 6, 7):
+        with Image.open(paths[orientation]) as image:
+            shown = np.asarray(ImageOps.exif_transpose(image).convert("L")).astype(int)
+        height, width = shown.shape
+        luma = next(video.read_photo_film([paths[orientation]], format="luma10", size=(width, height))).image
+        assert luma.shape == shown.shape, orientation
+        assert np.corrcoef(luma.ravel(), shown.ravel())[0, 1] > 0.99, orientation
+
+
+def test_a_jpeg_compressed_tiff_is_refused_not_read_black(tmp_path):
+    # FFmpeg decodes its picture all black, without an error.
+    from PIL import Image
+
+    path = tmp_path / "scan.tif"
+    Image.fromarray(media.gray(media.frame_image(0, 64, 48))[..., 0]).save(path, compression="jpeg")
+    with pytest.raises(InputError, match=r"^\S*scan.tif is a JPEG-compressed TIFF, which cannot be read"):
+        video.read_photo(path)
+
+
+def test_a_truncated_jpeg_is_said_to_be_damaged(tmp_path):
+    # FFmpeg fills the missing part flat without an error, as a truncated video's frames.
+    whole = tmp_path / "whole.jpg"
+    video.write_image(whole, _textured_picture(96, 128))
+    data = whole.read_bytes()
+    (tmp_path / "padded.jpg").write_bytes(data + bytes(100))  # zeros after the end marker: whole
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        video.read_photo(whole), video.read_photo(tmp_path / "padded.jpg")
+    with pytest.warns(VideoWarning, match=r"cut.jpg is damaged \(truncated\)"):
+        assert video.read_photo(tmp_path / "cut.jpg").rgb.shape == (96, 128, 3)
+
+
+def test_two_photos_of_one_frame_number_are_no_film(tmp_path):
+    # scan_01 and scan_001 (a re-scan under other zero padding) made every frame appear twice.
+    for name in ("scan_01.png", "scan_001.png", "scan_002.png", "scan_02.png"):
+        media.make_photo(tmp_path / name, media.frame_image(0, 40, 30), "rgb24", "rgb24")
+    with pytest.raises(InputError, match=r"^\S+: scan_0?01.png and scan_0?01.png are both frame 1; keep one of them$"):
+        video.photo_film(tmp_path)
+
+
 def test_a_photo_turned_by_its_exif_orientation_is_no_frame_of_an_upright_film(tmp_path):
     # Stored at the film's size, it stands the other way up: made into a
     # video it was squeezed into the film's shape without a word.

@@ -143,7 +143,10 @@ def apply(
         return
     colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
 
+    finished = []
+
     def report(result):
+        finished.append(result)
         if result.status == "failed":
             typer.echo(f"failed: {result.source}: {result.error}", err=True)
         elif not quiet:
@@ -151,10 +154,14 @@ def apply(
             typer.echo(f"{result.status}: {result.source} -> {result.output}{size}", err=True)
 
     started = time.perf_counter()
-    results = several.colorize_jobs(
-        colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report,
-        excerpt=excerpt,
-    )
+    try:
+        results = several.colorize_jobs(
+            colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing, progress=not quiet, report=report,
+            excerpt=excerpt,
+        )
+    except KeyboardInterrupt:  # Ctrl-C: what was done by then is said; the command exits 130
+        typer.echo(several.summary(finished, time.perf_counter() - started) + ", interrupted", err=True)
+        raise
     typer.echo(several.summary(results, time.perf_counter() - started), err=True)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)

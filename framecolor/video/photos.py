@@ -47,15 +47,57 @@ def list_images(folder) -> list[Path]:
 
 
 def _decode_image(path: Path):
+    """The picture of an image file as decoded (unturned), with its EXIF orientation (_OrientedFrame)."""
     path = _check_input_file(path)
+    header = _header_facts(path)
+    if header is not None and header.jpeg_in_tiff:
+        # FFmpeg decodes it all black, without an error.
+        raise InputError(f"{path} is a JPEG-compressed TIFF, which cannot be read: save it as a PNG or an "
+                         "uncompressed (or LZW) TIFF first")
     try:
         with av.open(str(path)) as container:
             _check_not_a_video(path, container.format)
+            codec = container.streams.video[0].codec_context.name
             for frame in container.decode(video=0):
-                return frame
+                if codec == "mjpeg" and _truncated_jpeg(path):
+                    warnings.warn(f"{path} is damaged (truncated): the part of the picture missing from "
+                                  "it is colorized flat", VideoWarning, stacklevel=2)
+                return _OrientedFrame(frame, None if header is None else header.orientation)
     except (av.error.FFmpegError, IndexError):
         pass
     raise InputError(f"not an image file (or damaged): {path}")
+
+
+class _OrientedFrame:
+    """A decoded photo as stored, and the EXIF orientation that stands it
+    upright (None where Pillow could not read the file: FFmpeg's rotation
+    stands); otherwise the frame itself.
+
+    FFmpeg reports an orientation as the frame's rotation, which has no room
+    for a mirror: 2 (mirrored) comes as a half turn, 4 (flipped) as none, and
+    5 and 7 as 6's and 8's turns. _upright applies the orientation itself.
+    """
+
+    def __init__(self, frame, orientation: int | None):
+        self.frame, self.orientation = frame, orientation
+
+    def __getattr__(self, name):
+        return getattr(self.frame, name)
+
+
+# A JPEG ends with its EOI marker; what some cameras and copies pad after it is zeros.
+_JPEG_END = b"\xff\xd9"
+_JPEG_TAIL = 1 << 16
+
+
+def _truncated_jpeg(path: Path) -> bool:
+    """Whether a JPEG file stops before its end marker (an interrupted
+    download or copy): FFmpeg decodes what there is and, as a truncated
+    video's frames, fills the rest flat without an error."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - _JPEG_TAIL))
+        return not f.read().rstrip(b"\0").endswith(_JPEG_END)
 
 
 def _check_not_a_video(path: Path, container_format) -> None:
@@ -82,7 +124,7 @@ def stored_size(path) -> tuple[int, int] | None:
     FFmpeg stays for what Pillow does not know (DPX, EXR).
     """
     facts = _header_facts(path)
-    return None if facts is None else facts[0]
+    return None if facts is None else facts.size
 
 
 def shown_size(path) -> tuple[int, int] | None:
@@ -92,17 +134,25 @@ def shown_size(path) -> tuple[int, int] | None:
     facts = _header_facts(path)
     if facts is None:
         return None
-    (width, height), turned = facts
-    return (height, width) if turned else (width, height)
+    (width, height), orientation = facts.size, facts.orientation
+    return (height, width) if orientation in _QUARTER_TURNED else (width, height)
 
 
 # EXIF orientations 5-8 turn the picture a quarter (with or without a mirror).
 _QUARTER_TURNED = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
+_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_COMPRESSION = 256, 257, 259
+_TIFF_JPEG = frozenset({6, 7})  # old-style and new-style JPEG compression
 
 
-def _header_facts(path) -> tuple[tuple[int, int], bool] | None:
-    """((width, height) as stored, whether EXIF turns it a quarter), or None where unreadable.
+class _Header(NamedTuple):
+    size: tuple[int, int]  # (width, height) as stored
+    orientation: int | None  # EXIF's (1: as stored); None where Pillow cannot read the file
+    jpeg_in_tiff: bool = False  # a TIFF whose pictures are JPEG-compressed
+
+
+def _header_facts(path) -> _Header | None:
+    """What an image file's header says (_Header), or None where unreadable.
 
     Kept per file as it stands (its time and size): a film's frames are
     looked at more than once before they are read (is it one film, which
@@ -117,7 +167,7 @@ def _header_facts(path) -> tuple[tuple[int, int], bool] | None:
 
 
 @functools.lru_cache(maxsize=1 << 17)  # a 90-minute film's frames at 24 fps
-def _file_header_facts(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, int], bool] | None:
+def _file_header_facts(path: str, mtime_ns: int, size: int) -> _Header | None:
     from PIL import Image
 
     try:
@@ -125,14 +175,19 @@ def _file_header_facts(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, 
             # Its guard against decoding huge pictures: nothing is decoded here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return image.size, image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNED
+                orientation = image.getexif().get(_EXIF_ORIENTATION)
+                jpeg_in_tiff = image.format == "TIFF" and image.tag_v2.get(_TIFF_COMPRESSION) in _TIFF_JPEG
+                size = image.size
+                if image.format == "TIFF":  # Pillow gives a TIFF's size as shown (it turns TIFFs as it loads them)
+                    size = (image.tag_v2.get(_TIFF_WIDTH, size[0]), image.tag_v2.get(_TIFF_HEIGHT, size[1]))
+                return _Header(size, orientation if orientation in range(1, 9) else 1, jpeg_in_tiff)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         pass
     try:
         with av.open(str(path)) as container:
             context = container.streams.video[0].codec_context
             # 0x0 where FFmpeg found the file's kind but not its picture (a truncated PNG).
-            return ((context.width, context.height), False) if context.width and context.height else None
+            return _Header((context.width, context.height), None) if context.width and context.height else None
     except (av.error.FFmpegError, IndexError):
         return None
 

@@ -86,15 +86,39 @@ def _convert(frame, fmt: str, size, short_side, shown_width: int | None = None) 
     return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)
 
 
+# Per EXIF orientation (TIFF 6.0's 0x0112): whether it turns the picture a
+# quarter, and what makes the picture as stored stand as viewers show it.
+_EXIF_UPRIGHT = {
+    1: (False, lambda a: a),
+    2: (False, lambda a: a[:, ::-1]),  # mirrored left to right
+    3: (False, lambda a: a[::-1, ::-1]),  # a half turn
+    4: (False, lambda a: a[::-1]),  # flipped top to bottom
+    5: (True, lambda a: a.swapaxes(0, 1)),  # transposed
+    6: (True, lambda a: np.rot90(a, -1)),  # a quarter turn clockwise
+    7: (True, lambda a: a[::-1, ::-1].swapaxes(0, 1)),  # transposed across the other diagonal
+    8: (True, lambda a: np.rot90(a, 1)),  # a quarter turn counter-clockwise
+}
+
+
 def _upright(frame, fmt: str, size, short_side, pixel_aspect: Fraction | None = None) -> np.ndarray:
     """A picture as players and viewers show it: widened (or narrowed) by its
-    pixels' aspect, then turned as its display matrix or EXIF orientation says
-    (FFmpeg reports both as the frame's rotation; a mirror is not undone).
-    "luma" stays as stored: it is the plane re-encoded.
+    pixels' aspect, then turned as its display matrix says (FFmpeg reports it
+    as the frame's rotation; a mirror is not undone). "luma" stays as stored:
+    it is the plane re-encoded.
+
+    A photo (photos._OrientedFrame) stands as its EXIF orientation says,
+    mirrors included, whatever is read: a film made of photos is encoded
+    from the upright pictures.
 
     Image outputs carry no EXIF, and the network learned upright pictures,
     so colorized photos and training crops stand up in the pixels themselves.
     """
+    orientation = getattr(frame, "orientation", None)
+    if orientation is not None:
+        quarter, upright = _EXIF_UPRIGHT.get(orientation, _EXIF_UPRIGHT[1])
+        if quarter and size is not None:
+            size = (size[1], size[0])
+        return np.ascontiguousarray(upright(_convert(frame, fmt, size, short_side)))
     if fmt in _LUMA_READS:
         return _convert(frame, fmt, size, short_side)
     rotation = frame.rotation  # NaN for a singular matrix

@@ -102,6 +102,11 @@ def photo_film(folder) -> list[Path]:
     if reason is not None:
         raise InputError(f"{folder}: {reason}")
     numbers = [frame_number(p) for p in photos]
+    # Natural order puts scan_01 and scan_001 side by side: a re-scan under
+    # other zero padding would be every frame twice.
+    for (a, path_a), (b, path_b) in zip(zip(numbers, photos), zip(numbers[1:], photos[1:])):
+        if a == b:
+            raise InputError(f"{folder}: {path_a.name} and {path_b.name} are both frame {a}; keep one of them")
     gaps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b != a + 1]
     if gaps:
         a, b = gaps[0]
