@@ -142,7 +142,11 @@ class Checkpoints:
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
             )
         except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise TrainingError(f"cannot restore checkpoint {step} in {self.directory}: {exc}") from exc
+            # A damaged one (cut short by hand or a failing disk) blocked every resume, with no way out said.
+            earlier = [s for s in self.steps() if s < step]
+            way_out = (f"; if it is damaged, remove {self.directory / str(step)} to resume from checkpoint "
+                       f"{max(earlier)}" if earlier else "")
+            raise TrainingError(f"cannot restore checkpoint {step} in {self.directory}: {exc}{way_out}") from exc
         state = jax.device_put(unpack({k: np.asarray(v) for k, v in out["state"].items()}, like), sharding)
         return state, out["meta"]
 

@@ -982,3 +982,19 @@ def test_a_damaged_run_json_is_said_in_a_line(tmp_path, text, said):
     (run / "run.json").write_text(text)
     with pytest.raises(TrainingError, match=said):
         train.train([tmp_path / "a.mp4"], run, CONFIG, resume=True, progress=False)
+
+
+def test_a_damaged_last_checkpoint_names_the_way_back_to_the_one_before(reference, workdir, clip, cache):
+    # Cut short by hand or a failing disk, it blocked every resume with no way out said.
+    out = workdir / "last_damaged"
+    shutil.copytree(reference.run_dir, out)
+    steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    last = out / "checkpoints" / str(steps[-1])
+    for item in last.iterdir():  # an empty step folder, as a copy cut short leaves
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    with pytest.raises(TrainingError, match=rf"cannot restore checkpoint {steps[-1]} .*; if it is damaged, remove "
+                                            rf"{last} to resume from checkpoint {steps[-2]}"):
+        _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    shutil.rmtree(last)
+    _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
