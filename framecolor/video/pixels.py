@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from framecolor.video.encoding import FULL_RANGE
 from framecolor.video.probing import quarter_turns
 
 FORMATS = ("rgb24", "gray", "luma", "luma10")
@@ -23,7 +24,6 @@ _YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", 
 # The raw-plane reads: formats read as they are, the format others are converted
 # to, and the sample type.
 _LUMA_READS = {"luma": (_YUV8, "yuv420p", np.uint8), "luma10": (_YUV10, "yuv420p10le", np.uint16)}
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
 def _ten_bit_luma(frame) -> np.ndarray:
@@ -42,7 +42,7 @@ def _ten_bit_luma(frame) -> np.ndarray:
     y = _plane_view(frame.planes[0])
     ten = y.astype(np.uint16)
     ten <<= 2
-    if frame.format.name.startswith("yuvj") or frame.color_range == _FULL_RANGE:
+    if frame.format.name.startswith("yuvj") or frame.color_range == FULL_RANGE:
         ten |= y >> 6
     return ten
 
