@@ -257,7 +257,7 @@ def _check_size(clip: Path, info) -> None:
     players show it): the gray copy has the clip's size and pixel shape."""
     aspect = info.sample_aspect_ratio
     width = max(1, round(info.width * aspect)) if aspect else info.width
-    width, height = (info.height, width) if info.rotation % 180 else (width, info.height)
+    width, height = (info.height, width) if video.quarter_turns(info.rotation) % 2 else (width, info.height)
     if min(width, height) < metrics.SSIM_MIN_SIDE:
         raise InputError(f"{clip} is {width}x{height}: SSIM, one of the scores, needs frames of at least "
                          f"{metrics.SSIM_MIN_SIDE}x{metrics.SSIM_MIN_SIDE} pixels")
