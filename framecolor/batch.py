@@ -187,16 +187,13 @@ def colorize_jobs(
                 record(_run_job(colorizer, job, overwrite, progress, excerpt))
             index += 1
         settle(0)
-    except BaseException:
-        # Ctrl-C: photos being written finish, the rest never start; those
-        # finished are reported as any other, so that the summary counts them.
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: photos being written finish, the rest never start
+        # Those that finished are reported as any other, so that the summary
+        # counts them (after a run to its end, none is left unreported).
         for future in running:
             if not future.cancelled() and future.exception() is None:
                 record(future.result())
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 
