@@ -10,9 +10,10 @@ with the same inputs and sampling loads it instantly.
 The validation split never mixes neighbouring frames of one shot into both
 sides: each video gives its *last* ``val_fraction`` of sampled frames (one
 contiguous stretch of time) to validation; single images go by a hash of their
-name, so the split does not change when images are added. A folder of
-numbered photos of one size, each much like the next, is a film scanned to
-frames: it is sampled and split as a video is.
+name, so the split does not change when images are added. A folder whose
+photos are nearly all numbered under one name and of one size, each much like
+the next, holds a film scanned to frames: those are sampled and split as a
+video is, and the folder's few other photos are single images (_folder_photos).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +129,7 @@ def _sample_film(folder, side, frames_per_video, every, dedup_threshold, min_chr
     """A film scanned to numbered photos, sampled as a video is (_sample_video)."""
     import warnings
 
-    photos, damaged = _readable(video.list_images(folder))
+    photos, damaged = _readable(_film_scans(folder))
     if damaged:
         warnings.warn(f"left out {len(damaged)} frame(s) of {folder} that could not be read (damaged, or not "
                       f"images): {_one_and_more(damaged)}", stacklevel=4)
@@ -147,7 +149,7 @@ def _sample_frames(read, count, side, frames_per_video, every, dedup_threshold, 
         every = max(1, total // target)
     else:
         target = None
-    kept, last, gray = [], None, 0
+    kept, last, gray, usable, stride = [], None, 0, 0, 1
     for frame in read(max(1, int(every))):
         image = _center_square(frame.image, side)
         if min_chroma and metrics.chroma_spread(image) < min_chroma:
@@ -156,8 +158,16 @@ def _sample_frames(read, count, side, frames_per_video, every, dedup_threshold, 
         thumb = _thumbnail(image)
         if last is not None and float(np.abs(thumb - last).mean()) < dedup_threshold:
             continue
-        kept.append(image)
         last = thumb
+        if usable % stride == 0:
+            kept.append(image)
+            if target is not None and len(kept) == 2 * target:
+                # A count that is unknown (a raw stream too large to count,
+                # sampled frame by frame) or far off held every frame until
+                # the end: the density halves instead, at most twice the
+                # target held, still spread over all seen so far.
+                kept, stride = kept[::2], stride * 2
+        usable += 1
     if target is not None and len(kept) > target:
         # The frame count of a container is only an estimate: thin evenly.
         picks = np.linspace(0, len(kept) - 1, target).round().astype(int)
@@ -187,10 +197,7 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
             images, videos = video.list_images(path), video.list_videos(path)
             if not images and not videos:
                 raise InputError(f"{raw}: folder holds no videos or images (mp4, mkv, ..., jpg, png, tif, ...)")
-            if _is_film(images):
-                items.append((str(path), "film"))
-            else:
-                items.extend((str(p), "image") for p in images)
+            items.extend(_folder_photos(path, images))
             items.extend((str(p), "video") for p in videos)
         elif video.is_image_path(path):
             items.append((str(path), "image"))
@@ -201,15 +208,76 @@ def _expand_inputs(inputs) -> list[tuple[str, str]]:
     return _once_each(items)
 
 
-def _once_each(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`items` without repeats: a clip given twice (or given and in a folder
-    given) was sampled twice, its frames weighing double without a word."""
+def _folder_photos(folder: Path, images: list) -> list[tuple[str, str]]:
+    """A folder's photos as [(path, kind)]: its film's scans (_film_scans) as
+    one "film" where they are one (_is_film), the photos named apart (a
+    cover.jpg) one by one, and scans of the film's name but another size left
+    out, each said; else every photo one by one. A cover beside a film's
+    thousand scans made them all loose photos, split one by one, each
+    validation frame beside its neighbours in training."""
     import warnings
 
+    scans = _film_scans(folder, images)
+    if not _is_film(scans):
+        return [(str(p), "image") for p in images]
+    in_film, name = set(scans), video.sequence_key(scans[0])
+    others = [p for p in images if p not in in_film]
+    # A frame of the film that cannot join it (a video's frames share one
+    # size) would, as a photo of its own, sit on one side of the split and
+    # its neighbours, near copies, on the other.
+    resized = [p for p in others if video.sequence_key(p) == name]
+    apart = [p for p in others if video.sequence_key(p) != name]
+    if resized:
+        width, height = next(size for size in map(video.shown_size, scans) if size is not None)
+        warnings.warn(f"{folder}: left out {len(resized)} scan(s) not {width}x{height} as its film's other "
+                      f"{len(scans)} are: {_one_and_more(resized)}", stacklevel=4)
+    if apart:
+        warnings.warn(f"{folder}: {len(apart)} photo(s) named apart from its film's {len(scans)} scans "
+                      f"({scans[0].name}, ...) are used as single photos: {_one_and_more(apart)}", stacklevel=4)
+    return [(str(folder), "film")] + [(str(p), "image") for p in apart]
+
+
+# A folder's photos numbered under one name and of one size are its film's
+# scans when they are at least this share of its photos: a cover or a scan of
+# another size beside a reel leaves it a film, and a folder with more other
+# photos stays photos.
+FILM_SHARE = Fraction(9, 10)  # a fraction, so that the count at the edge is not left to rounding
+
+
+def _film_scans(folder, images=None) -> list[Path]:
+    """The photos of `folder` (`images`, its list_images) that a film's scans
+    would be: the most numbered under one name and of one size as shown
+    (scan_0001.tif, scan_0002.tif, ...), with those of that name that cannot
+    be read (_sample_film leaves them out, and says so), when they are at
+    least FILM_SHARE of the folder's photos; else none. One size, as the
+    frames of `framecolor apply`'s video of numbered photos share one."""
+    images = video.list_images(folder) if images is None else images
+    names = [video.sequence_key(photo) for photo in images]
+    sizes = [video.shown_size(photo) for photo in images]
+    runs: dict[tuple, int] = {}
+    for name, size in zip(names, sizes):
+        if name is not None and size is not None:
+            runs[name, size] = runs.get((name, size), 0) + 1
+    if not runs:
+        return []
+    film = max(runs, key=runs.get)
+    scans = [photo for photo, name, size in zip(images, names, sizes)
+             if (name, size) == film or (name == film[0] and size is None)]
+    return scans if len(scans) >= FILM_SHARE * len(images) else []
+
+
+def _once_each(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`items` without repeats: a clip given twice (or given and in a folder
+    given) was sampled twice, its frames weighing double without a word. A
+    film's scan given beside its folder is a repeat too, whichever comes first:
+    the film keeps it in its place in time, where the split holds it on one side."""
+    import warnings
+
+    in_films = {scan.resolve() for path, kind in items if kind == "film" for scan in _film_scans(path)}
     kept, seen, repeated = [], set(), []
     for path, kind in items:
         key = Path(path).resolve()
-        if key in seen:
+        if key in seen or (kind == "image" and key in in_films):
             repeated.append(path)
         else:
             seen.add(key)
@@ -237,20 +305,16 @@ FILM_NEIGHBOUR_DIFFERENCE = 12.0
 _FILM_PAIRS = 8
 
 
-def _is_film(images) -> bool:
-    """Are these a film scanned to frames: numbered alike (scan_000001.tif,
-    ...), of one size, and each much like the next? Then, as a video's, its
-    frames are sampled (near-copies of their neighbours add nothing) and its
-    end is held out for validation: split photo by photo, each validation
-    frame would have its neighbour in training."""
+def _is_film(scans) -> bool:
+    """Are these numbered photos (_film_scans) a film scanned to frames, each
+    much like the next? Then, as a video's, its frames are sampled
+    (near-copies of their neighbours add nothing) and its end is held out for
+    validation: split photo by photo, each validation frame would have its
+    neighbour in training. An album numbered alike by a camera is not."""
     # Judged without the scans that cannot be read: one damaged made the rest
-    # loose photos, split one by one, each validation frame beside its
-    # neighbours in training (_sample_film leaves it out, and says so).
-    readable, damaged = _readable(images)
-    if readable:  # an unreadable file named apart (notes.jpg) still makes the folder no film
-        key = video.sequence_key(readable[0])
-        images = readable + [p for p in damaged if video.sequence_key(p) != key]
-    if len(images) < 2 or video.why_not_one_film(images) is not None:
+    # loose photos (_sample_film leaves it out, and says so).
+    images, _ = _readable(scans)
+    if len(images) < 2:
         return False
     starts = np.unique(np.linspace(0, len(images) - 2, min(_FILM_PAIRS, len(images) - 1)).round().astype(int))
     pairs = [i + k for i in starts for k in (0, 1)]
@@ -271,7 +335,7 @@ def cache_key(items, side, frames_per_video, every, dedup_threshold, min_chroma=
     """Hash of everything that decides the stored frames (paths, sizes, mtimes, sampling)."""
     files = []
     for path, kind in items:
-        for file in video.list_images(path) if kind == "film" else [path]:
+        for file in _film_scans(path) if kind == "film" else [path]:
             st = os.stat(file)
             files.append([os.path.abspath(file), kind, st.st_size, st.st_mtime_ns])
     blob = json.dumps(
@@ -342,8 +406,9 @@ def load_frames(
     ``cache_dir`` (default ``$FRAMECOLOR_CACHE`` or ``~/.cache/framecolor``).
     Frames and images without color (``min_chroma``) are left out, with a
     warning that counts them; inputs with no color at all are an error.
-    Images that cannot be read (damaged, or not images) are left out too,
-    with a warning that names one.
+    Images and videos that cannot be read (damaged, or not what they are
+    named) are left out too, with a warning that names one; when nothing
+    can be read, that is an error.
     """
     side = stored_side(size)
     items = _expand_inputs(inputs)
@@ -360,11 +425,18 @@ def load_frames(
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="reading frames", unit="file", leave=False)
-    gray_videos, gray_images, damaged = [], 0, []
+    gray_videos, gray_images, damaged, unreadable = [], 0, [], []
     for path, kind in items:
         if kind in ("video", "film"):
             sample = _sample_video if kind == "video" else _sample_film
-            block, gray = sample(path, side, frames_per_video, every, dedup_threshold, min_chroma)
+            try:
+                block, gray = sample(path, side, frames_per_video, every, dedup_threshold, min_chroma)
+            except InputError as exc:
+                # One damaged clip among many (a download cut short) stopped
+                # the run after the others were decoded: left out, as a
+                # damaged photo is, and said.
+                unreadable.append((path, exc))
+                block, gray = np.zeros((0, side, side, 3), np.uint8), 0
             if gray and not len(block):
                 gray_videos.append(path)
         else:
@@ -387,21 +459,26 @@ def load_frames(
             bar.update(1)
     if bar is not None:
         bar.close()
+    if not chunks and unreadable:
+        raise unreadable[0][1]
     if not chunks and (gray_videos or gray_images):
         raise TrainingError(f"no color to learn from in {', '.join(map(str, inputs))}: train on color footage")
     if not chunks:
         why = f" ({damaged[0]} is damaged, or not an image)" if damaged else ""
         raise TrainingError(f"no frames could be read from {', '.join(map(str, inputs))}{why}")
-    _warn_left_out(gray_videos, gray_images, damaged)
+    _warn_left_out(gray_videos, gray_images, damaged, unreadable)
     frameset = FrameSet(np.concatenate(chunks), tuple(sources), key, cached=False)
     if use_cache:
         _store_cache(cache_dir, frameset)
     return frameset
 
 
-def _warn_left_out(gray_videos: list, gray_images: int, damaged: list) -> None:
+def _warn_left_out(gray_videos: list, gray_images: int, damaged: list, unreadable: list) -> None:
     import warnings
 
+    if unreadable:
+        warnings.warn(f"left out {_one_and_more([path for path, _ in unreadable])}, which could not be read: "
+                      f"{unreadable[0][1]}", stacklevel=3)
     if damaged:
         warnings.warn(f"left out {len(damaged)} image(s) that could not be read (damaged, or not images): "
                       f"{_one_and_more(damaged)}", stacklevel=3)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import weakref
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -196,6 +198,116 @@ def test_a_film_with_a_damaged_scan_is_still_a_film_without_it(tmp_path, cache):
     assert [(s.kind, s.count) for s in frameset.sources] == [("film", 10)]
     train_idx, val_idx = dataset.split(frameset, 0.2)
     assert val_idx.tolist() == [8, 9]  # the reel's end, as for a whole one
+
+
+def _reel(folder, scans: int = 20, size=(64, 48)) -> Path:
+    """A film scanned to `scans` numbered photos, each much like the next."""
+    folder.mkdir()
+    for i in range(1, scans + 1):
+        media.make_photo(folder / f"reel_{i:04d}.png", media.frame_image(i, *size), "rgb24", "rgb24")
+    return folder
+
+
+def test_a_film_beside_a_cover_and_a_scan_of_another_size_is_still_a_film(tmp_path, cache):
+    # One more photo in the folder (a cover, a scan redone at another size)
+    # made the whole reel loose photos without a word: split one by one,
+    # each validation frame beside its neighbours in training, every scan
+    # kept whatever --frames-per-video said.
+    reel = _reel(tmp_path / "reel")
+    media.make_photo(reel / "reel_0021.png", media.frame_image(21, 80, 48), "rgb24", "rgb24")
+    media.make_photo(reel / "cover.jpg", media.frame_image(40, 64, 48), "rgb24", "yuvj444p")
+    with pytest.warns(UserWarning) as said:
+        frameset = dataset.load_frames([reel], size=SIZE, frames_per_video=10, dedup_threshold=0.0, cache_dir=cache)
+    assert [str(w.message).removeprefix(f"{reel}: ") for w in said] == [
+        f"left out 1 scan(s) not 64x48 as its film's other 20 are: {reel / 'reel_0021.png'}",
+        f"1 photo(s) named apart from its film's 20 scans (reel_0001.png, ...) are used as single photos: "
+        f"{reel / 'cover.jpg'}"]
+    # The scan of another size, a near copy of the film's last, left out: as a
+    # photo of its own it could be in training beside its neighbour in validation.
+    assert [(s.kind, Path(s.path).name, s.count) for s in frameset.sources] == [("film", "reel", 10),
+                                                                                ("image", "cover.jpg", 1)]
+    train_idx, val_idx = dataset.split(frameset, 0.2)
+    assert {8, 9} <= set(val_idx.tolist()) and set(range(8)) <= set(train_idx.tolist())  # the reel's end
+
+
+def test_numbered_scans_are_a_film_where_they_are_nine_in_ten_of_the_folder(tmp_path, cache):
+    # The rule is of names and counts, plain from a listing.
+    reel = _reel(tmp_path / "reel", scans=9)
+    media.make_photo(reel / "cover.jpg", media.frame_image(40, 64, 48), "rgb24", "yuvj444p")
+    with pytest.warns(UserWarning, match="used as single photos"):
+        kinds = [s.kind for s in dataset.load_frames([reel], size=SIZE, cache_dir=cache).sources]
+    assert kinds == ["film", "image"]
+    media.make_photo(reel / "back.jpg", media.frame_image(50, 64, 48), "rgb24", "yuvj444p")  # 9 of 11
+    kinds = [s.kind for s in dataset.load_frames([reel], size=SIZE, cache_dir=cache).sources]
+    assert kinds == ["image"] * 11
+
+
+def test_a_damaged_video_is_left_out_and_said(clips, tmp_path, cache):
+    # A download cut short among a folder of clips ended the run after the
+    # other clips were decoded, while a damaged photo was left out.
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(clips[0], folder / "a.mp4")
+    cut = media.truncate_copy(clips[0], folder / "zz_cut.mp4", 0.3)
+    with pytest.warns(UserWarning, match=r"left out \S*zz_cut.mp4, which could not be read: not a video file "
+                                         r"\(or damaged\)"):
+        frameset = dataset.load_frames([folder], size=SIZE, frames_per_video=4, cache_dir=cache)
+    assert [(Path(s.path).name, s.kind) for s in frameset.sources] == [("a.mp4", "video")]
+    # Nothing else to learn from: the video's own error, as before.
+    with pytest.raises(InputError, match=r"not a video file \(or damaged\): \S*zz_cut.mp4"):
+        dataset.load_frames([cut], size=SIZE, cache_dir=cache)
+
+
+@pytest.mark.parametrize("scan_first", [False, True])
+def test_a_scan_given_beside_its_film_is_used_once(tmp_path, cache, scan_first):
+    # Compared by path, the folder and its own scan were two inputs: the
+    # frame used twice, possibly on both sides of the split.
+    reel = _reel(tmp_path / "reel")
+    scan = reel / "reel_0020.png"
+    inputs = [scan, reel] if scan_first else [reel, scan]
+    with pytest.warns(UserWarning, match=r"reel_0020.png given more than once .*: each is used once"):
+        frameset = dataset.load_frames(inputs, size=SIZE, every=1, dedup_threshold=0.0, cache_dir=cache)
+    assert [(s.kind, Path(s.path).name, s.count) for s in frameset.sources] == [("film", "reel", 20)]
+
+
+def _raw_h264(path, frames: int) -> Path:
+    """A bare H.264 stream (.h264): no container, so nothing states its frame count."""
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(media.frame_image(i, 64, 48), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return Path(path)
+
+
+def test_a_video_of_unknown_length_is_thinned_as_it_is_read(tmp_path, cache, monkeypatch):
+    # A raw stream too large to count its packets probes as 0 frames: every
+    # frame was decoded and held until the end, then thinned to the target.
+    raw = _raw_h264(tmp_path / "raw.h264", 60)
+    monkeypatch.setattr(video.probing, "COUNT_PACKETS_MAX_BYTES", 0)  # stands for a stream of some GB
+    assert video.probe(raw).frame_count == 0
+    held, most = [], [0]
+    square = dataset._center_square
+
+    def counted_square(image, side):
+        # Frames still referenced are those sampling holds (CPython frees the others at once).
+        crop = square(image, side)
+        held[:] = [ref for ref in held if ref() is not None] + [weakref.ref(crop)]
+        most[0] = max(most[0], len(held))
+        return crop
+
+    monkeypatch.setattr(dataset, "_center_square", counted_square)
+    frameset = dataset.load_frames([raw], size=SIZE, frames_per_video=5, dedup_threshold=0.0, cache_dir=cache)
+    assert len(held) > 0 and most[0] <= 2 * 5 + 1  # twice the target, and the frame being looked at
+    assert len(frameset.frames) == 5
+    # Still spread over the whole stream: its first frame and one near its end.
+    last = frameset.frames[-1]
+    assert not np.array_equal(frameset.frames[0], last)
+    decoded = dataset.load_frames([raw], size=SIZE, every=1, dedup_threshold=0.0, cache_dir=cache).frames
+    assert np.abs(decoded[40:].astype(int) - last.astype(int)).mean(axis=(1, 2, 3)).min() < 1.0
 
 
 def test_split_holds_out_the_end_of_each_video(clips, cache):
