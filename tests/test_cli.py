@@ -86,6 +86,13 @@ def test_info_counts_the_seed_models_parameters():
     assert "24,441,313" in run("info", "--decoder", "seed", "--mode", "rgb", "--size", 224).output
 
 
+def test_info_refuses_model_flags_beside_a_path(tiny_model_path, clip):
+    # They were dropped without a word: `info model.fcm --width 0.5` described the file as it is.
+    for path in (tiny_model_path, clip):
+        assert_one_line_error(run("info", path, "--width", 0.5, "--decoder", "seed"),
+                              "--decoder --width: these build a model to describe when no PATH is given")
+
+
 @pytest.mark.parametrize("fixture", ["text_mp4", "truncated_mp4", "audio_only", "media_dir"])
 def test_bad_inputs_give_one_error_line(fixture, request):
     assert_one_line_error(run("info", request.getfixturevalue(fixture)))
@@ -173,6 +180,10 @@ def test_running_out_of_memory_is_one_line_with_the_way_out(monkeypatch):
     assert device.exit_code == 1 and device.output == ("error: out of memory: RESOURCE_EXHAUSTED: Out of memory while "
                                                        "trying to allocate 9.5GiB. (smaller batches or pictures need less: "
                                                        "--batch-size, --render-size or --size)\n")
+    cpu = command_raising(JaxRuntimeError("INTERNAL: Error dispatching computation: Out of memory allocating "
+                                          "301056000000 bytes."))
+    assert cpu.exit_code == 1 and cpu.output.startswith("error: out of memory: INTERNAL: Error dispatching "
+                                                        "computation: Out of memory allocating 301056000000 bytes.")
     for bug in (JaxRuntimeError("INTERNAL: something broke"), RuntimeError("RESOURCE_EXHAUSTED but not XLA's")):
         assert command_raising(bug).exception is bug
 
@@ -184,6 +195,14 @@ def test_apply_takes_times_as_ffmpeg_does():
     for bad in ("1:xx", "1::2", "1:2:3:4", ""):
         with pytest.raises(typer.BadParameter, match="not a time"):
             _seconds(bad)
+
+
+def test_train_refuses_every_and_frames_per_video_together(tmp_path):
+    # --every won and --frames-per-video was dropped without a word.
+    clip = media.make_video(tmp_path / "a.mp4", frames=4, audio=False)
+    result = run("train", clip, "--out", tmp_path / "run", "--every", "3", "--frames-per-video", "50")
+    assert_one_line_error(result, "--every and --frames-per-video")
+    assert not (tmp_path / "run").exists()
 
 
 def test_usage_mistakes_are_one_error_line_with_exit_1():

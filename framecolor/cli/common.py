@@ -174,8 +174,14 @@ def guarded(command):
 
 def _device_out_of_memory(exc: RuntimeError) -> bool:
     """Is this XLA's error for an allocation the device could not make? Told by
-    its status, as jax names the class differently from release to release."""
-    return type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and str(exc).startswith("RESOURCE_EXHAUSTED")
+    its status, as jax names the class differently from release to release.
+    A GPU says RESOURCE_EXHAUSTED; the CPU backend says INTERNAL, "Error
+    dispatching computation: Out of memory allocating N bytes"."""
+    if type(exc).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        return False
+    message = str(exc).split("\n", 1)[0]
+    return message.startswith("RESOURCE_EXHAUSTED") or (
+        message.startswith("INTERNAL") and "Out of memory allocating" in message)
 
 
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"

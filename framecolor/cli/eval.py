@@ -13,9 +13,10 @@ from framecolor.cli.common import guarded, print_rows
 def evaluate(
     clips: List[Path] = typer.Argument(..., help="Color clips: each is made gray, colorized and compared."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm) or training run folder; default: the shipped one."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write every figure to this JSON file (replaced if it exists)."),
     strips: Optional[Path] = typer.Option(
-        None, "--strips", help="Write gray | output | truth PNG strips here (STEM.png; with the folder if stems clash)."
+        None, "--strips", help="Write gray | output | truth PNG strips here (STEM.png; with the folder if stems clash; "
+        "strips of those names replaced)."
     ),
     train_split: Optional[float] = typer.Option(
         None, "--train-split", help="Score only the part of each clip after this fraction (0..1)."

@@ -14,18 +14,26 @@ from framecolor.cli.common import guarded, print_rows
 def info(
     path: Optional[Path] = typer.Argument(None, help="A video, image, folder of numbered photos, .fcm model file or training run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    decoder: str = typer.Option("unet", help="Without PATH: the decoder of the model to describe (unet, seed)."),
-    mode: str = typer.Option("lab", help="Without PATH: what the model predicts (lab, rgb)."),
-    size: int = typer.Option(224, help="Without PATH: the input size to count parameters at."),
-    width: float = typer.Option(1.0, help="Without PATH: the backbone's width multiplier."),
+    decoder: Optional[str] = typer.Option(None, help="Without PATH: the decoder of the model to describe (unet, seed; default unet)."),
+    mode: Optional[str] = typer.Option(None, help="Without PATH: what the model predicts (lab, rgb; default lab)."),
+    size: Optional[int] = typer.Option(None, help="Without PATH: the input size to count parameters at (default 224)."),
+    width: Optional[float] = typer.Option(None, help="Without PATH: the backbone's width multiplier (default 1.0)."),
 ):
     """Describe a video or model file; without PATH, build a model config and count its parameters."""
+    config_flags = {"--decoder": decoder, "--mode": mode, "--size": size, "--width": width}
     if path is None:
         from framecolor.models.colorizer import ModelConfig
         from framecolor.modelfile import describe_config
 
-        config = ModelConfig(decoder=decoder, mode=mode, size=size, width=width)
-        rows = describe_config(config, size)
+        given = {name[2:]: value for name, value in config_flags.items() if value is not None}
+        config = ModelConfig(**given)
+        rows = describe_config(config, config.size)
+    elif any(value is not None for value in config_flags.values()):
+        from framecolor.errors import InputError
+
+        named = " ".join(name for name, value in config_flags.items() if value is not None)
+        raise InputError(f"{named}: these build a model to describe when no PATH is given; "
+                         f"{path} is described as it is (leave them out)")
     elif path.suffix.lower() == ".fcm" or (path / "run.json").is_file():  # a training run's folder: its model
         from framecolor.modelfile import describe_model, model_facts
 

@@ -18,6 +18,12 @@ _HELP = """Train a colorizer on color videos, images and image folders.
   framecolor train a.mp4 --out runs/ft --init default --freeze-backbone-epochs 2
   framecolor train a.mp4 b.mkv photos/ --out runs/first --resume
 
+A folder whose photos are nine in ten or more numbered under one name and
+of one size (scan_0001.png, scan_0002.png, ...), each much like the next,
+holds a film scanned to frames: those are sampled and split as a video's
+frames are; its few other photos are used one by one (a cover.jpg) or, a
+scan of another size, left out, with a warning that names them.
+
 RUN_DIR (--out) gets model.fcm (the best epoch), metrics.jsonl, loss.png,
 previews/, checkpoints/ and run.json. Ctrl-C saves a checkpoint (and the
 best epoch so far as model.fcm); --resume continues exactly where the run
@@ -42,7 +48,7 @@ def train(
     decoder: Optional[str] = typer.Option(None, "--decoder", help="unet or seed (default: unet)."),
     width: Optional[float] = typer.Option(None, "--width", help="Channel width multiplier (default: 1.0)."),
     frames_per_video: Optional[int] = typer.Option(
-        None, "--frames-per-video", help="Frames spread over each video (default: 200)."
+        None, "--frames-per-video", help="Frames spread over each video or film of scans (default: 200)."
     ),
     every: Optional[int] = typer.Option(None, "--every", help="Take every k-th frame instead of --frames-per-video."),
     val_fraction: Optional[float] = typer.Option(
@@ -85,6 +91,9 @@ def train(
         raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
     if init is not None and backbone_weights is not None:
         raise TrainingError("--init already holds trained weights; drop --backbone-weights")
+    if every is not None and frames_per_video is not None:
+        # --every won and --frames-per-video was dropped without a word.
+        raise TrainingError("--every and --frames-per-video both say which frames to take: give one of them")
     options = {
         "epochs": epochs,
         "head": head,
