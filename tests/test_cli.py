@@ -197,11 +197,15 @@ def test_apply_takes_times_as_ffmpeg_does():
             _seconds(bad)
 
 
-def test_train_refuses_every_and_frames_per_video_together(tmp_path):
+def test_train_refuses_flags_that_would_be_dropped(tmp_path):
     # --every won and --frames-per-video was dropped without a word.
     clip = media.make_video(tmp_path / "a.mp4", frames=4, audio=False)
     result = run("train", clip, "--out", tmp_path / "run", "--every", "3", "--frames-per-video", "50")
     assert_one_line_error(result, "--every and --frames-per-video")
+    assert not (tmp_path / "run").exists()
+    # The bins head has no --loss: it was taken, written to run.json and never used.
+    result = run("train", clip, "--out", tmp_path / "run", "--head", "bins", "--loss", "huber")
+    assert_one_line_error(result, "--loss is the regress head's")
     assert not (tmp_path / "run").exists()
 
 

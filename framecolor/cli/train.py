@@ -91,6 +91,9 @@ def train(
         raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
     if init is not None and backbone_weights is not None:
         raise TrainingError("--init already holds trained weights; drop --backbone-weights")
+    if loss is not None and head == "bins":  # it was taken, recorded in run.json, and never used
+        raise TrainingError("--loss is the regress head's; the bins head learns by cross-entropy over its bins: "
+                            "drop --loss")
     if every is not None and frames_per_video is not None:
         # --every won and --frames-per-video was dropped without a word.
         raise TrainingError("--every and --frames-per-video both say which frames to take: give one of them")
