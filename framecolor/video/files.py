@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable
@@ -27,7 +28,30 @@ VIDEO_SUFFIXES = frozenset(
 
 
 def is_video_path(path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    """Whether `path` names a video: by its type, but for a GIF of one
+    picture (a photo saved as GIF), which is a photo."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES and not is_still_gif(path)
+
+
+def is_still_gif(path) -> bool:
+    """Whether `path` is a GIF file of one picture. A GIF is a photo or an
+    animation by what it holds, not by its name; False where the file is
+    missing or cannot be read, for the reader to say why."""
+    path = Path(path)
+    return path.suffix.lower() == ".gif" and holds_one_picture(path)
+
+
+def holds_one_picture(path) -> bool:
+    """Whether the file at `path` holds a single picture, counted by FFmpeg's
+    packets (one a picture in a GIF), none of them decoded."""
+    if not Path(path).is_file():  # opening a pipe would wait for a writer
+        return False
+    try:
+        with av.open(str(path)) as container:
+            pictures = (packet for packet in container.demux(video=0) if packet.size)
+            return sum(1 for _ in itertools.islice(pictures, 2)) == 1
+    except (av.error.FFmpegError, IndexError):  # IndexError: no picture in it at all
+        return False
 
 
 def list_videos(folder) -> list[Path]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -22,14 +23,19 @@ from framecolor.video.files import (
     _temp_path,
     _write_errors,
     check_output_path,
+    holds_one_picture,
+    is_still_gif,
 )
 from framecolor.video.pixels import _upright
+from framecolor.video.probing import _display_matrix
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dpx"})
+# Photos' types; a GIF is a photo too where it holds one picture (is_image_path).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dpx", ".avif"})
 
 
 def is_image_path(path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """Whether `path` names a photo: by its type, and a GIF by what it holds (is_still_gif)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_still_gif(path)
 
 
 def natural_key(path: Path):
@@ -56,22 +62,86 @@ def _decode_image(path: Path):
                          "uncompressed (or LZW) TIFF first")
     try:
         with av.open(str(path)) as container:
-            _check_not_a_video(path, container.format)
+            _check_not_a_video(path, container)
             codec = container.streams.video[0].codec_context.name
             for frame in container.decode(video=0):
                 if codec == "mjpeg" and _truncated_jpeg(path):
-                    warnings.warn(f"{path} is damaged (truncated): the part of the picture missing from "
-                                  "it is colorized flat", VideoWarning, stacklevel=2)
-                return _OrientedFrame(frame, None if header is None else header.orientation)
+                    _say_damaged_once(path)
+                orientation = None if header is None else header.orientation
+                if orientation is None:
+                    orientation = _matrix_orientation(_display_matrix(frame))
+                if header is not None and header.alpha_apart:
+                    frame = _with_alpha(frame, _alpha_of(path), path)
+                return _OrientedFrame(frame, orientation)
     except (av.error.FFmpegError, IndexError):
         pass
     raise InputError(f"not an image file (or damaged): {path}")
 
 
+# Damaged photos said already, by file as it stands (path, time, size): a
+# film looks at its first photo three times before colorizing it (its size,
+# its transparency, its opening frames), and each look said it again. Said
+# once in a process, as Python says a warning from one place.
+_said_damaged: set[tuple[str, int, int]] = set()
+_said_damaged_lock = threading.Lock()
+
+
+def _say_damaged_once(path: Path) -> None:
+    try:
+        stat = os.stat(path)
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # gone since it was read
+        key = (str(path), 0, 0)
+    with _said_damaged_lock:
+        if key in _said_damaged:
+            return
+        _said_damaged.add(key)
+    warnings.warn(f"{path} is damaged (truncated): the part of the picture missing from it is colorized flat",
+                  VideoWarning, stacklevel=3)  # where _decode_image was called
+
+
+# The EXIF orientation (_EXIF_UPRIGHT) of a display matrix, by the signs of
+# its turning part (a, b, c, d): how FFmpeg says how a photo that Pillow
+# cannot read stands (an AVIF's irot and imir), mirrors included, which its
+# rotation leaves out. Matrices of other angles have none.
+_MATRIX_ORIENTATIONS = {(1, 0, 0, 1): 1, (-1, 0, 0, 1): 2, (-1, 0, 0, -1): 3, (1, 0, 0, -1): 4,
+                        (0, 1, 1, 0): 5, (0, 1, -1, 0): 6, (0, -1, -1, 0): 7, (0, -1, 1, 0): 8}
+
+
+def _matrix_orientation(matrix) -> int | None:
+    if matrix is None:
+        return None
+    return _MATRIX_ORIENTATIONS.get(tuple(int(np.sign(matrix[i])) for i in (0, 1, 3, 4)))
+
+
+def _alpha_of(path: Path) -> np.ndarray:
+    """The transparency of an image file, (H, W) uint8 as stored, by Pillow."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.getchannel("A"))
+    except (OSError, ValueError):
+        raise InputError(f"not an image file (or damaged): {path} (its transparency cannot be read)") from None
+
+
+def _with_alpha(frame, alpha: np.ndarray, path: Path):
+    """`frame`'s picture with the transparency `alpha` (8 bits), at the frame's depth."""
+    if alpha.shape != (frame.height, frame.width):
+        raise InputError(f"{path}: its transparency is {alpha.shape[1]}x{alpha.shape[0]} and its picture "
+                         f"{frame.width}x{frame.height}; it cannot be read (save it as a PNG first)")
+    deep = max(c.bits for c in frame.format.components) > 8
+    rgb = frame.to_ndarray(format=_ARRAY_FORMATS[deep, False])
+    alpha = alpha.astype(np.uint16) * 257 if deep else alpha
+    pixels = np.ascontiguousarray(np.dstack([rgb, alpha]))
+    return av.VideoFrame.from_ndarray(pixels, format=_ARRAY_FORMATS[deep, True])
+
+
 class _OrientedFrame:
     """A decoded photo as stored, and the EXIF orientation that stands it
-    upright (None where Pillow could not read the file: FFmpeg's rotation
-    stands); otherwise the frame itself.
+    upright (where Pillow could not read the file, the one FFmpeg's display
+    matrix says; None where that says none: FFmpeg's rotation stands);
+    otherwise the frame itself.
 
     FFmpeg reports an orientation as the frame's rotation, which has no room
     for a mirror: 2 (mirrored) comes as a half turn, 4 (flipped) as none, and
@@ -100,18 +170,29 @@ def _truncated_jpeg(path: Path) -> bool:
         return not f.read().rstrip(b"\0").endswith(_JPEG_END)
 
 
-def _check_not_a_video(path: Path, container_format) -> None:
+def _check_not_a_video(path: Path, container) -> None:
     """Refuse a video under an image's name (an MP4 saved as .png): read as
     a photo, its first frame alone would be colorized into a picture.
 
-    FFmpeg finds a file's type by its content, and reads every still-image
-    type with its image2 demuxer or a "_pipe" one; anything else is a video,
-    but for an animated PNG, which stays the picture it was (its first frame).
+    FFmpeg finds a file's type by its content, and reads most still-image
+    types with its image2 demuxer or a "_pipe" one. Anything else is a
+    video, but for an animated PNG, which stays the picture it was (its
+    first frame), a GIF of one picture, and an AVIF, which FFmpeg reads as
+    an MP4 of its pictures, the first the still (of an animated one too).
     """
-    name = container_format.name
-    if name not in ("image2", "apng") and not name.endswith("_pipe"):
-        raise InputError(f"{path} is a video ({container_format.long_name}), not an image, whatever its name: "
-                         "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
+    name = container.format.name
+    if name in ("image2", "apng") or name.endswith("_pipe") or _is_avif(container):
+        return
+    if name == "gif" and holds_one_picture(path):
+        return
+    raise InputError(f"{path} is a video ({container.format.long_name}), not an image, whatever its name: "
+                     "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
+
+
+def _is_avif(container) -> bool:
+    """Whether an MP4-like file is an AVIF, as its brands (4 letters each) say."""
+    brands = container.metadata.get("major_brand", "") + container.metadata.get("compatible_brands", "")
+    return "avif" in {brands[i:i + 4] for i in range(0, len(brands), 4)}
 
 
 def stored_size(path) -> tuple[int, int] | None:
@@ -149,6 +230,8 @@ class _Header(NamedTuple):
     size: tuple[int, int]  # (width, height) as stored
     orientation: int | None  # EXIF's (1: as stored); None where Pillow cannot read the file
     jpeg_in_tiff: bool = False  # a TIFF whose pictures are JPEG-compressed
+    # An AVIF with transparency: an image of its own, which FFmpeg reads apart, not with the picture.
+    alpha_apart: bool = False
 
 
 def _header_facts(path) -> _Header | None:
@@ -177,10 +260,11 @@ def _file_header_facts(path: str, mtime_ns: int, size: int) -> _Header | None:
             with Image.open(path) as image:
                 orientation = image.getexif().get(_EXIF_ORIENTATION)
                 jpeg_in_tiff = image.format == "TIFF" and image.tag_v2.get(_TIFF_COMPRESSION) in _TIFF_JPEG
+                alpha_apart = image.format == "AVIF" and "A" in image.getbands()
                 size = image.size
                 if image.format == "TIFF":  # Pillow gives a TIFF's size as shown (it turns TIFFs as it loads them)
                     size = (image.tag_v2.get(_TIFF_WIDTH, size[0]), image.tag_v2.get(_TIFF_HEIGHT, size[1]))
-                return _Header(size, orientation if orientation in range(1, 9) else 1, jpeg_in_tiff)
+                return _Header(size, orientation if orientation in range(1, 9) else 1, jpeg_in_tiff, alpha_apart)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         pass
     try:
@@ -265,6 +349,8 @@ _IMAGE_CODECS[".dpx"] = ("dpx", {(False, False): "rgb24", (False, True): "rgba",
                                  (True, False): "rgb48le", (True, True): "rgba64le"})
 _IMAGE_CODECS[".tiff"] = _IMAGE_CODECS[".tif"]
 _IMAGE_CODECS[".jpeg"] = _IMAGE_CODECS[".jpg"]
+# The photo types framecolor writes; it reads more (AVIF, GIF), written as PNG by a batch.
+WRITTEN_IMAGE_SUFFIXES = frozenset(_IMAGE_CODECS)
 
 
 # Lossy image encoders' quality. Their defaults aim at a bit rate, not at a
@@ -286,7 +372,8 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _IMAGE_CODECS:
-        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} (use .png or .jpg)")
+        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} "
+                          f"(use {', '.join(sorted(WRITTEN_IMAGE_SUFFIXES))})")
     check_output_path(path, overwrite=overwrite)
     codec, pix_fmts = _IMAGE_CODECS[suffix]
     rgb, alpha = _checked_photo(photo)
