@@ -15,20 +15,22 @@ The decode thread reads each frame's raw Y plane (video.read_frames(format=
 batches of B (the last batch too, so nothing recompiles), puts them on a
 Mesh over all local devices (batch sharded, parameters replicated) and
 dispatches the L at the render size; the main thread dispatches the
-network; the recombine thread smooths each batch with the next one as
-look-ahead, recombines and pulls the chroma back to the host; the encode
-thread writes it. Each stage dispatches its own device work: JAX's CPU
-backend runs the computations one thread dispatches in order, one after
-another, so on a CPU this lets the light stages run beside the network
-instead of between its batches. For the same reason the network runs two
+network; the recombine thread smooths each batch with the frames after it
+as look-ahead (a fixed number set by the smoothing's strength; the batches
+that hold them wait there), recombines and pulls the chroma back to the
+host; the encode thread writes it. Each stage dispatches its own device
+work: JAX's CPU backend runs the computations one thread dispatches in
+order, one after another, so on a CPU this lets the light stages run
+beside the network instead of between its batches. For the same reason the network runs two
 batches at once on a CPU backend, each from a thread of its own: one
 forward leaves part of the cores idle (see
 inference._default_networks_in_flight). On a GPU the codec is the slowest
 stage, so the encode thread only feeds it: when it also dispatched the
 recombination and waited for the device, an H200 wrote 720p at 0.77-0.82 of
 the codec's own rate, and 0.85-0.89 with the recombine thread apart (the
-fourteenth session, benchmarks/RESULTS.md). Queues are small, so memory
-stays flat whatever the length of the video.
+fourteenth session, benchmarks/RESULTS.md). Queues are small, and the
+look-ahead at most smoothing.MAX_LOOKAHEAD frames, so memory stays flat
+whatever the length of the video.
 
 The steps on the device (L at the render size, the network, smoothing,
 recombination into Cb/Cr) are framecolor.inference's; the encoder writes the
@@ -49,7 +51,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from framecolor import video
@@ -278,18 +279,24 @@ def _predictions(colorizer: Colorizer, batches: Iterable[tuple]) -> Iterator[tup
 
 def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **finish_kw) -> Iterator:
     """(Prediction, frames) in order -> (chroma, frames), chroma Cb and Cr
-    stacked, each batch smoothed with the next as look-ahead."""
-    previous = None
-    for current in predictions:
-        if previous is not None:
-            state, chroma = colorizer.finish(state, previous[0], current[0], **finish_kw)
-            yield chroma, previous[1]
-        previous = current
-    if previous is not None:  # nothing follows the last batch: an all-invalid look-ahead
-        prediction = previous[0]
-        no_frames = prediction.track._replace(valid=jnp.zeros_like(prediction.track.valid))
-        _, chroma = colorizer.finish(state, prediction, prediction._replace(track=no_frames), **finish_kw)
-        yield chroma, previous[1]
+    stacked, each batch smoothed with the colorizer.batches_ahead batches
+    after it as look-ahead (colorizer.lookahead frames, whatever the batch
+    size), so that many wait here; none where the strength is 0."""
+    queued: collections.deque = collections.deque()
+
+    def finish_first():
+        nonlocal state
+        (current, frames), *ahead = queued
+        state, chroma = colorizer.finish(state, current, [prediction for prediction, _ in ahead], **finish_kw)
+        queued.popleft()
+        return chroma, frames
+
+    for item in predictions:
+        queued.append(item)
+        if len(queued) > colorizer.batches_ahead:
+            yield finish_first()
+    while queued:  # the last batches: their look-ahead runs past the video's end (finish pads it, all invalid)
+        yield finish_first()
 
 
 def colorize_video(
@@ -420,8 +427,9 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
     writer is opened (after `look_first()`, a look at the source's colors
     and, for photos, their transparency) in a thread of its own, while the
     first batches are decoded and predicted; the recombine thread, which
-    needs two batches before it has any chroma, and the encode thread wait
-    for it. At 1080p the look and the opening took 80 ms on this machine.
+    needs the batches of its look-ahead before it has any chroma, and the
+    encode thread wait for it. At 1080p the look and the opening took 80 ms
+    on this machine.
     """
     from tqdm import tqdm
 

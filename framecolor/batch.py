@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framecolor import smoothing, video
+from framecolor import video
 from framecolor.apply import Colorizer, Excerpt, colorize_file, warn_if_in_color
 from framecolor.errors import FramecolorError, InputError, OutputError
 
@@ -59,7 +59,13 @@ _H264_HOMES = {
 
 
 def _output_name(source: Path) -> str:
-    return source.stem + _H264_HOMES.get(source.suffix.lower(), source.suffix)
+    suffix = source.suffix.lower()
+    if video.is_image_path(source):
+        # A photo of a type framecolor reads but cannot write (an AVIF, a GIF
+        # of one picture) as a PNG, which keeps its depth and transparency:
+        # under its own type it could not be written, nor as a GIF's .mp4.
+        return source.name if suffix in video.WRITTEN_IMAGE_SUFFIXES else source.stem + ".png"
+    return source.stem + _H264_HOMES.get(suffix, source.suffix)
 
 
 def _looks_like_a_file_type(suffix: str) -> bool:
@@ -71,8 +77,9 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     """What to write where, from the command line's paths.
 
     - `out_dir` given: every path is an input (folders are expanded to their
-      videos and images); outputs are out_dir/<input name>, but types that
-      cannot hold H.264 become .mkv (.gif: .mp4; _H264_HOMES).
+      videos and images); outputs are out_dir/<input name>, but video types
+      that cannot hold H.264 become .mkv (an animated .gif: .mp4;
+      _H264_HOMES), and photo types framecolor cannot write .png.
     - else two paths INPUT OUTPUT: a folder INPUT, or an existing folder
       OUTPUT, means files into that folder, except a folder INPUT and a
       video file name OUTPUT (`scans/ film.mp4`): its numbered photos made
@@ -276,7 +283,8 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
     """
     batch_size = colorizer.batch_size
     batch: list[_SequenceFrame] = []
-    waiting = None  # (Track, frames): a batch waiting for the next as its look-ahead
+    # (Track, frames): batches waiting for those after them, their look-ahead (colorizer.batches_ahead)
+    waiting: collections.deque = collections.deque()
     state, state_shape = None, None  # the smoothing's state, and the photos' (shape, type) it runs over
     writes: collections.deque = collections.deque()  # (job, started, future), in job order
 
@@ -301,30 +309,28 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
         small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
         return colorizer.photo_track(small, jnp.asarray(np.arange(batch_size) < len(frames)))
 
-    def write(ahead):
-        nonlocal state, waiting
-        current, frames = waiting
-        state, ab = colorizer.smooth(state, current, ahead)
-        waiting = None
+    def write_first():
+        nonlocal state
+        (current, frames), *ahead = waiting
+        state, ab = colorizer.smooth(state, current, [track for track, _ in ahead])
+        waiting.popleft()
         for frame, frame_ab in zip(frames, ab):
             rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
             writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
         yield from written(wait=False)
 
     def send(frames):
-        nonlocal waiting
-        current = track(frames)
-        if waiting is not None:
-            yield from write(current)
-        waiting = (current, frames)
+        waiting.append((track(frames), frames))
+        if len(waiting) > colorizer.batches_ahead:
+            yield from write_first()
 
     def flush():
         nonlocal batch, state
         if batch:
             yield from send(batch)
             batch = []
-        if waiting is not None:
-            yield from write(waiting[0]._replace(valid=jnp.zeros_like(waiting[0].valid)))
+        while waiting:  # their look-ahead runs past the sequence's end (smooth pads it, all invalid)
+            yield from write_first()
         state = None
         yield from written(wait=True)
 
@@ -351,7 +357,7 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
                 warn_if_in_color(job.source, [photo.rgb])
             lightness, small, size = colorizer.photo_lightness(photo.rgb)
             if state is None:
-                state = smoothing.initial_state(*small.shape)
+                state = colorizer.photo_initial_state(small.shape)
             batch.append(_SequenceFrame(job, photo, lightness, small, size, started))
             if len(batch) == batch_size:
                 yield from send(batch)

@@ -2,8 +2,9 @@
 size, and the jitted steps around the network on all local devices.
 
 On the device, per batch: Y code values -> gray, resized to the render size
--> L -> model -> ab; ab smoothed over time (framecolor.smoothing, one batch
-of look-ahead); ab resized to the output's chroma size and joined with the L
+-> L -> model -> ab; ab smoothed over time (framecolor.smoothing, looking
+ahead a number of frames set by the strength, over the batches queued after
+it); ab resized to the output's chroma size and joined with the L
 of the input's own luma there (the mean of each 2x2 block for 4:2:0) -> RGB
 -> Cb/Cr. The encoder writes the *input's* Y plane untouched with the new
 chroma, so the picture's luminance and detail are the original's; only
@@ -25,7 +26,7 @@ import math
 import operator
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -151,7 +152,8 @@ MAX_KEPT_ASPECT = 64
 
 
 def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tuple[int, int]:
-    """(h, w) the model sees: short side = render_size, aspect kept to a multiple of `step` (of 8).
+    """(h, w) the model sees: short side = render_size rounded to a multiple of 8, the long side
+    the aspect's, rounded to a multiple of `step` (of 8).
 
     A frame wider than MAX_RENDER_ASPECT keeps its aspect on a shorter short
     side, down to the backbone's smallest input, so the render's area stays
@@ -164,8 +166,10 @@ def render_shape(width: int, height: int, render_size: int, step: int = 8) -> tu
         render_size = max(smallest, render_size * (MAX_RENDER_ASPECT / aspect) ** 0.5)
     side_short = 8 * round(render_size / 8)
     if side_short < MIN_RENDER_SIZE:  # 75 rounds to 72, which the backbone cannot take: up instead
-        side_short = render_size = smallest
-    side_long = max(side_short, step * round(render_size * aspect / step))
+        side_short = smallest
+    # From the rounded short side: from render_size, a size off the multiple of
+    # 8 distorted the picture (640x272 at 76 was rendered 176x80, 6.5% narrower).
+    side_long = max(side_short, step * round(side_short * aspect / step))
     # Past MAX_KEPT_ASPECT the picture is squeezed along its length instead
     # (a 30000x20 strip would otherwise be rendered 80x120000 and fill any memory).
     side_long = min(side_long, step * int(MAX_KEPT_ASPECT * side_short / step))
@@ -220,6 +224,11 @@ class Colorizer:
         devices = self.mesh.devices.size
         self.batch_size = math.ceil(config.batch_size / devices) * devices  # the batch splits evenly
         self.networks_in_flight = config.networks_in_flight or _default_networks_in_flight(self.mesh)
+        # The smoothing looks this many frames ahead whatever the batch size
+        # (else colors would change with it): the predictions of this many
+        # batches wait behind each one that is finished.
+        self.lookahead = smoothing.lookahead_frames(config.smoothing)
+        self.batches_ahead = -(-self.lookahead // self.batch_size)
         # On the devices once, not copied there again with every batch (three
         # small transfers a batch, each holding the GIL the encode thread needs).
         self._temperature, self._smoothing, self._saturation = (
@@ -232,12 +241,13 @@ class Colorizer:
         new._configure(dataclasses.replace(self.config, **changes))
         return new
 
-    # Video, per batch: prepare -> predict -> finish, with batch k+1's
-    # prediction as finish(k)'s look-ahead (see colorize_video). The network
-    # sees each picture as players show it, as it was trained: `turns`
-    # quarter turns counter-clockwise stand it up (video.quarter_turns), and
-    # the render has the shown aspect of `pixel_aspect`-wide pixels (the
-    # sample aspect ratio of anamorphic video); finish turns the color back.
+    # Video, per batch: prepare -> predict -> finish, with the predictions of
+    # the batches_ahead batches after it as finish(k)'s look-ahead (see
+    # apply._recombined). The network sees each picture as players show it,
+    # as it was trained: `turns` quarter turns counter-clockwise stand it up
+    # (video.quarter_turns), and the render has the shown aspect of
+    # `pixel_aspect`-wide pixels (the sample aspect ratio of anamorphic
+    # video); finish turns the color back.
     def _stored_render_hw(self, width: int, height: int, pixel_aspect: float) -> tuple[int, int]:
         return render_shape(max(1, round(width * pixel_aspect)), height, self.render_size)
 
@@ -259,16 +269,20 @@ class Colorizer:
         state = smoothing.initial_state(*((w, h) if turns % 2 else (h, w)))
         return jax.device_put(state, self._replicated)
 
-    def finish(self, state, current: Prediction, ahead: Prediction, *, full_range, matrix, chroma_hw, turns=0,
-               out_full_range=None):
-        """Smooth `current` (with `ahead` as look-ahead) and recombine it with
-        its own luma: (state, chroma), chroma (2, B, *chroma_hw) the output's
-        Cb and Cr planes (4:2:0 halves both sides, 4:2:2 the width only), coded
-        in `out_full_range` (None: the source's `full_range`)."""
+    def finish(self, state, current: Prediction, ahead: Prediction | Sequence[Prediction], *, full_range, matrix,
+               chroma_hw, turns=0, out_full_range=None):
+        """Smooth `current` (with `ahead`, the predictions after it, as
+        look-ahead) and recombine it with its own luma: (state, chroma),
+        chroma (2, B, *chroma_hw) the output's Cb and Cr planes (4:2:0 halves
+        both sides, 4:2:2 the width only), coded in `out_full_range` (None:
+        the source's `full_range`). Near the video's end `ahead` holds fewer
+        than batches_ahead predictions (one Prediction alone is one of them):
+        the rest is past the end."""
+        ahead = [ahead] if isinstance(ahead, Prediction) else ahead
         return _finish(
             state,
             current.track,
-            ahead.track,
+            self._lookahead_tracks(current.track, [p.track for p in ahead]),
             current.y,
             self._smoothing,
             self._saturation,
@@ -277,7 +291,19 @@ class Colorizer:
             chroma_hw=tuple(chroma_hw),
             turns=turns % 4,
             out_full_range=out_full_range,
+            lookahead=self.lookahead,
         )
+
+    def _lookahead_tracks(self, current: smoothing.Track, ahead: list) -> tuple | None:
+        """The batches_ahead tracks after `current`, those past the end
+        all-invalid, so every batch compiles to one shape; None where the
+        strength is 0 and nothing is smoothed."""
+        if not self.lookahead:
+            return None
+        missing = self.batches_ahead - len(ahead)
+        if missing > 0:
+            ahead = ahead + [current._replace(valid=jnp.zeros_like(current.valid))] * missing
+        return tuple(ahead[: self.batches_ahead])
 
     def colorize_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """One image (H, W, 3) uint8 or uint16 -> colorized, of the same type, with the same L.
@@ -299,6 +325,11 @@ class Colorizer:
         size = jnp.asarray([height, width], jnp.float32)
         return (*_image_lightness(canvas, size, render_hw=render_hw), size)
 
+    def photo_initial_state(self, render_hw: tuple[int, int]) -> smoothing.State:
+        """The smoothing's state before a sequence of photos rendered at
+        `render_hw`, placed as smooth() returns it: else the second batch compiled again."""
+        return jax.device_put(smoothing.initial_state(*render_hw), self._replicated)
+
     def photo_ab(self, small: jax.Array) -> jax.Array:
         """(B, h, w) L at the render size -> (B, h, w, 2) predicted ab."""
         return _predict_ab(self.module, self.model_config.mode, self.variables, small, self._temperature)
@@ -307,9 +338,14 @@ class Colorizer:
         """A batch of photos' L at the render size -> what the smoothing takes of them."""
         return smoothing.Track(self.photo_ab(small), small, _histograms(small), valid)
 
-    def smooth(self, state: smoothing.State, track: smoothing.Track, ahead: smoothing.Track):
-        """(state, the smoothed ab of `track`), with `ahead` as its look-ahead (smoothing.smooth)."""
-        return _smooth(state, track, ahead, self._smoothing)
+    def smooth(self, state: smoothing.State, track: smoothing.Track, ahead: Sequence[smoothing.Track]):
+        """(state, the smoothed ab of `track`), with `ahead`, the tracks of the
+        batches after it (up to batches_ahead; fewer at the end: the rest is
+        past it), as its look-ahead (smoothing.smooth)."""
+        ahead = self._lookahead_tracks(track, list(ahead))
+        if ahead is None:
+            return state, track.ab
+        return _smooth(state, track, ahead, self._smoothing, lookahead=self.lookahead)
 
     def photo_rgb(self, lightness, ab, size, rgb: np.ndarray) -> np.ndarray:
         """The photo `rgb` with its own L and the (h, w, 2) predicted `ab`, of its type."""
@@ -354,10 +390,14 @@ def _model_ab(module, mode, variables, lightness, temperature):
 
 
 def _finish(state, track, ahead, y, strength, saturation, *, full_range, matrix, chroma_hw, turns=0,
-            out_full_range=None):
-    """Smooth, turn back, resize to the output's chroma size, recombine with
-    the input's L: (state, Cb and Cr stacked)."""
-    state, ab = _smooth(state, track, ahead, strength)
+            out_full_range=None, lookahead=None):
+    """Smooth (over the first `lookahead` frames of `ahead`; not at all where
+    `ahead` is None: strength 0), turn back, resize to the output's chroma
+    size, recombine with the input's L: (state, Cb and Cr stacked)."""
+    if ahead is not None:
+        state, ab = _smooth(state, track, ahead, strength, lookahead=lookahead)
+    else:
+        ab = track.ab
     _, height, width = y.shape
     # A subsampled format keeps one chroma sample per block (2x2 in 4:2:0, 1x2
     # in 4:2:2; the sides divide), so the color is computed at that
@@ -394,7 +434,7 @@ def _upright_lightness(gray, *, turns):
 
 _predict_ab = jax.jit(_model_ab, static_argnames=("module", "mode"))
 _histograms = jax.jit(smoothing.histograms)  # for cut detection; fused with the resize it ran 8x slower
-_smooth = jax.jit(smoothing.smooth)
+_smooth = jax.jit(smoothing.smooth, static_argnames=("lookahead",))
 
 
 @functools.partial(jax.jit, static_argnames=("chroma_hw", "turns"))

@@ -4,8 +4,17 @@ A per-frame colorizer guesses every frame afresh, so a static wall can drift
 between hues from one frame to the next (flicker). We replace each pixel's
 predicted ab by a weighted mean over neighbouring frames, with weights that
 decay exponentially in both time directions. Computed as a normalized
-recursive filter (one causal and one anticausal pass), this costs O(1) per
-frame and needs only a bounded look-ahead, so it streams.
+recursive filter (one causal and one anticausal pass), this needs only a
+bounded look-ahead, so it streams.
+
+The look-ahead is a fixed number of frames, lookahead_frames(strength): the
+distance at which a frame's weight has fallen below LOOKAHEAD_WEIGHT. It
+must not be "the next batch": the anticausal half was then cut off after B
+frames, so colors changed with --batch-size (at strength 0.9, -b 2 and
+-b 32 differed by up to 15 chroma codes) and with a frame's place in its
+batch. The causal pass is carried across blocks exactly, so with a fixed
+look-ahead the result depends on the strength alone, not on how the frames
+are cut into blocks.
 
 The weight linking frame t-1 to frame t is, per pixel,
 
@@ -31,7 +40,7 @@ step, on the device, at the render size.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +50,14 @@ CUT_THRESHOLD = 0.15
 # L units (0..100). Codec noise moves L by ~1-2 (weight ~0.97); an edge moving
 # across a pixel changes it by 10-50 (weight ~0.2 down to 0).
 SIGMA_L = 6.0
+# The look-ahead ends where a frame's weight would be below this (strength**K):
+# what lies beyond moves the mean by at most about this fraction of a color
+# difference, well under a chroma code.
+LOOKAHEAD_WEIGHT = 1e-3
+# ...but at most this many frames (5 s at 25 fps), which a strength of 0.947
+# reaches: the queued batches hold this many frames (their luma too, at full
+# size), and the backward half of a stronger filter is cut off here.
+MAX_LOOKAHEAD = 128
 
 
 class Track(NamedTuple):
@@ -101,16 +118,62 @@ def _accumulate(carry, x):
     return ab + w[..., None] * num, 1.0 + w * den
 
 
-def smooth(state: State, block: Track, ahead: Track, strength) -> tuple[State, jax.Array]:
-    """Smooth the ab of `block`, looking ahead into the next block `ahead`.
+def lookahead_frames(strength: float) -> int:
+    """How many frames after a block its smoothing looks at: the fewest
+    with strength**K <= LOOKAHEAD_WEIGHT, at most MAX_LOOKAHEAD; 0 for 0."""
+    frames, weight = 0, 1.0
+    while strength > 0 and weight > LOOKAHEAD_WEIGHT and frames < MAX_LOOKAHEAD:
+        weight *= strength
+        frames += 1
+    return frames
 
-    `state` carries the causal pass over all earlier frames; `ahead` bounds
-    the anticausal pass (pass its frames with valid=False at the end of the
-    video). Returns the new state and the smoothed ab of `block`.
-    strength in [0, 1): 0 returns the ab unchanged.
+
+def _first_frames(tracks: Sequence[Track], count: int | None) -> list[Track]:
+    """The first `count` frames (None: all) of `tracks`, still one Track per block."""
+    kept = []
+    for track in tracks:
+        if count is not None:
+            if count <= 0:
+                break
+            if count < track.valid.shape[0]:
+                track = Track(*(x[:count] for x in track))
+            count -= track.valid.shape[0]
+        kept.append(track)
+    return kept
+
+
+def _ahead_sums(block: Track, ahead: Sequence[Track], strength):
+    """The anticausal sums (of ab, of weights) at the first look-ahead frame,
+    and the weight linking `block`'s last frame to it (0 with no look-ahead).
+
+    One scan per block of `ahead`, from the last: the blocks are never
+    concatenated, which would copy every look-ahead frame once per batch.
     """
+    hw = block.lightness.shape[1:]
+    carry = (jnp.zeros((*hw, 2), jnp.float32), jnp.zeros(hw, jnp.float32))
+    into_next = jnp.zeros(hw, jnp.float32)  # nothing is seen past the look-ahead
+    for before, track in reversed(list(zip([block, *ahead[:-1]], ahead))):
+        w = _links(before.lightness[-1], before.hist[-1], before.valid[-1], track, strength)
+        w_next = jnp.concatenate([w[1:], into_next[None]])
+        carry, _ = jax.lax.scan(lambda c, x: (_accumulate(c, x), None), carry, (track.ab, w_next), reverse=True)
+        into_next = w[0]
+    return carry, into_next
+
+
+def smooth(state: State, block: Track, ahead: Track | Sequence[Track], strength,
+           lookahead: int | None = None) -> tuple[State, jax.Array]:
+    """Smooth the ab of `block`, looking ahead into the frames that follow it.
+
+    `state` carries the causal pass over all earlier frames. `ahead` holds
+    the frames that follow, as one Track or as the Tracks of the blocks
+    that follow, in order; its first `lookahead` frames (None: all of them)
+    bound the anticausal pass, so pass lookahead_frames(strength) of them
+    for a result that does not depend on the blocks' length. Frames past
+    the video's end are passed with valid=False. Returns the new state and
+    the smoothed ab of `block`. strength in [0, 1): 0 returns the ab unchanged.
+    """
+    ahead = _first_frames([ahead] if isinstance(ahead, Track) else ahead, lookahead)
     w = _links(state.lightness, state.hist, state.valid, block, strength)  # into each frame of block
-    w_ahead = _links(block.lightness[-1], block.hist[-1], block.valid[-1], ahead, strength)
 
     def causal(carry, x):
         carry = _accumulate(carry, x)
@@ -118,13 +181,11 @@ def smooth(state: State, block: Track, ahead: Track, strength) -> tuple[State, j
 
     (num, den), (f_num, f_den) = jax.lax.scan(causal, (state.num, state.den), (block.ab, w))
 
-    # Anticausal: G_t = ab_t + w_{t+1} G_{t+1}. Over `ahead` only its end value
-    # is needed; over `block` each G_t is combined with the causal sum at once,
-    # so neither pass writes arrays it would only read back.
-    zeros = (jnp.zeros_like(state.num), jnp.zeros_like(state.den))
-    w_ahead_next = jnp.concatenate([w_ahead[1:], jnp.zeros_like(w_ahead[:1])])
-    g_ahead, _ = jax.lax.scan(lambda c, x: (_accumulate(c, x), None), zeros, (ahead.ab, w_ahead_next), reverse=True)
-    w_next = jnp.concatenate([w[1:], w_ahead[:1]])
+    # Anticausal: G_t = ab_t + w_{t+1} G_{t+1}. Over `ahead` only its value at
+    # the first frame is needed; over `block` each G_t is combined with the
+    # causal sum at once, so neither pass writes arrays it would only read back.
+    g_ahead, w_ahead = _ahead_sums(block, ahead, strength)
+    w_next = jnp.concatenate([w[1:], w_ahead[None]])
 
     def anticausal(carry, x):
         ab, w_t, f_num_t, f_den_t = x

@@ -54,7 +54,8 @@ def apply(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm) or training run folder; default: the shipped one."),
     render_size: Optional[int] = typer.Option(
-        None, "--render-size", help="Short side the model sees (default: the model's training size)."
+        None, "--render-size",
+        help="Short side the model sees, rounded to a multiple of 8 (default: the model's training size).",
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Frames per forward pass (default: 8)."),
     saturation: Optional[float] = typer.Option(None, "--saturation", help="Scale the predicted color (default: the model's calibrated gain, else 1.0)."),
