@@ -3,11 +3,16 @@
 Layout (integers little-endian)::
 
     MAGIC (8 bytes) | format version (uint32) | header length (uint64) | header (UTF-8 JSON)
-    | payload length (uint64) | payload (flax.serialization msgpack of {"params", "batch_stats"})
+    | header SHA-256 (32 bytes; format 2 on) | payload length (uint64)
+    | payload (flax.serialization msgpack of {"params", "batch_stats"})
 
 The header holds the model config, the normalization the model was trained
 with, the framecolor version, the parameter count, a SHA-256 of the payload
 and the training summary, so `framecolor info` reads it without the payload.
+Format 2 adds a SHA-256 of everything before it (magic to header): in format
+1 a flipped bit in the header could change a stored setting (the saturation,
+a summary figure) and still load. Format 1 files (the shipped default.fcm
+among them) load as before, without that check.
 msgpack holds only plain data: loading never unpickles or executes anything.
 Every length is checked against the file, so a truncated file is named as
 such, and the variables are checked against the shapes the config implies.
@@ -16,6 +21,7 @@ such, and the variables are checked against the shapes the config implies.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import importlib.resources
 import json
@@ -29,16 +35,18 @@ from flax import serialization
 
 import framecolor
 from framecolor import color
-from framecolor.atomic import atomic_file
+from framecolor.atomic import atomic_file, remove_stale_temps
 from framecolor.errors import ModelFileError, OutputError
 from framecolor.models.colorizer import ModelConfig, count_params, variable_shapes
 from framecolor.sizes import readable_size
 
 SUFFIX = ".fcm"
 MAGIC = b"\x89FCM\r\n\x1a\n"  # PNG-style: a non-ASCII byte and line endings show text-mode damage
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_HEADER_CHECKSUM_SINCE = 2  # the first format whose header carries its own SHA-256
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
 _LENGTH = struct.Struct("<Q")
+_CHECKSUM_SIZE = hashlib.sha256().digest_size
 _COLLECTIONS = ("params", "batch_stats")
 
 
@@ -91,12 +99,19 @@ def save_model(path, config: ModelConfig, variables, summary: dict | None = None
         "summary": summary or {},
         "readout": readout or {},
     }
-    head = json.dumps(header, default=_json_value, sort_keys=True).encode("utf8")
-    with atomic_file(path, sync=True) as f:
-        f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)))
-        f.write(head)
-        f.write(_LENGTH.pack(len(payload)))
-        f.write(payload)
+    body = json.dumps(header, default=_json_value, sort_keys=True).encode("utf8")
+    head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body
+    try:
+        with atomic_file(path, sync=True) as f:
+            f.write(head)
+            f.write(_header_checksum(head))
+            f.write(_LENGTH.pack(len(payload)))
+            f.write(payload)
+    except OSError as exc:  # the temp file is gone (atomic_file); its name, in exc, means nothing to the user
+        why = "no space left on the disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or exc
+        raise OutputError(f"cannot write {path}: {why}") from None
+    # What a save killed outright left (a whole model's size, beside it for good).
+    remove_stale_temps(path)
     return path
 
 
@@ -246,27 +261,39 @@ def _read_layout(f, path: Path) -> tuple[dict, int]:
             f"{path}: made by a newer framecolor (model format {version}; this framecolor "
             f"{framecolor.__version__} reads up to {FORMAT_VERSION}); upgrade framecolor"
         )
-    if _PREFIX.size + header_length + _LENGTH.size > size:
+    if version < 1:  # no framecolor wrote it: format 1's version with a bit flipped
+        raise ModelFileError(f"{path}: corrupt model file header (model format {version})")
+    checksum_size = _CHECKSUM_SIZE if version >= _HEADER_CHECKSUM_SINCE else 0
+    if _PREFIX.size + header_length + checksum_size + _LENGTH.size > size:
         raise ModelFileError(f"{path}: truncated model file (ends inside its header)")
+    body = f.read(header_length)
+    # Before the JSON is read: a bit flipped in it can still parse, as another setting.
+    if checksum_size and f.read(checksum_size) != _header_checksum(raw + body):
+        raise ModelFileError(f"{path}: corrupt model file header (it does not match its checksum)")
     try:
-        header = json.loads(f.read(header_length).decode("utf8"))
+        header = json.loads(body.decode("utf8"))
     except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON; nested past Python's depth; a 5000-digit number
         raise ModelFileError(f"{path}: corrupt model file header ({exc})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: corrupt model file header (not a JSON object)")
     _check_header_fields(header, path)
     (length,) = _LENGTH.unpack(f.read(_LENGTH.size))
-    expected = _PREFIX.size + header_length + _LENGTH.size + length
+    expected = _PREFIX.size + header_length + checksum_size + _LENGTH.size + length
     if size != expected:
         what = "truncated model file" if size < expected else "model file has trailing bytes"
         raise ModelFileError(f"{path}: {what}: expected {expected} bytes, found {size}")
     return header, length
 
 
+def _header_checksum(head: bytes) -> bytes:
+    """The SHA-256 that follows the header in format 2 on, of the file's bytes up to it."""
+    return hashlib.sha256(head).digest()
+
+
 # The readout apply takes as its defaults, and the range each must be in,
-# which ApplyConfig holds its own settings to: the header is not under the
-# payload's checksum, and an edited NaN saturation would write colorless
-# video without a word.
+# which ApplyConfig holds its own settings to: a format 1 header is under no
+# checksum, and any header can be edited and its checksum made anew; an
+# edited NaN saturation would write colorless video without a word.
 READOUT_RANGES = {"saturation": (0.0, 4.0)}
 
 

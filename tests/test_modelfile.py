@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 
@@ -30,14 +31,21 @@ def saved(tmp_path_factory):
 def _pieces(path):
     """(header dict, payload bytes) of a file, to build damaged variants."""
     data = path.read_bytes()
-    (header_len,) = struct.unpack_from("<Q", data, 12)
+    version, header_len = struct.unpack_from("<IQ", data, 8)
     header = json.loads(data[20:20 + header_len])
-    return header, data[20 + header_len + 8:]
+    return header, data[20 + header_len + (32 if version >= 2 else 0) + 8:]
 
 
 def _pack(header, payload, version=modelfile.FORMAT_VERSION, magic=modelfile.MAGIC):
-    head = json.dumps(header).encode()
-    return struct.pack("<8sIQ", magic, version, len(head)) + head + struct.pack("<Q", len(payload)) + payload
+    return _pack_bytes(json.dumps(header).encode(), payload, version, magic)
+
+
+def _pack_bytes(head, payload, version=modelfile.FORMAT_VERSION, magic=modelfile.MAGIC):
+    """A model file around `head`; from format 2 on with its header's checksum
+    made anew, as whoever edits a header can: the checks behind it still apply."""
+    head = struct.pack("<8sIQ", magic, version, len(head)) + head
+    checksum = hashlib.sha256(head).digest() if version >= 2 else b""
+    return head + checksum + struct.pack("<Q", len(payload)) + payload
 
 
 def test_round_trip_is_bit_exact(saved):
@@ -171,12 +179,12 @@ def test_headers_json_cannot_parse_is_said_in_a_line(saved, tmp_path):
     # Nested past Python's depth, or a number past its 4300 digits: a traceback, not ModelFileError.
     _, payload = _pieces(saved[0])
     for head in (b"[" * 100_000 + b"]" * 100_000, b'{"config": ' + b"1" * 5000 + b"}"):
-        bad = tmp_path / "bad.fcm"
-        bad.write_bytes(struct.pack("<8sIQ", modelfile.MAGIC, modelfile.FORMAT_VERSION, len(head)) + head
-                        + struct.pack("<Q", len(payload)) + payload)
-        for read in (modelfile.load_model, modelfile.read_header):
-            with pytest.raises(ModelFileError, match="bad.fcm: corrupt model file header"):
-                read(bad)
+        for version in (1, modelfile.FORMAT_VERSION):  # without a header checksum, and under a good one
+            bad = tmp_path / "bad.fcm"
+            bad.write_bytes(_pack_bytes(head, payload, version))
+            for read in (modelfile.load_model, modelfile.read_header):
+                with pytest.raises(ModelFileError, match=r"bad.fcm: corrupt model file header \((?!it does not)"):
+                    read(bad)
 
 
 def test_a_model_of_nan_weights_is_refused(saved, tmp_path, monkeypatch):
@@ -202,3 +210,118 @@ def test_an_unreadable_model_file_is_said_in_a_line(saved, monkeypatch):
     for read in (modelfile.load_model, modelfile.read_header):
         with pytest.raises(ModelFileError, match=r"tiny.fcm: cannot read the model file \(Permission denied\)"):
             read(saved[0])
+
+
+def test_every_flipped_bit_of_the_header_is_refused(saved, tmp_path):
+    # Format 1 had no checksum over its header: 567 of its 3,512 single-bit
+    # flips still loaded, some with another saturation or summary.
+    path = tmp_path / "flipped.fcm"
+    path.write_bytes(saved[0].read_bytes())
+    data = path.read_bytes()
+    (header_len,) = struct.unpack_from("<Q", data, 12)
+    before_payload = 20 + header_len + 32 + 8  # magic, version, lengths, the header and its checksum
+    with open(path, "r+b") as f:
+        for bit in range(before_payload * 8):
+            at, original = bit // 8, data[bit // 8]
+            f.seek(at)
+            f.write(bytes([original ^ (1 << bit % 8)]))
+            f.flush()
+            with pytest.raises(ModelFileError, match=r"flipped.fcm: (corrupt|truncated|not a framecolor|made by a newer"
+                                                     r"|model file has trailing)"):
+                modelfile.read_header(path)  # what info and apply read first; load_model reads it so too
+            if bit % 61 == 0:
+                with pytest.raises(ModelFileError):
+                    modelfile.load_model(path)
+            f.seek(at)
+            f.write(bytes([original]))
+    assert modelfile.load_model(path).header == modelfile.read_header(saved[0])
+    flipped = bytearray(data)
+    flipped[30] ^= 4  # one bit inside the JSON text
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(ModelFileError, match=r"flipped.fcm: corrupt model file header \(it does not match its "
+                                             r"checksum\)"):
+        modelfile.load_model(path)
+
+
+def test_files_of_format_1_load_as_before(saved, tmp_path):
+    # Written before headers carried a checksum (the shipped default.fcm is one): read as they were.
+    path, variables = saved
+    header, payload = _pieces(path)
+    old = tmp_path / "old.fcm"
+    old.write_bytes(_pack({**header, "format_version": 1}, payload, version=1))
+    loaded = modelfile.load_model(old)
+    assert loaded.header == {**header, "format_version": 1} and loaded.config == TINY_MODEL
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded.variables), jax.tree.leaves(variables)))
+    assert dict(modelfile.describe_model(old))["format version"] == "1"
+    default = modelfile.default_model_path()
+    if default is not None:
+        assert modelfile.read_header(default)["format_version"] == 1
+        assert modelfile.load_model(default).readout["saturation"] > 0
+    old.write_bytes(_pack(header, payload, version=0))  # format 1's version with its one bit flipped
+    with pytest.raises(ModelFileError, match=r"old.fcm: corrupt model file header \(model format 0\)"):
+        modelfile.read_header(old)
+
+
+def _killed_mid_write(path):
+    """The temp file that an atomic write of `path` leaves when SIGKILL ends its process mid-write."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from framecolor.atomic import atomic_file
+with atomic_file({str(path)!r}) as f:
+    f.write(b"half a model")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(3600)
+"""], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "writing\n"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (left,) = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.{child.pid}-")]
+    return left
+
+
+def test_a_save_removes_what_a_killed_save_of_that_model_left(saved, tmp_path):
+    # Each killed save left a whole model's size beside it, under a new name, for good.
+    import os
+    import time
+
+    _, variables = saved
+    target = modelfile.save_model(tmp_path / "model.fcm", TINY_MODEL, variables)
+    stale = _killed_mid_write(target)
+    theirs = _killed_mid_write(tmp_path / "other.fcm")  # another model's: its own save removes it
+    old = tmp_path / f".model.fcm.{os.getpid()}-0badf00d.partial"  # a live process's, untouched for hours
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 2 * 3600,) * 2)
+    writing = tmp_path / f".model.fcm.{os.getpid()}-5ca1ab1e.partial"  # a live process's, being written
+    writing.write_bytes(b"x")
+    dead = stale.name.split(".")[3].split("-")[0]  # the killed process's number
+    lookalikes = [tmp_path / name for name in ("notes.partial", ".model.fcm.backup", f".model.fcm.{dead}-xyz.partial",
+                                               f".model.{dead}-deadbeef.partial.fcm")]  # temp_path(keep_suffix)'s
+    for path in lookalikes:
+        path.write_bytes(b"mine")
+    # Meanwhile nothing reads the leftovers for the model: not load, not info.
+    assert modelfile.load_model(tmp_path).config == TINY_MODEL
+    assert dict(modelfile.describe_model(tmp_path))["file"] == str(target)
+    modelfile.save_model(target, TINY_MODEL, variables)
+    assert not stale.exists() and not old.exists()
+    assert theirs.exists() and writing.exists() and all(path.read_bytes() == b"mine" for path in lookalikes)
+    assert modelfile.load_model(target).config == TINY_MODEL
+
+
+def test_a_model_the_disk_has_no_room_for_is_said_in_a_line(saved, tmp_path, monkeypatch):
+    # OSError's words named the temp file, or nothing; train says it after a checkpoint did not fit.
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "model.fcm"
+    with pytest.raises(OutputError, match=rf"^cannot write {target}: no space left on the disk$"):
+        modelfile.save_model(target, TINY_MODEL, saved[1])
+    assert list(tmp_path.iterdir()) == []
