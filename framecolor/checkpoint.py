@@ -7,10 +7,12 @@ packed vectors are unpacked along the pytree of a freshly built state.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a run killed mid-save leaves only a temporary directory, which
-is ignored (and cleaned up) when the run is resumed. We keep the latest
-``keep`` checkpoints plus the one with the best monitored loss (for the final
-model file); checkpoints saved on interruption carry no metrics and are kept
-only while they are among the latest.
+is ignored (and cleaned up) when the run is resumed. A finished one that
+cannot be restored (cut short by a copy, a failing disk) is moved aside as
+STEP.damaged when the run resumes from the newest one before it. We keep
+the latest ``keep`` checkpoints plus the one with the best monitored loss
+(for the final model file); checkpoints saved on interruption carry no
+metrics and are kept only while they are among the latest.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from framecolor.errors import OutputError, TrainingError
+from framecolor.errors import DiskFullError, TrainingError
 
 # How a full disk or quota reads in an OSError's or orbax's message.
 _DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
@@ -71,14 +74,32 @@ class _SavedWithoutMetrics(logging.Filter):
         return not str(record.msg).startswith("Requested `tracked_metric`")
 
 
+class _DiskFullTold(logging.Filter):
+    """Drops orbax's logs of a save that failed for a full disk.
+
+    Each of its writer threads logged its traceback (300 lines on the
+    user's terminal) before the error reached Checkpoints, which says it in
+    one line; any other failure is still logged, and raised.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (_says_disk_full(record.getMessage()) or (error is not None and _says_disk_full(str(error))))
+
+
+def _says_disk_full(text: str) -> bool:
+    return any(words in text for words in _DISK_FULL_WORDS)
+
+
 def _quiet_orbax() -> None:
     logger = logging.getLogger("absl")  # orbax logs through absl, whose records go to this logger
-    if not any(isinstance(f, _SavedWithoutMetrics) for f in logger.filters):
-        logger.addFilter(_SavedWithoutMetrics())
+    for kind in (_SavedWithoutMetrics, _DiskFullTold):
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 class Checkpoints:
-    """The checkpoints of one run directory: ``save``, ``latest_step``, ``restore``."""
+    """The checkpoints of one run directory: ``save``, ``latest_step``, ``restore``, ``restore_newest``."""
 
     def __init__(self, directory, keep: int = 3):
         _quiet_orbax()
@@ -109,7 +130,7 @@ class Checkpoints:
 
     @contextlib.contextmanager
     def _disk_errors(self):
-        """A full disk mid-save: an OutputError, and no half-written checkpoint left.
+        """A full disk mid-save: a DiskFullError, and no half-written checkpoint left.
 
         Orbax reports it from TensorStore as a ValueError that quotes the OS
         error; its unfinished checkpoint is a temporary directory, which
@@ -118,7 +139,7 @@ class Checkpoints:
         try:
             yield
         except (OSError, ValueError) as exc:
-            if not any(words in str(exc) for words in _DISK_FULL_WORDS):
+            if not _says_disk_full(str(exc)):
                 raise
             try:  # no save may still be writing into what is removed below
                 self._manager.wait_until_finished()
@@ -126,7 +147,10 @@ class Checkpoints:
                 pass
             for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(partial, ignore_errors=True)
-            raise OutputError(f"cannot save a checkpoint in {self.directory}: no space left on the disk") from None
+            # Orbax had struck the older steps it meant to delete once the new one
+            # was saved from its list: deleted they were not, and the best may be among them.
+            self._manager.reload()
+            raise DiskFullError(f"cannot save a checkpoint in {self.directory}: no space left on the disk") from None
 
     def restore(self, step: int, like, sharding):
         """(state, meta) of ``step``, placed with ``sharding``.
@@ -134,21 +158,67 @@ class Checkpoints:
         ``like`` (arrays or jax.ShapeDtypeStruct) gives the structure and dtypes;
         a checkpoint written on any number of devices restores onto this mesh.
         """
+        try:
+            out = self._restore_packed(step, like)
+        except _DAMAGED as exc:
+            raise TrainingError(f"cannot restore checkpoint {step} in {self.directory}: {_reason(exc)}") from exc
+        return self._placed(out, like, sharding)
+
+    def restore_newest(self, like, sharding) -> tuple[int, object, dict] | None:
+        """(step, state, meta) of the newest checkpoint that can be restored
+        (as ``restore``), or None where there is no checkpoint.
+
+        A newer one that cannot be (cut short by a copy or a failing disk)
+        blocked every resume: it is moved aside, not deleted, with a warning
+        that names it, once an older one is restored; where none can be,
+        nothing is moved and the error says so.
+        """
+        damaged = []
+        for step in sorted(self.steps(), reverse=True):
+            try:
+                out = self._restore_packed(step, like)
+            except _DAMAGED as exc:
+                damaged.append((step, exc))
+                continue
+            for bad, exc in damaged:
+                aside = self._move_aside(bad, exc, step)
+                warnings.warn(f"checkpoint {bad} in {self.directory} cannot be restored ({_reason(exc)}); moved it "
+                              f"to {aside.name} there, and the run resumes from checkpoint {step}", stacklevel=2)
+            return step, *self._placed(out, like, sharding)
+        if damaged:
+            step, exc = damaged[0]
+            raise TrainingError(f"no checkpoint in {self.directory} can be restored (checkpoint {step}: "
+                                f"{_reason(exc)}); start a new run (another --out), or --init it from its model.fcm")
+        return None
+
+    def _restore_packed(self, step: int, like) -> dict:
         sizes = _packed_sizes(like)
         abstract = {dt: jax.ShapeDtypeStruct((n,), np.dtype(dt)) for dt, n in sizes.items()}
-        try:
-            out = self._manager.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
-            )
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            # A damaged one (cut short by hand or a failing disk) blocked every resume, with no way out said.
-            earlier = [s for s in self.steps() if s < step]
-            way_out = (f"; if it is damaged, remove {self.directory / str(step)} to resume from checkpoint "
-                       f"{max(earlier)}" if earlier else "")
-            raise TrainingError(f"cannot restore checkpoint {step} in {self.directory}: {exc}{way_out}") from exc
+        return self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+        )
+
+    @staticmethod
+    def _placed(out: dict, like, sharding):
         state = jax.device_put(unpack({k: np.asarray(v) for k, v in out["state"].items()}, like), sharding)
         return state, out["meta"]
+
+    def _move_aside(self, step: int, exc: Exception, resumed: int) -> Path:
+        """Rename the damaged ``step`` to STEP.damaged (-2, -3, ... where taken),
+        kept for the user; no step name to orbax or rundir, whose checkpoints
+        are named by their digits alone, so the run saves that step anew."""
+        folder, aside, n = self.directory / str(step), self.directory / f"{step}{DAMAGED_SUFFIX}", 1
+        while aside.exists():  # damaged at that step before
+            n += 1
+            aside = self.directory / f"{step}{DAMAGED_SUFFIX}-{n}"
+        try:
+            folder.rename(aside)
+        except OSError as error:
+            raise TrainingError(f"checkpoint {step} in {self.directory} cannot be restored ({_reason(exc)}), nor "
+                                f"moved aside ({error.strerror}): remove {folder} to resume from checkpoint "
+                                f"{resumed}") from None
+        self._manager.reload()
+        return aside
 
     def wait(self) -> None:
         with self._disk_errors():
@@ -163,6 +233,20 @@ class Checkpoints:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# What orbax raises for a checkpoint it cannot read: a step folder emptied or
+# cut short, its metadata garbled, its TensorStore data truncated or lost.
+_DAMAGED = (OSError, ValueError, KeyError)
+
+# The name a damaged checkpoint is moved aside to ends so (checkpoints/6.damaged).
+DAMAGED_SUFFIX = ".damaged"
+
+
+def _reason(exc: Exception) -> str:
+    """An error from orbax or TensorStore in a line: their messages run to pages (specs, JSON)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _packed_sizes(tree) -> dict[str, int]:

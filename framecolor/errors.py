@@ -13,6 +13,10 @@ class OutputError(FramecolorError):
     """An output cannot be written (exists, same as input, no such directory)."""
 
 
+class DiskFullError(OutputError):
+    """An output did not fit on its disk: training still writes its model file where that fits."""
+
+
 class ModelFileError(FramecolorError):
     """A model or weight file is missing, corrupt, of another version or mismatched."""
 

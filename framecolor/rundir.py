@@ -86,6 +86,9 @@ def open_run(run_dir: Path, resume: bool) -> dict | None:
             raise TrainingError(f"nothing to resume in {run_dir} (no run.json); start without --resume")
         return _saved_run(run_file)
     ckpt_dir = run_dir / "checkpoints"
+    # Any trace of a run's checkpoints: a step folder, orbax's unfinished one
+    # (6.orbax-checkpoint-tmp-...), or one moved aside as damaged (6.damaged):
+    # training afresh here would write over that run's model.fcm and metrics.
     if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
         raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     return None
@@ -107,6 +110,7 @@ def check_resumable(run_dir: Path) -> None:
     started over from random weights under --resume, and wrote over its
     model.fcm and metrics.jsonl: refused, before its frames are decoded."""
     ckpt_dir = run_dir / "checkpoints"
+    # Checkpoints are named by their step alone; one moved aside as damaged (6.damaged) is none to resume from.
     if ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
         return
     metrics = run_dir / "metrics.jsonl"

@@ -5,6 +5,7 @@ and the model file at the end."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import threading
@@ -21,7 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from framecolor import callbacks, dataset, rundir
 from framecolor.atomic import write_atomic
-from framecolor.errors import TrainingError
+from framecolor.errors import DiskFullError, FramecolorError, OutputError, TrainingError
 from framecolor.signals import handling_stop_signals
 from framecolor.models.colorizer import TINY_MODEL, ModelConfig
 # The steps' names, also reached as train.<name>.
@@ -347,8 +348,14 @@ def train(
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P("data"))
     with Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints) as ckpts:
-        last = ckpts.latest_step() if saved is not None else None
-        if last is None:
+        restored = None
+        if saved is not None and ckpts.latest_step() is not None:
+            abstract = jax.eval_shape(
+                lambda: init_state(fresh_variables(model_config, 0, config.size), lr=config.lr,
+                                   clip_norm=config.clip_norm, seed=0, mesh=mesh)
+            )
+            restored = ckpts.restore_newest(abstract, NamedSharding(mesh, P()))
+        if restored is None:
             if saved is not None and saved.get("init"):  # killed before its first checkpoint
                 init_model = modelfile.load_model(saved["init"])
             if saved is not None and saved.get("backbone_weights"):  # killed before its first checkpoint
@@ -357,11 +364,7 @@ def train(
             state = init_state(variables, lr=config.lr, clip_norm=config.clip_norm, seed=config.seed, mesh=mesh)
             loop = LoopState(monitor=callbacks.Monitor(lr=config.lr))
         else:
-            abstract = jax.eval_shape(
-                lambda: init_state(fresh_variables(model_config, 0, config.size), lr=config.lr,
-                                   clip_norm=config.clip_norm, seed=0, mesh=mesh)
-            )
-            state, meta = ckpts.restore(last, abstract, NamedSharding(mesh, P()))
+            last, state, meta = restored
             loop = LoopState.from_dict(meta)
             if loop.monitor.best_step >= 0 and loop.monitor.best_step not in ckpts.steps():
                 # The best epoch's weights make model.fcm at the end: every resume trained, then failed there.
@@ -399,37 +402,49 @@ def train(
 
         t_run = time.perf_counter()
         stop, received = threading.Event(), []
-        with _stop_on_signals(stop, received, log):
-            for epoch in range(loop.next_epoch, config.epochs):
-                if loop.monitor.stopped:
-                    break
-                if abs(get_lr(state) - loop.monitor.lr) > 1e-6 * loop.monitor.lr:  # float32 vs float64
-                    state = set_lr(state, loop.monitor.lr)
-                state, run = epoch_runner(state, epoch, loop, stop)
-                if run.interrupted:
-                    break
-                state = _end_epoch(state, epoch, run, loop, evaluation, ckpts, config, run_dir, log)
-                if loop.monitor.stopped:
-                    log(f"early stop: no improvement for {_epochs(config.patience)}")
-                if stop.is_set():
-                    break
-        ckpts.wait()
+        disk_full = None  # a disk too full for the run's checkpoints or files: said once model.fcm is made
+        try:
+            with _stop_on_signals(stop, received, log):
+                for epoch in range(loop.next_epoch, config.epochs):
+                    if loop.monitor.stopped:
+                        break
+                    if abs(get_lr(state) - loop.monitor.lr) > 1e-6 * loop.monitor.lr:  # float32 vs float64
+                        state = set_lr(state, loop.monitor.lr)
+                    state, run = epoch_runner(state, epoch, loop, stop)
+                    if run.interrupted:
+                        break
+                    state = _end_epoch(state, epoch, run, loop, evaluation, ckpts, config, run_dir, log)
+                    if loop.monitor.stopped:
+                        log(f"early stop: no improvement for {_epochs(config.patience)}")
+                    if stop.is_set():
+                        break
+            ckpts.wait()
+        except (DiskFullError, OSError) as exc:
+            # It ended the run with no model.fcm, which takes less room than a
+            # checkpoint (no optimizer state) and often still fits.
+            disk_full = _disk_full(exc, run_dir)
+            if disk_full is None:
+                raise
         monitor = loop.monitor
         # A stop that came with the last epoch's end (or an early stop's)
         # interrupted nothing: the run is complete, and a resume would have nothing to do.
-        interrupted = loop.next_epoch < config.epochs and not loop.monitor.stopped and (
-            stop.is_set() or bool(loop.skip_steps))
+        interrupted = disk_full is not None or (loop.next_epoch < config.epochs and not loop.monitor.stopped and (
+            stop.is_set() or bool(loop.skip_steps)))
         stop_signal = received[0] if received else None
         if interrupted and monitor.best_step < 0:  # not one epoch done: no model yet
+            if disk_full is not None:
+                raise disk_full
             log("interrupted; resume with --resume")
             return TrainResult(run_dir, None, loop.history, monitor.best_epoch, monitor.best, interrupted=True,
                                stop_signal=stop_signal)
 
         # -- the best epoch's weights become the model file (so far, if interrupted:
         # a run stopped after hours must leave a model to use, not only checkpoints)
-        if 0 <= monitor.best_step != int(state.step):
-            state, _ = ckpts.restore(monitor.best_step, state, NamedSharding(mesh, P()))
         model_path = run_dir / modelfile.RUN_MODEL_NAME
+        with _said_with(disk_full):
+            # (A full disk met mid-epoch leaves the state that epoch began with, donated to its steps.)
+            if 0 <= monitor.best_step and (_deleted(state) or monitor.best_step != int(state.step)):
+                state, _ = ckpts.restore(monitor.best_step, state, NamedSharding(mesh, P()))
         summary = {
             "epochs": len(loop.history),
             "best_epoch": monitor.best_epoch + 1,
@@ -451,7 +466,13 @@ def train(
             readout["saturation"] = chroma_gain(model_config, variables, frameset.frames, pool, config.size)
             frames = "validation" if len(val_idx) else "training"  # no validation frames: the training ones
             log(f"readout saturation {readout['saturation']:.3f} (restores the {frames} frames' chroma energy)")
-        modelfile.save_model(model_path, model_config, variables, summary=summary, readout=readout)
+        with _said_with(disk_full):
+            modelfile.save_model(model_path, model_config, variables, summary=summary, readout=readout)
+        if disk_full is not None:
+            last = ckpts.latest_step()
+            raise OutputError(f"{disk_full}; {model_path} holds the best epoch so far ({monitor.best_epoch + 1}); "
+                              "free some space, then resume with --resume"
+                              + (f" (from checkpoint {last})" if last is not None else ""))
         if interrupted:
             log(f"interrupted; {model_path} holds the best epoch so far ({monitor.best_epoch + 1}); "
                 "resume with --resume")
@@ -650,6 +671,10 @@ def _end_epoch(state, epoch, run: _EpochRun, loop: LoopState, evaluation, ckpts,
         + f", {row['images_per_s']:.1f} img/s{note}"
         + (f" (first step + compile {run.warmup_s:.1f} s)" if run.warmup_images else "")
     )
+    # The epoch's checkpoint on disk before the next epoch begins: a disk too
+    # full for it is said now, while these weights (perhaps the best) are in
+    # memory for model.fcm, not an epoch later, when they are gone.
+    ckpts.wait()
     return state
 
 
@@ -662,6 +687,27 @@ def _best_rank(monitor: callbacks.Monitor, step: int, loss: float) -> float:
     instead, and the monitor's best deleted once --keep newer epochs came
     ("cannot restore checkpoint" at the end of the run)."""
     return loss if monitor.best_step == step else math.inf
+
+
+def _disk_full(exc: Exception, run_dir: Path) -> DiskFullError | None:
+    """The error that says a disk is too full for the run (a checkpoint's is
+    already one), or None for any other error."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"cannot write in {run_dir}: no space left on the disk")
+    return None
+
+
+@contextmanager
+def _said_with(disk_full: DiskFullError | None):
+    """Where the disk filled up, the model file failing too is said in the same one line."""
+    try:
+        yield
+    except FramecolorError as exc:
+        if disk_full is None:
+            raise
+        raise OutputError(f"{disk_full}; and {exc}") from None
 
 
 def _deleted(state) -> bool:

@@ -786,6 +786,63 @@ def test_a_checkpoint_on_a_full_disk_is_an_output_error_and_leaves_no_partial(tm
     assert ckpts.steps() == [1]
 
 
+@pytest.mark.parametrize("where", ["checkpoint", "run_file"])
+def test_a_full_disk_stops_the_run_in_a_line_and_the_best_epoch_still_makes_model_fcm(workdir, clip, cache,
+                                                                                    monkeypatch, where):
+    # The run ended with no model.fcm, which takes less room than a checkpoint
+    # (no optimizer state) and often still fits.
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    out = workdir / f"disk_full_{where}"
+    saves, failing = [], []
+    save, wait = ocp.CheckpointManager.save, ocp.CheckpointManager.wait_until_finished
+
+    def save_on_a_full_disk(self, step, **kwargs):
+        saves.append(step)
+        if len(saves) < 2:
+            return save(self, step, **kwargs)
+        # TensorStore's writes fail in orbax's background thread: the save returns,
+        # a half-written temporary folder is left, and the wait raises.
+        (Path(self.directory) / f"{step}.orbax-checkpoint-tmp-1" / "state" / "d").mkdir(parents=True)
+        failing.append(step)
+        return True
+
+    def wait_on_a_full_disk(self):
+        if failing:
+            failing.clear()
+            raise ValueError("RESOURCE_EXHAUSTED: Error writing in OCDBT database: Failed to write 1744252 bytes to "
+                             "file 8: No space left on device [os_error_code='28']")
+        return wait(self)
+
+    append = train.callbacks.append_metrics
+
+    def append_on_a_full_disk(path, row):
+        if row["epoch"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(path, row)
+
+    with monkeypatch.context() as m:
+        if where == "checkpoint":
+            m.setattr(ocp.CheckpointManager, "save", save_on_a_full_disk)
+            m.setattr(ocp.CheckpointManager, "wait_until_finished", wait_on_a_full_disk)
+        else:
+            m.setattr(train.callbacks, "append_metrics", append_on_a_full_disk)
+        full = rf"cannot save a checkpoint in {out / 'checkpoints'}" if where == "checkpoint" else f"cannot write in {out}"
+        with pytest.raises(OutputError, match=rf"^{full}: no space left on the disk; {out / 'model.fcm'} holds the best "
+                                              r"epoch so far \(2\); free some space, then resume with --resume "
+                                              r"\(from checkpoint \d+\)$"):
+            _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3))
+    summary = modelfile.load_model(out).header["summary"]
+    assert (summary["epochs"], summary["best_epoch"], summary["interrupted"]) == (2, 2, True)
+    if where == "checkpoint":  # the last good checkpoint intact, nothing half-written beside it
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [str(saves[0])]
+    # Space freed, the run goes on from its last checkpoint.
+    _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
 def test_pictures_are_drawn():
     from framecolor.callbacks import loss_curve, preview_grid
 
@@ -984,17 +1041,102 @@ def test_a_damaged_run_json_is_said_in_a_line(tmp_path, text, said):
         train.train([tmp_path / "a.mp4"], run, CONFIG, resume=True, progress=False)
 
 
-def test_a_damaged_last_checkpoint_names_the_way_back_to_the_one_before(reference, workdir, clip, cache):
-    # Cut short by hand or a failing disk, it blocked every resume with no way out said.
+def test_a_damaged_last_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(reference, workdir, clip,
+                                                                                         cache):
+    # Cut short by a copy or a failing disk, it blocked every resume until removed by hand.
     out = workdir / "last_damaged"
     shutil.copytree(reference.run_dir, out)
     steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
     last = out / "checkpoints" / str(steps[-1])
-    for item in last.iterdir():  # an empty step folder, as a copy cut short leaves
-        shutil.rmtree(item) if item.is_dir() else item.unlink()
-    with pytest.raises(TrainingError, match=rf"cannot restore checkpoint {steps[-1]} .*; if it is damaged, remove "
-                                            rf"{last} to resume from checkpoint {steps[-2]}"):
-        _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
-    shutil.rmtree(last)
-    _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    data = [p for p in (last / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    for item in data:  # TensorStore's data cut short
+        item.write_bytes(item.read_bytes()[:100])
+    kept = {p.relative_to(last): p.read_bytes() for p in last.rglob("*") if p.is_file()}
+    # What a save of the model killed outright left (its process gone): nothing
+    # trips over it, and the run's save of the model removes it.
+    stale = out / f".model.fcm.{_gone_pid()}-0123abcd.partial"
+    stale.write_bytes(b"half a model")
+    said = []
+    with pytest.warns(UserWarning, match=rf"checkpoint {steps[-1]} in \S+ cannot be restored \(.+\); moved it "
+                                         rf"to {steps[-1]}\.damaged there, and the run resumes from checkpoint "
+                                         rf"{steps[-2]}"):
+        train.train([clip], out, dataclasses.replace(CONFIG, epochs=3), cache_dir=cache, progress=False,
+                    log=said.append, resume=True)
+    assert said[0].startswith(f"resuming from checkpoint {steps[-2]} (epoch 2, step 0)")
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    aside = out / "checkpoints" / f"{steps[-1]}.damaged"  # kept as it was, for whoever wants it
+    assert {p.relative_to(aside): p.read_bytes() for p in aside.rglob("*") if p.is_file()} == kept
+    # Its step was trained again and saved anew beside it; it is no checkpoint to orbax or to the run's checks.
+    from framecolor import rundir
+    from framecolor.checkpoint import Checkpoints
+
+    with Checkpoints(out / "checkpoints") as ckpts:
+        assert steps[-1] in ckpts.steps() and ckpts.latest_step() > steps[-1]
+    shutil.rmtree(out / "checkpoints" / str(steps[-1]))
+    assert not stale.exists() and modelfile.load_model(out).header["summary"]["epochs"] == 3
+    for folder in (out / "checkpoints").iterdir():
+        if folder.name.isdigit():
+            shutil.rmtree(folder)
+    with pytest.raises(TrainingError, match="trained epochs but has no checkpoint left"):
+        rundir.check_resumable(out)  # the damaged one is not one to resume from
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        rundir.open_run(out, resume=False)  # ... but a trace of the run that training afresh would write over
+
+
+def _gone_pid() -> int:
+    """The number of a process that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    return int(child.stdout)
+
+
+def _checkpoints_with_a_damaged(directory, damaged):
+    """Checkpoints 1, 2, 3 of a small state in `directory`, those in `damaged` emptied (a copy cut short)."""
+    from framecolor.checkpoint import Checkpoints
+
+    with Checkpoints(directory, keep=3) as ckpts:
+        for step in (1, 2, 3):
+            ckpts.save(step, {"w": np.full(4, step, np.float32)}, {"step": step}, loss=1.0 / step)
+    for step in damaged:
+        for item in (directory / str(step)).iterdir():
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return Checkpoints(directory, keep=3)
+
+
+def test_resume_takes_the_newest_checkpoint_that_restores_and_saves_its_steps_anew(tmp_path):
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from framecolor.checkpoint import Checkpoints
+
+    like, sharding = {"w": np.zeros(4, np.float32)}, NamedSharding(train.make_mesh(), P())
+    directory = tmp_path / "checkpoints"
+    with _checkpoints_with_a_damaged(directory, [2, 3]) as ckpts:
+        with pytest.warns(UserWarning) as told:
+            step, state, meta = ckpts.restore_newest(like, sharding)
+        assert (step, meta) == (1, {"step": 1}) and np.array_equal(state["w"], np.full(4, 1.0))
+        assert [str(w.message).split(" cannot")[0] for w in told] == [f"checkpoint 3 in {directory}",
+                                                                     f"checkpoint 2 in {directory}"]
+        assert sorted(p.name for p in directory.iterdir()) == ["1", "2.damaged", "3.damaged"]
+        assert ckpts.steps() == [1]
+        # Saved again at the damaged one's step: saved, not skipped as already there, and restored.
+        ckpts.save(2, {"w": np.full(4, 20.0, np.float32)}, {"step": 20}, loss=0.1)
+        ckpts.wait()
+        assert ckpts.steps() == [1, 2] and ckpts.restore(2, like, sharding)[1] == {"step": 20}
+    # Damaged at that step once more: moved aside under another name, the first one kept.
+    for item in (directory / "2").iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    with Checkpoints(directory, keep=3) as ckpts, pytest.warns(UserWarning, match="moved it to 2.damaged-2 there"):
+        assert ckpts.restore_newest(like, sharding)[0] == 1
+    assert sorted(p.name for p in directory.iterdir()) == ["1", "2.damaged", "2.damaged-2", "3.damaged"]
+
+
+def test_resume_where_no_checkpoint_restores_is_refused_and_moves_nothing(tmp_path):
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    directory = tmp_path / "checkpoints"
+    said = rf"no checkpoint in {directory} can be restored \(checkpoint 3: .+\); start a new run"
+    with _checkpoints_with_a_damaged(directory, [1, 2, 3]) as ckpts, pytest.raises(TrainingError, match=said):
+        ckpts.restore_newest({"w": np.zeros(4, np.float32)}, NamedSharding(train.make_mesh(), P()))
+    assert sorted(p.name for p in directory.iterdir()) == ["1", "2", "3"]
