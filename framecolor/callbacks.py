@@ -130,6 +130,7 @@ def preview_grid(gray: np.ndarray, pred: np.ndarray, truth: np.ndarray, min_side
 
 
 _SERIES = (("train_loss", "train", (31, 119, 180)), ("val_loss", "validation", (255, 127, 14)))
+_LEGEND_ROW = 14  # pixels a legend line takes
 
 
 def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.ndarray:
@@ -149,9 +150,12 @@ def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.n
     if hi - lo < 1e-6:
         lo, hi = lo - 0.5, hi + 0.5
     n = len(history)
+    # The points stop short of the axis, and below the legend: a diverging
+    # run's last (highest) point was drawn under the legend, the lowest on the axis.
+    data_top, data_bottom = top + _LEGEND_ROW * len(_SERIES) + 8, bottom - 6
 
     def row(v):
-        return int(round(bottom - (math.log10(v) - lo) / (hi - lo) * (bottom - top)))
+        return int(round(data_bottom - (math.log10(v) - lo) / (hi - lo) * (data_bottom - data_top)))
 
     def column(i):
         return int(round(left + (i / (n - 1) if n > 1 else 0.5) * (right - left)))
@@ -179,11 +183,11 @@ def loss_curve(history: list[dict], height: int = 300, width: int = 480) -> np.n
         draw.text((column(i), bottom + 4), str(i + 1), fill=_INK, font=font, anchor="mt")
     draw.text(((left + right) // 2, height - 2), "epoch", fill=_INK, font=font, anchor="mb")
     y = top + 2
-    draw.rectangle((right - 100, y - 2, right, y + 14 * len(_SERIES) + 1), fill=(255, 255, 255))
+    draw.rectangle((right - 100, y - 2, right, y + _LEGEND_ROW * len(_SERIES) + 1), fill=(255, 255, 255))
     for _, name, color in _SERIES:
         draw.rectangle((right - 95, y + 3, right - 80, y + 7), fill=color)
         draw.text((right - 75, y), name, fill=_INK, font=font)
-        y += 14
+        y += _LEGEND_ROW
     return np.asarray(picture)
 
 

@@ -167,7 +167,7 @@ def describe_model(path) -> list[tuple[str, str]]:
         ("format version", str(facts["format_version"])),
     ]
     for key, value in facts["readout"].items():
-        rows.append((f"apply default {key}", json.dumps(value)))
+        rows.append((f"apply default {key}", _summary_value(value)))  # a gain to a few digits, as the figures
     for key, value in facts["training"].items():
         rows.append((f"training {key}", _summary_value(value)))
     return rows
@@ -197,6 +197,12 @@ def _summary_value(value) -> str:
     if isinstance(value, str):
         return value
     return f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
+
+
+def config_facts(config: ModelConfig, size: int | None = None) -> dict:
+    """`framecolor info --json` without a file: the config and its parameter count, as values."""
+    size = size or config.size
+    return {"config": dataclasses.asdict(config), "parameters": count_params(config, size)}
 
 
 def describe_config(config: ModelConfig, size: int | None = None) -> list[tuple[str, str]]:

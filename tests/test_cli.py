@@ -84,6 +84,9 @@ def test_info_of_a_model_as_json_gives_values(tiny_model_path):
 def test_info_counts_the_seed_models_parameters():
     assert "24,441,256" in run("info", "--decoder", "seed", "--mode", "lab", "--size", 224).output
     assert "24,441,313" in run("info", "--decoder", "seed", "--mode", "rgb", "--size", 224).output
+    # As JSON, values as values (as a model file's): the count was the string "24,441,256".
+    data = json.loads(run("info", "--decoder", "seed", "--mode", "lab", "--size", 224, "--json").output)
+    assert data["parameters"] == 24_441_256 and data["config"]["decoder"] == "seed"
 
 
 def test_info_refuses_model_flags_beside_a_path(tiny_model_path, clip):

@@ -880,6 +880,14 @@ def test_the_loss_plot_says_its_scale_and_names_its_lines():
     assert (legend == (31, 119, 180)).all(-1).any() and (legend == (255, 127, 14)).all(-1).any()
     assert (legend < 100).all(-1).sum() > 20
     assert (curve[-28:, 60:] < 100).all(-1).sum() > 20  # the epochs numbered under the axis
+    # A diverging run: its last, highest point was drawn under the legend, and
+    # the lowest sat on the axis. Every point is whole, in its color, clear of both.
+    diverging = loss_curve([{"train_loss": 0.02, "val_loss": 0.01}, {"train_loss": 0.015, "val_loss": 0.02},
+                            {"train_loss": 0.012, "val_loss": 0.6}])
+    orange = (diverging == (255, 127, 14)).all(-1)
+    assert orange[:, -20:].sum() >= 25  # the last point's disk, at the right edge: not hidden
+    assert orange[15:47, 365:466].sum() == orange[34:39, 370:386].sum()  # in the legend: its swatch alone
+    assert not (diverging[268:272, 53:-15] == (255, 127, 14)).all(-1).any()  # nothing on the axis (row 270)
 
 
 def test_bins_head_trains_and_saves_a_model_that_reads_out_ab(clip, cache, tmp_path):

@@ -23,10 +23,13 @@ def info(
     config_flags = {"--decoder": decoder, "--mode": mode, "--size": size, "--width": width}
     if path is None:
         from framecolor.models.colorizer import ModelConfig
-        from framecolor.modelfile import describe_config
+        from framecolor.modelfile import config_facts, describe_config
 
         given = {name[2:]: value for name, value in config_flags.items() if value is not None}
         config = ModelConfig(**given)
+        if as_json:  # values as values, as a model file's: the count a number, not "25,121,042"
+            typer.echo(json.dumps(config_facts(config), indent=2))
+            return
         rows = describe_config(config, config.size)
     elif any(value is not None for value in config_flags.values()):
         from framecolor.errors import InputError
