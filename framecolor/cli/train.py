@@ -123,6 +123,10 @@ def train(
         options["frames_per_video"] = frames_per_video
     config = replace(_start_options(out, resume, training.TrainConfig),
                      **{k: v for k, v in options.items() if v is not None})
+    if min_lr is None and config.min_lr > config.lr:
+        # The plateaus' floor, never given, is at most the rate: --lr 1e-7 said
+        # "--min-lr must be in [0, 1e-07], not 1e-06" of a flag the user never typed.
+        config = replace(config, min_lr=config.lr)
 
     from framecolor import modelfile
 
