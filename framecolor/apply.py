@@ -301,13 +301,15 @@ def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **
 
 def colorize_video(
     colorizer: Colorizer, source, output, *, overwrite: bool = False, progress: bool = True,
-    excerpt: Excerpt | None = None,
+    excerpt: Excerpt | None = None, label: str | None = None,
 ) -> dict:
     """Colorize one video file into `output` (atomic; nothing is left behind on error).
 
     Same size, frames, pts, time base and frame rate as the source; audio and
     subtitles copied. An `excerpt` writes that part only, from 0 s, its
-    audio and subtitles cut to it. Returns a summary: frames, seconds, fps.
+    audio and subtitles cut to it. `label` names the video on the progress
+    bar (default: the source's name), for a caller whose source is a copy
+    the user never sees. Returns a summary: frames, seconds, fps.
     """
     source, output = Path(source), Path(output)
     video.check_output_path(output, inputs=(source,), overwrite=overwrite)
@@ -330,7 +332,8 @@ def colorize_video(
         return video.read_frames(source, format=luma, size=(info.width, info.height), start=start, end=end)
 
     return _colorize_frames(colorizer, info, read, output, copy_streams_from=source, inputs=(source,),
-                            span=span, overwrite=overwrite, progress=progress, look_first=look_first)
+                            span=span, overwrite=overwrite, progress=progress, look_first=look_first,
+                            label=label)
 
 
 def colorize_photo_film(
@@ -419,7 +422,8 @@ def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> 
 
 def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], output: Path, *,
                      copy_streams_from=None, inputs=(), span=None, overwrite=False, progress=True,
-                     end_with_frames=False, look_first: Callable[[], None] = lambda: None) -> dict:
+                     end_with_frames=False, look_first: Callable[[], None] = lambda: None,
+                     label: str | None = None) -> dict:
     """The pipeline: `read()`'s frames (luma planes shaped as `info` says)
     colorized into `output`, written as `info`'s video.
 
@@ -479,7 +483,7 @@ def _colorize_frames(colorizer: Colorizer, info, read: Callable[[], Iterator], o
         target=_decode, args=(read, info, colorizer.batch_size, prepare, prepared_q, stop),
         kwargs={"span": span}, name="decode", daemon=True,
     )
-    bar = tqdm(total=frames or None, unit="frame", desc=source.name, disable=not progress)
+    bar = tqdm(total=frames or None, unit="frame", desc=label or source.name, disable=not progress)
     with ThreadPoolExecutor(1, thread_name_prefix="open") as opener, bar:
         decoder.start()
         writer_ready = opener.submit(open_writer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,11 +85,14 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
       OUTPUT, means files into that folder, except a folder INPUT and a
       video file name OUTPUT (`scans/ film.mp4`): its numbered photos made
       into that video. Otherwise OUTPUT is the file.
+    Every input must exist, and no output may be its own input: InputError
+    or OutputError before any work.
     Returns (jobs, batch): batch is True when several files may be written.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise InputError("no input given")
+    given_out_dir = out_dir is not None
     if out_dir is None:
         if len(paths) != 2:
             raise InputError(
@@ -96,6 +100,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
                 if len(paths) > 2 else f"{paths[0]}: no output given (add an output path or --out-dir)"
             )
         source, target = paths
+        _check_exists(source)
         if not (source.is_dir() or target.is_dir()):
             return [Job(source, target)], False
         if source.is_dir() and not target.is_dir() and video.is_video_path(target):
@@ -114,7 +119,11 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
         raise OutputError(f"{out_dir}: a folder's videos and images are colorized one by one into a folder; "
                           "give a folder name, not a file name")
     sources = []
+    # `a.mp4 o.mp4 --out-dir d` takes o.mp4 for an input: said before any
+    # work, not as a failure after a.mp4 was colorized.
+    hint = " (with --out-dir, every path given is an input)" if given_out_dir and len(paths) > 1 else ""
     for path in paths:
+        _check_exists(path, hint)
         if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():
             raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
         sources.extend(_folder_media(path) if path.is_dir() else [path])
@@ -123,7 +132,46 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
         raise OutputError(f"{duplicate}: several inputs would be written to this same output")
+    for job in jobs:  # `apply film.mp4 --out-dir .`: refused for the batch, as the same folder is
+        if job.output.exists() and os.path.samefile(job.source, job.output):
+            raise OutputError(f"output {job.output} is the same file as input {job.source}; "
+                              "pick another output folder")
     return jobs, True
+
+
+def _is_still(path: Path) -> bool:
+    """A photo, not a video nor a folder of photos made into one."""
+    return video.is_image_path(path) and not path.is_dir()
+
+
+def check_video_options(jobs: Sequence[Job], options: Sequence[str], purpose: str) -> None:
+    """InputError where `options` (flags that only videos take, those given)
+    are given and every input is a still image: dropped without a word, they
+    would seem to have been used. Among videos they are the videos'."""
+    if options and all(_is_still(job.source) for job in jobs):
+        still = jobs[0].source if len(jobs) == 1 else "every input"
+        raise InputError(f"{purpose}; {still} is a still image")
+
+
+def check_output_type(source: Path, output: Path) -> None:
+    """OutputError where `output`'s name is of a type `source` cannot be
+    written as: said before the model is loaded and compiled, and before the
+    look at the source's colors, whose warning would come first: the
+    writers' own checks, which come once the work is done (a photo) or begun (a video)."""
+    if output.parent.exists() and not output.parent.is_dir():  # else "output folder does not exist"
+        raise OutputError(f"cannot write {output}: {output.parent} is a file, not a folder")
+    if _is_still(source):
+        video.check_photo_name(output)
+    else:
+        video.check_container_name(output)
+
+
+def _check_exists(path: Path, hint: str = "") -> None:
+    """InputError where an input named on the command line is missing."""
+    if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link to nothing (its target is missing, or it loops)")
+        raise InputError(f"no such file: {path}{hint}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +195,9 @@ def colorize_jobs(
     excerpt: Excerpt | None = None,
 ) -> list[Result]:
     """Run every job; a failing file is reported and the rest still run.
-    Output folders are made first: OutputError where one cannot be.
+    Output folders are made first: OutputError where one cannot be. Those
+    made are removed again where nothing was written in them (every job
+    failed, or Ctrl-C came first); a folder that was there stays.
 
     Results come (and `report` is called) in job order. Photos run
     `networks_in_flight + 1` at a time, so that reading and writing one
@@ -157,8 +207,26 @@ def colorize_jobs(
     """
     if overwrite and skip_existing:
         raise InputError("--overwrite and --skip-existing contradict each other")
-    for folder in dict.fromkeys(job.output.parent for job in jobs):
-        video.make_output_folder(folder)  # one line for the batch, not a failure for every file
+    made: list[Path] = []
+    try:
+        for folder in dict.fromkeys(job.output.parent for job in jobs):
+            missing = video.folders_to_make(folder)
+            video.make_output_folder(folder)  # one line for the batch, not a failure for every file
+            made.extend(missing)
+        return _colorize_jobs(colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing,
+                              progress=progress, report=report, excerpt=excerpt)
+    finally:
+        # Deepest first, and only where empty: never a file that is not this run's.
+        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+def _colorize_jobs(colorizer: Colorizer, jobs: Sequence[Job], *, overwrite: bool, skip_existing: bool,
+                   progress: bool, report: Callable[[Result], None], excerpt: Excerpt | None) -> list[Result]:
+    """colorize_jobs, its output folders made."""
     results: list[Result] = []
     running: collections.deque = collections.deque()  # photos' futures, oldest first
     photos_at_once = colorizer.networks_in_flight + 1

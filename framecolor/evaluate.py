@@ -7,7 +7,6 @@ input itself), so a number is always read against "no color at all".
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -281,12 +280,6 @@ def _check_clip(clip: Path, config: EvalConfig) -> float | None:
     return start
 
 
-def _folders_to_make(folder: Path) -> list[Path]:
-    """`folder` and those of its parents that do not exist yet, deepest first: what making it makes."""
-    folder = Path(os.path.abspath(folder))
-    return list(itertools.takewhile(lambda f: not f.exists(), (folder, *folder.parents)))
-
-
 @contextlib.contextmanager
 def _strips_on_success(folder):
     """The folder made, and a function giving each strip the hidden name it is
@@ -294,7 +287,7 @@ def _strips_on_success(folder):
     error, else removed, with the folders made for it. A clip refused as it is
     scored, or Ctrl-C, leaves no strips behind, and what the folder held
     before (strips of an earlier run included) is as it was."""
-    made = _folders_to_make(folder)
+    made = video.folders_to_make(folder)
     staged = {}  # each strip: the hidden name beside it (one folder, so the rename is atomic)
 
     def stage(strip: Path) -> Path:
@@ -369,7 +362,7 @@ def evaluate(colorizer, clips: Sequence, config: EvalConfig = EvalConfig(), *, s
                 frames = make_gray_clip(clip, gray, start=start, max_frames=config.max_frames)
                 if frames < 2:  # what the checks could not foresee (a damaged clip decoding otherwise)
                     raise InputError(f"{clip}: only {frames} frame(s) to evaluate; need at least 2")
-                colorize_video(colorizer, gray, out, progress=progress)
+                colorize_video(colorizer, gray, out, progress=progress, label=clip.name)  # not its gray copy's name
             with warnings.catch_warnings():
                 # The clip's damage was said as its gray copy was made; its later reads would say it again.
                 warnings.simplefilter("ignore", video.VideoWarning)

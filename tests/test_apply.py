@@ -1146,8 +1146,17 @@ def test_plan_jobs(tmp_path):
         batch.plan_jobs([a])
     with pytest.raises(InputError, match="--out-dir"):
         batch.plan_jobs([a, b, a])
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.mp4").touch()
     with pytest.raises(OutputError, match="same output"):
         batch.plan_jobs([a, tmp_path / "x" / "a.mp4"], out)
+    # Every input is there before any work, and no output is its own input.
+    with pytest.raises(InputError, match=r"^no such file: .*o.mp4 \(with --out-dir, every path given is an input\)$"):
+        batch.plan_jobs([a, tmp_path / "o.mp4"], out)
+    with pytest.raises(InputError, match=r"^no such file: .*gone.mp4$"):
+        batch.plan_jobs([tmp_path / "gone.mp4", tmp_path / "o.mp4"])
+    with pytest.raises(OutputError, match="is the same file as input .*a.mp4; pick another output folder"):
+        batch.plan_jobs([a], tmp_path)
     frames = tmp_path / "frames"
     frames.mkdir()
     for n in (10, 2, 1):
@@ -1287,6 +1296,62 @@ def test_cli_single_file_errors(model_path, clip, colored, tmp_path):
         assert result.exit_code == 1 and result.output == f"error: cannot write {unwritable}: No such file or directory\n"
 
 
+def _load_nothing(monkeypatch):
+    """Make loading a model fail the test: what is refused must be refused before."""
+    monkeypatch.setattr(apply, "load", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+
+
+def test_cli_refuses_a_batchs_bad_inputs_before_any_work(clip, tmp_path, monkeypatch):
+    _load_nothing(monkeypatch)
+    # An output name beside --out-dir is an input: it was colorized into od/
+    # after clip.mp4, and then failed as a missing file.
+    result = _run_cli(clip, tmp_path / "o.mp4", "--out-dir", tmp_path / "od", "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: no such file: {tmp_path / 'o.mp4'} (with --out-dir, every path given is an input)\n"), result.output
+    assert not (tmp_path / "od").exists()
+    # An output that would be its input: one error, not a failure in a batch of one and its summary.
+    film = tmp_path / "film.mp4"
+    film.write_bytes(clip.read_bytes())
+    result = _run_cli(film, "--out-dir", tmp_path, "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: output {film} is the same file as input {film}; pick another output folder\n"), result.output
+    assert film.read_bytes() == clip.read_bytes()
+
+
+def test_cli_refuses_an_output_of_the_wrong_type_before_any_work(clip, tmp_path, monkeypatch):
+    _load_nothing(monkeypatch)
+    photo = media.make_images(tmp_path, 1, size=(64, 48), suffix=".jpg")[0]
+    # A photo was colorized (and the model compiled) before its output's type was refused.
+    result = _run_cli(photo, tmp_path / "q4.mp4", "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: cannot write {tmp_path / 'q4.mp4'}: unknown image type '.mp4' "
+        f"(use {', '.join(sorted(video.WRITTEN_IMAGE_SUFFIXES))})\n"), result.output
+    # A video's: after a warning that the clip is in color, said as its colors were looked at.
+    for name, why in (("o.txt", "unknown container type '.txt'"), ("o3", "no suffix to name its type")):
+        result = _run_cli(clip, tmp_path / name, "--quiet")
+        assert result.exit_code == 1 and result.output == (
+            f"error: cannot write {tmp_path / name}: {why} (.mp4 and .mkv keep the luma)\n"), result.output
+    # A file where a folder is meant: it was said not to exist.
+    result = _run_cli(clip, clip / "o.mp4", "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: cannot write {clip / 'o.mp4'}: {clip} is a file, not a folder\n"), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [photo.name]
+
+
+def test_cli_removes_the_output_folder_it_made_where_nothing_was_written(model_path, text_mp4, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.mp4").write_bytes(text_mp4.read_bytes())
+    (junk / "y.png").write_text("not a picture")
+    made, there = tmp_path / "made" / "out", tmp_path / "there"
+    there.mkdir()
+    for out in (made, there):
+        result = _run_cli(junk, out, "--model", model_path, "--quiet")
+        assert result.exit_code == 1 and "0 done, 0 skipped, 2 failed" in result.output, result.output
+    assert not (tmp_path / "made").exists()  # its parent made for it too
+    assert there.is_dir() and not list(there.iterdir())  # there before: kept
+
+
 def test_cli_warnings_are_one_line(model_path, odd_clip, tmp_path):
     result = _run_cli(odd_clip, tmp_path / "odd.mp4", "--model", model_path, "--batch-size", BATCH,
                       "--preset", "ultrafast", "--quiet")
@@ -1368,10 +1433,26 @@ def test_an_excerpt_of_still_images_only_is_refused(model_path, clip, tmp_path):
             assert result.exit_code == 1 and result.output == (
                 f"error: --start and --duration pick a part of a video; {said}\n"), result.output
     assert not (tmp_path / "color.png").exists() and not (tmp_path / "out").exists()
+    # (--preset too: an encoder setting, like the excerpt, is the videos' where there are any.)
     result = _run_cli(photo, clip, "--out-dir", tmp_path / "mixed", "--model", model_path, "--batch-size", BATCH,
                       "--preset", "ultrafast", "--duration", "0.2", "--quiet")
     assert result.exit_code == 0, result.output
     assert video.probe(tmp_path / "mixed" / "clip.mp4").frame_count == 6 and (tmp_path / "mixed" / photo.name).exists()
+
+
+def test_encoder_settings_for_still_images_only_are_refused(tmp_path, monkeypatch):
+    # Taken without a word, and without effect, as --start was before it was refused.
+    _load_nothing(monkeypatch)
+    photo, other = media.make_images(tmp_path, 2, size=(64, 48))
+    result = _run_cli(photo, tmp_path / "p1.png", "--crf", 30, "--codec", "libx265", "--preset", "slow",
+                      "--pix-fmt", "yuv444p", "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: --codec, --crf, --preset and --pix-fmt set how a video is encoded; {photo} is a still image\n"
+    ), result.output
+    result = _run_cli(photo, other, "--out-dir", tmp_path / "out", "--crf", 99, "--quiet")  # said before its range
+    assert result.exit_code == 1 and result.output == (
+        "error: --crf sets how a video is encoded; every input is a still image\n"), result.output
+    assert not (tmp_path / "p1.png").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_sign_inside_a_time_is_not_a_time():

@@ -246,6 +246,13 @@ def test_warnings_of_eval_s_own_copies_name_the_clip_once(colorizer, tmp_path):
     assert not [w for w in said if "framecolor-eval-" in str(w.message)]
 
 
+def test_the_progress_bar_names_the_clip_not_its_gray_copy(colorizer, clip, capsys):
+    # It said "0-gray.mkv", a file in eval's temporary folder.
+    evaluate.evaluate(colorizer, [clip], progress=True)
+    bar = capsys.readouterr().err
+    assert f"{clip.name}:" in bar and "gray" not in bar, bar
+
+
 def test_clips_of_the_same_name_get_their_own_strips_and_labels(colorizer, tmp_path):
     # Two different clips, both c.mp4: told apart by size (and so by content).
     for folder in ("d1", "d2"):

@@ -49,6 +49,11 @@ def _seconds(text: str) -> float:
     return sign * seconds
 
 
+def _listed(options: list[str]) -> str:
+    """'--crf', '--crf and --preset', '--codec, --crf and --preset'; '' for none."""
+    return f"{', '.join(options[:-1])} and {options[-1]}" if len(options) > 1 else "".join(options)
+
+
 def apply(
     paths: List[Path] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
@@ -110,7 +115,6 @@ def apply(
         "preset": preset,
         "pix_fmt": pix_fmt,
     }
-    config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
     excerpt = None if start is None and duration is None else pipeline.Excerpt(start or 0.0, duration)
     rate = None if fps is None else video.frame_rate(fps)
     jobs, batch = several.plan_jobs(paths, out_dir)
@@ -120,16 +124,22 @@ def apply(
         if value is not None and (batch or not jobs[0].source.is_dir()):
             raise InputError(f"{option} of a video made from a folder of numbered photos "
                              "(framecolor apply scans/ film.mp4 --fps 24); videos keep their own")
-    # Where videos are among the inputs, their excerpt is taken and the images' is no matter.
-    if excerpt is not None and all(video.is_image_path(job.source) and not job.source.is_dir() for job in jobs):
-        still = jobs[0].source if len(jobs) == 1 else "every input"
-        raise InputError(f"--start and --duration pick a part of a video; {still} is a still image")
+    # Flags only videos take, refused where every input is a photo: among videos, they are the videos'.
+    several.check_video_options(jobs, [o for o, v in (("--start", start), ("--duration", duration)) if v is not None],
+                                "--start and --duration pick a part of a video")
+    encoding = [o for o, v in (("--codec", codec), ("--crf", crf), ("--preset", preset), ("--pix-fmt", pix_fmt))
+                if v is not None]
+    several.check_video_options(jobs, encoding, f"{_listed(encoding)} set{'s' if len(encoding) == 1 else ''} "
+                                "how a video is encoded")
+    # After those: a photo's --crf 99 is refused for being a photo's, not for being out of x264's range.
+    config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
         if skip_existing and job.output.exists():
             typer.echo(f"skipped: {job.output} exists", err=True)
             return
         # Refuse a bad output before loading (and compiling) anything.
+        several.check_output_type(job.source, job.output)
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         pipeline.check_frame_rate(config, job.source, rate)
         colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import itertools
 import os
 import tempfile
@@ -134,6 +135,31 @@ def check_writable_folder(folder, output=None) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".framecolor-", dir=folder))
     except OSError as e:
         raise OutputError(f"cannot write {output or folder}: {e.strerror or e}") from None
+
+
+def folders_to_make(folder) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first:
+    what making it makes, for a caller that removes them again where its work failed."""
+    folder = Path(os.path.abspath(folder))
+    return list(itertools.takewhile(lambda f: not f.exists(), (folder, *folder.parents)))
+
+
+def check_container_name(path) -> None:
+    """OutputError where FFmpeg picks no container type by `path`'s name, as
+    a writer opening it would: tried on a file in memory, nothing written,
+    so a bad name is said before any work."""
+    named = io.BytesIO()
+    named.name = Path(path).name
+    try:
+        av.open(named, "w").close()
+    except ValueError:  # "Could not determine output format"
+        raise unknown_container(path) from None
+
+
+def unknown_container(path) -> OutputError:
+    path = Path(path)
+    kind = f"unknown container type {path.suffix!r}" if path.suffix else "no suffix to name its type"
+    return OutputError(f"cannot write {path}: {kind} (.mp4 and .mkv keep the luma)")
 
 
 def make_output_folder(folder) -> Path:

@@ -360,6 +360,14 @@ WRITTEN_IMAGE_SUFFIXES = frozenset(_IMAGE_CODECS)
 _IMAGE_OPTIONS = {"mjpeg": {"qmin": "2", "qmax": "2"}, "libwebp": {"quality": "90"}}
 
 
+def check_photo_name(path) -> None:
+    """OutputError where `path`'s type is no photo type framecolor writes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITTEN_IMAGE_SUFFIXES:
+        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} "
+                          f"(use {', '.join(sorted(WRITTEN_IMAGE_SUFFIXES))})")
+
+
 def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
     """Write an (H, W, 3) uint8 RGB image; the format follows the suffix. Atomic."""
     write_photo(path, Photo(_as_rgb(rgb), None), overwrite=overwrite)
@@ -371,9 +379,7 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
     where it does not. Atomic."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in _IMAGE_CODECS:
-        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} "
-                          f"(use {', '.join(sorted(WRITTEN_IMAGE_SUFFIXES))})")
+    check_photo_name(path)
     check_output_path(path, overwrite=overwrite)
     codec, pix_fmts = _IMAGE_CODECS[suffix]
     rgb, alpha = _checked_photo(photo)

@@ -44,7 +44,14 @@ from framecolor.video.encoding import (
 )
 from framecolor.video.containers import holds, holds_frame_times
 from framecolor.video.copies import CopiedStreams
-from framecolor.video.files import VideoWarning, _move_into_place, _temp_path, _write_errors, check_output_path
+from framecolor.video.files import (
+    VideoWarning,
+    _move_into_place,
+    _temp_path,
+    _write_errors,
+    check_output_path,
+    unknown_container,
+)
 from framecolor.video.losses import range_lost, shape_lost, timing_lost, turn_lost
 from framecolor.video.photos import _as_rgb
 from framecolor.video.pixels import _plane_view
@@ -203,8 +210,7 @@ class VideoWriter:
         try:
             self._out = av.open(str(self._tmp), "w", container_options=_container_options(self.path))
         except ValueError:
-            kind = f"unknown container type {self.path.suffix!r}" if self.path.suffix else "no suffix to name its type"
-            raise OutputError(f"cannot write {self.path}: {kind} (.mp4 and .mkv keep the luma)") from None
+            raise unknown_container(self.path) from None
         except av.error.FFmpegError as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
         # AVI has no timestamps, only a frame rate: a finer time base (an MP4's
