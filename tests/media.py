@@ -8,6 +8,7 @@ feeds the encoder for frame `i`, so a test can compare decoded frames with it.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -458,3 +459,30 @@ def with_cover(source, path, size: int = 32) -> tuple[Path, bytes]:
                 packet.stream = copies[packet.stream.index]
                 out.mux(packet)
     return path, picture
+
+
+def noisy_stills(frames: int, width: int = 64, height: int = 48, seed: int = 0):
+    """One still picture with fresh luma noise in each of `frames` copies: an
+    untrained model's colors jump with it (flicker for smoothing to steady)."""
+    rng = np.random.default_rng(seed)
+    still = frame_image(0, width, height).astype(float)
+    for _ in range(frames):
+        yield np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+
+
+def write_pictures(path, pictures, codec: str = "ffv1", options: dict | None = None, rate: int = 25) -> Path:
+    """RGB pictures (H, W, 3) uint8 as a yuv420p video, frame i at pts i."""
+    pictures = iter(pictures)
+    first = next(pictures)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        stream.options = options or {}
+        for i, picture in enumerate(itertools.chain([first], pictures)):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return Path(path)

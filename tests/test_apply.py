@@ -552,28 +552,10 @@ def test_anamorphic_video_keeps_its_pixel_aspect_and_is_rendered_as_shown(colori
     assert colorizer.initial_state(64, 48, pixel_aspect=float(sar)).den.shape == (h, w)
 
 
-def _noisy_stills(frames: int, seed: int = 0):
-    """One still picture, 64x48, with fresh luma noise in each of `frames` copies."""
-    rng = np.random.default_rng(seed)
-    still = media.frame_image(0, 64, 48).astype(float)
-    for _ in range(frames):
-        yield np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
-
-
 def _static_noisy_clip(path, frames=12, seed=0):
-    """_noisy_stills as a video, nearly lossless."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"qp": "0", "preset": "ultrafast"}
-        for i, noisy in enumerate(_noisy_stills(frames, seed)):
-            frame = av.VideoFrame.from_ndarray(noisy, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    """media.noisy_stills as a video, nearly lossless."""
+    return media.write_pictures(path, media.noisy_stills(frames, seed=seed), "libx264",
+                                {"qp": "0", "preset": "ultrafast"})
 
 
 def test_smoothing_steadies_colors_of_a_static_scene(colorizer, tmp_path):
@@ -594,7 +576,7 @@ def test_numbered_photos_are_smoothed_as_a_films_frames(colorizer, tmp_path):
     # lightness kept as a photo's, a broken frame failing alone.
     (tmp_path / "scan").mkdir()
     frames = [media.make_photo(tmp_path / "scan" / f"scan_{i:04d}.png", noisy, "rgb24", "rgb24")
-              for i, noisy in enumerate(_noisy_stills(8), 1)]
+              for i, noisy in enumerate(media.noisy_stills(8), 1)]
     (tmp_path / "scan" / "scan_0009.png").write_bytes(b"not a picture")
     frames.append(tmp_path / "scan" / "scan_0009.png")
     change = {}
@@ -634,7 +616,7 @@ def test_numbered_photos_become_one_video_at_the_frame_rate_given(colorizer, tmp
     # Unpadded numbers 8..13: string order would put scan_10 first.
     scans = tmp_path / "scans"
     scans.mkdir()
-    stills = [media.gray(still) for still in _noisy_stills(6)]
+    stills = [media.gray(still) for still in media.noisy_stills(6)]
     for n, still in enumerate(stills, 8):
         media.make_photo(scans / f"scan_{n}.png", still, "rgb24", "rgb24")
 

@@ -36,26 +36,12 @@ def colorizer(tiny_model_path):
     return apply.Colorizer(dataclasses.replace(model, variables=variables), apply.ApplyConfig())
 
 
-def _noisy_stills(frames: int, seed: int = 0):
-    """One still picture with fresh luma noise in each copy: an untrained model's colors jump with it."""
-    rng = np.random.default_rng(seed)
-    still = media.frame_image(0, WIDTH, HEIGHT).astype(float)
-    for _ in range(frames):
-        yield np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
+def _noisy_stills(frames: int):
+    return media.noisy_stills(frames, WIDTH, HEIGHT)
 
 
 def _noisy_clip(path, frames: int):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i, picture in enumerate(_noisy_stills(frames)):
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    return media.write_pictures(path, _noisy_stills(frames))
 
 
 def _chroma(path) -> np.ndarray:
