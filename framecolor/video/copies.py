@@ -5,25 +5,38 @@ tags, muxed in step with the frames the writer encodes."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.subtitles.subtitle import SubtitleSet
 
 from framecolor.video.containers import header_writes, holds
 from framecolor.video.files import VideoWarning, _check_input_file, _open_input
-from framecolor.video.probing import _codec_name, _is_attached_picture, _video_stream
+from framecolor.video.probing import (
+    _codec_name,
+    _frame_rate,
+    _is_attached_picture,
+    _track_title,
+    _video_stream,
+)
+from framecolor.video.subtitle_lines import one_at_a_time
+from framecolor.video.timecodes import timecode_after
 
 # Cover pictures Matroska holds as attachments, by codec, and their types.
 _COVER_SUFFIXES = {"mjpeg": ".jpg", "png": ".png"}
 _IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
 # Text subtitle codecs, which FFmpeg converts among, and the one each
-# container type that holds none of the others takes.
+# container type takes for those it cannot hold: MP4's mov_text, WebM's
+# WebVTT, and for Matroska, which holds all the others but an MP4's
+# mov_text, ASS, as ffmpeg picks: it keeps the times, and the font, sizes
+# and colours the MP4 sets, which SubRip has no place for.
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
 _TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "3gp": "mov_text", "ipod": "mov_text",
-                         "webm": "webvtt"}
+                         "webm": "webvtt", "matroska": "ass"}
 # Tags a muxer or mkvmerge writes about the file itself: copied, they would
 # describe the source's encoding (its bitrate, its byte count), not ours.
 _WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name",
@@ -34,6 +47,33 @@ _WRITER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "
 def _user_tags(tags) -> dict[str, str]:
     """`tags` less those the writer of a file sets (mkvmerge's carry a language: BPS-eng)."""
     return {k: v for k, v in tags.items() if k.lower().split("-")[0] not in _WRITER_TAGS}
+
+
+def _track_tags(tags) -> dict[str, str]:
+    """A track's `tags` to copy, its title under `title` where the source
+    gave it as `name`: FFmpeg reads an MP4's or MOV's track title back so,
+    and writes only `title`. Copied as it came, the title was lost in an
+    MP4 and became a NAME tag, which players do not show, in an MKV."""
+    tags = _user_tags(tags)
+    title = _track_title(tags)
+    if title is not None and not tags.get("title"):
+        tags.pop("name", None)
+        tags["title"] = title
+    return tags
+
+
+def _is_timecode_track(stream) -> bool:
+    """A MOV's timecode (tmcd) track, which FFmpeg shows as a data stream
+    tagged with its timecode."""
+    return stream.type == "data" and any(key.lower() == "timecode" for key in stream.metadata)
+
+
+def _data_kind(stream) -> str:
+    """What a data stream holds, as far as FFmpeg says: its codec, else its handler ("GoPro MET")."""
+    codec = _codec_name(stream)
+    if codec in ("unknown", "none"):
+        return stream.metadata.get("handler_name") or codec
+    return codec
 
 
 def _add_cover_stream(container, stream):
@@ -124,6 +164,46 @@ def excerpt_chapters(chapters: list[dict], start: float, duration: float | None)
     return kept
 
 
+def _timed(packets):
+    """`packets` (a demuxer's) that can be muxed: not the empty one that
+    ends each stream, nor one with no time at all (the muxer would reject
+    it); a cover picture, which belongs to no time, at 0."""
+    for packet in packets:
+        if packet.size == 0:
+            continue
+        if packet.dts is None:
+            if packet.pts is None and not _is_attached_picture(packet.stream):
+                continue
+            packet.dts = packet.pts = packet.pts or 0
+        yield packet
+
+
+def _seconds(packet) -> float:
+    """When a `_timed` packet is decoded, in seconds: the order to mux in."""
+    return float(packet.dts * packet.time_base)
+
+
+# How long before an excerpt's start its subtitles are read from: a line
+# on screen at the start began at most this long before it. Reading from
+# the file's start would be exact for any line, but read most of a film to
+# take a part from its end (an MKV's or TS's demuxer reads every packet of
+# the streams it skips).
+_SUBTITLE_LOOKBACK_S = 300
+
+
+def _skip_unread(stream) -> None:
+    """Have the demuxer skip `stream`'s packets (PyAV too old to ask: read and dropped)."""
+    try:
+        stream.discard = "all"
+    except (AttributeError, ValueError, TypeError):
+        pass
+
+
+# Whether this PyAV makes subtitle lines to encode (SubtitleSet.create);
+# without it, lines are converted as they come, overlaps and all.
+_BUILDS_LINES = hasattr(SubtitleSet, "create")
+
+
 def _nearest(value: Fraction) -> int:
     """`value` to the nearest integer, halves away from 0, as FFmpeg rescales stamps."""
     ticks = math.floor(abs(value) + Fraction(1, 2))
@@ -167,6 +247,10 @@ class CopiedStreams:
         self._start = None  # an excerpt's start on the source's timeline (s), once seek() has it
         self._excerpt_duration = excerpt_duration
         self._excerpt_chapters = []  # set once seek() knows where the part starts
+        self._video_out = video_stream
+        self._picture = None  # the source's video stream, the one colored (None: a sound file)
+        self._subtitle_source = None  # an excerpt's subtitles, read apart from the rest (seek())
+        self._held_lines = {}  # source stream index -> lines held for mov_text until the next clears them
         self._source_path = source
         self._source = _open_input(_check_input_file(source))
         try:
@@ -184,9 +268,11 @@ class CopiedStreams:
             self._out.set_chapters(chapters)
         if any(not _is_attached_picture(s) for s in self._source.streams.video):
             # A video's tags (a timecode, a language); a sound file alone has none.
-            video_stream.metadata.update(_user_tags(_video_stream(self._source, source).metadata))
+            self._picture = _video_stream(self._source, source)
+            video_stream.metadata.update(_user_tags(self._picture.metadata))
         self._add_attachments(source)
         self._add_covers(source)
+        self._warn_of_dropped_streams(source)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
@@ -203,10 +289,10 @@ class CopiedStreams:
                 warnings.warn(f"skipping {stream.type} stream #{stream.index} ({codec}) of {source}: "
                               f"a {self._path.suffix} file cannot hold it", VideoWarning, stacklevel=4)
                 continue
-            copy.metadata.update(_user_tags(stream.metadata))  # language and title tell tracks apart
+            copy.metadata.update(_track_tags(stream.metadata))  # language and title tell tracks apart
             copy.disposition = stream.disposition  # which track players pick by default
         if self._copy or self._reencode:
-            self._packets = self._source.demux(*self._copied_sources())
+            self._packets = _timed(self._source.demux(*self._copied_sources()))
         else:
             self._source.close()
             self._source = None
@@ -228,6 +314,21 @@ class CopiedStreams:
             else:
                 warnings.warn(f"skipping the cover picture ({codec}) of {source}: a {self._path.suffix} file "
                               "cannot hold it (.mp4 and .mkv can)", VideoWarning, stacklevel=5)
+
+    def _warn_of_dropped_streams(self, source: Path) -> None:
+        """Say which of the source's streams no output carries: a video
+        stream beside the one colored (another angle) and data streams (GPS,
+        broadcast cues). A MOV's timecode track is not dropped: the video's
+        timecode tag is kept, from which the muxer writes it anew."""
+        for stream in self._source.streams:
+            if stream.type == "video" and not _is_attached_picture(stream) and stream is not self._picture:
+                title = _track_title(stream.metadata)
+                warnings.warn(f"skipping video stream #{stream.index} ({_codec_name(stream)}"
+                              f"{f', {title!r}' if title else ''}) of {source}: only the picture of stream "
+                              f"#{self._picture.index} is colored and written", VideoWarning, stacklevel=5)
+            elif stream.type == "data" and not _is_timecode_track(stream):
+                warnings.warn(f"skipping data stream #{stream.index} ({_data_kind(stream)}) of {source}: "
+                              "only audio, subtitles and the timecode are copied", VideoWarning, stacklevel=5)
 
     def _add_attachments(self, source: Path) -> None:
         """The files a Matroska source carries (the fonts its ASS subtitles are
@@ -304,13 +405,72 @@ class CopiedStreams:
         self._start = seconds
         if self._excerpt_chapters:
             self._out.set_chapters(excerpt_chapters(self._excerpt_chapters, seconds, self._excerpt_duration))
+        self._move_timecodes(seconds)
         if self._source is None:
             return
         self._source.seek(max(0, math.floor(seconds * av.time_base)), backward=True)
         for source, _ in self._reencode.values():
             source.codec_context.flush_buffers()
-        self._packets = self._source.demux(*self._copied_sources())
+        copied = self._copied_sources()
+        others = [s for s in copied if s.type != "subtitle"]
+        subtitles = [s.index for s in copied if s.type == "subtitle"]
+        packets = _timed(self._source.demux(*others)) if others else iter(())
+        if subtitles:
+            packets = heapq.merge(packets, self._subtitles_from_before(subtitles, seconds), key=_seconds)
+        self._packets = packets
         self._pending = None
+
+    def _subtitles_from_before(self, indexes: list[int], seconds: float):
+        """The packets of subtitle streams `indexes`, read in a container of
+        their own from _SUBTITLE_LOOKBACK_S before `seconds`.
+
+        The excerpt's seek lands on the keyframe before its start (an MKV:
+        on that keyframe's cluster), and a line on screen at the start may
+        have begun before that: read with the rest, it was lost. Only the
+        subtitles are read here; the other streams' packets are skipped
+        unread where the demuxer can (an MP4's are)."""
+        self._close_subtitle_source()
+        container = self._subtitle_source = _open_input(self._source_path)
+        for stream in container.streams:
+            if stream.index not in indexes:
+                _skip_unread(stream)
+        if seconds > _SUBTITLE_LOOKBACK_S:
+            try:
+                container.seek(math.floor((seconds - _SUBTITLE_LOOKBACK_S) * av.time_base), backward=True)
+            except av.error.FFmpegError:
+                pass  # read from the start: slower, and the same lines
+        return _timed(container.demux(*[container.streams[i] for i in indexes]))
+
+    def _move_timecodes(self, seconds: float) -> None:
+        """Move the timecode tags (the video's, the file's) on to an
+        excerpt's first frame, `seconds` into the source: a part from 2 s
+        of a film whose timecode starts at 01:00:00:00 starts at
+        01:00:02:00. A timecode that cannot be moved (drop-frame at a rate
+        that drops none, or unreadable) is left out, with a warning, rather
+        than kept wrong."""
+        if self._picture is None:
+            return
+        rate = _frame_rate(self._picture)
+        first = self._picture.start_time * self._picture.time_base if self._picture.start_time else 0
+        frames = round(max(Fraction(seconds) - first, 0) * rate) if rate else 0
+        for tags in (self._video_out.metadata, self._out.metadata):
+            for key in [k for k in tags if k.lower() == "timecode"]:
+                moved = timecode_after(tags[key], frames, rate)
+                if moved is None:
+                    warnings.warn(f"leaving out the timecode {tags.pop(key)} of {self._source_path}: "
+                                  f"it cannot be moved on to the excerpt's start at {float(rate):g} fps",
+                                  VideoWarning, stacklevel=4)
+                else:
+                    tags[key] = moved
+
+    def sound_start(self) -> float | None:
+        """Where the copied sound starts on the source's timeline (s), as its
+        streams state; None without sound."""
+        if self._source is None:
+            return None
+        starts = [float(s.start_time * s.time_base) for s in self._copied_sources()
+                  if s.type == "audio" and s.start_time is not None and s.time_base]
+        return min(starts, default=None)
 
     def mux(self, until: float | None) -> None:
         """Mux copied packets up to time `until` (all if None): keeps the file interleaved.
@@ -320,20 +480,11 @@ class CopiedStreams:
         if self._source is None:
             return
         while True:
-            packet = self._pending
+            packet = self._pending if self._pending is not None else next(self._packets, None)
             if packet is None:
-                packet = next(self._packets, None)
-                if packet is None:
-                    self.finish()
-                    return
-                if packet.size == 0:  # the demuxer's end-of-stream marker
-                    continue
-                if packet.dts is None:
-                    if packet.pts is None and not _is_attached_picture(packet.stream):
-                        continue  # no time at all: the muxer would reject it
-                    packet.dts = packet.pts = packet.pts or 0  # a cover picture belongs to no time: 0
-            stamp = packet.dts if packet.dts is not None else packet.pts
-            if until is not None and float(stamp * packet.time_base) > until:
+                self.finish()
+                return
+            if until is not None and _seconds(packet) > until:
                 self._pending = packet
                 return
             self._pending = None
@@ -416,17 +567,45 @@ class CopiedStreams:
     def _convert_subtitle(self, packet, source, out) -> None:
         try:
             subtitles = source.codec_context.decode2(packet)
-            if subtitles is None or not subtitles.rects:
-                return
-            converted = out.codec_context.encode_subtitle(subtitles)
         except av.error.FFmpegError:
             return  # one unreadable line, not a failed video
+        if subtitles is None or not subtitles.rects:
+            return
         # The encoder stamps its packet in microseconds, or not at all: the
         # line keeps the source packet's times instead.
-        converted.pts = converted.dts = packet.pts if packet.pts is not None else packet.dts
-        converted.duration = packet.duration
-        converted.time_base = packet.time_base
-        self._mux_in_order(converted, source.index, out)
+        start = packet.pts if packet.pts is not None else packet.dts
+        end = start + (packet.duration or 0)
+        if out.codec_context.name == "mov_text" and _BUILDS_LINES:
+            self._hold_lines(source.index, out, packet.time_base,
+                             [(start, end, rect.ass) for rect in subtitles.rects if rect.ass])
+        else:
+            self._encode_line(subtitles, start, end, packet.time_base, source.index, out)
+
+    def _encode_line(self, subtitles, start: int, end: int, time_base, index: int, out) -> None:
+        """Encode `subtitles` (a SubtitleSet) in `out`, shown from `start` to `end` (in `time_base`)."""
+        try:
+            converted = out.codec_context.encode_subtitle(subtitles)
+        except av.error.FFmpegError:
+            return  # one line the encoder cannot take, not a failed video
+        converted.pts = converted.dts = start
+        converted.duration = end - start
+        converted.time_base = time_base
+        self._mux_in_order(converted, index, out)
+
+    def _hold_lines(self, index: int, out, time_base, lines: list) -> None:
+        """Hold a line bound for mov_text, (start, end, ASS dialogue) in
+        `time_base`, until one starts after all those held have ended: then
+        those are written, split where they overlap (one_at_a_time)."""
+        held = self._held_lines.get(index, (out, time_base, []))[2]
+        if held and lines and lines[0][0] >= max(end for _, end, _ in held):
+            self._write_held_lines(index)
+        self._held_lines.setdefault(index, (out, time_base, []))[2].extend(lines)
+
+    def _write_held_lines(self, index: int) -> None:
+        out, time_base, held = self._held_lines.pop(index)
+        for start, end, dialogue in one_at_a_time(held):
+            milliseconds = round((end - start) * Fraction(time_base) * 1000)
+            self._encode_line(SubtitleSet.create(dialogue, 0, milliseconds), start, end, time_base, index, out)
 
     # -- finishing
 
@@ -435,6 +614,8 @@ class CopiedStreams:
         rest of the source, past where mux() stopped, is left out."""
         if self._source is None:
             return
+        for index in list(self._held_lines):
+            self._write_held_lines(index)
         for source, out in self._reencode.values():
             if out.type == "audio":
                 self._reencode_audio(None, source, out)
@@ -442,6 +623,15 @@ class CopiedStreams:
                     self._mux_in_order(encoded, source.index, out)
         self._source.close()
         self._source = None
+        self._close_subtitle_source()
+
+    def _close_subtitle_source(self) -> None:
+        if self._subtitle_source is not None:
+            try:
+                self._subtitle_source.close()
+            except Exception:  # already failing, or done with
+                pass
+        self._subtitle_source = None
 
     def close(self) -> None:
         """Let the source go, writing nothing more (what a failure does)."""
@@ -451,3 +641,5 @@ class CopiedStreams:
             except Exception:  # already failing
                 pass
         self._source = None
+        self._held_lines.clear()
+        self._close_subtitle_source()

@@ -150,6 +150,13 @@ def _codec_name(stream) -> str:
     return canonical or _DECODER_ALIASES.get(cc.name, cc.name)
 
 
+def _track_title(tags) -> str | None:
+    """A track's name ("Commentary"), from its `tags`: FFmpeg reads an MP4's
+    or MOV's back under `name` (its udta box), though it writes `title`.
+    Not an MP4's handler_name ("SoundHandler"), which names no track."""
+    return tags.get("title") or tags.get("name") or None
+
+
 def _stream_info(stream) -> StreamInfo:
     cc = stream.codec_context
     audio = stream.type == "audio"
@@ -160,7 +167,7 @@ def _stream_info(stream) -> StreamInfo:
         language=_language(stream),
         channels=cc.channels if audio else None,
         sample_rate=cc.sample_rate if audio else None,
-        title=stream.metadata.get("title") or None,  # not an MP4's handler_name ("SoundHandler")
+        title=_track_title(stream.metadata),
     )
 
 

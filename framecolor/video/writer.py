@@ -464,6 +464,8 @@ class VideoWriter:
             self._start_pts = pts if self._excerpt else 0
             if self._excerpt and self._copies is not None:
                 self._copies.seek(float(pts * self.time_base))
+            if self._counts_slots and self._copies is not None:
+                self._say(self._sound_played_early(float(self._start_pts * self.time_base)))
         if self._copies is not None:
             self._copies.mux(until=float(pts * self.time_base))
         frame.pts = self._codec_pts(pts - self._start_pts)
@@ -475,6 +477,18 @@ class VideoWriter:
             self._out.mux(packet)
         self._held = self._stream.encode(frame)
         self.frames_written += 1
+
+    def _sound_played_early(self, origin: float) -> str | None:
+        """What an AVI does to sound that starts more than a frame after
+        `origin`, the output's 0 on the source's timeline: its muxer places
+        sound by its order, not its time, so the sound plays from 0, early
+        by its late start (the picture keeps its own time, _mux_empty_slots)."""
+        start = self._copies.sound_start()
+        if start is None or not self.fps or start - origin <= 1 / self.fps:
+            return None
+        late = start - origin
+        return (f"the sound starts {late:.2f} s into the video, and a {self.path.suffix} file places sound by its "
+                f"order, not its time: in {self.path} it plays {late:.2f} s early (.mkv or .mp4 keep its time)")
 
     def _mux_empty_slots(self, first_frame_time: Fraction) -> None:
         """Empty AVI slots up to the first frame's: FFmpeg's muxer fills a gap
