@@ -48,10 +48,43 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def make_optimizer(lr: float, clip_norm: float) -> optax.GradientTransformation:
+def make_optimizer(lr: float, clip_norm: float, frozen=frozenset(), hold_frozen: bool = False
+                   ) -> optax.GradientTransformation:
+    """Adam after clipping the global gradient norm.
+
+    ``frozen`` names the top-level parameter collections that
+    --freeze-backbone-epochs holds still at first: they get an Adam of their
+    own (moments and step count), and ``hold_frozen`` (the frozen epochs'
+    optimizer) leaves that Adam's state as it was, so on unfreezing it starts
+    as a fresh Adam would. Sharing one Adam, their moments stayed at zero
+    while its step count went on, and its bias correction, made for moments
+    that had seen every step, moved them by up to ~6x the learning rate after
+    unfreezing. Without ``frozen`` the state is the one-Adam chain that the
+    checkpoints of runs without a freeze have always held.
+    """
     # inject_hyperparams puts the LR into the optimizer state: the plateau
     # callback changes it without recompiling the step.
-    return optax.chain(optax.clip_by_global_norm(clip_norm), optax.inject_hyperparams(optax.adam)(learning_rate=lr))
+    clip = optax.clip_by_global_norm(clip_norm)
+    if not frozen:
+        return optax.chain(clip, optax.inject_hyperparams(optax.adam)(learning_rate=lr))
+
+    def labels(params):  # a prefix of the parameters' tree: one label per top-level collection
+        return {k: "frozen" if k in frozen else "trained" for k in params}
+
+    def split_adam(learning_rate):
+        adam = optax.adam(learning_rate)
+        return optax.multi_transform({"frozen": _held(adam) if hold_frozen else adam, "trained": adam}, labels)
+
+    # One clip over both parts, as without the split: the frozen epochs' zero
+    # gradients leave the decoder's clipping as it was.
+    return optax.chain(clip, optax.inject_hyperparams(split_adam)(learning_rate=lr))
+
+
+def _held(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` that moves nothing and keeps its state: the same state, so one checkpoint serves both."""
+    return optax.GradientTransformation(
+        tx.init, lambda updates, state, params=None: (jax.tree.map(jnp.zeros_like, updates), state)
+    )
 
 
 def get_lr(state: TrainState) -> float:
@@ -128,41 +161,51 @@ def _bins_loss(model, variables, l_norm, target, bin_weights, **apply_kw):
     return abbins.loss(logits, ab, jnp.asarray(bin_weights, jnp.float32), centers), updates
 
 
-def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset(), bin_weights=None):
+def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen=frozenset(), frozen_tx=None,
+               bin_weights=None):
     """The jitted ``train_step(state, batch, freeze)`` and ``eval_step(state, batch, mask)``.
 
-    ``freeze`` (a traced bool) zeroes the gradients of the ``frozen`` top-level
-    parameter collections: one compiled step serves the frozen and the
-    unfrozen epochs (the select it costs fuses into the optimizer update).
+    ``freeze`` (static: pass a Python bool; a numpy bool compiles apart) holds
+    the ``frozen`` top-level parameter collections (the backbone's,
+    ``backbone_keys``) still: their weights, BatchNorm statistics and
+    optimizer state stay as they were (``frozen_tx``: ``tx`` made with
+    ``hold_frozen``), and the backbone runs on its stored statistics, as at
+    inference, so that the decoder learns on the features it will be given.
+    A static flag compiles a second step only for a run that freezes; a
+    traced one would run the backbone both ways. ``tx`` and the state's
+    optimizer must be made with the same ``frozen`` (make_optimizer, init_state).
     """
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data"))
     bins = model.config.head == "bins"
     if bins and bin_weights is None:
         raise TrainingError("the bins head needs class weights from the training data")
+    if frozen and frozen_tx is None:
+        raise TrainingError("freezing needs the optimizer that holds the frozen collections (frozen_tx)")
 
     def train_step(state: TrainState, batch, freeze):
+        optimizer = _optimizer_for_state(frozen_tx if freeze and frozen else tx, state)
         rng = jax.random.fold_in(state.rng, state.step)
         l_norm, target = prepare_batch(batch, rng, size, mode)
+        # Held weights are closed over, not differentiated: no gradient is
+        # computed for them (for the unet decoder, none through the backbone at all).
+        held = {k: v for k, v in state.params.items() if freeze and k in frozen}
+        trained = {k: v for k, v in state.params.items() if k not in held}
 
-        def loss_fn(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
+        def loss_fn(trained_params):
+            variables = {"params": {**held, **trained_params}, "batch_stats": state.batch_stats}
+            apply_kw = {"train": True, "frozen_backbone": bool(held), "mutable": ["batch_stats"]}
             if bins:
-                losses, updates = _bins_loss(model, variables, l_norm, target, bin_weights, train=True,
-                                             mutable=["batch_stats"])
+                losses, updates = _bins_loss(model, variables, l_norm, target, bin_weights, **apply_kw)
             else:
-                out, updates = model.apply(variables, l_norm, train=True, mutable=["batch_stats"])
+                out, updates = model.apply(variables, l_norm, **apply_kw)
                 losses = per_example_loss(out, target, loss)
             return losses.mean(), updates.get("batch_stats", state.batch_stats)
 
-        (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        if frozen:
-            # Zero gradients leave Adam's moments at zero, so frozen weights do
-            # not move; their BatchNorm statistics are kept as well.
-            hold = lambda new, old: jax.tree.map(lambda n, o: jnp.where(freeze, o, n), new, old)
-            grads = {k: hold(g, jax.tree.map(jnp.zeros_like, g)) if k in frozen else g for k, g in grads.items()}
-            batch_stats = {k: hold(v, state.batch_stats[k]) if k in frozen else v for k, v in batch_stats.items()}
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+        grads = {k: grads[k] if k in grads else jax.tree.map(jnp.zeros_like, v) for k, v in state.params.items()}
+        batch_stats = {k: state.batch_stats[k] if k in held else batch_stats[k] for k in state.batch_stats}
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state, step=state.step + 1)
         grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
@@ -187,7 +230,8 @@ def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen
 
     train_jit = jax.jit(
         train_step,
-        in_shardings=(replicated, sharded, replicated),
+        static_argnums=(2,),
+        in_shardings=(replicated, sharded),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
@@ -197,24 +241,38 @@ def make_steps(model, tx, *, size: int, mode: str, loss: str, mesh: Mesh, frozen
     return train_jit, eval_jit
 
 
+def _optimizer_for_state(tx: optax.GradientTransformation, state: TrainState) -> optax.GradientTransformation:
+    """``tx``, checked (while tracing) to fit the state's optimizer state: a
+    state made without the steps' ``frozen`` fails here in a line, not deep in optax."""
+    if jax.tree.structure(jax.eval_shape(tx.init, state.params)) != jax.tree.structure(state.opt_state):
+        raise TrainingError("the train state's optimizer does not fit the steps': make both with the same frozen "
+                            "collections (init_state(..., frozen=...), compiled_steps(..., frozen))")
+    return tx
+
+
 def make_mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("data",))
 
 
-def init_state(variables: dict, *, lr: float, clip_norm: float, seed: int, mesh: Mesh) -> TrainState:
-    """A replicated TrainState around ``variables`` (fresh Adam moments, step 0)."""
-    return _state_maker(clip_norm, mesh)(variables, jnp.float32(lr), jax.random.PRNGKey(seed))
+def init_state(variables: dict, *, lr: float, clip_norm: float, seed: int, mesh: Mesh,
+               frozen=frozenset()) -> TrainState:
+    """A replicated TrainState around ``variables`` (fresh Adam moments, step 0).
+
+    ``frozen``: the collections the steps may freeze (make_optimizer); empty
+    for a run that never freezes.
+    """
+    return _state_maker(clip_norm, mesh, frozenset(frozen))(variables, jnp.float32(lr), jax.random.PRNGKey(seed))
 
 
 @functools.lru_cache(maxsize=4)
-def _state_maker(clip_norm: float, mesh: Mesh):
+def _state_maker(clip_norm: float, mesh: Mesh, frozen: frozenset):
     # One jitted program, compiled once per model shape in a process.
     def make(variables, lr, rng):
         params = variables["params"]
         return TrainState(
             params=params,
             batch_stats=variables.get("batch_stats", {}),
-            opt_state=make_optimizer(lr, clip_norm).init(params),
+            opt_state=make_optimizer(lr, clip_norm, frozen).init(params),
             step=jnp.zeros((), jnp.int32),
             rng=rng,
         )
@@ -264,7 +322,9 @@ def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss:
     """``make_steps`` memoized, so repeated ``train`` calls in one process compile once.
 
     The learning rate is not part of the key: it lives in the optimizer state
-    (inject_hyperparams), so one compiled step serves every LR.
+    (inject_hyperparams), so one compiled step serves every LR. ``frozen``:
+    the collections --freeze-backbone-epochs holds, empty for a run without
+    it (its state made with the same, see init_state).
     """
     # lru_cache tells f(a) from f(a, None): every caller reaches it with all
     # arguments, or one that left out bin_weights would compile the steps again.
@@ -274,9 +334,10 @@ def compiled_steps(model_config: ModelConfig, clip_norm: float, size: int, loss:
 @functools.lru_cache(maxsize=4)
 def _compiled_steps(model_config, clip_norm, size, loss, mesh, frozen, bin_weights):
     model = build_colorizer(model_config)
-    tx = make_optimizer(1e-3, clip_norm)
+    tx = make_optimizer(1e-3, clip_norm, frozen)
+    frozen_tx = make_optimizer(1e-3, clip_norm, frozen, hold_frozen=True) if frozen else None
     return make_steps(model, tx, size=size, mode=model_config.mode, loss=loss, mesh=mesh, frozen=frozen,
-                      bin_weights=bin_weights)
+                      frozen_tx=frozen_tx, bin_weights=bin_weights)
 
 
 def bin_weights_for(frames: np.ndarray, train_idx: np.ndarray, max_frames: int = 512) -> tuple:

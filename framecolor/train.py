@@ -24,7 +24,7 @@ from framecolor import callbacks, dataset, rundir
 from framecolor.atomic import write_atomic
 from framecolor.errors import DiskFullError, FramecolorError, OutputError, TrainingError
 from framecolor.signals import handling_stop_signals
-from framecolor.models.colorizer import TINY_MODEL, ModelConfig
+from framecolor.models.colorizer import TINY_MODEL, ModelConfig, variable_shapes
 # The steps' names, also reached as train.<name>.
 from framecolor.steps import (  # noqa: F401
     HUBER_DELTA,
@@ -347,12 +347,18 @@ def train(
     # -- devices, model, state (restored from the last checkpoint on resume)
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P("data"))
+    # Only a run that freezes gives the backbone an Adam of its own (steps.make_optimizer):
+    # every other run's optimizer state, and so its checkpoints, stay as they have been.
+    frozen = backbone_keys(variable_shapes(model_config, config.size)["params"]) \
+        if config.freeze_backbone_epochs > 0 else frozenset()
+    if config.freeze_backbone_epochs > 0 and not frozen:
+        raise TrainingError("cannot find the backbone in the model's parameters to freeze it")
     with Checkpoints(run_dir / "checkpoints", keep=config.keep_checkpoints) as ckpts:
         restored = None
         if saved is not None and ckpts.latest_step() is not None:
             abstract = jax.eval_shape(
                 lambda: init_state(fresh_variables(model_config, 0, config.size), lr=config.lr,
-                                   clip_norm=config.clip_norm, seed=0, mesh=mesh)
+                                   clip_norm=config.clip_norm, seed=0, mesh=mesh, frozen=frozen)
             )
             restored = ckpts.restore_newest(abstract, NamedSharding(mesh, P()))
         if restored is None:
@@ -361,7 +367,8 @@ def train(
             if saved is not None and saved.get("backbone_weights"):  # killed before its first checkpoint
                 backbone = _load_backbone(saved["backbone_weights"], model_config, config.size)
             variables = _start_variables(model_config, config.seed, init_model, backbone, config.size)
-            state = init_state(variables, lr=config.lr, clip_norm=config.clip_norm, seed=config.seed, mesh=mesh)
+            state = init_state(variables, lr=config.lr, clip_norm=config.clip_norm, seed=config.seed, mesh=mesh,
+                               frozen=frozen)
             loop = LoopState(monitor=callbacks.Monitor(lr=config.lr))
         else:
             last, state, meta = restored
@@ -384,9 +391,6 @@ def train(
                 log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
                     f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that (0: never stop)")
         callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
-        frozen = backbone_keys(state.params)
-        if config.freeze_backbone_epochs > 0 and not frozen:
-            raise TrainingError("cannot find the backbone in the model's parameters to freeze it")
         weights = bin_weights_for(frameset.frames, train_idx) if model_config.head == "bins" else None
         train_step, eval_step = compiled_steps(
             model_config, config.clip_norm, config.size, config.loss, mesh, frozen, weights
@@ -515,7 +519,7 @@ class _EpochRunner:
         self.train_step, self.feed, self.train_idx = train_step, feed, train_idx
         self.config, self.ckpts, self.on_step, self.progress = config, ckpts, on_step, progress
         self.steps = len(train_idx) // config.batch_size
-        self.compiled = False
+        self.compiled = set()  # the freeze values whose step has compiled: a run that freezes compiles two
 
     def __call__(self, state, epoch, loop: LoopState, stop: threading.Event):
         cfg = self.config
@@ -548,12 +552,12 @@ class _EpochRunner:
         try:
             for i, batch in enumerate(self.feed.batches(plan[first:]), start=first):
                 t_step = time.perf_counter()
-                state, metrics = self.train_step(state, batch, np.bool_(freeze))
+                state, metrics = self.train_step(state, batch, freeze)
                 loss_acc = loss_acc + metrics["loss"]
                 done = i + 1
-                if not self.compiled:  # the first call compiles
+                if freeze not in self.compiled:  # the first call compiles
                     jax.block_until_ready(loss_acc)
-                    self.compiled = True
+                    self.compiled.add(freeze)
                     warmup_s, warmup_images = time.perf_counter() - t_step, cfg.batch_size
                 if done % cfg.log_every == 0 or done == self.steps:
                     total = float(loss_acc)  # the one host sync per log interval

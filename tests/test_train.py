@@ -3,7 +3,8 @@
 Every run here uses one tiny configuration, so the train and eval steps are
 compiled once for the whole module (train.compiled_steps memoizes them); the
 one subprocess (two devices, later SIGKILLed) compiles its own, at the same
-time on the other core.
+time on the other core. The tests of --freeze-backbone-epochs share the steps
+of its one run (FREEZE_CONFIG): its frozen and unfrozen variants, compiled once.
 """
 
 from __future__ import annotations
@@ -561,26 +562,45 @@ def test_fine_tune_takes_the_architecture_from_the_model(reference, workdir, cli
     assert losses[0, 1] < reference.steps[0, 1][0]
 
 
-def test_frozen_backbone_does_not_move(reference):
+# A run that freezes the backbone for its first epoch. Its optimizer state differs
+# from CONFIG's (the backbone has an Adam of its own), and its steps compile apart:
+# _freeze_steps gives the tests below the ones train() compiles for it, once for the module.
+FREEZE_CONFIG = dataclasses.replace(CONFIG, freeze_backbone_epochs=1)
+
+
+def _freeze_steps():
+    """(model config, mesh, frozen collections, train step) of FREEZE_CONFIG's run."""
+    from framecolor.models.colorizer import variable_shapes
+
+    model_config = FREEZE_CONFIG.model_config()
+    mesh = train.make_mesh()
+    frozen = train.backbone_keys(variable_shapes(model_config, CONFIG.size)["params"])
+    assert frozen
+    step, _ = train.compiled_steps(model_config, CONFIG.clip_norm, CONFIG.size, CONFIG.loss, mesh, frozen, None)
+    return model_config, mesh, frozen, step
+
+
+def _freeze_state(variables, mesh, frozen):
+    return train.init_state(variables, lr=CONFIG.lr, clip_norm=CONFIG.clip_norm, seed=0, mesh=mesh, frozen=frozen)
+
+
+def _random_batch(mesh):
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     from framecolor import dataset
 
-    model_config = CONFIG.model_config()
-    mesh = train.make_mesh()
-    frozen = None
     side = dataset.stored_side(CONFIG.size)
     batch = np.random.default_rng(0).integers(0, 256, (CONFIG.batch_size, side, side, 3), dtype=np.uint8)
-    batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
+    return jax.device_put(batch, NamedSharding(mesh, P("data")))
+
+
+def test_frozen_backbone_does_not_move():
+    model_config, mesh, frozen, step = _freeze_steps()
+    batch = _random_batch(mesh)
     for freeze in (True, False):
-        variables = train.fresh_variables(model_config, 0, CONFIG.size)
-        state = train.init_state(variables, lr=CONFIG.lr, clip_norm=CONFIG.clip_norm, seed=0, mesh=mesh)
+        state = _freeze_state(train.fresh_variables(model_config, 0, CONFIG.size), mesh, frozen)
         start = jax.device_get(state.variables)
-        frozen = train.backbone_keys(state.params)
-        assert frozen
-        # The step train() compiled for the reference run (same key): no new compile.
-        step, _ = train.compiled_steps(model_config, CONFIG.clip_norm, CONFIG.size, CONFIG.loss, mesh, frozen)
-        state, _ = step(state, batch, np.bool_(freeze))
+        state, _ = step(state, batch, freeze)
         after = jax.device_get(state.variables)
         for key in start["params"]:
             moved = not all(
@@ -594,6 +614,106 @@ def test_frozen_backbone_does_not_move(reference):
                     for a, b in zip(jax.tree.leaves(start["batch_stats"][key]), jax.tree.leaves(after["batch_stats"][key]))
                 )
                 assert same == freeze, (freeze, key)
+
+
+def test_freeze_runs_the_backbone_on_its_stored_statistics():
+    """A frozen backbone normalizes with its stored BatchNorm statistics, as at
+    inference (Keras runs a BatchNormalization that is not trainable so), and
+    the decoder learns on the features it will be given; on the batch's
+    statistics they differed by half their size at the stem of the default model."""
+    import flax.linen as nn
+
+    from framecolor.models.colorizer import build_colorizer
+    from framecolor.models.inception import InceptionV3
+
+    model_config, mesh, frozen, step = _freeze_steps()
+    variables = train.fresh_variables(model_config, 0, CONFIG.size)
+    # Stored statistics far from a fresh BatchNorm's 0 and 1, as a pretrained backbone's are.
+    rng = np.random.default_rng(1)
+    variables["batch_stats"]["backbone"] = jax.tree_util.tree_map_with_path(
+        lambda path, x: (rng.uniform(0.5, 2.0, x.shape) if path[-1].key == "var" else rng.normal(0.0, 0.5, x.shape))
+        .astype(np.float32),
+        variables["batch_stats"]["backbone"],
+    )
+    batch = _random_batch(mesh)
+    state = _freeze_state(variables, mesh, frozen)
+    l_norm, target = train.prepare_batch(batch, jax.random.fold_in(state.rng, state.step), CONFIG.size, "lab")
+    model = build_colorizer(model_config)
+
+    def backbone_in_inference_mode(next_fun, args, kwargs, context):
+        if isinstance(context.module, InceptionV3) and context.method_name == "__call__":
+            return next_fun(args[0], False)  # (x, train)
+        return next_fun(*args, **kwargs)
+
+    @jax.jit
+    def training_losses(variables, l_norm, target):
+        """The model's training-mode loss, and the same with only the backbone in inference mode."""
+        out, _ = model.apply(variables, l_norm, train=True, mutable=["batch_stats"])
+        with nn.intercept_methods(backbone_in_inference_mode):
+            held, _ = model.apply(variables, l_norm, train=True, mutable=["batch_stats"])
+        return [train.per_example_loss(x, target, CONFIG.loss).mean() for x in (out, held)]
+
+    trained, held = (float(x) for x in training_losses(variables, l_norm, target))
+    assert held != pytest.approx(trained, rel=1e-3)  # the two modes differ, or this test could not tell them apart
+    _, metrics = step(state, batch, False)  # donates state
+    assert float(metrics["loss"]) == pytest.approx(trained, rel=1e-5)
+    _, metrics = step(_freeze_state(variables, mesh, frozen), batch, True)
+    assert float(metrics["loss"]) == pytest.approx(held, rel=1e-5)
+
+
+def test_freeze_leaves_the_backbone_a_fresh_adam_for_when_it_unfreezes():
+    """The first update after the frozen steps is a fresh Adam's first: the
+    learning rate times the gradient's sign. With one Adam for all, its step
+    count went on through the frozen steps while the backbone's moments stayed
+    at zero, and its bias correction scaled the backbone's updates (0.64x the
+    rate after 2 frozen steps, 2.5x after 1000 and up to 6.5x in the steps after)."""
+    model_config, mesh, frozen, step = _freeze_steps()
+    state = _freeze_state(train.fresh_variables(model_config, 0, CONFIG.size), mesh, frozen)
+    batch = _random_batch(mesh)
+    for _ in range(2):
+        state, _ = step(state, batch, True)
+    before = jax.device_get(state.params)
+    state, _ = step(state, batch, False)
+    after = jax.device_get(state.params)
+    moves = np.concatenate([np.abs(a - b).ravel() for key in frozen
+                            for a, b in zip(jax.tree.leaves(after[key]), jax.tree.leaves(before[key]))])
+    # Adam's first step moves each weight by lr * |g| / (|g| + eps): lr, but for gradients near eps.
+    assert moves.max() == pytest.approx(CONFIG.lr, rel=1e-3)
+
+
+def test_a_freeze_run_stopped_twice_and_resumed_ends_as_an_uninterrupted_one(workdir, clip, cache):
+    """The backbone's own Adam goes through the checkpoints: stopped in the
+    frozen epoch and again after unfreezing, the run resumes both times and
+    ends with the weights of a run never stopped."""
+    whole = _run(clip, workdir / "freeze_whole", cache, config=FREEZE_CONFIG)
+    out = workdir / "freeze_stopped"
+    for epoch_step in ((0, 2), (1, 2)):
+        stopped = _run(clip, out, cache, config=FREEZE_CONFIG, resume=out.exists(),
+                       on_step=_stop_in_step(epoch_step, "keyboard_interrupt"))
+        assert stopped.interrupted
+    resumed = _run(clip, out, cache, config=FREEZE_CONFIG, resume=True)
+    assert not resumed.interrupted
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in whole.history],
+                                                                        rel=1e-5)
+    _assert_same_variables(_variables(out), _variables(whole.run_dir), rtol=1e-5, atol=1e-6)
+
+
+def test_runs_without_freeze_keep_the_optimizer_state_their_checkpoints_hold():
+    """One Adam over all parameters, as before the backbone could have its
+    own: the checkpoints of runs without --freeze-backbone-epochs restore as they did."""
+    import optax
+
+    from framecolor.checkpoint import _packed_sizes
+
+    model_config = CONFIG.model_config()
+    variables = jax.eval_shape(lambda: train.fresh_variables(model_config, 0, CONFIG.size))
+    one_adam = optax.chain(optax.clip_by_global_norm(CONFIG.clip_norm),
+                           optax.inject_hyperparams(optax.adam)(learning_rate=CONFIG.lr))
+    expected = jax.eval_shape(one_adam.init, variables["params"])
+    state = jax.eval_shape(lambda v: train.init_state(v, lr=CONFIG.lr, clip_norm=CONFIG.clip_norm, seed=0,
+                                                      mesh=train.make_mesh()), variables)
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(expected)
+    assert _packed_sizes(state.opt_state) == _packed_sizes(expected)
 
 
 def test_cli_train_command(workdir, clip, cache, monkeypatch):

@@ -212,24 +212,30 @@ class Colorizer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, l_norm, train: bool = False, logits: bool = False, temperature=abbins.TEMPERATURE):
+    def __call__(self, l_norm, train: bool = False, logits: bool = False, temperature=abbins.TEMPERATURE,
+                 frozen_backbone: bool = False):
         """ab_norm or RGB at the input's size; with `logits` (bins head) the raw
         class scores at stride 4, which training scores with abbins.loss.
         `temperature` is the bins head's readout: lower is more vivid, higher
-        is closer to the mean color (safer); other heads ignore it."""
+        is closer to the mean color (safer); other heads ignore it.
+        `frozen_backbone` runs the backbone on its stored BatchNorm statistics
+        even in training: a backbone held still gives the decoder the features
+        inference will (as Keras runs a BatchNormalization that is not trainable);
+        on the batch's statistics they differ by half their size at the stem."""
         cfg = self.config
         if l_norm.ndim != 4 or l_norm.shape[-1] != 1:
             raise InputError(f"the colorizer takes lightness of shape (N, H, W, 1), not {tuple(l_norm.shape)}")
         l_norm = jnp.asarray(l_norm, jnp.float32)
         backbone = InceptionV3(width=cfg.width, dtype=self.dtype, name=BACKBONE)
+        backbone_train = train and not frozen_backbone
         if cfg.decoder == "seed":
             x = nn.Conv(3, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=jnp.float32, name="front")(l_norm)
-            features = backbone(nn.relu(x), train)
+            features = backbone(nn.relu(x), backbone_train)
             out = SeedDecoder(cfg.width, cfg.mode, self.dtype, name="decoder")(
                 features["mixed10"], l_norm.shape[1:3], train
             )
         else:
-            features = backbone(_backbone_input(l_norm), train)
+            features = backbone(_backbone_input(l_norm), backbone_train)
             out = UNetDecoder(cfg.width, cfg.out_channels, self.dtype, bins=cfg.head == "bins", name="decoder")(
                 features, l_norm, train
             )
