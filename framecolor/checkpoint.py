@@ -180,11 +180,12 @@ class Checkpoints:
             except _DAMAGED as exc:
                 damaged.append((step, exc))
                 continue
+            placed = self._placed(out, like, sharding)  # first: one that does not fit moves nothing aside
             for bad, exc in damaged:
                 aside = self._move_aside(bad, exc, step)
                 warnings.warn(f"checkpoint {bad} in {self.directory} cannot be restored ({_reason(exc)}); moved it "
                               f"to {aside.name} there, and the run resumes from checkpoint {step}", stacklevel=2)
-            return step, *self._placed(out, like, sharding)
+            return step, *placed
         if damaged:
             step, exc = damaged[0]
             raise TrainingError(f"no checkpoint in {self.directory} can be restored (checkpoint {step}: "
@@ -267,11 +268,15 @@ def pack(tree) -> dict[str, np.ndarray]:
     return {dt: np.concatenate(parts) for dt, parts in groups.items()}
 
 
+class CheckpointMismatch(TrainingError):
+    """A checkpoint whose arrays are not the state's: another model, or another optimizer."""
+
+
 def unpack(packed: dict[str, np.ndarray], like):
     """The inverse of ``pack``: a pytree shaped like ``like`` (arrays or ShapeDtypeStructs)."""
     leaves, treedef = jax.tree.flatten(like)
     if _packed_sizes(like) != {dt: int(v.size) for dt, v in packed.items()}:
-        raise TrainingError("the checkpoint does not fit this model (another architecture or optimizer?)")
+        raise CheckpointMismatch("the checkpoint does not fit this model (another architecture or optimizer?)")
     offsets = dict.fromkeys(packed, 0)
     out = []
     for leaf in leaves:

@@ -170,6 +170,11 @@ def _resolve_config(config: TrainConfig, saved: dict | None, init, run_dir: Path
     if init is not None:
         init_model = modelfile.load_model(init)
         config = dataclasses.replace(config, **{k: getattr(init_model.config, k) for k in _MODEL_FIELDS})
+    if config.head == "bins" and config.loss != TrainConfig.loss:
+        # Given with --head bins, or to fine-tune a bins model (--init): taken,
+        # written to run.json and never used.
+        raise TrainingError("--loss is the regress head's; the bins head learns by cross-entropy over its bins: "
+                            "drop --loss")
     return config, config.model_config(), init_model
 
 
@@ -204,7 +209,9 @@ def _check_ranges(config: TrainConfig) -> None:
     number("batch_size", 1)
     number("epochs", 1)
     number("lr", 0.0, low_open=True)
-    number("min_lr", 0.0, config.lr)
+    # Not bounded by the rate: a rate under the floor (--lr 1e-7, or a resumed
+    # run's lowered one) is simply not lowered further (callbacks.update_monitor).
+    number("min_lr", 0.0)
     number("val_fraction", 0.0, 0.9)
     number("seed", 0, 2**32 - 1)
     number("keep_checkpoints", 1)
@@ -307,7 +314,7 @@ def train(
     previews/epoch_NNN.png and checkpoints/.
     """
     from framecolor import modelfile
-    from framecolor.checkpoint import Checkpoints
+    from framecolor.checkpoint import CheckpointMismatch, Checkpoints
 
     run_dir = Path(out_dir)
     rundir.check_outside_inputs(run_dir, inputs)
@@ -360,7 +367,16 @@ def train(
                 lambda: init_state(fresh_variables(model_config, 0, config.size), lr=config.lr,
                                    clip_norm=config.clip_norm, seed=0, mesh=mesh, frozen=frozen)
             )
-            restored = ckpts.restore_newest(abstract, NamedSharding(mesh, P()))
+            try:
+                restored = ckpts.restore_newest(abstract, NamedSharding(mesh, P()))
+            except CheckpointMismatch as exc:
+                if not frozen:
+                    raise
+                # Before d050c24 a run that froze the backbone kept one Adam for all of it.
+                raise TrainingError(f"{exc}: a run with --freeze-backbone-epochs started before framecolor gave "
+                                    "the frozen backbone an Adam of its own keeps another optimizer state; start a "
+                                    f"new --out, with --init {run_dir / modelfile.RUN_MODEL_NAME} if it has one"
+                                    ) from None
         if restored is None:
             if saved is not None and saved.get("init"):  # killed before its first checkpoint
                 init_model = modelfile.load_model(saved["init"])

@@ -206,11 +206,9 @@ def test_train_refuses_flags_that_would_be_dropped(tmp_path):
     result = run("train", clip, "--out", tmp_path / "run", "--every", "3", "--frames-per-video", "50")
     assert_one_line_error(result, "--every and --frames-per-video")
     assert not (tmp_path / "run").exists()
-    # A rate under the plateaus' default floor was refused for a --min-lr nobody gave.
-    result = run("train", clip, "--out", tmp_path / "run", "--lr", "1e-7", "--every", "3", "--width", "0.01")
-    assert "--min-lr" not in result.output
+    # A floor above the rate, both given: a contradiction, said as one.
     result = run("train", clip, "--out", tmp_path / "run", "--lr", "1e-7", "--min-lr", "1e-6")
-    assert_one_line_error(result, "--min-lr must be in [0, 1e-07], not 1e-06")
+    assert_one_line_error(result, "--min-lr 1e-06 is above --lr 1e-07")
     assert not (tmp_path / "run").exists()
     # The bins head has no --loss: it was taken, written to run.json and never used.
     result = run("train", clip, "--out", tmp_path / "run", "--head", "bins", "--loss", "huber")

@@ -91,9 +91,8 @@ def train(
         raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
     if init is not None and backbone_weights is not None:
         raise TrainingError("--init already holds trained weights; drop --backbone-weights")
-    if loss is not None and head == "bins":  # it was taken, recorded in run.json, and never used
-        raise TrainingError("--loss is the regress head's; the bins head learns by cross-entropy over its bins: "
-                            "drop --loss")
+    if lr is not None and min_lr is not None and min_lr > lr:
+        raise TrainingError(f"--min-lr {min_lr:g} is above --lr {lr:g}: plateaus lower the rate down to --min-lr")
     if every is not None and frames_per_video is not None:
         # --every won and --frames-per-video was dropped without a word.
         raise TrainingError("--every and --frames-per-video both say which frames to take: give one of them")
@@ -123,10 +122,6 @@ def train(
         options["frames_per_video"] = frames_per_video
     config = replace(_start_options(out, resume, training.TrainConfig),
                      **{k: v for k, v in options.items() if v is not None})
-    if min_lr is None and config.min_lr > config.lr:
-        # The plateaus' floor, never given, is at most the rate: --lr 1e-7 said
-        # "--min-lr must be in [0, 1e-07], not 1e-06" of a flag the user never typed.
-        config = replace(config, min_lr=config.lr)
 
     from framecolor import modelfile
 
