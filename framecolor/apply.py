@@ -565,10 +565,17 @@ def colorize_file(colorizer: Colorizer, source, output, *, overwrite=False, prog
                          "made into a video; a video keeps its own")
     if video.is_image_path(source):
         return colorize_image(colorizer, source, output, overwrite=overwrite)
-    if video.is_image_path(output):  # said before any frame is decoded, in the user's terms, not the muxer's
+    check_video_output_name(source, output)
+    return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)
+
+
+def check_video_output_name(source, output) -> None:
+    """InputError where a video's `output` is named as an image: said before
+    any frame is decoded, in the user's terms, not the muxer's (FFmpeg would
+    write its frames as images)."""
+    if video.is_image_path(output):
         raise InputError(f"{output} is an image file name, and {Path(source).name} a video: it is colorized "
                          "into a video (.mp4 and .mkv keep its luma)")
-    return colorize_video(colorizer, source, output, overwrite=overwrite, progress=progress, excerpt=excerpt)
 
 
 def check_frame_rate(config: ApplyConfig, source, fps=None) -> None:

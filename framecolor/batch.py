@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from framecolor import video
-from framecolor.apply import Colorizer, Excerpt, colorize_file, warn_if_in_color
+from framecolor.apply import Colorizer, Excerpt, check_video_output_name, colorize_file, warn_if_in_color
 from framecolor.errors import FramecolorError, InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,7 @@ def check_output_type(source: Path, output: Path) -> None:
     if _is_still(source):
         video.check_photo_name(output)
     else:
+        check_video_output_name(source, output)  # FFmpeg's image muxer takes .png: not a container check's to say
         video.check_container_name(output)
 
 

@@ -199,10 +199,9 @@ def _summary_value(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
 
 
-def config_facts(config: ModelConfig, size: int | None = None) -> dict:
+def config_facts(config: ModelConfig) -> dict:
     """`framecolor info --json` without a file: the config and its parameter count, as values."""
-    size = size or config.size
-    return {"config": dataclasses.asdict(config), "parameters": count_params(config, size)}
+    return {"config": dataclasses.asdict(config), "parameters": count_params(config, config.size)}
 
 
 def describe_config(config: ModelConfig, size: int | None = None) -> list[tuple[str, str]]:

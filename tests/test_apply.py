@@ -1313,6 +1313,10 @@ def test_cli_refuses_an_output_of_the_wrong_type_before_any_work(clip, tmp_path,
         result = _run_cli(clip, tmp_path / name, "--quiet")
         assert result.exit_code == 1 and result.output == (
             f"error: cannot write {tmp_path / name}: {why} (.mp4 and .mkv keep the luma)\n"), result.output
+    # A video into an image's name (FFmpeg's image muxer takes .png): refused after the model loaded.
+    result = _run_cli(clip, tmp_path / "o.png", "--quiet")
+    assert result.exit_code == 1 and result.output.startswith(
+        f"error: {tmp_path / 'o.png'} is an image file name, and {clip.name} a video"), result.output
     # A file where a folder is meant: it was said not to exist.
     result = _run_cli(clip, clip / "o.mp4", "--quiet")
     assert result.exit_code == 1 and result.output == (

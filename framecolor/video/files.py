@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import itertools
 import os
@@ -44,11 +45,22 @@ def is_still_gif(path) -> bool:
 
 def holds_one_picture(path) -> bool:
     """Whether the file at `path` holds a single picture, counted by FFmpeg's
-    packets (one a picture in a GIF), none of them decoded."""
+    packets (one a picture in a GIF), none of them decoded. Asked of a GIF's
+    name several times a job (its kind, its output's name): opened once while
+    the file stays as it is."""
     if not Path(path).is_file():  # opening a pipe would wait for a writer
         return False
     try:
-        with av.open(str(path)) as container:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _holds_one_picture(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _holds_one_picture(path: str, mtime_ns: int, size: int) -> bool:
+    try:
+        with av.open(path) as container:
             pictures = (packet for packet in container.demux(video=0) if packet.size)
             return sum(1 for _ in itertools.islice(pictures, 2)) == 1
     except (av.error.FFmpegError, IndexError):  # IndexError: no picture in it at all
