@@ -174,6 +174,8 @@ def test_lines_one_at_a_time():
     # Two starting together, and one starting as another ends.
     assert one_at_a_time([(0, 20, a), (0, 10, b), (20, 30, c)]) == [
         (0, 10, b"0,0,Default,,0,0,0,,A\\NB"), (10, 20, a), (20, 30, c)]
+    # A line of no length inside another: kept, and the other not cut for it (it was dropped, and A cut at 5).
+    assert one_at_a_time([(0, 10, a), (5, 5, b)]) == [(0, 10, a), (5, 5, b)]
 
 
 # ---------------------------------------------------------------------------

@@ -14,16 +14,19 @@ def one_at_a_time(lines: list[tuple[int, int, bytes]]) -> list[tuple[int, int, b
     An MP4's mov_text track holds one line at a time, each until the next
     starts: a line shown inside a longer one (a second speaker) came out
     after the longer one ended. A piece takes the earlier line's style.
+    A line of no length (a mark at one time) stays as it is, and cuts nothing.
     """
     if len(lines) < 2:
         return list(lines)
-    bounds = sorted({time for start, end, _ in lines for time in (start, end)})
+    lasting = [line for line in lines if line[1] > line[0]]
+    bounds = sorted({time for start, end, _ in lasting for time in (start, end)})
     pieces = []
     for begin, stop in itertools.pairwise(bounds):
-        shown = [dialogue for start, end, dialogue in lines if start <= begin and stop <= end]
+        shown = [dialogue for start, end, dialogue in lasting if start <= begin and stop <= end]
         if shown:
             pieces.append((begin, stop, _joined(shown)))
-    return pieces
+    marks = [line for line in lines if line[1] <= line[0]]
+    return sorted(pieces + marks, key=lambda line: line[0])
 
 
 def _joined(dialogues: list[bytes]) -> bytes:
