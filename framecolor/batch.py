@@ -100,7 +100,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
                 if len(paths) > 2 else f"{paths[0]}: no output given (add an output path or --out-dir)"
             )
         source, target = paths
-        _check_exists(source)
+        video.check_exists(source)
         if not (source.is_dir() or target.is_dir()):
             return [Job(source, target)], False
         if source.is_dir() and not target.is_dir() and video.is_video_path(target):
@@ -123,7 +123,7 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     # work, not as a failure after a.mp4 was colorized.
     hint = " (with --out-dir, every path given is an input)" if given_out_dir and len(paths) > 1 else ""
     for path in paths:
-        _check_exists(path, hint)
+        video.check_exists(path, hint)
         if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():
             raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
         sources.extend(_folder_media(path) if path.is_dir() else [path])
@@ -165,14 +165,6 @@ def check_output_type(source: Path, output: Path) -> None:
     else:
         check_video_output_name(source, output)  # FFmpeg's image muxer takes .png: not a container check's to say
         video.check_container_name(output)
-
-
-def _check_exists(path: Path, hint: str = "") -> None:
-    """InputError where an input named on the command line is missing."""
-    if not path.exists():
-        if path.is_symlink():
-            raise InputError(f"{path} is a symbolic link to nothing (its target is missing, or it loops)")
-        raise InputError(f"no such file: {path}{hint}")
 
 
 @dataclass(frozen=True)
@@ -217,12 +209,7 @@ def colorize_jobs(
         return _colorize_jobs(colorizer, jobs, overwrite=overwrite, skip_existing=skip_existing,
                               progress=progress, report=report, excerpt=excerpt)
     finally:
-        # Deepest first, and only where empty: never a file that is not this run's.
-        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+        video.remove_empty_folders(made)
 
 
 def _colorize_jobs(colorizer: Colorizer, jobs: Sequence[Job], *, overwrite: bool, skip_existing: bool,

@@ -303,11 +303,7 @@ def _strips_on_success(folder):
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
-        for made_folder in made:  # only where empty, so never a file that is not this run's
-            try:
-                made_folder.rmdir()
-            except OSError:
-                break
+        video.remove_empty_folders(made)
         raise
 
 

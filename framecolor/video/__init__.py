@@ -41,8 +41,10 @@ from framecolor.video.files import (
     is_video_path,
     list_videos,
     check_container_name,
+    check_exists,
     folders_to_make,
     make_output_folder,
+    remove_empty_folders,
 )
 from framecolor.video.photos import (
     IMAGE_SUFFIXES,
@@ -87,6 +89,6 @@ from framecolor.video.writer import VideoWriter
 __all__ = [
     "COUNT_PACKETS_MAX_BYTES", "DEFAULT_CRF", "DEFAULT_ENCODER", "DEFAULT_SEQUENCE_FPS", "FORMATS", "FULL_RANGE", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "WRITTEN_IMAGE_SUFFIXES",
     "Frame", "Photo", "StreamInfo", "VideoInfo", "VideoWarning", "VideoWriter",
-    "check_encoder", "check_frame_rate", "check_output_path", "check_writable_folder", "check_soundtrack", "codes_a_rate_table", "default_pix_fmt", "describe", "describe_photo", "display_rotation", "encoder_name", "encoder_options", "frame_rate", "is_image_path", "is_video_path", "make_output_folder", "check_container_name", "folders_to_make", "check_photo_name",
+    "check_encoder", "check_frame_rate", "check_output_path", "check_writable_folder", "check_soundtrack", "codes_a_rate_table", "default_pix_fmt", "describe", "describe_photo", "display_rotation", "encoder_name", "encoder_options", "frame_rate", "is_image_path", "is_video_path", "make_output_folder", "check_container_name", "check_exists", "folders_to_make", "remove_empty_folders", "check_photo_name",
     "list_images", "list_videos", "natural_key", "opening_pictures", "photo_film", "picture_ends_first", "probe", "probe_photo_film", "quarter_turns", "read_frames", "read_image", "read_photo", "read_photo_film", "sequence_key", "shown_size", "stored_size", "why_not_one_film", "write_image", "write_photo",
 ]

@@ -77,12 +77,18 @@ class VideoWarning(UserWarning):
     """Something was read or written, but not all of it (truncated input, skipped stream)."""
 
 
-def _check_input_file(path, expected: str = "a video file") -> Path:
+def check_exists(path, hint: str = "") -> None:
+    """InputError where nothing is at `path` (a link to nothing said as such); `hint` ends the message."""
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
             raise InputError(f"{path} is a symbolic link to nothing (its target is missing, or it loops)")
-        raise InputError(f"no such file: {path}")
+        raise InputError(f"no such file: {path}{hint}")
+
+
+def _check_input_file(path, expected: str = "a video file") -> Path:
+    path = Path(path)
+    check_exists(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder, expected {expected}")
     if not path.is_file():
@@ -172,6 +178,16 @@ def unknown_container(path) -> OutputError:
     path = Path(path)
     kind = f"unknown container type {path.suffix!r}" if path.suffix else "no suffix to name its type"
     return OutputError(f"cannot write {path}: {kind} (.mp4 and .mkv keep the luma)")
+
+
+def remove_empty_folders(folders) -> None:
+    """Remove those of `folders` (ones a failed run made: folders_to_make) that
+    are empty, deepest first; any holding a file stays, so nothing not the run's goes."""
+    for folder in sorted(map(Path, folders), key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def make_output_folder(folder) -> Path:
