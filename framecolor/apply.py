@@ -53,7 +53,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import jax
 import numpy as np
 
-from framecolor import video
+from framecolor import smoothing, video
 # The model's side, named here too: callers colorize with apply.Colorizer.
 from framecolor.inference import (  # noqa: F401
     IMAGE_CANVAS_STEPS_PER_OCTAVE,
@@ -282,21 +282,18 @@ def _recombined(colorizer: Colorizer, predictions: Iterable[tuple], *, state, **
     stacked, each batch smoothed with the colorizer.batches_ahead batches
     after it as look-ahead (colorizer.lookahead frames, whatever the batch
     size), so that many wait here; none where the strength is 0."""
-    queued: collections.deque = collections.deque()
+    lookahead = smoothing.Lookahead(colorizer.batches_ahead)
 
-    def finish_first():
+    def finished(ready):
         nonlocal state
-        (current, frames), *ahead = queued
-        state, chroma = colorizer.finish(state, current, [prediction for prediction, _ in ahead], **finish_kw)
-        queued.popleft()
-        return chroma, frames
+        for (current, frames), ahead in ready:
+            state, chroma = colorizer.finish(state, current, [prediction for prediction, _ in ahead], **finish_kw)
+            yield chroma, frames
 
     for item in predictions:
-        queued.append(item)
-        if len(queued) > colorizer.batches_ahead:
-            yield finish_first()
-    while queued:  # the last batches: their look-ahead runs past the video's end (finish pads it, all invalid)
-        yield finish_first()
+        yield from finished(lookahead.push(item))
+    # The last batches: their look-ahead runs past the video's end (finish pads it, all invalid).
+    yield from finished(lookahead.drain())
 
 
 def colorize_video(

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framecolor import video
+from framecolor import smoothing, video
 from framecolor.apply import Colorizer, Excerpt, check_video_output_name, colorize_file, warn_if_in_color
 from framecolor.errors import FramecolorError, InputError, OutputError
 
@@ -340,7 +340,7 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
     batch_size = colorizer.batch_size
     batch: list[_SequenceFrame] = []
     # (Track, frames): batches waiting for those after them, their look-ahead (colorizer.batches_ahead)
-    waiting: collections.deque = collections.deque()
+    waiting = smoothing.Lookahead(colorizer.batches_ahead)
     state, state_shape = None, None  # the smoothing's state, and the photos' (shape, type) it runs over
     writes: collections.deque = collections.deque()  # (job, started, future), in job order
 
@@ -365,28 +365,24 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
         small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
         return colorizer.photo_track(small, jnp.asarray(np.arange(batch_size) < len(frames)))
 
-    def write_first():
+    def write(ready):
         nonlocal state
-        (current, frames), *ahead = waiting
-        state, ab = colorizer.smooth(state, current, [track for track, _ in ahead])
-        waiting.popleft()
-        for frame, frame_ab in zip(frames, ab):
-            rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
-            writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
-        yield from written(wait=False)
+        for (current, frames), ahead in ready:
+            state, ab = colorizer.smooth(state, current, [track for track, _ in ahead])
+            for frame, frame_ab in zip(frames, ab):
+                rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
+                writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
+            yield from written(wait=False)
 
     def send(frames):
-        waiting.append((track(frames), frames))
-        if len(waiting) > colorizer.batches_ahead:
-            yield from write_first()
+        yield from write(waiting.push((track(frames), frames)))
 
     def flush():
         nonlocal batch, state
         if batch:
             yield from send(batch)
             batch = []
-        while waiting:  # their look-ahead runs past the sequence's end (smooth pads it, all invalid)
-            yield from write_first()
+        yield from write(waiting.drain())  # their look-ahead runs past the sequence's end (smooth pads it, all invalid)
         state = None
         yield from written(wait=True)
 

@@ -40,6 +40,7 @@ step, on the device, at the render size.
 
 from __future__ import annotations
 
+import collections
 from typing import NamedTuple, Sequence
 
 import jax
@@ -126,6 +127,33 @@ def lookahead_frames(strength: float) -> int:
         weight *= strength
         frames += 1
     return frames
+
+
+class Lookahead:
+    """Blocks held until the `batches` blocks after each have come, its look-ahead.
+
+    ``push(block)`` returns the (block, [the blocks after it]) that are
+    ready, oldest first; ``drain()`` the rest at the end, each with the
+    blocks that came after it, fewer than `batches` (the caller pads them as
+    past the end). The video pipeline pulls its blocks and a photo sequence
+    pushes them; both smooth by this one queue.
+    """
+
+    def __init__(self, batches: int):
+        self.batches = batches
+        self._held: collections.deque = collections.deque()
+
+    def push(self, block) -> list[tuple]:
+        self._held.append(block)
+        return [self._first()] if len(self._held) > self.batches else []
+
+    def drain(self) -> list[tuple]:
+        return [self._first() for _ in range(len(self._held))]
+
+    def _first(self) -> tuple:
+        current, *after = self._held
+        self._held.popleft()
+        return current, after
 
 
 def _first_frames(tracks: Sequence[Track], count: int | None) -> list[Track]:
