@@ -254,7 +254,7 @@ def device_rates(colorizer, width: int, height: int, model_run, repeats: int = 5
 
     def step(state):
         p = colorizer.predict(colorizer.prepare(y, valid, full_range=False))
-        return colorizer.finish(state, p, p, **kw)
+        return colorizer.finish(state, p, [p], **kw)
 
     state = colorizer.initial_state(width, height)
     started = time.perf_counter()

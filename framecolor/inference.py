@@ -269,16 +269,14 @@ class Colorizer:
         state = smoothing.initial_state(*((w, h) if turns % 2 else (h, w)))
         return jax.device_put(state, self._replicated)
 
-    def finish(self, state, current: Prediction, ahead: Prediction | Sequence[Prediction], *, full_range, matrix,
+    def finish(self, state, current: Prediction, ahead: Sequence[Prediction], *, full_range, matrix,
                chroma_hw, turns=0, out_full_range=None):
         """Smooth `current` (with `ahead`, the predictions after it, as
         look-ahead) and recombine it with its own luma: (state, chroma),
         chroma (2, B, *chroma_hw) the output's Cb and Cr planes (4:2:0 halves
         both sides, 4:2:2 the width only), coded in `out_full_range` (None:
         the source's `full_range`). Near the video's end `ahead` holds fewer
-        than batches_ahead predictions (one Prediction alone is one of them):
-        the rest is past the end."""
-        ahead = [ahead] if isinstance(ahead, Prediction) else ahead
+        than batches_ahead predictions: the rest is past the end."""
         return _finish(
             state,
             current.track,
