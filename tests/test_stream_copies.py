@@ -229,6 +229,18 @@ def test_an_excerpts_timecode_starts_at_its_first_frame(tmp_path):
         assert [s.metadata.get("timecode") for s in written.streams if s.type == "data"] == ["01:00:02:00"]
 
 
+def test_an_excerpt_of_a_clip_without_sound_moves_its_timecode(tmp_path):
+    # Nothing to copy closes the source at once; the timecode's move read
+    # the closed container's stream and crashed the process (a segfault, sure
+    # at this size, where the freed memory is soon reused).
+    source = media.make_video(tmp_path / "film.mkv", width=640, height=360, frames=40, rate=Fraction(25),
+                              audio=False, video_tags={"timecode": "01:00:00:00"})
+    out = tmp_path / "part.mkv"
+    _write(source, out, start=0.4, end=1.0)
+    with av.open(str(out)) as written:
+        assert written.streams.video[0].metadata["TIMECODE"] == "01:00:00:10"  # Matroska's tags are upper case
+
+
 def test_a_timecode_that_cannot_be_moved_is_left_out_and_said(tmp_path):
     # Drop-frame (";") at 25 fps, which drops no frame numbers.
     source = media.make_video(tmp_path / "film.mkv", frames=30, rate=Fraction(25), audio=False,

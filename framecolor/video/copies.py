@@ -249,6 +249,10 @@ class CopiedStreams:
         self._excerpt_chapters = []  # set once seek() knows where the part starts
         self._video_out = video_stream
         self._picture = None  # the source's video stream, the one colored (None: a sound file)
+        # (its frame rate, its first time in s) for moving a timecode: kept as
+        # values, since the stream dies with its container, which is closed
+        # at once where nothing is copied from it.
+        self._picture_timing = None
         self._subtitle_source = None  # an excerpt's subtitles, read apart from the rest (seek())
         self._held_lines = {}  # source stream index -> lines held for mov_text until the next clears them
         self._source_path = source
@@ -270,6 +274,8 @@ class CopiedStreams:
             # A video's tags (a timecode, a language); a sound file alone has none.
             self._picture = _video_stream(self._source, source)
             video_stream.metadata.update(_user_tags(self._picture.metadata))
+            start = self._picture.start_time
+            self._picture_timing = (_frame_rate(self._picture), start * self._picture.time_base if start else 0)
         self._add_attachments(source)
         self._add_covers(source)
         self._warn_of_dropped_streams(source)
@@ -294,6 +300,9 @@ class CopiedStreams:
         if self._copy or self._reencode:
             self._packets = _timed(self._source.demux(*self._copied_sources()))
         else:
+            # A stream of a closed container must not be read again: doing so
+            # crashed the process (an excerpt of a clip without sound).
+            self._picture = None
             self._source.close()
             self._source = None
 
@@ -448,10 +457,9 @@ class CopiedStreams:
         01:00:02:00. A timecode that cannot be moved (drop-frame at a rate
         that drops none, or unreadable) is left out, with a warning, rather
         than kept wrong."""
-        if self._picture is None:
+        if self._picture_timing is None:
             return
-        rate = _frame_rate(self._picture)
-        first = self._picture.start_time * self._picture.time_base if self._picture.start_time else 0
+        rate, first = self._picture_timing
         frames = round(max(Fraction(seconds) - first, 0) * rate) if rate else 0
         for tags in (self._video_out.metadata, self._out.metadata):
             for key in [k for k in tags if k.lower() == "timecode"]:
