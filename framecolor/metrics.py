@@ -14,15 +14,20 @@ beside the papers' tables:
 - CDC: TCVC's color distribution consistency (Liu et al., "Temporally
   consistent video colorization with deep feature propagation and
   self-regularization learning"), as in its ``compute_hist.py``.
-- Flicker and luma error: framecolor's own checks of the apply pipeline.
+- Flicker: framecolor's own measure of frame-to-frame color change, with
+  which the tests check apply's temporal smoothing (apply itself does not
+  compute it).
 - Chroma spread: whether a frame has any color at all (for the training
   data and eval's truth).
+
+eval's luma error is not here: it compares the output's Y plane with the
+gray input's code for code (framecolor.evaluate), which no figure recomputed
+from RGB would do.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable
 
 import numpy as np
 
@@ -33,10 +38,6 @@ from framecolor.errors import InputError
 # less than one code value in one pixel of a 256x256 frame, which is "identical"
 # for any colorization purpose.
 PSNR_CAP = 100.0
-
-# BT.601 luma weights (Kr, Kg, Kb), as framecolor.color.luma(matrix="bt601").
-_BT601 = np.array([0.299, 0.587, 0.114])
-
 
 def _frame(image, name: str = "frame") -> np.ndarray:
     image = np.asarray(image)
@@ -52,19 +53,6 @@ def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
     return pred, truth
 
 
-def _pairs(preds, truths) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Zip two frame sequences (lists or generators) one pair at a time, so a
-    long clip is never all in memory; unequal or empty sequences are an error."""
-    count = 0
-    for pred, truth in itertools.zip_longest(preds, truths):
-        if pred is None or truth is None:
-            raise InputError("predicted and reference clips have different numbers of frames")
-        count += 1
-        yield pred, truth
-    if count == 0:
-        raise InputError("no frames to compare")
-
-
 def psnr(pred, truth) -> float:
     """PSNR in dB of two uint8 RGB frames (peak 255), at most ``PSNR_CAP``."""
     pred, truth = _pair(pred, truth)
@@ -72,11 +60,6 @@ def psnr(pred, truth) -> float:
     if mse == 0:
         return PSNR_CAP
     return float(min(PSNR_CAP, 10.0 * np.log10(255.0**2 / mse)))
-
-
-def mean_psnr(preds, truths) -> float:
-    """Mean over frames of the per-frame PSNR (how TCVC averages a clip)."""
-    return float(np.mean([psnr(p, t) for p, t in _pairs(preds, truths)]))
 
 
 SSIM_MIN_SIDE = 7  # skimage's default window: eval refuses smaller clips before any work
@@ -91,11 +74,6 @@ def ssim(pred, truth) -> float:
     from skimage.metrics import structural_similarity  # scipy and scikit-image load in 0.3 s: only when used
 
     return float(structural_similarity(pred, truth, channel_axis=2, data_range=255))
-
-
-def mean_ssim(preds, truths) -> float:
-    """Mean over frames of the per-frame SSIM."""
-    return float(np.mean([ssim(p, t) for p, t in _pairs(preds, truths)]))
 
 
 def _opponents(image) -> tuple[np.ndarray, np.ndarray]:
@@ -218,29 +196,3 @@ def flicker(frames) -> float:
         raise InputError("flicker needs at least two frames")
     return float(np.mean(changes))
 
-
-class LumaError(NamedTuple):
-    """How far the output's luma strays from the gray input, in 8-bit code values."""
-
-    mean_abs: float
-    p999: float  # 99.9th percentile of the absolute error: catches rare blown pixels
-
-
-def luma_error(pred_rgb, gray_input) -> LumaError:
-    """Compare the BT.601 Y' (0..255) of the output with the gray input.
-
-    The pipeline promises to keep the input's luminance and change only
-    chroma; an error of a code value or two is rounding, more means it
-    broke that promise. Works on a frame (H, W, 3) vs (H, W) or on stacks
-    (T, H, W, 3) vs (T, H, W); a trailing gray channel of 1 is accepted.
-    """
-    pred = np.asarray(pred_rgb, dtype=np.float64)
-    gray = np.asarray(gray_input, dtype=np.float64)
-    if gray.ndim == pred.ndim and gray.shape[-1] == 1:
-        gray = gray[..., 0]
-    if pred.shape[-1:] != (3,) or pred.shape[:-1] != gray.shape:
-        raise InputError(
-            f"expected RGB (..., H, W, 3) and gray (..., H, W) of the same size, got {pred.shape} and {gray.shape}"
-        )
-    error = np.abs(pred @ _BT601 - gray)
-    return LumaError(float(error.mean()), float(np.percentile(error, 99.9)))

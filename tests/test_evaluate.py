@@ -95,6 +95,18 @@ def test_train_split_scores_only_the_tail(colorizer, clip):
 
 
 
+def test_train_split_is_measured_from_the_first_frame_that_decodes(tmp_path, monkeypatch):
+    # A recording that starts between keyframes: its first frames never decode.
+    # Measured from the stream's start, 0.4 scored 26 of the 36 frames that do (72%).
+    _copy_as_colorized(monkeypatch)
+    source = media.make_video(tmp_path / "source.ts", width=96, height=64, frames=60, keyint=12, audio=False)
+    clip = media.cut_ts_start(source, tmp_path / "cut.ts", 0.3)
+    decoded = sum(1 for _ in video.read_frames(clip, format="luma"))
+    assert decoded < video.probe(clip).frame_count  # the test's premise: frames before the first that decodes
+    result = evaluate.evaluate(None, [clip], evaluate.EvalConfig(train_split=0.4))
+    assert abs(result["clips"][str(clip)]["frames"] - 0.6 * decoded) <= 1
+
+
 def test_a_train_split_that_leaves_no_frames_says_so(colorizer, clip):
     # Not "has no color": the clip is colored, the split left nothing of it.
     with pytest.raises(InputError, match=r"no frames after --train-split .*lower --train-split"):
@@ -283,6 +295,33 @@ def test_the_overall_luma_p999_is_a_mean_over_clips_as_the_table_says():
     assert overall["luma_error"] == pytest.approx({"mean_abs": 0.45, "p999": 4.5})
 
 
+@pytest.mark.parametrize("errors", [
+    [0], [3], [0, 1], [0] * 999 + [200], [0] * 1000 + [200], [5] * 7 + [0] * 2000 + [1, 9],
+    *(np.random.default_rng(seed).geometric(0.4, n) - 1 for seed, n in ((0, 1), (1, 1001), (2, 4321), (3, 20000))),
+    np.random.default_rng(4).integers(0, 1024, 3000),  # 10-bit codes
+])
+def test_luma_error_figures_from_the_histogram_are_numpy_s_of_the_errors(errors):
+    # The clip's errors are tallied, not kept (a 720p frame's cost 3.5 MB): the
+    # figures must still be, to the bit, the np.mean and np.percentile of the errors.
+    errors = np.asarray(errors, np.int16)
+    figures = evaluate._luma_error_figures(np.bincount(errors))
+    assert figures == {"mean_abs": float(errors.mean()), "p999": float(np.percentile(errors, 99.9))}
+
+
+def test_luma_error_is_tallied_frame_by_frame(tmp_path, monkeypatch):
+    # The histogram of the clip's errors, larger errors in later frames too; none of the planes kept.
+    rng = np.random.default_rng(0)
+    gray = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(3)]
+    out = [np.clip(g.astype(int) + rng.integers(-k, k + 1, g.shape), 0, 255).astype(np.uint8)
+           for k, g in zip((0, 2, 40), gray)]
+    planes = {"out.mkv": out, "gray.mkv": gray}
+    monkeypatch.setattr(video, "read_frames", lambda path, **kw: (video.Frame(p, i, None, i)
+                                                                  for i, p in enumerate(planes[path])))
+    counts = evaluate._luma_error_counts("out.mkv", "gray.mkv")
+    errors = np.abs(np.stack(out).astype(int) - np.stack(gray)).ravel()
+    np.testing.assert_array_equal(counts, np.bincount(errors))
+
+
 def test_strip_names_keep_the_stem_and_tell_same_named_clips_apart(tmp_path):
     names = evaluate.strip_names([Path("a.mp4"), Path("d1/c.mp4"), Path("d3/c.mp4"), Path("c.mkv")])
     assert names == ["a.png", "d1-c.mp4.png", "d3-c.mp4.png", "c.mkv.png"]
@@ -310,10 +349,17 @@ def test_the_json_report_is_written_before_the_table_is_printed(model_path, clip
 
 def test_cli_writes_json_and_reports_bad_input(model_path, clip, tmp_path, text_mp4):
     out = tmp_path / "r.json"
-    result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 6)
+    result = _run_cli("eval", clip, "--model", model_path, "--json", out, "-q", "--max-frames", 6,
+                      "--train-split", 0.25)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["clips"][str(clip)]["frames"] == 6 and "gray" in data["overall"]
+    # Every setting that changes the scores, as used: the render size the model's own,
+    # no temperature for a regress head (it has no readout to warm).
+    settings = {k: data[k] for k in ("model", "render_size", "smoothing", "temperature", "max_frames", "train_split")}
+    assert settings == {"model": str(model_path), "render_size": apply.load(model_path).config.size,
+                        "smoothing": apply.ApplyConfig().smoothing, "temperature": None, "max_frames": 6,
+                        "train_split": 0.25}
     bad = _run_cli("eval", text_mp4, "--model", model_path, "-q")
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines()[-1].startswith("error: ")

@@ -41,26 +41,10 @@ def test_psnr_does_not_wrap_uint8():
     assert metrics.psnr(solid((0, 0, 0)), solid((255, 255, 255))) == pytest.approx(0.0)
 
 
-def test_mean_psnr_averages_per_frame():
-    truth = [solid((100, 100, 100))] * 2
-    preds = [solid((100, 100, 100)), solid((110, 110, 110))]
-    assert metrics.mean_psnr(preds, truth) == pytest.approx((100.0 + 10 * math.log10(650.25)) / 2)
-
-
-def test_mean_psnr_takes_generators_and_rejects_unequal_or_no_frames():
-    frames = lambda n: (solid((100, 100, 100)) for _ in range(n))  # noqa: E731
-    assert metrics.mean_psnr(frames(3), frames(3)) == metrics.PSNR_CAP
-    with pytest.raises(InputError, match="different numbers"):
-        metrics.mean_psnr(frames(2), frames(3))
-    with pytest.raises(InputError, match="no frames"):
-        metrics.mean_psnr([], [])
-
-
 def test_ssim(noise):
     assert metrics.ssim(noise, noise) == pytest.approx(1.0)
     other = np.random.default_rng(1).integers(0, 256, noise.shape, dtype=np.uint8)
     assert metrics.ssim(noise, other) < 0.2
-    assert metrics.mean_ssim([noise, noise], [noise, other]) == pytest.approx((1 + metrics.ssim(noise, other)) / 2)
 
 
 def test_shape_mismatch_is_an_input_error(noise):
@@ -183,37 +167,3 @@ def test_flicker_sees_what_cdc_cannot():
     assert metrics.cdc([frame, swapped]) == 0.0
     assert metrics.flicker([frame, swapped]) > 50
 
-
-# --- luma error -------------------------------------------------------------------
-
-
-def test_luma_error_of_a_gray_output_is_zero(noise):
-    gray = noise[..., 0]
-    result = metrics.luma_error(np.repeat(gray[..., None], 3, axis=-1), gray)
-    assert result.mean_abs == pytest.approx(0.0, abs=1e-9)
-    assert result.p999 == pytest.approx(0.0, abs=1e-9)
-
-
-def test_luma_error_uses_bt601():
-    # Y' of pure red is 0.299 * 255 = 76.245.
-    result = metrics.luma_error(solid((255, 0, 0)), np.full((8, 8), 76, np.uint8))
-    assert result.mean_abs == pytest.approx(0.245)
-
-
-def test_luma_error_percentile_catches_rare_outliers():
-    gray = np.full((10, 10), 100, np.uint8)
-    pred = np.repeat(gray[..., None], 3, axis=-1)
-    pred[0, 0] = 200  # one blown pixel among 100
-    result = metrics.luma_error(pred, gray)
-    assert result.mean_abs == pytest.approx(1.0)
-    assert result.p999 == pytest.approx(np.percentile([0] * 99 + [100], 99.9))
-    assert result.p999 > 80
-
-
-def test_luma_error_on_stacks_and_channel_gray():
-    gray = np.full((3, 4, 4, 1), 50, np.uint8)
-    pred = np.full((3, 4, 4, 3), 52, np.uint8)
-    mean_abs, p999 = metrics.luma_error(pred, gray)
-    assert (mean_abs, p999) == pytest.approx((2.0, 2.0))
-    with pytest.raises(InputError):
-        metrics.luma_error(pred, gray[:2])

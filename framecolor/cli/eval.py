@@ -52,8 +52,16 @@ def evaluate(
     apply_config = replace(pipeline.ApplyConfig(), **{k: v for k, v in changes.items() if v is not None}).validate()
     colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), apply_config)
     report = ev.evaluate(colorizer, clips, config, strips_dir=strips, progress=not quiet)
+    # Every setting that changes the scores, as used (the model's own where not given), so
+    # that two reports can be compared: the model and saturation alone left them unexplained.
     report["model"] = str(model) if model else "default"
     report["saturation"] = colorizer.saturation
+    report["render_size"] = colorizer.render_size
+    report["smoothing"] = colorizer.config.smoothing  # 0: off (--no-smoothing)
+    # Only a bins head reads its colors out at a temperature; for another it means nothing.
+    report["temperature"] = colorizer.config.temperature if colorizer.model_config.head == "bins" else None
+    report["max_frames"] = config.max_frames
+    report["train_split"] = config.train_split
     if json_path is not None:  # first: a reader that stops early (| head) must not cost the report
         ev.write_json(json_path, report)
     print_rows(ev.report_rows(report))
