@@ -57,13 +57,25 @@ def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
     # Not a one-frame video at 25 frames/s: its size, depth and transparency.
     deep = np.random.default_rng(0).integers(0, 65536, (30, 40, 4), dtype=np.uint16)
     photo = media.make_photo(tmp_path / "scan.png", deep, "rgba64le", "rgba64be")
+    # --json gives values, as for a video or a model: it gave the table's words ("40 x 30", "16 bits a channel").
     data = json.loads(run("info", photo, "--json").output)
-    assert data == {"file": str(photo), "size": "40 x 30", "type": "png (rgba64be)",
-                    "depth": "16 bits a channel", "transparency": "yes"}
+    assert data == {"path": str(photo), "width": 40, "height": 30, "stored_turned": False, "type": "png",
+                    "bits": 16, "transparency": True}
     table = run("info", photo).output
     assert "frame rate" not in table and "16 bits a channel" in table
     scan = media.make_photo(tmp_path / "reel_0001.dpx", deep[..., :3], "rgb48le", "gbrp10le")
-    assert json.loads(run("info", scan, "--json").output)["depth"] == "10 bits a channel"
+    assert json.loads(run("info", scan, "--json").output)["bits"] == 10
+    # A camera's portrait: stored 40 wide, shown (EXIF orientation 6) 30 wide and 40 high.
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    portrait = tmp_path / "portrait.jpg"
+    Image.fromarray((deep[..., :3] >> 8).astype(np.uint8)).save(portrait, exif=exif)
+    data = json.loads(run("info", portrait, "--json").output)
+    assert (data["width"], data["height"], data["stored_turned"], data["bits"], data["transparency"]) == (
+        30, 40, True, 8, False)
+    assert "stored turned" in run("info", portrait).output  # as the table says it
 
 
 def test_info_of_numbered_photos_describes_the_video_they_make(tmp_path):
