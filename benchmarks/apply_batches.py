@@ -302,4 +302,6 @@ def table(results: dict, heights, applies, floors=("floor gray", "floor same col
 
 
 if __name__ == "__main__":
-    main()
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    main_saying_errors(main)

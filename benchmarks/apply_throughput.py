@@ -515,4 +515,6 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-    main()
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    main_saying_errors(main)

@@ -125,4 +125,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    main_saying_errors(main)

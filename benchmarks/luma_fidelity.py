@@ -7,7 +7,7 @@ user would have one (its own luma, libx264 crf 20 preset slow, like
 examples/make_bw.py), then that input's Y is encoded again with neutral chroma
 through framecolor's writer under each setting, decoded, and compared:
 
-    python benchmarks/luma_fidelity.py ../shared/data/clips/*.mp4 --out results/luma.json
+    python benchmarks/luma_fidelity.py ../shared/data/clips/*.mp4 --out benchmarks/results/luma.json
 
 Prints a markdown table (share of pixels within +-1, the largest error, file
 size, encode fps, the encoder's CPU per frame) and writes every figure as JSON with --out.
@@ -94,9 +94,13 @@ def main(argv=None) -> int:
         results = [measure_clip(clip, Path(tmp)) for clip in args.clips]
     print(markdown(results))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)  # a new results folder: not a traceback after the whole run
+        out.write_text(json.dumps(results, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    sys.exit(main_saying_errors(main))

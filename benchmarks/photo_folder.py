@@ -108,4 +108,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    main_saying_errors(main)

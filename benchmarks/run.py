@@ -301,4 +301,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    sys.exit(main_saying_errors(main))

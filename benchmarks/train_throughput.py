@@ -128,4 +128,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-    sys.exit(main())
+    from script_errors import main_saying_errors  # a sibling module: this folder is on sys.path when run as a script
+
+    sys.exit(main_saying_errors(main))
