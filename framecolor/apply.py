@@ -408,7 +408,7 @@ def _warn_if_rounded(colorizer: Colorizer, info, source: Path, output: Path) -> 
     config = colorizer.config
     if info.luma_bits > 8 and not config.ten_bit:
         # Only a format the encoder takes: MPEG-4 Part 2 has none of 10 bits, and the hint would fail.
-        codec = config.codec or video.DEFAULT_ENCODER
+        codec = video.containers.output_encoder(output, config.codec)  # a .webm's VP9 has none
         takes = video.encoding.encoder_formats(codec)
         deep = [f for f in (f"{config.output_pix_fmt}10le", *PIX_FMTS)
                 if f.endswith("10le") and (not takes or f in takes)]

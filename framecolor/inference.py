@@ -72,7 +72,24 @@ class ApplyConfig:
         """Does the output's pixel format hold 10-bit luma (a deeper source's, kept)?"""
         return self.output_pix_fmt.endswith("10le")
 
-    def validate(self) -> "ApplyConfig":
+    def validate(self, output=None) -> "ApplyConfig":
+        """This config, or InputError or OutputError for a setting that would
+        fail: the encoder's as check_encoding(`output`) checks them."""
+        self._check_settings()
+        self.check_encoding(output)
+        return self
+
+    def check_encoding(self, output=None) -> None:
+        """OutputError now, before any work, where the encoder will not take
+        --crf, --preset and --pix-fmt: --codec's, or with none the one the
+        type of `output`, the one video to be written, gets (VP9 for a .webm:
+        video.containers.output_encoder). None stands for a batch's outputs,
+        which all hold H.264 (a .webm's is named .mkv): DEFAULT_ENCODER."""
+        encoder = self.codec or (video.DEFAULT_ENCODER if output is None else video.containers.output_encoder(output))
+        video.check_encoder(encoder, self.crf, self.preset, self.pix_fmt or video.default_pix_fmt(encoder))
+
+    def _check_settings(self) -> None:
+        """InputError for a setting out of its range (all but the encoder's)."""
         if self.render_size is not None and not MIN_RENDER_SIZE <= self.render_size <= MAX_SIZE:
             raise InputError(f"render size must be in [{MIN_RENDER_SIZE}, {MAX_SIZE}], got {self.render_size}")
         if self.batch_size < 1:
@@ -90,8 +107,6 @@ class ApplyConfig:
             raise InputError(f"queue size must be at least 1, got {self.queue_size}")
         if self.networks_in_flight is not None and self.networks_in_flight < 1:
             raise InputError(f"networks in flight must be at least 1, got {self.networks_in_flight}")
-        video.check_encoder(self.codec or video.DEFAULT_ENCODER, self.crf, self.preset, self.output_pix_fmt)
-        return self
 
 
 # ---------------------------------------------------------------------------
@@ -218,7 +233,13 @@ class Colorizer:
         self.module = build_colorizer(model.config)
 
     def _configure(self, config: ApplyConfig) -> None:
-        self.config = config.validate()
+        # The encoder's settings only where --codec names it: with none, the
+        # output's type picks it (validate(output)), and taken here for
+        # libx264 a .webm's VP9 crf 60 was refused.
+        config._check_settings()
+        if config.codec is not None:
+            config.check_encoding()
+        self.config = config
         self.render_size = config.render_size or self.model_config.size
         self.saturation = self.model_saturation if config.saturation is None else config.saturation
         devices = self.mesh.devices.size

@@ -439,14 +439,7 @@ def test_a_video_under_an_image_name_is_refused_not_read_as_its_first_frame(clip
     for read in (video.read_photo, video.read_image, video.describe_photo):
         with pytest.raises(InputError, match=r"movie.png is a video \(QuickTime / MOV\), not an image"):
             read(movie)
-    # An animated PNG is still a .png: its first frame, as before.
-    with av.open(str(tmp_path / "animated.png"), "w", format="apng") as out:
-        stream = out.add_stream("apng", rate=5)
-        stream.width, stream.height, stream.pix_fmt = 32, 24, "rgb24"
-        for level in (40, 200):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((24, 32, 3), level, np.uint8), format="rgb24")))
-        out.mux(stream.encode())
-    assert (video.read_photo(tmp_path / "animated.png").rgb == 40).all()
+
 
 def test_photos_keep_their_depth_and_transparency_where_the_type_holds_them(tmp_path):
     rng = np.random.default_rng(0)
@@ -646,6 +639,13 @@ def test_check_output_path(tmp_path, clip):
     with pytest.raises(OutputError, match="already exists"):
         check_output_path(existing)
     check_output_path(existing, overwrite=True)
+    # A link to nothing holds the name: refused now, not at the rename after all the work.
+    dangling = tmp_path / "dangling.mp4"
+    dangling.symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(OutputError, match=r"already exists: .*dangling.mp4 \(a symbolic link to nothing\)"):
+        check_output_path(dangling)
+    check_output_path(dangling, overwrite=True)
+    dangling.unlink()
     with pytest.raises(OutputError, match="folder does not exist"):
         check_output_path(tmp_path / "nowhere" / "out.mp4")
     with pytest.raises(OutputError, match="is a folder"):
@@ -953,6 +953,11 @@ def test_writer_is_atomic(tmp_path, clip):
         with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25)):
             pass
     assert list(tmp_path.iterdir()) == []
+    # --overwrite of a link to nothing replaces the link, as the rename does, and makes no target.
+    out.symlink_to(tmp_path / "gone.mp4")
+    with VideoWriter(out, width=64, height=48, fps=25, time_base=Fraction(1, 25), overwrite=True) as w:
+        w.write_rgb(media.frame_image(0, 64, 48), 0)
+    assert not out.is_symlink() and probe(out).frame_count == 1 and not (tmp_path / "gone.mp4").exists()
 
 
 def test_write_yuv_lossless_keeps_y_exactly(tmp_path):
@@ -1017,6 +1022,55 @@ def test_full_range_is_re_coded_limited_where_the_file_cannot_say_it_is_full(tmp
                     codec="mpeg2video", full_range=True).discard()
 
 
+def _unflagged_video(path, codec: str, pix_fmt: str, gray: np.ndarray) -> Path:
+    """Two frames of the picture `gray` (h, w; uint8, or uint16 for 16 bits) in
+    `pix_fmt`, the video's range not flagged, as FFV1, raw video and GIF leave it."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.height, stream.width = gray.shape
+        stream.pix_fmt = pix_fmt
+        for pts in range(2):
+            frame = av.VideoFrame.from_ndarray(gray, format="gray16le" if gray.dtype == np.uint16 else "gray")
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = pts
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return Path(path)
+
+
+def test_gray_and_rgb_video_with_no_range_flag_is_full_range_and_keeps_every_code(tmp_path):
+    """Gray, RGB and palette pictures are full range by nature: taken as
+    limited where no flag said otherwise, their luma was read (and written)
+    16-235, 220 codes of 256; 16-bit gray's 10-bit luma 64-940."""
+    codes = np.tile(np.arange(256, dtype=np.uint8), (8, 1))  # every code, 256x8
+    for name, codec, pix_fmt in (("gray.mkv", "ffv1", "gray"), ("bgr0.mkv", "ffv1", "bgr0"),
+                                 ("raw.nut", "rawvideo", "gray"), ("palette.gif", "gif", "gray")):
+        source = _unflagged_video(tmp_path / name, codec, pix_fmt, codes)
+        info = probe(source)
+        assert info.color_range == 0 and info.full_range, name
+        luma = next(read_frames(source, format="luma")).image
+        np.testing.assert_array_equal(luma, codes, err_msg=name)
+        out = tmp_path / f"out-{name}.mkv"
+        with VideoWriter.like(out, info, codec="ffv1") as writer:
+            writer.write_yuv(luma, *(np.full(writer.chroma_shape, 128, np.uint8),) * 2)
+        assert probe(out).full_range, name
+        np.testing.assert_array_equal(next(read_frames(out, format="luma")).image, codes, err_msg=name)
+    deep = _unflagged_video(tmp_path / "gray16.mkv", "ffv1", "gray16le", codes.astype(np.uint16) * 257)
+    assert probe(deep).full_range
+    # Each code to the nearest of 1024, as 8-bit ones are: swscale's was a code off on a quarter of them.
+    np.testing.assert_array_equal(next(read_frames(deep, format="luma10")).image, np.round(codes * (1023 / 255)))
+    halved = next(read_frames(deep, format="luma10", size=(128, 8))).image  # by swscale, full range too
+    assert halved.min() < 8 and halved.max() > 1015
+    assert np.abs(next(read_frames(deep, format="luma")).image.astype(int) - codes).max() <= 1
+    # A flag, where there is one, is what counts; YUV with none is limited, as ever.
+    assert [video.encoding.is_full_range(*case) for case in (("gray", 1), ("yuv420p", 0), ("yuv420p10le", 0),
+                                                             ("yuvj420p", 0), ("yuv420p", 2), ("rgb24", 0),
+                                                             ("pal8", 0), ("unknown", 0))] == [
+        False, False, False, True, True, True, True, False]
+
+
 def test_four_two_two_planes_round_trip_at_an_odd_height(tmp_path):
     """4:2:2 (ProRes, DNxHR, HuffYUV) halves the width only: its chroma is
     full height, and an odd height needs no fallback to 4:4:4."""
@@ -1037,8 +1091,16 @@ def test_four_two_two_planes_round_trip_at_an_odd_height(tmp_path):
             np.testing.assert_array_equal(video.pixels._plane(frame, index), plane)
 
 
-def test_a_picture_too_small_for_its_encoder_is_refused_with_the_reason(tmp_path):
-    # DNxHR refuses a picture under 256x120 with "invalid argument" alone.
+def test_a_picture_too_small_for_its_encoder_is_refused_with_the_reason(tmp_path, capfd):
+    # DNxHR, x265 and SVT-AV1 refuse a picture under their least with "invalid argument" alone.
+    for codec, (width, height), least in (("libx265", (320, 8), "16x16"), ("libsvtav1", (2, 2), "4x4")):
+        with pytest.raises(OutputError, match=rf"{codec} encodes pictures of {least} or more, not {width}x{height}"):
+            VideoWriter(tmp_path / "small.mkv", width=width, height=height, fps=25, time_base=Fraction(1, 25),
+                        codec=codec)
+        smallest = tuple(int(side) for side in least.split("x"))
+        VideoWriter(tmp_path / "small.mkv", width=smallest[0], height=smallest[1], fps=25,
+                    time_base=Fraction(1, 25), codec=codec).discard()  # opens its encoder: the least is right
+    assert "Svt[error]" not in capfd.readouterr().err
     out = tmp_path / "small.mov"
     with pytest.raises(OutputError, match=r"dnxhd encodes pictures of 256x120 or more, not 96x64: .*prores_ks"):
         VideoWriter(out, width=96, height=64, fps=25, time_base=Fraction(1, 25), codec="dnxhd")
@@ -1541,12 +1603,35 @@ def test_writer_tags_the_chroma_matrix_so_readers_convert_with_it(tmp_path):
     assert rgb["bt709"][0] > rgb["bt601"][0] + 5
 
 
+def test_an_hdr_sources_primaries_and_transfer_are_carried_over(tmp_path):
+    """An HLG video (BT.2020 primaries, transfer 18) came out tagged BT.709:
+    players showed its luma, still HLG-coded, as SDR."""
+    source = tmp_path / "hlg.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
+        stream.codec_context.color_primaries, stream.codec_context.color_trc = 9, 18
+        frame = av.VideoFrame(64, 48, "yuv420p10le")
+        frame.pts = 0
+        for packet in (*stream.encode(frame), *stream.encode(None)):
+            out.mux(packet)
+    info = probe(source)
+    assert (info.color_primaries, info.color_trc) == (9, 18)
+    for name in ("out.mkv", "out.mp4"):
+        with VideoWriter.like(tmp_path / name, info, pix_fmt="yuv420p10le") as writer:
+            writer.write_yuv(*(np.full(shape, 512, np.uint16) for shape in ((48, 64), *(writer.chroma_shape,) * 2)))
+        with av.open(str(tmp_path / name)) as written:
+            frame = next(written.decode(video=0))
+            assert (frame.color_primaries, frame.color_trc) == (9, 18), name
+
+
 def test_container_that_cannot_hold_the_codec_is_an_output_error(tmp_path):
-    with pytest.raises(OutputError, match="a .webm file cannot hold libx264"):
+    with pytest.raises(OutputError, match="a .webm file cannot hold libx264 video; choose another suffix or --codec$"):
         video.VideoWriter(tmp_path / "x.webm", width=64, height=48, fps=25, time_base=Fraction(1, 25),
                           codec="libx264")
-    # GIF's own encoder has no constant-quality mode (nor YUV): no stand-in for H.264.
-    with pytest.raises(OutputError, match="a .gif file cannot hold libx264"):
+    # GIF's own encoder has no constant-quality mode (nor YUV): no stand-in for
+    # H.264, and no encoder of what framecolor writes goes in a GIF.
+    with pytest.raises(OutputError, match="a .gif file cannot hold libx264 video; choose another suffix$"):
         video.VideoWriter(tmp_path / "x.gif", width=64, height=48, fps=25, time_base=Fraction(1, 25))
     assert list(tmp_path.iterdir()) == []
 
@@ -1567,6 +1652,26 @@ def test_default_codec_is_x264_or_the_containers_own(clip, tmp_path):
     with VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=25, time_base=Fraction(1, 25)) as w:
         assert w.codec == video.DEFAULT_ENCODER
         w.write_rgb(media.frame_image(0, 64, 48))
+
+
+def test_encoder_settings_are_checked_against_the_encoder_the_output_gets(tmp_path):
+    """With no --codec, a .webm is written with VP9: its --crf (0-63) and
+    --preset were checked against libx264's and refused, and a 10-bit
+    --pix-fmt VP9 does not encode here was let through, to fail once the
+    model was loaded."""
+    from framecolor.inference import ApplyConfig
+
+    outputs = [tmp_path / name for name in ("a.mp4", "a.webm", "a.y4m", "a.gif", "a")]
+    assert [video.containers.output_encoder(path) for path in outputs] == [
+        "libx264", "libvpx-vp9", "wrapped_avframe", "libx264", "libx264"]  # the writer says why GIF fails
+    assert video.containers.output_encoder(outputs[1], "h264") == "libx264"
+    ApplyConfig(crf=60, preset="5").validate(output=outputs[1])
+    with pytest.raises(OutputError, match="^libx264 takes crf 0-51, not 60$"):
+        ApplyConfig(crf=60).validate(output=outputs[0])
+    with pytest.raises(OutputError, match="^libx264 takes crf 0-51, not 60$"):
+        ApplyConfig(crf=60).validate()  # a batch's outputs, all of a type that holds H.264
+    with pytest.raises(OutputError, match="^libvpx-vp9 cannot encode yuv420p10le"):
+        ApplyConfig(pix_fmt="yuv420p10le").validate(output=outputs[1])
 
 
 def test_x264_threads_across_frames_not_slices(tmp_path):

@@ -9,8 +9,19 @@ not at 48). So the answer is writing a header to memory.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import av
+
+from framecolor.errors import OutputError
+from framecolor.video.encoding import (
+    _CRF_CODECS,
+    DEFAULT_ENCODER,
+    default_pix_fmt,
+    encoder_name,
+    encoder_options,
+    set_up_trial,
+)
 
 # The codecs FFmpeg's MPEG-TS muxer gives a stream type (or a registration
 # descriptor) that its demuxer reads back: video, and the broadcast audio and
@@ -29,6 +40,8 @@ _MPEGPS_SUBTITLES = frozenset({"dvd_subtitle", "dvdsub"})
 # Containers that hold one frame rate, not each frame's time: AVI indexes its
 # frames at 1/fps, Y4M states a rate in its header.
 _RATE_ONLY = frozenset({"avi", "yuv4mpegpipe"})
+# Encoders that write the frames as they are.
+RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
 
 
 def header_writes(format_name: str, add_stream) -> bool:
@@ -96,3 +109,64 @@ def holds(format_name: str, names, add_stream) -> bool:
     if format_name in _MPEGPS and not set(names) & _MPEGPS_SUBTITLES and _are_subtitles(names):
         return False
     return header_writes(format_name, add_stream)
+
+
+def holds_video(format_name: str, codec: str) -> bool:
+    """Can a file of container type `format_name` hold the video of the encoder `codec`?"""
+    def add(container):
+        pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
+        # The encoder's options: x265's among them, which quiet its log.
+        set_up_trial(container.add_stream(codec, rate=25).codec_context, codec, pix_fmt,
+                     encoder_options(codec, pix_fmt=pix_fmt))
+
+    return holds(format_name, {codec, encoder_name(codec)}, add)
+
+
+def container_type(path) -> tuple[str | None, str | None]:
+    """(FFmpeg's container type, its own video encoder) for a file named
+    `path`, as a writer opening it picks them: found on a file in memory,
+    nothing written. None for either where there is none (no suffix FFmpeg
+    knows; an encoder this FFmpeg lacks)."""
+    named = io.BytesIO()
+    named.name = Path(path).name
+    try:
+        with av.open(named, "w") as trial:
+            format_name, own = trial.format.name, trial.default_video_codec
+    except ValueError:  # "Could not determine output format"
+        return None, None
+    try:
+        return format_name, av.Codec(own, "w").name
+    except (av.error.FFmpegError, ValueError, TypeError):  # no encoder by that name here
+        return format_name, None
+
+
+def output_encoder(path, codec: str | None = None) -> str:
+    """The encoder a video written to `path` gets, for checking its settings
+    (--crf, --preset, --pix-fmt) against the one that will take them:
+    `codec`'s, or with none DEFAULT_ENCODER, whose settings keep the luma,
+    where the container holds it; else the container's own video encoder
+    (VP9 for WebM), as ffmpeg picks one, if it has a constant-quality mode
+    here (_CRF_RANGES) or writes raw frames (Y4M). Others (GIF's palette,
+    Ogg's VP8 at its 256 kb/s default) would make a worse file than the
+    error that names the problem, so they get DEFAULT_ENCODER, which the
+    writer then says the file cannot hold."""
+    if codec:
+        return encoder_name(codec)
+    format_name, own = container_type(path)
+    if format_name is None or own is None or holds_video(format_name, DEFAULT_ENCODER):
+        return DEFAULT_ENCODER
+    return own if own in RAW_CODECS | _CRF_CODECS else DEFAULT_ENCODER
+
+
+def another_codec_could_fit(path) -> bool:
+    """Could --codec make a file named `path` of frames framecolor writes?
+    Not a GIF (nor an animated PNG): its own encoder takes palettes or RGB
+    only, and no other goes in it."""
+    own = container_type(path)[1]
+    if own is None:
+        return True  # no own encoder here says nothing of others
+    try:
+        default_pix_fmt(own)
+    except OutputError:
+        return False
+    return True

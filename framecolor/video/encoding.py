@@ -13,8 +13,7 @@ from framecolor.errors import OutputError
 
 # Chroma-subsampled formats that cannot hold an odd width/height, and the
 # full-chroma format to use instead.
-# (Full-range yuvj* requests arrive here as their yuv* twins.)
-_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p", "nv12": "yuv444p", "nv21": "yuv444p",
+_ODD_SIZE_FALLBACK = {"yuv420p": "yuv444p", "yuv422p": "yuv444p",
                       "yuv420p10le": "yuv444p10le", "yuv422p10le": "yuv444p10le"}
 _WRITE_YUV_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
                                 "yuv420p10le", "yuv422p10le", "yuv444p10le"})
@@ -27,9 +26,10 @@ _DEFAULT_PIX_FMTS = ("yuv420p", "yuv422p", "yuv422p10le", "yuv444p", "yuv420p10l
 # The size encoders are opened at to check their settings before a frame is
 # decoded: at least the smallest each takes (_MIN_SIZES).
 TRIAL_SIZE = (256, 144)
-# Encoders that refuse a smaller picture, and say only "invalid argument".
-_MIN_SIZES = {"dnxhd": (256, 120)}
-FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+# Encoders that refuse a smaller picture, and say only "invalid argument"
+# (SVT-AV1 also prints its own lines): tried with this FFmpeg, at each size.
+_MIN_SIZES = {"dnxhd": (256, 120), "libx265": (16, 16), "libsvtav1": (4, 4)}
+UNSPECIFIED_RANGE, FULL_RANGE = 0, 2  # AVCOL_RANGE_UNSPECIFIED, AVCOL_RANGE_JPEG
 # Encoders of JPEG pictures, which are full range by definition: FFmpeg's
 # MJPEG refuses limited-range yuv* ("non-standard") and a player would show
 # limited codes in it washed out. A limited source's luma goes full range for them.
@@ -102,6 +102,27 @@ def encoder_name(codec: str) -> str:
     and its preset.
     """
     return _encoder(codec).name
+
+
+def is_full_range(pix_fmt: str, color_range: int) -> bool:
+    """Are pictures of `pix_fmt`, flagged `color_range` (FFmpeg's
+    AVColorRange), coded full range (0-255), not limited (16-235)?
+
+    Said by the old yuvj* formats or, as encoders that have no yuvj format
+    (FFV1, VP9, ...) and current FFmpeg write it, by the flag. Unflagged
+    gray, RGB and palette pictures (FFV1's or raw gray, FFV1's bgr0, a GIF)
+    are full range by nature, as swscale reads them: taken as limited, a
+    gray video's 256 codes came out as 220.
+    """
+    if pix_fmt.startswith("yuvj") or color_range == FULL_RANGE:
+        return True
+    if color_range != UNSPECIFIED_RANGE:
+        return False
+    try:
+        layout = av.VideoFormat(pix_fmt)
+    except ValueError:  # "unknown", or a format this FFmpeg lacks
+        return False
+    return layout.is_rgb or layout.has_palette or len(layout.components) < 3  # gray, gray with alpha
 
 
 def has_quality_setting(codec: str) -> bool:

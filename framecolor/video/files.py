@@ -10,9 +10,11 @@ import functools
 import io
 import itertools
 import os
+import struct
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from stat import S_ISREG
 
 import av
 
@@ -31,8 +33,48 @@ VIDEO_SUFFIXES = frozenset(
 
 def is_video_path(path) -> bool:
     """Whether `path` names a video: by its type, but for a GIF of one
-    picture (a photo saved as GIF), which is a photo."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES and not is_still_gif(path)
+    picture (a photo saved as GIF), which is a photo; and a PNG of several
+    frames (is_animated_png), which is an animation as a GIF's are."""
+    return (Path(path).suffix.lower() in VIDEO_SUFFIXES and not is_still_gif(path)) or is_animated_png(path)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_animated_png(path) -> bool:
+    """Whether `path` is a PNG of several frames (an APNG): a video, as an
+    animated GIF is, where one of a single frame is a photo. Read from its
+    acTL chunk, which comes before the picture: a few bytes of each PNG of a
+    folder of scans, once while the file stays as it is (a job asks it of
+    its source several times). False where the file is missing or cannot be
+    read, for the reader to say why."""
+    if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    # Not a pipe, whose opening would wait for a writer.
+    return S_ISREG(stat.st_mode) and _png_is_animated(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1 << 17)  # as _file_header_facts: a film's frames
+def _png_is_animated(path: str, mtime_ns: int, size: int) -> bool:
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return False
+            while len(head := f.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"acTL":
+                    frames = f.read(4)
+                    return len(frames) == 4 and struct.unpack(">I", frames)[0] > 1
+                if kind == b"IDAT":  # an APNG says so before its first picture
+                    return False
+                f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
+    except OSError:
+        pass
+    return False
 
 
 def is_still_gif(path) -> bool:
@@ -137,8 +179,12 @@ def check_output_path(output, inputs: Iterable = (), overwrite: bool = False) ->
     if output.exists() and not output.is_file():
         # A device or a pipe (/dev/null): the rename at the end would put a file in its place.
         raise OutputError(f"output {output} is not a regular file (a device or a pipe); give a file name")
-    if output.exists() and not overwrite:
-        raise OutputError(f"output already exists: {output} (use --overwrite to replace it)")
+    if os.path.lexists(output) and not overwrite:
+        # A link to nothing too: the name is taken all the same, and the
+        # move into place at the end refused it after all the work.
+        # --overwrite replaces the link itself, not its target, as a rename does.
+        dangling = " (a symbolic link to nothing)" if not output.exists() else ""
+        raise OutputError(f"output already exists: {output}{dangling} (use --overwrite to replace it)")
     check_writable_folder(parent, output)
 
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from framecolor.video.encoding import FULL_RANGE
+from framecolor.video.encoding import FULL_RANGE, is_full_range
 from framecolor.video.probing import quarter_turns
 
 FORMATS = ("rgb24", "gray", "luma", "luma10")
@@ -21,6 +21,8 @@ _YUV8 = frozenset(
 )
 # Little-endian 10-bit YUV formats whose plane 0 is the Y plane: "luma10" reads it as is.
 _YUV10 = frozenset({"yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv440p10le", "gray10le"})
+# Gray deeper than 10 bits (a film scan's 16): "luma10" rounds its plane itself (_ten_bit_gray).
+_DEEP_GRAY = frozenset({"gray12le", "gray14le", "gray16le"})
 # The raw-plane reads: formats read as they are, the format others are converted
 # to, and the sample type.
 _LUMA_READS = {"luma": (_YUV8, "yuv420p", np.uint8), "luma10": (_YUV10, "yuv420p10le", np.uint16)}
@@ -42,9 +44,19 @@ def _ten_bit_luma(frame) -> np.ndarray:
     y = _plane_view(frame.planes[0])
     ten = y.astype(np.uint16)
     ten <<= 2
-    if frame.format.name.startswith("yuvj") or frame.color_range == FULL_RANGE:
+    if is_full_range(frame.format.name, frame.color_range):
         ten |= y >> 6
     return ten
+
+
+def _ten_bit_gray(frame) -> np.ndarray:
+    """The 10-bit luma of a full-range gray frame of 12 to 16 bits, from its
+    plane: each code to the nearest of 1024. swscale's was a code off on a
+    quarter of a 16-bit gray video's samples, which the encoder's own code
+    off made two."""
+    top = (1 << frame.format.components[0].bits) - 1
+    deep = _plane_view(frame.planes[0], np.uint16).astype(np.uint32)
+    return ((deep * 1023 + top // 2) // top).astype(np.uint16)
 
 
 def _output_size(width, height, size, short_side) -> tuple[int, int]:
@@ -78,9 +90,14 @@ def _convert(frame, fmt: str, size, short_side, shown_width: int | None = None) 
         name = frame.format.name
         if fmt == "luma10" and name in _YUV8 and not resize:
             return _ten_bit_luma(frame)
+        if fmt == "luma10" and name in _DEEP_GRAY and not resize and is_full_range(name, frame.color_range):
+            return _ten_bit_gray(frame)
         if name not in native or resize:
+            # Full range stays full (as probe says the video is): told no
+            # range, swscale made a gray or RGB picture's 256 codes 16-235.
+            to_range = FULL_RANGE if is_full_range(name, frame.color_range) else None
             frame = frame.reformat(width=w, height=h, format=name if name in native else fallback,
-                                   interpolation=interp)
+                                   interpolation=interp, dst_color_range=to_range)
         return _plane(frame, 0, dtype)
     # Recent PyAV passes the frame's colour range (full/limited) on to swscale itself.
     return frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interp)

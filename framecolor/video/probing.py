@@ -20,7 +20,7 @@ from framecolor.video.encoding import (
     FIELD_BB,
     FIELD_PROGRESSIVE,
     FIELD_TT,
-    FULL_RANGE,
+    is_full_range,
     is_interlaced,
 )
 from framecolor.video.files import _check_input_file, _open_input
@@ -57,6 +57,10 @@ class VideoInfo:
     audio: tuple[StreamInfo, ...]
     subtitles: tuple[StreamInfo, ...]
     color_range: int = 0  # FFmpeg's AVColorRange: 0 unspecified, 1 limited (MPEG), 2 full (JPEG)
+    # FFmpeg's AVColorPrimaries and AVColorTransferCharacteristic (H.273's
+    # numbers; 2 unspecified): an HDR or wide-gamut video's (BT.2020, HLG 18, PQ 16).
+    color_primaries: int = 2
+    color_trc: int = 2
     # How players turn the stored picture for display (phones film sideways and
     # say so here): FFmpeg's 3x3 AV_PKT_DATA_DISPLAYMATRIX, or None.
     display_matrix: tuple[int, ...] | None = None
@@ -96,12 +100,10 @@ class VideoInfo:
 
     @property
     def full_range(self) -> bool:
-        """Does the video store full-range (JPEG) luma codes, 0..255 instead of 16..235?
-
-        Said either by the old yuvj* pixel formats or, as encoders that have no
-        yuvj format (FFV1, VP9, ...) and current FFmpeg write it, by a flag.
-        """
-        return self.pix_fmt.startswith("yuvj") or self.color_range == FULL_RANGE
+        """Does the video store full-range (JPEG) luma codes, 0..255 instead of
+        16..235 (encoding.is_full_range: a yuvj* format, the flag, or gray or
+        RGB pictures with no flag)? read_frames' luma comes in that range."""
+        return is_full_range(self.pix_fmt, self.color_range)
 
     def to_dict(self) -> dict:
         """JSON-able: fractions as "num/den" strings, streams as lists of dicts."""
@@ -503,6 +505,8 @@ def _stated_picture(stream) -> dict:
         "codec": _codec_name(stream),
         "pix_fmt": cc.pix_fmt or "unknown",
         "color_range": int(getattr(cc, "color_range", 0) or 0),
+        "color_primaries": int(getattr(cc, "color_primaries", 2) or 2),
+        "color_trc": int(getattr(cc, "color_trc", 2) or 2),
         "field_order": cc.field_order,
         "sample_aspect_ratio": _sample_aspect_ratio(stream),
     }

@@ -74,7 +74,8 @@ def read_frames(
     format: "rgb24" (H, W, 3), "gray" (H, W) full-range gray, or "luma" (H, W)
     the decoded Y plane's code values as they are (no range conversion),
     uint8; "luma10" the same as uint16 10-bit codes (deeper sources keep
-    their precision; others are converted).
+    their precision; others are converted, in the range probe's
+    VideoInfo.full_range gives: a gray or RGB video's full).
     rgb24 and gray come as players show them: non-square pixels widened or
     narrowed, turned upright by a display matrix or an EXIF orientation
     (size is then as shown); luma as stored.

@@ -15,7 +15,6 @@ import numpy as np
 
 from framecolor.errors import OutputError
 from framecolor.video.encoding import (
-    _CRF_CODECS,
     _FULL_CHROMA_FORMATS,
     _HALF_WIDTH_CHROMA_FORMATS,
     _JPEG_FORMATS,
@@ -27,7 +26,6 @@ from framecolor.video.encoding import (
     FULL_RANGE,
     FULL_RANGE_ONLY,
     LIMITED_RANGE_ONLY,
-    _encoder,
     _open_encoder,
     cannot_encode,
     check_frame_size,
@@ -42,7 +40,13 @@ from framecolor.video.encoding import (
     set_up_trial,
     top_field_first,
 )
-from framecolor.video.containers import holds, holds_frame_times
+from framecolor.video.containers import (
+    RAW_CODECS,
+    another_codec_could_fit,
+    holds_frame_times,
+    holds_video,
+    output_encoder,
+)
 from framecolor.video.copies import CopiedStreams
 from framecolor.video.files import (
     VideoWarning,
@@ -60,8 +64,6 @@ from framecolor.video.probing import VideoInfo, one_filter_graph
 
 # Containers that keep one time a packet, in decoding order (see __init__).
 _DECODE_ORDER_FORMATS = frozenset({"avi", "asf", "asf_stream"})
-# Encoders that write the frames as they are.
-_RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
 
 
 # The muxer's options for a file of each suffix (see _container_options).
@@ -92,6 +94,9 @@ def _fraction(x) -> Fraction:
 # FFmpeg's AVColorSpace numbers of the Y'CbCr matrices framecolor writes
 # (PyAV >= 15 takes them on frames and codec contexts; older PyAV writes untagged).
 _COLORSPACES = {None: None, "bt709": 1, "bt601": 6}
+# None, and AVColorPrimaries' and AVColorTransferCharacteristic's 0
+# (reserved) and 2 (unspecified): nothing to carry over.
+_UNSTATED_COLOR = frozenset({None, 0, 2})
 
 
 @functools.cache
@@ -133,18 +138,23 @@ class _FieldMarker:
 class VideoWriter:
     """Encode frames to `path`, keeping their pts, optionally copying audio and subtitles.
 
-    Use as a context manager. The file is written as `.<stem>.partial<suffix>`
-    next to `path` and renamed over it only when the `with` block ends without
-    an exception; on an exception the partial file is removed.
+    Use as a context manager. The file is written as
+    `.<stem>.<pid>-<token>.partial<suffix>` next to `path` (atomic.temp_path)
+    and renamed over it only when the `with` block ends without an
+    exception; on an exception the partial file is removed.
 
     `codec` None means DEFAULT_ENCODER, or the container's own where it
-    cannot hold that (VP9 for .webm); `.codec` is the one used. `pix_fmt`
-    is the requested format (None: yuv420p, or the nearest the encoder
-    takes: ProRes' 10-bit 4:2:2); `.pix_fmt` is the one used (yuv420p
-    falls back to yuv444p for odd sizes), and `.chroma_shape` the (h, w) that
+    cannot hold that (VP9 for .webm: containers.output_encoder); `.codec`
+    is the one used. `pix_fmt` is the requested yuv* format (None:
+    yuv420p, or the nearest the encoder takes: ProRes' 10-bit 4:2:2), the
+    range `full_range`'s; `.pix_fmt` is the one used (yuv420p falls back to
+    yuv444p for odd sizes, and full range is a yuvj* format where the
+    encoder takes one), and `.chroma_shape` the (h, w) that
     `write_yuv` expects for u and v. `display_matrix` and
     `sample_aspect_ratio` (VideoInfo's) tell players to turn and stretch the
-    picture as they did the source's. `copy_streams_from` copies a source's
+    picture as they did the source's, and `color_primaries` and `color_trc`
+    (VideoInfo's) tell them the source's gamut and transfer (BT.2020, HLG).
+    `copy_streams_from` copies a source's
     (a video's, or a sound file's) audio and subtitle streams, its cover
     picture, its chapters, and its tags: the file's
     (title, date, ...) and its video stream's (language, a timecode), as
@@ -181,16 +191,22 @@ class VideoWriter:
         display_matrix: Iterable[int] | None = None,
         sample_aspect_ratio=None,
         field_order: int = 0,
+        color_primaries: int | None = None,
+        color_trc: int | None = None,
     ):
         self.path = Path(path)
         self._colorspace = _COLORSPACES[matrix]
+        # The source's, as its range is: its luma is coded with its transfer
+        # (HLG, PQ), and untagged it showed as SDR BT.709, dim and washed out.
+        self._primaries = None if color_primaries in _UNSTATED_COLOR else int(color_primaries)
+        self._transfer = None if color_trc in _UNSTATED_COLOR else int(color_trc)
         check_output_path(self.path, [*inputs, copy_streams_from], overwrite)
         self._overwrite = overwrite
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
-        # The output's range: the source's, or full where the encoder codes no other.
-        self.full_range = full_range or (pix_fmt or "").startswith("yuvj")
+        # The output's range: the source's, or (below) the one the encoder codes, where it codes only one.
+        self.full_range = full_range
         self.expands_luma = False  # re-codes a limited-range luma full range (FULL_RANGE_ONLY)
         self.squeezes_luma = False  # re-codes a full-range luma limited range (LIMITED_RANGE_ONLY)
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
@@ -249,10 +265,12 @@ class VideoWriter:
                 warnings.warn(f"{self.codec} codes limited range only: {self.path}'s luma is re-coded from "
                               "0-255 to 16-235, the same picture in other codes", VideoWarning, stacklevel=3)
             pix_fmt = pix_fmt or default_pix_fmt(self.codec)
-            self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))
-            if not self._holds_video(self.codec):
+            self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt)
+            if not holds_video(self._out.format.name, self.codec):
+                # No --codec helps a GIF: no encoder of what framecolor writes goes in one.
+                other = " or --codec" if another_codec_could_fit(self.path) else ""
                 raise OutputError(f"a {self.path.suffix} file cannot hold {self.codec} video; "
-                                  "choose another suffix or --codec")
+                                  f"choose another suffix{other}")
             # Full range as a flag, where the file has no place for it (MPEG-4
             # in an MP4): re-coded limited range, as for ProRes, rather than
             # shown washed out or clipped. A yuvj* format says it itself.
@@ -285,10 +303,12 @@ class VideoWriter:
     @classmethod
     def like(cls, path, info: VideoInfo, **options) -> "VideoWriter":
         """A writer for `path` shaped as `info`'s video: its size, timing, range,
-        display matrix and pixel aspect, all an output needs to play as its source did."""
+        primaries and transfer, display matrix and pixel aspect, all an output
+        needs to play as its source did."""
         return cls(path, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
                    full_range=info.full_range, display_matrix=info.display_matrix,
-                   sample_aspect_ratio=info.sample_aspect_ratio, field_order=info.field_order, **options)
+                   sample_aspect_ratio=info.sample_aspect_ratio, field_order=info.field_order,
+                   color_primaries=info.color_primaries, color_trc=info.color_trc, **options)
 
     # -- setup
 
@@ -341,34 +361,14 @@ class VideoWriter:
         self._timing_said = loss is not None
         self._say(loss)
 
-    def _holds_video(self, codec: str) -> bool:
-        def add(container):
-            pix_fmt = default_pix_fmt(codec)  # ProRes takes no yuv420p
-            # The encoder's options: x265's among them, which quiet its log.
-            set_up_trial(container.add_stream(codec, rate=25).codec_context, codec, pix_fmt,
-                         encoder_options(codec, pix_fmt=pix_fmt))
-
-        return holds(self._out.format.name, {codec, _encoder(codec).name}, add)
-
     def _default_codec(self) -> str:
-        """DEFAULT_ENCODER, whose settings keep the luma, where the container
-        holds it; else the container's own video encoder (VP9 for WebM), as
-        ffmpeg picks one, if it has a constant-quality mode here (_CRF_RANGES)
-        or writes raw frames (Y4M).
-        Others (GIF's palette, Ogg's VP8 at its 256 kb/s default) would make
-        a worse file than the error that names the problem."""
-        if self._holds_video(DEFAULT_ENCODER):
-            return DEFAULT_ENCODER
-        try:
-            codec = av.Codec(self._out.default_video_codec, "w").name
-        except (av.error.FFmpegError, ValueError, AttributeError):  # not in this FFmpeg
-            return DEFAULT_ENCODER
-        if codec in _RAW_CODECS:
-            return codec  # every code kept, as Y4M's raw frames are
-        if codec not in _CRF_CODECS:
-            return DEFAULT_ENCODER
-        warnings.warn(f"a {self.path.suffix} file cannot hold H.264: writing {self.path} with {codec}, "
-                      "which does not keep the luma as exactly (.mp4 or .mkv do)", VideoWarning, stacklevel=4)
+        """The encoder for no `codec` (containers.output_encoder), said where
+        it is not DEFAULT_ENCODER and loses luma that H.264 would keep (Y4M's
+        raw frames keep every code)."""
+        codec = output_encoder(self.path)
+        if codec != DEFAULT_ENCODER and codec not in RAW_CODECS:
+            warnings.warn(f"a {self.path.suffix} file cannot hold H.264: writing {self.path} with {codec}, "
+                          "which does not keep the luma as exactly (.mp4 or .mkv do)", VideoWarning, stacklevel=4)
         return codec
 
     def _add_video_stream(self, codec, crf, preset):
@@ -398,6 +398,10 @@ class VideoWriter:
             stream.codec_context.colorspace = self._colorspace
         if self._range_flag is not None:
             stream.codec_context.color_range = self._range_flag
+        if self._primaries is not None:
+            stream.codec_context.color_primaries = self._primaries
+        if self._transfer is not None:
+            stream.codec_context.color_trc = self._transfer
 
     def _field_options(self, codec: str, options: dict[str, str]) -> dict[str, str]:
         """`options`, for an interlaced source with its fields coded apart (a
@@ -456,6 +460,10 @@ class VideoWriter:
             frame.colorspace = self._colorspace
         if self._range_flag is not None:
             frame.color_range = self._range_flag
+        if self._primaries is not None:
+            frame.color_primaries = self._primaries
+        if self._transfer is not None:
+            frame.color_trc = self._transfer
         previous = self._last_pts
         pts = self._next_pts(pts)
         if previous is not None:
