@@ -10,9 +10,11 @@ scanned to frames) run as a sequence whose color is smoothed over time.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +52,12 @@ def _folder_media(folder: Path) -> list[Path]:
 
 # In a batch, the type of the colored copy of a video whose own type cannot
 # hold H.264 (or that FFmpeg writes under another name): Matroska, which
-# holds any sound and subtitles; MP4 for an animated GIF, which has none.
+# holds any sound and subtitles; MP4 for an animated GIF or PNG, which have none.
 _H264_HOMES = {
     **dict.fromkeys(".webm .ogv .vob .mod .tod .m2p .mxf .dv .divx .y4m .hevc .265 .m2v .m1v .ivf .mjpeg .rm"
                     .split(), ".mkv"),
     ".gif": ".mp4",
+    ".png": ".mp4",  # an animated one: a still PNG is a photo (_output_name)
     ".qt": ".mov",
 }
 
@@ -86,9 +89,13 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
       video file name OUTPUT (`scans/ film.mp4`): its numbered photos made
       into that video. Otherwise OUTPUT is the file.
     Every input must exist, and no output may be its own input: InputError
-    or OutputError before any work.
+    or OutputError before any work. The output folder among several inputs
+    (`apply DIR/* --out-dir DIR/colored` once DIR/colored is made) is left
+    out of them, with a warning.
     Returns (jobs, batch): batch is True when several files may be written.
     """
+    # A trailing slash says a folder is meant, one not made yet too (`apply photo.jpg new/`); a Path drops it.
+    slashed = [str(p).endswith(("/", os.sep)) for p in paths]
     paths = [Path(p) for p in paths]
     if not paths:
         raise InputError("no input given")
@@ -101,11 +108,12 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
             )
         source, target = paths
         video.check_exists(source)
-        if not (source.is_dir() or target.is_dir()):
+        folder_named = target.is_dir() or slashed[1]
+        if not (source.is_dir() or folder_named):
             return [Job(source, target)], False
-        if source.is_dir() and not target.is_dir() and video.is_video_path(target):
+        if source.is_dir() and not folder_named and video.is_video_path(target):
             return [Job(source, target)], False  # numbered photos made into one video
-        if source.is_dir() and not target.exists() and not is_media_path(target) \
+        if source.is_dir() and not folder_named and not target.exists() and not is_media_path(target) \
                 and _looks_like_a_file_type(target.suffix):
             # `apply scans/ film.mp44` (a typo) would colorize every photo into a folder named film.mp44.
             raise OutputError(f"{target}: {target.suffix} is not a video type; name the video .mp4 or .mkv, "
@@ -125,11 +133,14 @@ def plan_jobs(paths: Sequence, out_dir=None) -> tuple[list[Job], bool]:
     for path in paths:
         video.check_exists(path, hint)
         if path.is_dir() and out_dir.exists() and path.resolve() == out_dir.resolve():
-            raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
+            if len(paths) == 1:
+                raise OutputError(f"{out_dir}: the output folder is the input folder; pick another one")
+            # A shell's DIR/* picks up DIR/colored on the second run: it is where the footage goes.
+            warnings.warn(f"{path} is the output folder: left out of the inputs", video.VideoWarning, stacklevel=2)
+            continue
         sources.extend(_folder_media(path) if path.is_dir() else [path])
     jobs = [Job(source, out_dir / _output_name(source)) for source in sources]
-    names = [job.output for job in jobs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
+    duplicate = next((name for name, n in collections.Counter(job.output for job in jobs).items() if n > 1), None)
     if duplicate is not None:
         raise OutputError(f"{duplicate}: several inputs would be written to this same output")
     for job in jobs:  # `apply film.mp4 --out-dir .`: refused for the batch, as the same folder is
@@ -151,6 +162,44 @@ def check_video_options(jobs: Sequence[Job], options: Sequence[str], purpose: st
     if options and all(_is_still(job.source) for job in jobs):
         still = jobs[0].source if len(jobs) == 1 else "every input"
         raise InputError(f"{purpose}; {still} is a still image")
+
+
+def check_smoothing_options(jobs: Sequence[Job], options: Sequence[str]) -> None:
+    """InputError where `options` (--smoothing, --no-smoothing, those given)
+    are given and every input is a still image, none of them frames of a
+    numbered sequence (whose color is smoothed over them as a video's):
+    dropped without a word, they would seem to have been used."""
+    if options and all(_is_still(job.source) for job in jobs) \
+            and not any(len(_sequence_run(jobs, index, False)) > 1 for index in range(len(jobs))):
+        still = jobs[0].source if len(jobs) == 1 else "every input"
+        raise InputError(f"{' and '.join(options)} set{'s' if len(options) == 1 else ''} how color is smoothed "
+                         f"over a video's frames (or numbered photos'); {still} is a still image")
+
+
+def check_output_folders(jobs: Sequence[Job]) -> None:
+    """OutputError where a job's output folder cannot be made or written in:
+    said before the model is loaded and compiled (colorize_jobs, which makes
+    them, would say it only then). Nothing is made here."""
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        absolute = Path(os.path.abspath(folder))
+        there = next(f for f in (absolute, *absolute.parents) if f.exists())
+        if not there.is_dir():
+            raise OutputError(f"{folder}: output folder is a file" if there == absolute else
+                              f"cannot write {folder}: {there} is a file, not a folder")
+        video.check_writable_folder(there, folder)
+
+
+def check_photo_film(folder, fps=None, audio=None) -> None:
+    """InputError where the photos of `folder` are not one film's frames
+    (video.photo_film), or `audio` is no sound file: said before the model
+    is loaded, as colorize_photo_film would say them only then. Its
+    warnings (a gap in the numbers, a sound of another length) are left to
+    it, to be said once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", video.VideoWarning)
+        photos = video.photo_film(folder)
+        if audio is not None:
+            video.check_soundtrack(audio, video.probe_photo_film(photos, fps or video.DEFAULT_SEQUENCE_FPS))
 
 
 def check_output_type(source: Path, output: Path) -> None:
@@ -238,8 +287,7 @@ def _colorize_jobs(colorizer: Colorizer, jobs: Sequence[Job], *, overwrite: bool
                 record(Result(str(job.source), str(job.output), "skipped"))
             elif len(sequence) > 1:
                 settle(0)
-                for result in _guarded_sequence(colorizer, sequence, overwrite):
-                    record(result)
+                _guarded_sequence(colorizer, sequence, overwrite, record)
                 index += len(sequence)
                 continue
             elif video.is_image_path(job.source):
@@ -280,17 +328,28 @@ def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[
     return run
 
 
-def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool) -> Iterator[Result]:
-    """colorize_photo_sequence, whose unexpected errors fail the frames not yet done, not the batch."""
+def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool,
+                      record: Callable[[Result], None]) -> None:
+    """colorize_photo_sequence, each of its Results recorded, also those of the
+    frames written as a Ctrl-C stopped it; its unexpected errors fail the
+    frames not yet done, not the batch."""
     done = 0
+
+    def counted(result: Result) -> None:
+        nonlocal done
+        done += 1
+        record(result)
+
     try:
-        for result in colorize_photo_sequence(colorizer, jobs, overwrite=overwrite):
-            done += 1
-            yield result
+        # Closed at once where record raises (a Ctrl-C): the writes under way then are counted as it closes.
+        with contextlib.closing(colorize_photo_sequence(colorizer, jobs, overwrite=overwrite,
+                                                        report_unyielded=counted)) as results:
+            for result in results:
+                counted(result)
     except Exception as exc:  # a bug or a codec error must not stop the batch
         log.debug("failed on the sequence from %s", jobs[done].source, exc_info=True)
         for job in jobs[done:]:
-            yield Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}")
+            record(Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}"))
 
 
 def _run_job(colorizer: Colorizer, job: Job, overwrite: bool, progress: bool,
@@ -325,7 +384,8 @@ class _SequenceFrame(NamedTuple):
     started: float  # when its reading began
 
 
-def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False
+def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False,
+                            report_unyielded: Callable[["Result"], None] = lambda result: None
                             ) -> Iterator["Result"]:
     """Numbered photos (a film scanned to frames) colorized as a video's frames
     are: in batches, the predicted color smoothed over neighbouring frames
@@ -336,6 +396,10 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
     written fails alone; the smoothing restarts after it, and wherever the
     picture size changes. Photos are read ahead and written behind in a
     few threads (PyAV's codecs let go of the GIL), beside the network.
+    Stopped early (Ctrl-C, or closed), those being written finish, the rest
+    never start, and `report_unyielded` is given the Results of the frames
+    written but not yet yielded: unreported, the summary counted fewer
+    files than the folder held.
     """
     batch_size = colorizer.batch_size
     batch: list[_SequenceFrame] = []
@@ -353,12 +417,14 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
 
     def written(wait: bool):
         while writes and (wait or writes[0][2].done()):
-            job, started, future = writes.popleft()
+            job, started, future = writes[0]  # left in place while waited on: a Ctrl-C then reports it (finally)
             try:
                 future.result()
             except (FramecolorError, OSError) as exc:
+                writes.popleft()
                 yield Result(str(job.source), str(job.output), "failed", error=str(exc))
                 continue
+            writes.popleft()
             yield Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started)
 
     def track(frames):
@@ -386,7 +452,8 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
         state = None
         yield from written(wait=True)
 
-    with ThreadPoolExecutor(3, thread_name_prefix="sequence-io") as pool:
+    pool = ThreadPoolExecutor(3, thread_name_prefix="sequence-io")
+    try:
         remaining = iter(jobs)
         loads: collections.deque = collections.deque()
         while True:
@@ -415,3 +482,8 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
                 yield from send(batch)
                 batch = []
         yield from flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for job, started, future in writes:  # none after a run to its end
+            if not future.cancelled() and future.exception() is None:
+                report_unyielded(Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started))

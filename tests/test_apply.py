@@ -751,7 +751,11 @@ def test_photos_that_are_not_one_film_are_refused_before_any_work(colorizer, tmp
     (scans / "scan_3.png").rename(scans / "other_3.png")
     with pytest.raises(InputError, match="other_3.png and scan_1.png are not of one sequence"):
         apply.colorize_file(colorizer, scans, out, progress=False)
-    (scans / "other_3.png").unlink()
+    (scans / "other_3.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # damaged: it was said to be of another size
+    (scans / "other_3.png").rename(scans / "scan_3.png")
+    with pytest.raises(InputError, match=r": scan_3.png cannot be read \(damaged, or not an image\)$"):
+        apply.colorize_file(colorizer, scans, out, progress=False)
+    (scans / "scan_3.png").unlink()
     media.make_photo(scans / "scan_4.png", media.frame_image(4, 64, 48), "rgb24", "rgb24")
     with pytest.warns(video.VideoWarning, match="skip from 2 to 4"):
         video.photo_film(scans)
@@ -1165,6 +1169,37 @@ def test_plan_jobs(tmp_path):
         batch.plan_jobs([empty, out])
 
 
+def test_plan_jobs_leaves_out_the_output_folder_and_makes_a_slashed_one(tmp_path):
+    # `apply DIR/* --out-dir DIR/colored` run again: the shell's DIR/* now
+    # names DIR/colored, which was refused as "the output folder is the input folder".
+    a, b = tmp_path / "a.mp4", tmp_path / "b.png"
+    a.touch(), b.touch()
+    colored = tmp_path / "colored"
+    colored.mkdir()
+    (colored / "a.mp4").touch()
+    with pytest.warns(video.VideoWarning, match=f"^{re.escape(str(colored))} is the output folder: left out"):
+        jobs, _ = batch.plan_jobs([a, b, colored], colored)
+    assert jobs == [batch.Job(a, colored / "a.mp4"), batch.Job(b, colored / "b.png")]
+    # `apply photo.png new/`: a folder not made yet, as its slash says, not an image named "new".
+    assert batch.plan_jobs([str(b), f"{tmp_path / 'new'}/"]) == ([batch.Job(b, tmp_path / "new" / "b.png")], True)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_animated_png_is_a_video_in_a_batch_and_one_of_one_frame_a_photo(tmp_path):
+    # An APNG of several frames became a still of its first, without a word.
+    from PIL import Image
+
+    pictures = [Image.fromarray(media.frame_image(i, 32, 24)) for i in range(3)]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pictures[0].save(folder / "moving.png", save_all=True, append_images=pictures[1:], duration=100)
+    pictures[0].save(folder / "still.png", save_all=True, duration=100)
+    jobs, _ = batch.plan_jobs([folder], tmp_path / "out")
+    assert jobs == [batch.Job(folder / "moving.png", tmp_path / "out" / "moving.mp4"),
+                    batch.Job(folder / "still.png", tmp_path / "out" / "still.png")]
+    batch.check_output_type(folder / "moving.png", tmp_path / "moving.mp4")
+
+
 def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path):
     # Photos run several at a time; the report, the results and the files
     # must still be each job's own, in the order given, with a video between.
@@ -1200,6 +1235,25 @@ def test_photos_finished_after_a_ctrl_c_are_reported(colorizer, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         batch.colorize_jobs(colorizer.reconfigured(smoothing=0.0), jobs, progress=False,
                             report=interrupt_after_the_first)
+    assert len(reported) > 1 and all(r.status == "done" for r in reported)
+    assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
+
+
+def test_frames_of_a_sequence_written_as_a_ctrl_c_came_are_reported(colorizer, tmp_path):
+    # Those being written as it came were written, and not counted.
+    (tmp_path / "in").mkdir()
+    scans = [media.make_photo(tmp_path / "in" / f"scan_{n}.png", media.frame_image(n, 40, 30), "rgb24", "rgb24")
+             for n in range(1, BATCH + 1)]
+    jobs = [batch.Job(scan, tmp_path / "out" / scan.name) for scan in scans]
+    reported = []
+
+    def interrupt_after_the_first(result):
+        reported.append(result)
+        if len(reported) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.colorize_jobs(colorizer, jobs, progress=False, report=interrupt_after_the_first)
     assert len(reported) > 1 and all(r.status == "done" for r in reported)
     assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
 
@@ -1285,6 +1339,19 @@ def _load_nothing(monkeypatch):
 
 def test_cli_refuses_a_batchs_bad_inputs_before_any_work(clip, tmp_path, monkeypatch):
     _load_nothing(monkeypatch)
+    # These three were said once the model was loaded.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for n, size in enumerate([(32, 24), (32, 24)], 1):
+        media.make_photo(scans / f"scan_{n}.png", media.frame_image(n, *size), "rgb24", "rgb24")
+    result = _run_cli(clip, scans, "--out-dir", "/proc/colored", "--quiet")
+    assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"
+    result = _run_cli(scans, tmp_path / "film.mp4", "--audio", tmp_path / "nonexist.wav", "--quiet")
+    assert result.exit_code == 1 and result.output == f"error: no such file: {tmp_path / 'nonexist.wav'}\n"
+    media.make_photo(scans / "scan_3.png", media.frame_image(3, 40, 30), "rgb24", "rgb24")
+    result = _run_cli(scans, tmp_path / "film.mp4", "--quiet")
+    assert result.exit_code == 1 and result.output == (f"error: {scans}: a video's frames share one size, but "
+                                                       "scan_1.png is 32x24 and scan_3.png is 40x30\n")
     # An output name beside --out-dir is an input: it was colorized into od/
     # after clip.mp4, and then failed as a missing file.
     result = _run_cli(clip, tmp_path / "o.mp4", "--out-dir", tmp_path / "od", "--quiet")
@@ -1439,6 +1506,25 @@ def test_encoder_settings_for_still_images_only_are_refused(tmp_path, monkeypatc
     assert result.exit_code == 1 and result.output == (
         "error: --crf sets how a video is encoded; every input is a still image\n"), result.output
     assert not (tmp_path / "p1.png").exists() and not (tmp_path / "out").exists()
+
+
+def test_smoothing_for_still_images_only_is_refused(tmp_path, monkeypatch):
+    # Taken without a word, and without effect, as the encoder settings were.
+    _load_nothing(monkeypatch)
+    photo, other = media.make_images(tmp_path, 2, size=(64, 48))
+    for option in (["--smoothing", "0.9"], ["--no-smoothing"]):
+        result = _run_cli(photo, tmp_path / "p1.png", *option, "--quiet")
+        assert result.exit_code == 1 and result.output == (
+            f"error: {option[0]} sets how color is smoothed over a video's frames (or numbered photos'); "
+            f"{photo} is a still image\n"), result.output
+    # Numbered photos of one size are smoothed as a film's frames: theirs to take.
+    (tmp_path / "scans").mkdir()
+    scans = [media.make_photo(tmp_path / "scans" / f"scan_{n}.png", media.frame_image(n, 32, 24), "rgb24", "rgb24")
+             for n in (1, 2)]
+    batch.check_smoothing_options([batch.Job(s, tmp_path / "out" / s.name) for s in scans], ["--smoothing"])
+    jobs = [batch.Job(p, tmp_path / "out" / p.name) for p in (photo, scans[0])]
+    with pytest.raises(InputError, match="every input is a still image"):
+        batch.check_smoothing_options(jobs, ["--no-smoothing"])
 
 
 def test_a_sign_inside_a_time_is_not_a_time():

@@ -172,3 +172,86 @@ def test_a_film_says_its_truncated_first_photo_once(colorizer, tmp_path):
     assert [str(w.message) for w in said if "damaged" in str(w.message)] == [
         f"{first} is damaged (truncated): the part of the picture missing from it is colorized flat"]
     assert video.probe(tmp_path / "film.mp4").frame_count == 3
+
+
+# ---------------------------------------------------------------------------
+# Animated PNG and WebP
+
+
+def test_an_animated_png_is_a_video_and_one_of_one_frame_a_photo(tmp_path):
+    # An APNG of several frames was colorized into a still of its first.
+    from PIL import Image
+
+    picture = _picture()
+    animated, single = tmp_path / "animated.png", tmp_path / "single.png"
+    Image.fromarray(picture).save(animated, save_all=True, append_images=[Image.fromarray(255 - picture)],
+                                  duration=100)
+    Image.fromarray(picture).save(single, save_all=True, duration=100)  # an APNG of one frame
+    assert not video.is_image_path(animated)
+    assert video.probe(animated).frame_count == 2
+    assert video.is_image_path(single)
+    np.testing.assert_array_equal(video.read_photo(single).rgb, picture)
+    with pytest.raises(InputError, match=r"animated.png is a video \(Animated Portable Network Graphics\)"):
+        video.read_photo(animated)
+
+
+def test_an_animated_webp_is_said_to_be_unreadable(tmp_path):
+    # FFmpeg's WebP decoder has no animation: it was "not an image file (or damaged)".
+    from PIL import Image
+
+    picture = _picture()
+    path = tmp_path / "animated.webp"
+    Image.fromarray(picture).save(path, save_all=True, append_images=[Image.fromarray(255 - picture)], duration=100)
+    with pytest.raises(InputError, match=r"animated.webp is an animated WebP, which cannot be read"):
+        video.read_photo(path)
+
+
+# ---------------------------------------------------------------------------
+# EXIF and color profiles
+
+
+def _profile(space: str) -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes()
+
+
+def test_a_photos_exif_and_rgb_profile_are_carried_into_its_copy(tmp_path):
+    # They were dropped: the camera, the date it was taken and the colors' profile.
+    from PIL import Image
+
+    picture = _picture()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "Nikon", 6  # Make; turned a quarter, which the copy is not
+    exif.get_ifd(0x8769)[0x9003] = "1962:05:01 10:00:00"  # DateTimeOriginal
+    source = tmp_path / "source.jpg"
+    Image.fromarray(picture).save(source, exif=exif.tobytes(), icc_profile=_profile("sRGB"), quality=95)
+    photo = video.read_photo(source)
+    deep = photo._replace(rgb=photo.rgb.astype(np.uint16) * 257, alpha=np.full(photo.rgb.shape[:2], 65535, np.uint16))
+    for name, written in (("copy.jpg", photo), ("copy.png", photo), ("copy.webp", photo), ("copy.tif", photo),
+                          ("deep.png", deep), ("deep.tif", deep), ("clear.webp", deep)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", video.VideoWarning)  # clear.webp: rounded to 8 bits
+            video.write_photo(tmp_path / name, written)
+        with Image.open(tmp_path / name) as copy:
+            tags = copy.getexif()
+            assert (tags.get(0x010F), tags.get(0x0112)) == ("Nikon", 1), name
+            assert tags.get_ifd(0x8769).get(0x9003) == "1962:05:01 10:00:00", name
+            assert copy.info.get("icc_profile") == _profile("sRGB"), name
+        read = video.read_photo(tmp_path / name)  # the picture as FFmpeg reads it, untouched by the tags
+        assert read.rgb.shape == written.rgb.shape, name
+        if name.endswith((".png", ".tif")):
+            np.testing.assert_array_equal(read.rgb, written.rgb, err_msg=name)
+    # A gray profile cannot describe a colored copy: left out, the EXIF kept.
+    srgb = _profile("sRGB")
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(picture[..., 0]).save(gray, exif=exif.tobytes(), icc_profile=srgb[:16] + b"GRAY" + srgb[20:])
+    video.write_photo(tmp_path / "gray-copy.jpg", video.read_photo(gray))
+    with Image.open(tmp_path / "gray-copy.jpg") as copy:
+        assert "icc_profile" not in copy.info and copy.getexif().get(0x010F) == "Nikon"
+    # EXIF that cannot be put in never stops the picture.
+    with pytest.warns(video.VideoWarning, match="EXIF and color profile could not be carried over"):
+        video.write_photo(tmp_path / "long.jpg", photo._replace(exif=b"II*\0" + bytes(70000)))  # over a segment
+    assert video.read_photo(tmp_path / "long.jpg").rgb.shape == photo.rgb.shape
+    video.write_photo(tmp_path / "bad.tif", photo._replace(exif=b"II*\0garbage"))  # no tags in it: none added
+    assert video.read_photo(tmp_path / "bad.tif").rgb.shape == photo.rgb.shape

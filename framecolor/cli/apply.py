@@ -55,7 +55,8 @@ def _listed(options: list[str]) -> str:
 
 
 def apply(
-    paths: List[Path] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
+    # As typed: a Path drops the trailing slash that says `new/` is a folder to make (plan_jobs).
+    paths: List[str] = typer.Argument(..., help="INPUT OUTPUT, INPUT_DIR OUTPUT_DIR, or inputs with --out-dir."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-d", help="Write every input into this folder."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.fcm) or training run folder; default: the shipped one."),
     render_size: Optional[int] = typer.Option(
@@ -131,8 +132,11 @@ def apply(
                 if v is not None]
     several.check_video_options(jobs, encoding, f"{_listed(encoding)} set{'s' if len(encoding) == 1 else ''} "
                                 "how a video is encoded")
+    several.check_smoothing_options(jobs, [o for o, given in (("--smoothing", smoothing is not None),
+                                                               ("--no-smoothing", no_smoothing)) if given])
     # After those: a photo's --crf 99 is refused for being a photo's, not for being out of x264's range.
-    config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate()
+    config = replace(pipeline.ApplyConfig(), **{k: v for k, v in options.items() if v is not None}).validate(
+        output=None if batch else jobs[0].output)  # the encoder its type gets: crf 60 is VP9's in a .webm
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
         if skip_existing and job.output.exists():
@@ -142,6 +146,8 @@ def apply(
         several.check_output_type(job.source, job.output)
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         pipeline.check_frame_rate(config, job.source, rate)
+        if job.source.is_dir():
+            several.check_photo_film(job.source, rate, audio)
         colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
                                       excerpt=excerpt, fps=rate, audio=audio)
@@ -152,6 +158,7 @@ def apply(
             typer.echo(f"{job.output}: {frames}{made_at} in {done['seconds']:.1f} s, {_file_size(job.output)}",
                        err=True)
         return
+    several.check_output_folders(jobs)  # before loading (and compiling) anything, as for one file
     colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
 
     finished = []

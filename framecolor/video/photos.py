@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,7 +25,9 @@ from framecolor.video.files import (
     _temp_path,
     _write_errors,
     check_output_path,
+    _PNG_SIGNATURE,
     holds_one_picture,
+    is_animated_png,
     is_still_gif,
 )
 from framecolor.video.pixels import _upright
@@ -34,8 +38,19 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 
 
 def is_image_path(path) -> bool:
-    """Whether `path` names a photo: by its type, and a GIF by what it holds (is_still_gif)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_still_gif(path)
+    """Whether `path` names a photo: by its type, but for a PNG of several
+    frames (is_animated_png), and a GIF by what it holds (is_still_gif)."""
+    return (Path(path).suffix.lower() in IMAGE_SUFFIXES and not is_animated_png(path)) or is_still_gif(path)
+
+
+def _is_animated_webp(path) -> bool:
+    """Whether a WebP file is an animation, as its VP8X chunk's flags say."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(21)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and bool(head[20] & 0x02)
 
 
 def natural_key(path: Path):
@@ -75,6 +90,9 @@ def _decode_image(path: Path):
                 return _OrientedFrame(frame, orientation)
     except (av.error.FFmpegError, IndexError):
         pass
+    if _is_animated_webp(path):  # FFmpeg's WebP decoder reads still pictures only
+        raise InputError(f"{path} is an animated WebP, which cannot be read: save it as a GIF or a video "
+                         "(.mp4) first")
     raise InputError(f"not an image file (or damaged): {path}")
 
 
@@ -176,14 +194,14 @@ def _check_not_a_video(path: Path, container) -> None:
 
     FFmpeg finds a file's type by its content, and reads most still-image
     types with its image2 demuxer or a "_pipe" one. Anything else is a
-    video, but for an animated PNG, which stays the picture it was (its
-    first frame), a GIF of one picture, and an AVIF, which FFmpeg reads as
-    an MP4 of its pictures, the first the still (of an animated one too).
+    video, but for a PNG or a GIF of one picture (an APNG of several is a
+    video, as an animated GIF is: is_image_path), and an AVIF, which FFmpeg
+    reads as an MP4 of its pictures, the first the still (of an animated one too).
     """
     name = container.format.name
-    if name in ("image2", "apng") or name.endswith("_pipe") or _is_avif(container):
+    if name == "image2" or name.endswith("_pipe") or _is_avif(container):
         return
-    if name == "gif" and holds_one_picture(path):
+    if (name == "gif" and holds_one_picture(path)) or (name == "apng" and not is_animated_png(path)):
         return
     raise InputError(f"{path} is a video ({container.format.long_name}), not an image, whatever its name: "
                      "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
@@ -287,6 +305,9 @@ class Photo(NamedTuple):
     rgb: np.ndarray  # (H, W, 3): uint8, or uint16 where the file has more than 8 bits a channel
     alpha: np.ndarray | None  # (H, W) of the same type; None where every pixel is opaque
     bits: int | None = None  # bits a channel in the file (10 for most DPX scans); None: the array type's
+    # What of the file's metadata a colored copy keeps (_carried_metadata), for write_photo:
+    exif: bytes | None = None  # its EXIF (camera, date taken, ...): a TIFF header and its tags
+    icc: bytes | None = None  # its ICC color profile
 
 
 # The numpy layout of a picture per (16 bits a channel, alpha).
@@ -295,8 +316,43 @@ _ARRAY_FORMATS = {(False, False): "rgb24", (False, True): "rgba", (True, False):
 
 def read_photo(path) -> Photo:
     """An image file's RGB and transparency, 16 bits a channel where it has
-    more than 8 (scans of old photos often do), EXIF turns applied."""
-    return _photo(_decode_image(Path(path)))
+    more than 8 (scans of old photos often do), EXIF turns applied, with the
+    metadata a colored copy keeps."""
+    path = Path(path)
+    photo = _photo(_decode_image(path))
+    exif, icc = _carried_metadata(path)
+    return photo._replace(exif=exif, icc=icc)
+
+
+# TIFF tags that say how a file stores its picture (size, depth, strips,
+# compression, a thumbnail's place), not what it shows: a TIFF's EXIF is its
+# tags, and these would describe the source's storage in its copy's file.
+_STORAGE_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317,
+                           320, 322, 323, 324, 325, 338, 339, 340, 341, 513, 514, 530, 531, 532, 700, 34377,
+                           34675, 37724})
+
+
+def _carried_metadata(path: Path) -> tuple[bytes | None, bytes | None]:
+    """(EXIF, ICC profile) of an image file, as write_photo carries them to
+    its colored copy: the EXIF with its orientation 1, as the picture is
+    written upright, and without the source's storage tags. None for what it
+    has not, or where Pillow cannot read it: metadata never stops a photo."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own about odd tags and huge pictures
+            with Image.open(path) as image:
+                icc = image.info.get("icc_profile") or None
+                # A PNG's EXIF after its picture would be found by decoding it all (Pillow's getexif).
+                exif = Image.Exif() if image.format == "PNG" and "exif" not in image.info else image.getexif()
+                for tag in _STORAGE_TAGS & set(exif):
+                    del exif[tag]
+                if _EXIF_ORIENTATION in exif:
+                    exif[_EXIF_ORIENTATION] = 1
+                return (exif.tobytes()[6:] if len(exif) else None), icc  # less Pillow's "Exif\0\0"
+    except Exception:  # any of Pillow's errors on a file it half reads: the photo is read without
+        return None, None
 
 
 def _photo(frame) -> Photo:
@@ -364,8 +420,9 @@ def check_photo_name(path) -> None:
     """OutputError where `path`'s type is no photo type framecolor writes."""
     suffix = Path(path).suffix.lower()
     if suffix not in WRITTEN_IMAGE_SUFFIXES:
-        raise OutputError(f"cannot write {path}: unknown image type {suffix!r} "
-                          f"(use {', '.join(sorted(WRITTEN_IMAGE_SUFFIXES))})")
+        kind = f"unknown image type {suffix!r}" if suffix else "no suffix to name its image type"
+        folder = "" if suffix else "; a folder to make ends with /"
+        raise OutputError(f"cannot write {path}: {kind} (use {', '.join(sorted(WRITTEN_IMAGE_SUFFIXES))}{folder})")
 
 
 def write_image(path, rgb: np.ndarray, *, overwrite: bool = True) -> None:
@@ -409,9 +466,137 @@ def write_photo(path, photo: Photo, *, overwrite: bool = True) -> None:
                     out.mux(packet)
                 for packet in stream.encode(None):
                     out.mux(packet)
+            _carry_metadata(tmp, codec, photo)
             _move_into_place(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _carry_metadata(path: Path, codec: str, photo: Photo) -> None:
+    """Put `photo`'s EXIF and ICC profile into the image file FFmpeg wrote at
+    `path` (JPEG, PNG, WebP, TIFF; other types keep none). The profile only
+    where it describes RGB: a gray one cannot describe the colored picture.
+    Where they cannot be put in, the picture is written without them, said."""
+    icc = photo.icc if photo.icc is not None and photo.icc[16:20] == b"RGB " else None
+    splice = _METADATA_SPLICES.get(codec)
+    if splice is None or (photo.exif is None and icc is None):
+        return
+    data = path.read_bytes()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's about tags it cannot read, which are left out
+            spliced = splice(data, photo.exif, icc)
+    except Exception:  # a malformed EXIF from the source: the picture matters, not its tags
+        warnings.warn(f"{path.name}: the source's EXIF and color profile could not be carried over, "
+                      "and are left out", VideoWarning, stacklevel=3)
+        return
+    path.write_bytes(spliced)
+
+
+def _jpeg_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+    """APP1 (Exif) and APP2 (ICC_PROFILE, in chunks) segments right after the JPEG's SOI marker."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+
+    def segment(marker: bytes, payload: bytes) -> bytes:
+        if len(payload) + 2 > 0xFFFF:
+            raise ValueError("too long for a JPEG segment")
+        return marker + struct.pack(">H", len(payload) + 2) + payload
+
+    segments = [] if exif is None else [segment(b"\xff\xe1", b"Exif\0\0" + exif)]
+    if icc is not None:
+        chunks = [icc[i:i + 65519] for i in range(0, len(icc), 65519)]
+        segments += [segment(b"\xff\xe2", b"ICC_PROFILE\0" + bytes([n, len(chunks)]) + chunk)
+                     for n, chunk in enumerate(chunks, 1)]
+    return data[:2] + b"".join(segments) + data[2:]
+
+
+def _png_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+    """iCCP and eXIf chunks right after the PNG's IHDR (both must come before its picture)."""
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    chunks = b"" if icc is None else chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc))
+    chunks += b"" if exif is None else chunk(b"eXIf", exif)
+    end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4  # IHDR's length, type, data and CRC
+    return data[:end] + chunks + data[end:]
+
+
+def _webp_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+    """ICCP and EXIF chunks in the WebP's extended form (VP8X, which a simple
+    WebP becomes; its flags say which chunks follow), in the order the format sets."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a WebP")
+    chunks, at = [], 12
+    while at + 8 <= len(data):
+        kind, length = data[at:at + 4], struct.unpack("<I", data[at + 4:at + 8])[0]
+        chunks.append((kind, data[at + 8:at + 8 + length]))
+        at += 8 + length + length % 2
+    if chunks[0][0] == b"VP8X":
+        flags, canvas = chunks[0][1][0], chunks.pop(0)[1][4:10]
+    elif chunks[0][0] in (b"VP8 ", b"VP8L"):
+        kind, body = chunks[0]
+        if kind == b"VP8 ":  # a key frame's 14-bit width and height, after its start code
+            width, height = (v & 0x3FFF for v in struct.unpack("<HH", body[6:10]))
+            flags = 0
+        else:  # 14 bits each less one, then whether it has transparency
+            bits = struct.unpack("<I", body[1:5])[0]
+            width, height, flags = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 0x10 * ((bits >> 28) & 1)
+        canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    else:
+        raise ValueError("an unknown WebP layout")
+    flags |= (0x20 if icc is not None else 0) | (0x08 if exif is not None else 0)
+    chunks = ([(b"VP8X", bytes([flags, 0, 0, 0]) + canvas)] + ([(b"ICCP", icc)] if icc is not None else [])
+              + chunks + ([(b"EXIF", exif)] if exif is not None else []))
+    body = b"WEBP" + b"".join(kind + struct.pack("<I", len(c)) + c + b"\0" * (len(c) % 2) for kind, c in chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+_EXIF_POINTERS = frozenset({0x8769, 0x8825})  # the Exif and GPS sub-IFDs
+_EXIF_INTEROP = 0xA005  # inside the Exif sub-IFD: an offset this copy would not move with it
+_TIFF_ICC = 34675
+
+
+def _tiff_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+    """A TIFF whose first IFD also holds `exif`'s tags and the ICC profile.
+
+    Its pictures stay where they are: Pillow lays the added tags (and the
+    Exif and GPS sub-IFDs) out after the file's end, and a new first IFD,
+    the file's own entries and those, sorted, comes last, the header pointing to it.
+    """
+    from PIL import Image, TiffImagePlugin
+
+    order = {b"II": "<", b"MM": ">"}[data[:2]]
+    first = struct.unpack_from(order + "I", data, 4)[0]
+    count = struct.unpack_from(order + "H", data, first)[0]
+    entries = {struct.unpack_from(order + "H", data, at)[0]: data[at:at + 12]
+               for at in range(first + 2, first + 2 + 12 * count, 12)}
+    added = TiffImagePlugin.ImageFileDirectory_v2(ifh=data[:8])
+    if exif is not None:
+        tags = Image.Exif()
+        tags.load(exif)
+        for tag, value in tags.items():
+            if tag in _EXIF_POINTERS:
+                value = {t: v for t, v in tags.get_ifd(tag).items() if t != _EXIF_INTEROP}
+            added[tag] = value
+    if icc is not None:
+        added[_TIFF_ICC] = icc
+    start = len(data) + len(data) % 2
+    block = added.tobytes(start)
+    for at in range(2, 2 + 12 * struct.unpack_from(order + "H", block, 0)[0], 12):
+        entries.setdefault(struct.unpack_from(order + "H", block, at)[0], block[at:at + 12])
+    data = data + b"\0" * (start - len(data)) + block
+    data += b"\0" * (len(data) % 2)
+    ifd = (struct.pack(order + "H", len(entries)) + b"".join(entries[tag] for tag in sorted(entries))
+           + struct.pack(order + "I", 0))
+    return data[:4] + struct.pack(order + "I", len(data)) + data[8:] + ifd
+
+
+_METADATA_SPLICES = {"mjpeg": _jpeg_with_metadata, "png": _png_with_metadata, "libwebp": _webp_with_metadata,
+                     "tiff": _tiff_with_metadata}
 
 
 def _to_8_bits(values: np.ndarray) -> np.ndarray:

@@ -72,16 +72,17 @@ def why_not_one_film(photos: Sequence[Path]) -> str | None:
     stray = next((p for p in photos if sequence_key(p) != key), None)
     if stray is not None:
         return f"a video is made of {example}; {photos[0].name} and {stray.name} are not of one sequence"
-    first = shown_size(photos[0])
-    if first is None:
-        return f"{photos[0].name} is not a photo that can be read (or damaged)"
-    for photo in photos[1:]:
+    first = None
+    for photo in photos:
         size = shown_size(photo)
-        if size != first:
-            shown = "unreadable" if size is None else f"{size[0]}x{size[1]}"
-            turned = " (turned by its EXIF orientation)" if size is not None and size[::-1] == first else ""
+        if size is None:  # not a size of its own: said as what it is
+            return f"{photo.name} cannot be read (damaged, or not an image)"
+        if first is None:
+            first = size
+        elif size != first:
+            turned = " (turned by its EXIF orientation)" if size[::-1] == first else ""
             return (f"a video's frames share one size, but {photos[0].name} is {first[0]}x{first[1]} "
-                    f"and {photo.name} is {shown}{turned}")
+                    f"and {photo.name} is {size[0]}x{size[1]}{turned}")
     return None
 
 
@@ -145,10 +146,9 @@ def probe_photo_film(photos: Sequence[Path], fps=DEFAULT_SEQUENCE_FPS, *, full_r
     `full_range` says which luma codes read_photo_film will give (the
     photos' own gray, 0..255, or 10-bit video codes). A 16-bit photo
     reports 16-bit luma, so that an 8-bit output says it rounds it.
+    `fps` is one frame_rate gives (more than 0).
     """
     fps = Fraction(fps)
-    if fps <= 0:
-        raise InputError(f"a frame rate is more than 0, not {float(fps):g}")
     frame = _decode_image(Path(photos[0]))
     height, width = _upright(frame, "gray", None, None).shape
     deep = frame.format.components[0].bits > 8
