@@ -91,6 +91,11 @@ def open_run(run_dir: Path, resume: bool) -> dict | None:
     # training afresh here would write over that run's model.fcm and metrics.
     if ckpt_dir.is_dir() and any(p.name[:1].isdigit() for p in ckpt_dir.iterdir()):
         raise TrainingError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    # A run's model and metrics without its checkpoints (deleted to free space):
+    # nothing to resume, and a new run wrote over them, its previews among the old ones.
+    if _trained(run_dir):
+        raise TrainingError(f"{run_dir} already holds a trained run (its model.fcm or metrics.jsonl); "
+                            "choose another --out")
     return None
 
 
@@ -113,11 +118,15 @@ def check_resumable(run_dir: Path) -> None:
     # Checkpoints are named by their step alone; one moved aside as damaged (6.damaged) is none to resume from.
     if ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
         return
-    metrics = run_dir / "metrics.jsonl"
-    trained = (run_dir / "model.fcm").exists() or (metrics.is_file() and metrics.read_text().strip())
-    if trained:
+    if _trained(run_dir):
         raise TrainingError(f"the run in {run_dir} trained epochs but has no checkpoint left in {ckpt_dir} to resume "
                             "from; start a new run (another --out), or --init it from its model.fcm")
+
+
+def _trained(run_dir: Path) -> bool:
+    """Whether a run in `run_dir` trained epochs: its model file, or a metrics row."""
+    metrics = run_dir / "metrics.jsonl"
+    return (run_dir / "model.fcm").exists() or bool(metrics.is_file() and metrics.read_text().strip())
 
 
 def check_outside_inputs(run_dir: Path, inputs) -> None:

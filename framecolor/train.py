@@ -243,6 +243,13 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
                             "or added to a folder): resume with them as they were, or start a new run")
     train_idx, val_idx = dataset.split(frameset, config.val_fraction)
     n_dev = jax.device_count()
+    if config.batch_size % n_dev and saved is not None:
+        # The batch size is the run's own (another would change its math): the devices must change instead.
+        raise TrainingError(
+            f"this run's batch size {config.batch_size} needs a device count that divides it, and {n_dev} devices "
+            "are visible: resume with fewer (CUDA_VISIBLE_DEVICES, or XLA_FLAGS=--xla_force_host_platform_device_count "
+            "on a CPU), or start a new --out"
+        )
     if config.batch_size % n_dev:
         raise TrainingError(
             f"batch size {config.batch_size} must be a multiple of the {n_dev} devices; "
@@ -306,8 +313,9 @@ def train(
     ``init`` is a model file (.fcm) to fine-tune; ``backbone_weights`` an
     ImageNet Keras h5, or "keras" for the copy Keras keeps. ``resume`` continues the run in ``out_dir`` from its
     last checkpoint, at the learning rate it had reached (a plateau may have
-    lowered it) unless ``resume_lr`` (or a ``config.lr`` other than the run's
-    first) replaces it. ``on_step(epoch, step_in_epoch, metrics)`` is called
+    lowered it) unless ``resume_lr`` (or a ``config.lr`` other than run.json's)
+    replaces it; the options a resume may change (rundir.RESUMABLE_CHANGES)
+    are written back to run.json, for the next resume. ``on_step(epoch, step_in_epoch, metrics)`` is called
     after each step with the step's metrics as device scalars (reading them
     waits for the step); raising KeyboardInterrupt there acts like Ctrl-C.
     Writes out_dir/model.fcm (the best epoch), metrics.jsonl, loss.png,
@@ -336,20 +344,14 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "previews").mkdir(exist_ok=True)
     if saved is None:
-        write_atomic(
-            run_dir / "run.json",
-            json.dumps(
-                {
-                    "train_config": dataclasses.asdict(config),
-                    "model_config": model_config.to_dict(),
-                    "data_key": frameset.key,
-                    "inputs": [str(p) for p in inputs],
-                    "init": str(init) if init is not None else None,
-                    "backbone_weights": str(backbone_weights) if backbone_weights else None,
-                },
-                indent=2,
-            ).encode(),
-        )
+        _write_run_record(run_dir, {
+            "train_config": dataclasses.asdict(config),
+            "model_config": model_config.to_dict(),
+            "data_key": frameset.key,
+            "inputs": [str(p) for p in inputs],
+            "init": str(init) if init is not None else None,
+            "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        })
 
     # -- devices, model, state (restored from the last checkpoint on resume)
     mesh = make_mesh()
@@ -394,19 +396,36 @@ def train(
                 raise TrainingError(f"the best epoch's checkpoint ({run_dir / 'checkpoints' / str(loop.monitor.best_step)})"
                                     " is gone, and the run's model.fcm is made from it; start a new run "
                                     "(another --out), or --init it from the model.fcm this run has")
-            log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
-            # Against the rate the run had reached, not the one it began with: asked
-            # for again after a plateau had halved it, the first rate was ignored.
-            wanted = resume_lr if resume_lr is not None else (
-                config.lr if config.lr != saved["train_config"]["lr"] else None)
-            if wanted is not None and not math.isclose(wanted, loop.monitor.lr, rel_tol=1e-6):
-                loop.monitor = dataclasses.replace(loop.monitor, lr=wanted)
-                log(f"learning rate set to {wanted:g}")
+            _check_part_epoch_fits(loop, config.epochs, run_dir)
             loop.monitor = callbacks.with_patience(loop.monitor, config.patience)
-            if loop.monitor.stopped and loop.next_epoch < config.epochs:
-                log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
-                    f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that (0: never stop)")
+            if loop.next_epoch >= config.epochs:
+                log(f"the run in {run_dir} has already trained its {_epochs(loop.next_epoch)}; "
+                    f"resume with --epochs above {loop.next_epoch} to train on")
+            else:
+                log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
+                # Against the rate the run had reached, not the one it began with: asked
+                # for again after a plateau had halved it, the first rate was ignored.
+                wanted = resume_lr if resume_lr is not None else (
+                    config.lr if config.lr != saved["train_config"]["lr"] else None)
+                if wanted is not None and not math.isclose(wanted, loop.monitor.lr, rel_tol=1e-6):
+                    loop.monitor = dataclasses.replace(loop.monitor, lr=wanted)
+                    log(f"learning rate set to {wanted:g}")
+                if loop.monitor.stopped:
+                    log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
+                        f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that "
+                        "(0: never stop)")
         callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
+        model_path = run_dir / modelfile.RUN_MODEL_NAME
+        if saved is not None:
+            if loop.next_epoch < config.epochs and not loop.monitor.stopped:
+                # What this resume gave anew (--epochs, --patience, ...) is the run's from
+                # now on: read back from run.json, the first options ended the next
+                # resume at once, the steps of an epoch it stopped in dropped.
+                if dataclasses.asdict(config) != saved["train_config"]:
+                    _write_run_record(run_dir, {**saved, "train_config": dataclasses.asdict(config)})
+            elif _model_is_final(model_path, loop):  # nothing left to train, and model.fcm says so already
+                return TrainResult(run_dir, model_path, loop.history, loop.monitor.best_epoch, loop.monitor.best,
+                                   early_stopped=loop.monitor.stopped)
         weights = bin_weights_for(frameset.frames, train_idx) if model_config.head == "bins" else None
         train_step, eval_step = compiled_steps(
             model_config, config.clip_norm, config.size, config.loss, mesh, frozen, weights
@@ -420,7 +439,7 @@ def train(
         evaluation = _Evaluation(eval_step, feed, dataset.eval_batches(order, config.batch_size), len(picks), bool(len(val_idx)))
         epoch_runner = _EpochRunner(train_step, feed, train_idx, config, ckpts, on_step, progress)
 
-        t_run = time.perf_counter()
+        part_seconds = 0.0  # the steps of an epoch stopped in, not yet in the history
         stop, received = threading.Event(), []
         disk_full = None  # a disk too full for the run's checkpoints or files: said once model.fcm is made
         try:
@@ -432,6 +451,7 @@ def train(
                         state = set_lr(state, loop.monitor.lr)
                     state, run = epoch_runner(state, epoch, loop, stop)
                     if run.interrupted:
+                        part_seconds = run.seconds
                         break
                     state = _end_epoch(state, epoch, run, loop, evaluation, ckpts, config, run_dir, log)
                     if loop.monitor.stopped:
@@ -460,7 +480,6 @@ def train(
 
         # -- the best epoch's weights become the model file (so far, if interrupted:
         # a run stopped after hours must leave a model to use, not only checkpoints)
-        model_path = run_dir / modelfile.RUN_MODEL_NAME
         with _said_with(disk_full):
             # (A full disk met mid-epoch leaves the state that epoch began with, donated to its steps.)
             if 0 <= monitor.best_step and (_deleted(state) or monitor.best_step != int(state.step)):
@@ -477,7 +496,9 @@ def train(
             "size": config.size,
             "inputs": [str(p) for p in inputs],
             "train_config": dataclasses.asdict(config),
-            "seconds": time.perf_counter() - t_run,
+            # The whole run's, every process's: this process's own clock gave a
+            # resumed run only the time since its last resume.
+            "seconds": sum(row["time"] for row in loop.history) + part_seconds,
         }
         variables = jax.device_get(state.variables)
         readout = {}
@@ -485,7 +506,7 @@ def train(
             pool = val_idx if len(val_idx) else train_idx
             readout["saturation"] = chroma_gain(model_config, variables, frameset.frames, pool, config.size)
             frames = "validation" if len(val_idx) else "training"  # no validation frames: the training ones
-            log(f"readout saturation {readout['saturation']:.3f} (restores the {frames} frames' chroma energy)")
+            log(_saturation_note(readout["saturation"], frames))
         with _said_with(disk_full):
             modelfile.save_model(model_path, model_config, variables, summary=summary, readout=readout)
         if disk_full is not None:
@@ -498,6 +519,49 @@ def train(
                 "resume with --resume")
         return TrainResult(run_dir, model_path, loop.history, monitor.best_epoch, monitor.best,
                            early_stopped=monitor.stopped, interrupted=interrupted, stop_signal=stop_signal)
+
+
+def _write_run_record(run_dir: Path, record: dict) -> None:
+    """run.json: the run's options, model and inputs, read back by --resume."""
+    write_atomic(run_dir / "run.json", json.dumps(record, indent=2).encode())
+
+
+def _check_part_epoch_fits(loop: "LoopState", epochs: int, run_dir: Path) -> None:
+    """A checkpoint taken in the middle of an epoch is resumed only to finish
+    that epoch: fewer --epochs ended the run at once, that epoch's steps dropped without a word."""
+    if loop.skip_steps and loop.next_epoch >= epochs:
+        raise TrainingError(
+            f"the run in {run_dir} stopped in epoch {loop.next_epoch + 1} (after step {loop.skip_steps}), which "
+            f"--epochs {epochs} leaves unfinished; resume with --epochs {loop.next_epoch + 1} or more to finish it "
+            "(its model.fcm holds the best epoch so far)"
+        )
+
+
+def _model_is_final(path: Path, loop: "LoopState") -> bool:
+    """Whether `path` is the model file the run wrote when it ended after
+    `loop`'s epochs: a resume with nothing left to train keeps it as it is,
+    where it was written anew for nothing; one that is missing, or made
+    when the run was stopped, is made anew."""
+    from framecolor import modelfile
+
+    try:
+        summary = modelfile.read_header(path).get("summary") or {}
+    except FramecolorError:
+        return False
+    return (summary.get("interrupted") is False and summary.get("epochs") == len(loop.history)
+            and summary.get("best_epoch") == loop.monitor.best_epoch + 1)
+
+
+def _saturation_note(gain: float, frames: str) -> str:
+    """The log line of the readout gain, which chroma_gain keeps within
+    [1, MAX_CHROMA_GAIN]: at either end it does not restore the frames' chroma energy."""
+    if gain <= 1.0:
+        why = f"the model's color is already at least as strong as the {frames} frames'"
+    elif gain >= MAX_CHROMA_GAIN:
+        why = f"capped: the {frames} frames' chroma energy would take more"
+    else:
+        why = f"restores the {frames} frames' chroma energy"
+    return f"readout saturation {gain:.3f} ({why})"
 
 
 @dataclass

@@ -252,6 +252,51 @@ def test_a_resumed_epochs_images_per_second_leave_out_both_compiles(workdir, cli
     assert _run(clip, out, cache, config=config, on_step=ctrl_c).interrupted
     resumed = _run(clip, out, cache, config=config, resume=True)
     assert resumed.history[0]["images_per_s"] > 1.0  # 4 images in well under a second; 0.08 when counted
+    # The model's training time is both processes': it was the last one's alone (one compile, not two).
+    seconds = modelfile.read_header(out / "model.fcm")["summary"]["seconds"]
+    assert seconds == pytest.approx(resumed.history[0]["time"]) and seconds > 200.0
+
+
+def test_what_a_resume_gives_anew_the_next_resume_keeps(reference, workdir, clip, cache):
+    # run.json kept the options the run began with: a bare --resume after one
+    # with --epochs 4 read back 2, ended at once (exit 0, "not interrupted")
+    # and dropped the steps of the epoch the first resume had stopped in.
+    from framecolor.cli.train import _start_options
+
+    out = workdir / "epochs_anew"
+    shutil.copytree(reference.run_dir, out)
+    more = dataclasses.replace(_start_options(out, True, train.TrainConfig), epochs=4, patience=7)
+    stopped = _run(clip, out, cache, config=more, resume=True, on_step=_stop_in_step((2, 2), "keyboard_interrupt"))
+    assert stopped.interrupted and len(stopped.history) == 2
+    # Too few --epochs for the epoch it stopped in is said, not taken as "done".
+    with pytest.raises(TrainingError, match=r"stopped in epoch 3 \(after step 2\), which --epochs 2 leaves "
+                                            r"unfinished; resume with --epochs 3 or more to finish it"):
+        _run(clip, out, cache, config=dataclasses.replace(more, epochs=2), resume=True,
+             on_step=lambda *a: pytest.fail("trained"))
+    again = _start_options(out, True, train.TrainConfig)  # a bare --resume
+    assert (again.epochs, again.patience) == (4, 7)
+    steps = []
+    resumed = _run(clip, out, cache, config=again, resume=True,
+                   on_step=lambda epoch, step, metrics: steps.append((epoch, step)))
+    assert not resumed.interrupted and steps[0] == (2, 3)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+
+
+def test_resuming_a_finished_run_says_so_in_a_line_and_leaves_its_model(reference, workdir, clip, cache):
+    # It said "resuming from checkpoint 6 (epoch 3, step 0)", trained nothing and wrote model.fcm anew.
+    out = workdir / "finished"
+    shutil.copytree(reference.run_dir, out)
+    model = out / "model.fcm"
+    before = model.read_bytes(), model.stat().st_mtime_ns
+    said = []
+    result = train.train([clip], out, CONFIG, resume=True, cache_dir=cache, progress=False, log=said.append,
+                         on_step=lambda *a: pytest.fail("trained"))
+    assert said == [f"the run in {out} has already trained its 2 epochs; resume with --epochs above 2 to train on"]
+    assert (model.read_bytes(), model.stat().st_mtime_ns) == before
+    assert not result.interrupted and len(result.history) == 2 and result.model_path == model
+    model.unlink()  # as a run killed between its last checkpoint and its model file leaves it: made now
+    _run(clip, out, cache, resume=True, on_step=lambda *a: pytest.fail("trained"))
+    assert modelfile.read_header(model)["summary"]["epochs"] == 2
 
 
 def test_two_devices_then_sigkill_then_resume_on_one(two_device_run, reference, workdir, clip, cache):
@@ -557,6 +602,69 @@ def test_a_rate_under_the_plateaus_floor_is_taken():
     monitor = callbacks.update_monitor(callbacks.Monitor(lr=1e-7, best=0.1, bad_epochs=0), 0.2, epoch=1, step=2,
                                        patience=0, plateau_patience=1, plateau_factor=0.5, min_lr=1e-6)
     assert monitor.lr == 1e-7
+
+
+def test_a_resume_on_other_devices_is_told_to_change_the_devices_not_the_batch(tmp_path, monkeypatch):
+    # "use --batch-size 3", which the resume then refused: its batch size is the run's.
+    import types
+
+    frames = types.SimpleNamespace(key="k", sources=[])
+    monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: frames)
+    monkeypatch.setattr(train.dataset, "split", lambda *args: (np.arange(12), np.arange(4)))
+    monkeypatch.setattr(train.jax, "device_count", lambda: 3)
+    with pytest.raises(TrainingError, match=r"^this run's batch size 4 needs a device count that divides it, and 3 "
+                                            r"devices are visible: resume with fewer .*CUDA_VISIBLE_DEVICES.* or "
+                                            r"start a new --out$"):
+        train._load_data([], CONFIG, None, False, {"data_key": "k"}, tmp_path)
+    with pytest.raises(TrainingError, match="use --batch-size 3$"):  # a new run's is its own to choose
+        train._load_data([], CONFIG, None, False, None, tmp_path)
+
+
+@pytest.mark.parametrize("options, resume, said", [
+    # Only a --lr given beside --min-lr was compared: the floor was then never reached.
+    (["--init", "default", "--min-lr", "5e-4"], False, r"--min-lr 0.0005 is above the learning rate 0.0001 "
+                                                        r"\(fine-tuning's default; --lr sets another\)"),
+    (["--min-lr", "1"], False, r"--min-lr 1 is above the learning rate 0.001 \(the default; --lr sets another\)"),
+    (["--lr", "1e-4", "--min-lr", "1e-3"], False, r"--min-lr 0.001 is above --lr 0.0001"),
+    (["--lr", "1e-4"], True, r"this run's --min-lr 0.001 is above --lr 0.0001"),
+    (["--lr", "1e-7"], False, None),  # under the default floor nobody gave: taken, never lowered
+    (["--epochs", "5"], True, None),  # the rate it reached, which plateaus kept at the floor or above
+])
+def test_cli_refuses_a_rate_floor_above_the_rate_the_run_will_use(tmp_path, monkeypatch, options, resume, said):
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from framecolor.cli.train import register
+
+    run = tmp_path / "run"
+    run.mkdir()
+    floor_given = dataclasses.replace(CONFIG, min_lr=1e-3)
+    (run / "run.json").write_text(json.dumps({"train_config": dataclasses.asdict(floor_given)}))
+    started = []
+    monkeypatch.setattr(train, "train", lambda *args, **kwargs: started.append(args))
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    out = run if resume else tmp_path / "new"
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "a.mp4"), "--out", str(out), *options,
+                                      *(["--resume"] if resume else [])])
+    if said is None:
+        assert started, result.output
+    else:
+        assert not started and result.exit_code == 1
+        assert re.search(f"error: {said}: plateaus lower the rate down to --min-lr", result.output), result.output
+
+
+def test_the_readout_line_says_when_the_gain_is_at_its_floor_or_cap():
+    # At its floor of 1 it said it "restores the validation frames' chroma energy", which needed less than 1.
+    assert train._saturation_note(1.0, "validation") == ("readout saturation 1.000 (the model's color is already at "
+                                                         "least as strong as the validation frames')")
+    assert train._saturation_note(train.MAX_CHROMA_GAIN, "training") == (
+        "readout saturation 2.000 (capped: the training frames' chroma energy would take more)")
+    assert train._saturation_note(1.5, "validation") == ("readout saturation 1.500 (restores the validation "
+                                                         "frames' chroma energy)")
 
 
 def test_loss_is_refused_for_a_bins_model_to_fine_tune(tmp_path):
@@ -1177,7 +1285,24 @@ def test_resume_of_a_run_whose_checkpoints_were_deleted_is_refused(reference, wo
     monkeypatch.setattr(train.dataset, "load_frames", lambda *args, **kwargs: pytest.fail("decoded the inputs"))
     with pytest.raises(TrainingError, match="trained epochs but has no checkpoint left .* to resume from"):
         _run(clip, out, cache, config=dataclasses.replace(CONFIG, epochs=3), resume=True)
+    # ... and a new run there wrote over them, and mixed its previews with the old run's.
+    with pytest.raises(TrainingError, match="already holds a trained run .*; choose another --out$"):
+        _run(clip, out, cache)
     assert (out / "model.fcm").read_bytes() == model
+
+
+def test_a_new_run_is_refused_where_a_model_or_metrics_are(tmp_path):
+    from framecolor import rundir
+
+    for name, text in (("model.fcm", "a model"), ("metrics.jsonl", '{"epoch": 1}\n')):
+        run = tmp_path / name
+        run.mkdir()
+        (run / name).write_text(text)
+        with pytest.raises(TrainingError, match="already holds a trained run"):
+            rundir.open_run(run, resume=False)
+    (tmp_path / "empty" / "metrics.jsonl").parent.mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")  # a run stopped before its first epoch's end
+    assert rundir.open_run(tmp_path / "empty", resume=False) is None
 
 
 @pytest.mark.parametrize("text, said", [("", "cannot resume from .*run.json: Expecting value"),

@@ -27,8 +27,8 @@ scan of another size, left out, with a warning that names them.
 RUN_DIR (--out) gets model.fcm (the best epoch), metrics.jsonl, loss.png,
 previews/, checkpoints/ and run.json. Ctrl-C saves a checkpoint (and the
 best epoch so far as model.fcm); --resume continues exactly where the run
-stopped, with the options it began with (--epochs, --lr, --patience and a
-few others may be given anew).
+stopped, with the run's options (--epochs, --lr, --patience and a few others
+may be given anew, and the next --resume keeps them).
 """
 
 
@@ -91,8 +91,6 @@ def train(
         raise TrainingError("--init takes the architecture from the model file; drop --width/--decoder/--mode/--head")
     if init is not None and backbone_weights is not None:
         raise TrainingError("--init already holds trained weights; drop --backbone-weights")
-    if lr is not None and min_lr is not None and min_lr > lr:
-        raise TrainingError(f"--min-lr {min_lr:g} is above --lr {lr:g}: plateaus lower the rate down to --min-lr")
     if every is not None and frames_per_video is not None:
         # --every won and --frames-per-video was dropped without a word.
         raise TrainingError("--every and --frames-per-video both say which frames to take: give one of them")
@@ -122,6 +120,8 @@ def train(
         options["frames_per_video"] = frames_per_video
     config = replace(_start_options(out, resume, training.TrainConfig),
                      **{k: v for k, v in options.items() if v is not None})
+    _check_rate_floor(config, lr_given=lr is not None, min_lr_given=min_lr is not None, resume=resume,
+                      default=training.TrainConfig())
 
     from framecolor import modelfile
 
@@ -150,6 +150,27 @@ def train(
         raise typer.Exit(128 + (result.stop_signal or signal.SIGINT))
     best = f"best epoch {result.best_epoch + 1}, loss {result.best_loss:.5f}" if result.best_epoch >= 0 else "no epoch"
     typer.echo(f"{result.model_path} ({best})", err=True)
+
+
+def _check_rate_floor(config, *, lr_given: bool, min_lr_given: bool, resume: bool, default) -> None:
+    """A --min-lr above the rate the run will use, which plateaus would then
+    never lower: refused against that rate whatever set it (--lr, fine-tuning's
+    gentler default, the default), where only a --lr given beside it was
+    compared. A floor nobody gave (the default, also as a resumed run's) lets
+    a lower --lr be, only never lowered; a resume without --lr goes on at the
+    rate it reached, which plateaus kept at or above the floor."""
+    floor_given = min_lr_given or (resume and config.min_lr != default.min_lr)
+    if not floor_given or (resume and not lr_given) or config.min_lr <= config.lr:
+        return
+    from framecolor.errors import TrainingError
+
+    floor = f"--min-lr {config.min_lr:g}" if min_lr_given else f"this run's --min-lr {config.min_lr:g}"
+    if lr_given:
+        rate = f"--lr {config.lr:g}"
+    else:
+        which = "fine-tuning's default" if config.lr != default.lr else "the default"
+        rate = f"the learning rate {config.lr:g} ({which}; --lr sets another)"
+    raise TrainingError(f"{floor} is above {rate}: plateaus lower the rate down to --min-lr")
 
 
 def _start_options(out: Path, resume: bool, config_type):
