@@ -401,6 +401,10 @@ def train(
             if loop.next_epoch >= config.epochs:
                 log(f"the run in {run_dir} has already trained its {_epochs(loop.next_epoch)}; "
                     f"resume with --epochs above {loop.next_epoch} to train on")
+            elif loop.monitor.stopped:
+                log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
+                    f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that "
+                    "(0: never stop)")
             else:
                 log(f"resuming from checkpoint {last} (epoch {loop.next_epoch + 1}, step {loop.skip_steps})")
                 # Against the rate the run had reached, not the one it began with: asked
@@ -410,20 +414,18 @@ def train(
                 if wanted is not None and not math.isclose(wanted, loop.monitor.lr, rel_tol=1e-6):
                     loop.monitor = dataclasses.replace(loop.monitor, lr=wanted)
                     log(f"learning rate set to {wanted:g}")
-                if loop.monitor.stopped:
-                    log(f"the run stopped early after epoch {loop.next_epoch}: no improvement for "
-                        f"{_epochs(loop.monitor.bad_epochs)}; to train on, resume with a --patience above that "
-                        "(0: never stop)")
         callbacks.write_metrics(run_dir / "metrics.jsonl", loop.history)
         model_path = run_dir / modelfile.RUN_MODEL_NAME
         if saved is not None:
-            if loop.next_epoch < config.epochs and not loop.monitor.stopped:
-                # What this resume gave anew (--epochs, --patience, ...) is the run's from
-                # now on: read back from run.json, the first options ended the next
-                # resume at once, the steps of an epoch it stopped in dropped.
-                if dataclasses.asdict(config) != saved["train_config"]:
-                    _write_run_record(run_dir, {**saved, "train_config": dataclasses.asdict(config)})
-            elif _model_is_final(model_path, loop):  # nothing left to train, and model.fcm says so already
+            # What this resume gave anew (--epochs, --patience, ...) is the run's from
+            # now on, whether it trains on or not: read back from run.json, the first
+            # options ended the next resume at once (the steps of an epoch it stopped
+            # in dropped), or trained on a run this one had ended.
+            options = json.loads(json.dumps(dataclasses.asdict(config)))  # as run.json holds them: lists, not tuples
+            if options != saved["train_config"]:
+                _write_run_record(run_dir, {**saved, "train_config": options})
+            if (loop.next_epoch >= config.epochs or loop.monitor.stopped) and _model_is_final(model_path, loop):
+                # Nothing left to train, and model.fcm says so already.
                 return TrainResult(run_dir, model_path, loop.history, loop.monitor.best_epoch, loop.monitor.best,
                                    early_stopped=loop.monitor.stopped)
         weights = bin_weights_for(frameset.frames, train_idx) if model_config.head == "bins" else None

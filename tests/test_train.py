@@ -294,6 +294,16 @@ def test_resuming_a_finished_run_says_so_in_a_line_and_leaves_its_model(referenc
     assert said == [f"the run in {out} has already trained its 2 epochs; resume with --epochs above 2 to train on"]
     assert (model.read_bytes(), model.stat().st_mtime_ns) == before
     assert not result.interrupted and len(result.history) == 2 and result.model_path == model
+    # Begun with --epochs 5 and ended by a resume's 2: run.json kept 5, and the
+    # next bare --resume trained on the run that one had ended.
+    from framecolor.cli.train import _start_options
+
+    record = json.loads((out / "run.json").read_text())
+    record["train_config"]["epochs"] = 5
+    (out / "run.json").write_text(json.dumps(record))
+    train.train([clip], out, CONFIG, resume=True, cache_dir=cache, progress=False, log=said.append,
+                on_step=lambda *a: pytest.fail("trained"))
+    assert _start_options(out, True, train.TrainConfig).epochs == 2
     model.unlink()  # as a run killed between its last checkpoint and its model file leaves it: made now
     _run(clip, out, cache, resume=True, on_step=lambda *a: pytest.fail("trained"))
     assert modelfile.read_header(model)["summary"]["epochs"] == 2
@@ -626,7 +636,9 @@ def test_a_resume_on_other_devices_is_told_to_change_the_devices_not_the_batch(t
                                                         r"\(fine-tuning's default; --lr sets another\)"),
     (["--min-lr", "1"], False, r"--min-lr 1 is above the learning rate 0.001 \(the default; --lr sets another\)"),
     (["--lr", "1e-4", "--min-lr", "1e-3"], False, r"--min-lr 0.001 is above --lr 0.0001"),
-    (["--lr", "1e-4"], True, r"this run's --min-lr 0.001 is above --lr 0.0001"),
+    # A resumed run's own floor, which a resume cannot change: a lower rate is
+    # taken (after a loss that was not finite, the way on), only never lowered.
+    (["--lr", "1e-4"], True, None),
     (["--lr", "1e-7"], False, None),  # under the default floor nobody gave: taken, never lowered
     (["--epochs", "5"], True, None),  # the rate it reached, which plateaus kept at the floor or above
 ])

@@ -156,21 +156,20 @@ def _check_rate_floor(config, *, lr_given: bool, min_lr_given: bool, resume: boo
     """A --min-lr above the rate the run will use, which plateaus would then
     never lower: refused against that rate whatever set it (--lr, fine-tuning's
     gentler default, the default), where only a --lr given beside it was
-    compared. A floor nobody gave (the default, also as a resumed run's) lets
-    a lower --lr be, only never lowered; a resume without --lr goes on at the
-    rate it reached, which plateaus kept at or above the floor."""
-    floor_given = min_lr_given or (resume and config.min_lr != default.min_lr)
-    if not floor_given or (resume and not lr_given) or config.min_lr <= config.lr:
+    compared. Only a --min-lr given here: the default floor, or a resumed
+    run's own (which a resume cannot change), lets a lower --lr be, only
+    never lowered; refused, a resume at a lower rate (after a loss that was
+    not finite) had no way on."""
+    if not min_lr_given or (resume and not lr_given) or config.min_lr <= config.lr:
         return
     from framecolor.errors import TrainingError
 
-    floor = f"--min-lr {config.min_lr:g}" if min_lr_given else f"this run's --min-lr {config.min_lr:g}"
     if lr_given:
         rate = f"--lr {config.lr:g}"
     else:
         which = "fine-tuning's default" if config.lr != default.lr else "the default"
         rate = f"the learning rate {config.lr:g} ({which}; --lr sets another)"
-    raise TrainingError(f"{floor} is above {rate}: plateaus lower the rate down to --min-lr")
+    raise TrainingError(f"--min-lr {config.min_lr:g} is above {rate}: plateaus lower the rate down to --min-lr")
 
 
 def _start_options(out: Path, resume: bool, config_type):
