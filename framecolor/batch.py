@@ -179,10 +179,12 @@ def check_smoothing_options(jobs: Sequence[Job], options: Sequence[str]) -> None
 def check_output_folders(jobs: Sequence[Job]) -> None:
     """OutputError where a job's output folder cannot be made or written in:
     said before the model is loaded and compiled (colorize_jobs, which makes
-    them, would say it only then). Nothing is made here."""
+    them, would say it only then). Nothing is left here."""
     for folder in dict.fromkeys(job.output.parent for job in jobs):
         absolute = Path(os.path.abspath(folder))
-        there = next(f for f in (absolute, *absolute.parents) if f.exists())
+        there = next(f for f in (absolute, *absolute.parents) if os.path.lexists(f))
+        if not there.exists():  # a link to nothing: its mkdir fails after the model loads, "File exists"
+            raise OutputError(f"cannot write {folder}: {there} is a symbolic link to nothing")
         if not there.is_dir():
             raise OutputError(f"{folder}: output folder is a file" if there == absolute else
                               f"cannot write {folder}: {there} is a file, not a folder")

@@ -75,8 +75,8 @@ def _luma_error_counts(output_path, gray_path) -> np.ndarray:
 
     A histogram, not the errors themselves: every error kept cost 3.5 MB a
     720p frame, so a long clip's scoring ran out of memory, while the
-    histogram is never longer than the planes' code range (256 codes at 8
-    bits, 1024 at 10), whatever the clip's length, and still gives the mean
+    histogram is never longer than the planes' code range (256: eval reads
+    8-bit luma), whatever the clip's length, and still gives the mean
     and the percentile exactly (_luma_error_figures).
     """
     counts = np.zeros(0, np.int64)

@@ -1346,6 +1346,10 @@ def test_cli_refuses_a_batchs_bad_inputs_before_any_work(clip, tmp_path, monkeyp
         media.make_photo(scans / f"scan_{n}.png", media.frame_image(n, *size), "rgb24", "rgb24")
     result = _run_cli(clip, scans, "--out-dir", "/proc/colored", "--quiet")
     assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"
+    (tmp_path / "gone").symlink_to(tmp_path / "nonexist" / "deeper")  # its mkdir failed after the model loaded
+    result = _run_cli(clip, scans, "--out-dir", tmp_path / "gone", "--quiet")
+    assert result.exit_code == 1 and result.output == (
+        f"error: cannot write {tmp_path / 'gone'}: {tmp_path / 'gone'} is a symbolic link to nothing\n"), result.output
     result = _run_cli(scans, tmp_path / "film.mp4", "--audio", tmp_path / "nonexist.wav", "--quiet")
     assert result.exit_code == 1 and result.output == f"error: no such file: {tmp_path / 'nonexist.wav'}\n"
     media.make_photo(scans / "scan_3.png", media.frame_image(3, 40, 30), "rgb24", "rgb24")
@@ -1380,6 +1384,12 @@ def test_cli_refuses_an_output_of_the_wrong_type_before_any_work(clip, tmp_path,
         result = _run_cli(clip, tmp_path / name, "--quiet")
         assert result.exit_code == 1 and result.output == (
             f"error: cannot write {tmp_path / name}: {why} (.mp4 and .mkv keep the luma)\n"), result.output
+    # A stream's manifest: DASH's header, tried in memory, killed the process (SIGFPE, exit 136).
+    for name, muxer in (("o.mpd", "DASH Muxer"), ("o.m3u8", "Apple HTTP Live Streaming")):
+        result = _run_cli(clip, tmp_path / name, "--quiet")
+        assert result.exit_code == 1 and result.output == (
+            f"error: cannot write {tmp_path / name}: a {Path(name).suffix} is not a video file but a stream's "
+            f"({muxer}); name the video .mp4 or .mkv\n"), result.output
     # A video into an image's name (FFmpeg's image muxer takes .png): refused after the model loaded.
     result = _run_cli(clip, tmp_path / "o.png", "--quiet")
     assert result.exit_code == 1 and result.output.startswith(

@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 
 from framecolor.errors import OutputError
+from framecolor.video.files import NOT_ONE_FILE
 from framecolor.video.encoding import (
     _CRF_CODECS,
     DEFAULT_ENCODER,
@@ -48,7 +49,10 @@ def header_writes(format_name: str, add_stream) -> bool:
     """Does a file of container type `format_name`, with the stream
     `add_stream(container)` adds, get as far as its header? That opens
     encoders, so it also tells whether an encoder takes its settings (mp2
-    refuses 5.1 sound)."""
+    refuses 5.1 sound). Never one that writes no single file (DASH's
+    header, tried in memory, kills the process)."""
+    if format_name in NOT_ONE_FILE:
+        return False
     try:
         with av.open(io.BytesIO(), "w", format=format_name) as trial:
             add_stream(trial)

@@ -208,16 +208,29 @@ def folders_to_make(folder) -> list[Path]:
     return list(itertools.takewhile(lambda f: not f.exists(), (folder, *folder.parents)))
 
 
+# FFmpeg's muxers whose output is not one video file: streaming manifests and
+# their segments (DASH's .mpd, HLS's .m3u8), a file split in parts, network
+# protocols. Opened on a file in memory to try them, DASH's killed the process
+# (a floating-point exception), before any word was said.
+NOT_ONE_FILE = frozenset({"dash", "hls", "smoothstreaming", "segment", "stream_segment", "ssegment", "tee", "fifo",
+                          "rtp", "rtp_mpegts", "rtsp", "sap", "whip", "webm_chunk", "webm_dash_manifest"})
+
+
 def check_container_name(path) -> None:
     """OutputError where FFmpeg picks no container type by `path`'s name, as
     a writer opening it would: tried on a file in memory, nothing written,
-    so a bad name is said before any work."""
+    so a bad name is said before any work; or one that writes no single
+    file (NOT_ONE_FILE)."""
     named = io.BytesIO()
     named.name = Path(path).name
     try:
-        av.open(named, "w").close()
+        with av.open(named, "w") as trial:
+            name = trial.format.name
     except ValueError:  # "Could not determine output format"
         raise unknown_container(path) from None
+    if name in NOT_ONE_FILE:
+        raise OutputError(f"cannot write {path}: a {Path(path).suffix} is not a video file but a stream's "
+                          f"({trial.format.long_name}); name the video .mp4 or .mkv")
 
 
 def unknown_container(path) -> OutputError:

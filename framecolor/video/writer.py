@@ -147,7 +147,7 @@ class VideoWriter:
     cannot hold that (VP9 for .webm: containers.output_encoder); `.codec`
     is the one used. `pix_fmt` is the requested yuv* format (None:
     yuv420p, or the nearest the encoder takes: ProRes' 10-bit 4:2:2), the
-    range `full_range`'s; `.pix_fmt` is the one used (yuv420p falls back to
+    range `full_range`'s (a yuvj* format asks for full range); `.pix_fmt` is the one used (yuv420p falls back to
     yuv444p for odd sizes, and full range is a yuvj* format where the
     encoder takes one), and `.chroma_shape` the (h, w) that
     `write_yuv` expects for u and v. `display_matrix` and
@@ -205,8 +205,9 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = _fraction(fps)
         self.time_base = _fraction(time_base)
-        # The output's range: the source's, or (below) the one the encoder codes, where it codes only one.
-        self.full_range = full_range
+        # The output's range: the source's (a yuvj* format asked for says full), or (below)
+        # the one the encoder codes, where it codes only one.
+        self.full_range = full_range or (pix_fmt or "").startswith("yuvj")
         self.expands_luma = False  # re-codes a limited-range luma full range (FULL_RANGE_ONLY)
         self.squeezes_luma = False  # re-codes a full-range luma limited range (LIMITED_RANGE_ONLY)
         self._sample_aspect_ratio = _fraction(sample_aspect_ratio) if sample_aspect_ratio else None
@@ -265,7 +266,7 @@ class VideoWriter:
                 warnings.warn(f"{self.codec} codes limited range only: {self.path}'s luma is re-coded from "
                               "0-255 to 16-235, the same picture in other codes", VideoWarning, stacklevel=3)
             pix_fmt = pix_fmt or default_pix_fmt(self.codec)
-            self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt)
+            self.pix_fmt = self._choose_pix_fmt(self.codec, pix_fmt.replace("yuvj", "yuv", 1))  # the range is full_range's
             if not holds_video(self._out.format.name, self.codec):
                 # No --codec helps a GIF: no encoder of what framecolor writes goes in one.
                 other = " or --codec" if another_codec_could_fit(self.path) else ""
