@@ -1220,11 +1220,8 @@ def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path
     assert batch.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
 
 
-def test_photos_finished_after_a_ctrl_c_are_reported(colorizer, tmp_path):
-    # The photos in flight when it comes are written: unreported, the
-    # summary counted fewer files than the folder held.
-    photos = media.make_images(tmp_path / "in", 5, size=(40, 30))
-    jobs = [batch.Job(photo, tmp_path / "out" / photo.name) for photo in photos]
+def _reported_as_a_ctrl_c_stops(colorizer, jobs) -> list:
+    """The Results a batch of `jobs` reports, a Ctrl-C coming at its first report."""
     reported = []
 
     def interrupt_after_the_first(result):
@@ -1233,8 +1230,16 @@ def test_photos_finished_after_a_ctrl_c_are_reported(colorizer, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        batch.colorize_jobs(colorizer.reconfigured(smoothing=0.0), jobs, progress=False,
-                            report=interrupt_after_the_first)
+        batch.colorize_jobs(colorizer, jobs, progress=False, report=interrupt_after_the_first)
+    return reported
+
+
+def test_photos_finished_after_a_ctrl_c_are_reported(colorizer, tmp_path):
+    # The photos in flight when it comes are written: unreported, the
+    # summary counted fewer files than the folder held.
+    photos = media.make_images(tmp_path / "in", 5, size=(40, 30))
+    jobs = [batch.Job(photo, tmp_path / "out" / photo.name) for photo in photos]
+    reported = _reported_as_a_ctrl_c_stops(colorizer.reconfigured(smoothing=0.0), jobs)
     assert len(reported) > 1 and all(r.status == "done" for r in reported)
     assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
 
@@ -1245,15 +1250,7 @@ def test_frames_of_a_sequence_written_as_a_ctrl_c_came_are_reported(colorizer, t
     scans = [media.make_photo(tmp_path / "in" / f"scan_{n}.png", media.frame_image(n, 40, 30), "rgb24", "rgb24")
              for n in range(1, BATCH + 1)]
     jobs = [batch.Job(scan, tmp_path / "out" / scan.name) for scan in scans]
-    reported = []
-
-    def interrupt_after_the_first(result):
-        reported.append(result)
-        if len(reported) == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        batch.colorize_jobs(colorizer, jobs, progress=False, report=interrupt_after_the_first)
+    reported = _reported_as_a_ctrl_c_stops(colorizer, jobs)
     assert len(reported) > 1 and all(r.status == "done" for r in reported)
     assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
 
