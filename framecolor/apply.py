@@ -333,6 +333,22 @@ def colorize_video(
                             label=label)
 
 
+def photo_film_input(folder, fps=None, audio=None) -> tuple:
+    """What colorize_photo_film makes its video of: (the photos of `folder`
+    in number order, the rate `fps` or DEFAULT_SEQUENCE_FPS, the video they
+    make, the sound file `audio` checked). InputError where the photos are
+    not one film's frames (video.photo_film) or `audio` has no sound: the
+    CLI asks first, to say so before the model is loaded."""
+    photos = video.photo_film(folder)
+    fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
+    # Full range at either depth: read_photo_film's 10-bit codes span 0..1023
+    # too, and flagged limited they show with crushed blacks and clipped whites.
+    info = video.probe_photo_film(photos, fps, full_range=True)
+    if audio is not None:
+        audio = video.check_soundtrack(audio, info)
+    return photos, fps, info, audio
+
+
 def colorize_photo_film(
     colorizer: Colorizer, folder, output, *, fps=None, overwrite: bool = False,
     progress: bool = True, excerpt: Excerpt | None = None, audio=None,
@@ -349,14 +365,8 @@ def colorize_photo_film(
     warning where it is a second or more longer or shorter than the film.
     """
     folder, output = Path(folder), Path(output)
-    photos = video.photo_film(folder)
+    photos, fps, info, audio = photo_film_input(folder, fps, audio)
     deep = colorizer.config.ten_bit
-    fps = video.DEFAULT_SEQUENCE_FPS if fps is None else fps
-    # Full range at either depth: read_photo_film's 10-bit codes span 0..1023
-    # too, and flagged limited they show with crushed blacks and clipped whites.
-    info = video.probe_photo_film(photos, fps, full_range=True)
-    if audio is not None:
-        audio = video.check_soundtrack(audio, info)
     inputs = (folder,) if audio is None else (folder, audio)
     video.check_output_path(output, inputs=inputs, overwrite=overwrite)
     span = excerpt.span(info) if excerpt is not None else None

@@ -10,7 +10,6 @@ scanned to frames) run as a sequence whose color is smoothed over time.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -181,27 +180,7 @@ def check_output_folders(jobs: Sequence[Job]) -> None:
     said before the model is loaded and compiled (colorize_jobs, which makes
     them, would say it only then). Nothing is left here."""
     for folder in dict.fromkeys(job.output.parent for job in jobs):
-        absolute = Path(os.path.abspath(folder))
-        there = next(f for f in (absolute, *absolute.parents) if os.path.lexists(f))
-        if not there.exists():  # a link to nothing: its mkdir fails after the model loads, "File exists"
-            raise OutputError(f"cannot write {folder}: {there} is a symbolic link to nothing")
-        if not there.is_dir():
-            raise OutputError(f"{folder}: output folder is a file" if there == absolute else
-                              f"cannot write {folder}: {there} is a file, not a folder")
-        video.check_writable_folder(there, folder)
-
-
-def check_photo_film(folder, fps=None, audio=None) -> None:
-    """InputError where the photos of `folder` are not one film's frames
-    (video.photo_film), or `audio` is no sound file: said before the model
-    is loaded, as colorize_photo_film would say them only then. Its
-    warnings (a gap in the numbers, a sound of another length) are left to
-    it, to be said once."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", video.VideoWarning)
-        photos = video.photo_film(folder)
-        if audio is not None:
-            video.check_soundtrack(audio, video.probe_photo_film(photos, fps or video.DEFAULT_SEQUENCE_FPS))
+        video.files.check_output_folder(folder)
 
 
 def check_output_type(source: Path, output: Path) -> None:
@@ -305,9 +284,15 @@ def _colorize_jobs(colorizer: Colorizer, jobs: Sequence[Job], *, overwrite: bool
         # Those that finished are reported as any other, so that the summary
         # counts them (after a run to its end, none is left unreported).
         for future in running:
-            if not future.cancelled() and future.exception() is None:
+            if _finished_well(future):
                 record(future.result())
     return results
+
+
+def _finished_well(future) -> bool:
+    """Whether `future`, its pool shut down, ran and raised nothing: after a
+    Ctrl-C, a file written that the summary must count."""
+    return not future.cancelled() and future.exception() is None
 
 
 def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[Job]:
@@ -332,24 +317,27 @@ def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[
 
 def _guarded_sequence(colorizer: Colorizer, jobs: Sequence[Job], overwrite: bool,
                       record: Callable[[Result], None]) -> None:
-    """colorize_photo_sequence, each of its Results recorded, also those of the
-    frames written as a Ctrl-C stopped it; its unexpected errors fail the
-    frames not yet done, not the batch."""
+    """colorize_photo_sequence, each of its Results recorded; its unexpected
+    errors fail the frames not yet done, not the batch. What `record` raises
+    (a Ctrl-C, a report that failed) stops the batch as it would elsewhere."""
     done = 0
+    recording_error = None
 
     def counted(result: Result) -> None:
-        nonlocal done
+        nonlocal done, recording_error
         done += 1
-        record(result)
+        try:
+            record(result)
+        except Exception as exc:
+            recording_error = exc
+            raise
 
     try:
-        # Closed at once where record raises (a Ctrl-C): the writes under way then are counted as it closes.
-        with contextlib.closing(colorize_photo_sequence(colorizer, jobs, overwrite=overwrite,
-                                                        report_unyielded=counted)) as results:
-            for result in results:
-                counted(result)
+        colorize_photo_sequence(colorizer, jobs, counted, overwrite=overwrite)
     except Exception as exc:  # a bug or a codec error must not stop the batch
-        log.debug("failed on the sequence from %s", jobs[done].source, exc_info=True)
+        if exc is recording_error:  # the report's, not the sequence's: its frames are not to blame
+            raise
+        log.debug("failed on the sequence from %s", jobs[0].source, exc_info=True)
         for job in jobs[done:]:
             record(Result(str(job.source), str(job.output), "failed", error=f"{type(exc).__name__}: {exc}"))
 
@@ -386,22 +374,20 @@ class _SequenceFrame(NamedTuple):
     started: float  # when its reading began
 
 
-def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, overwrite: bool = False,
-                            report_unyielded: Callable[["Result"], None] = lambda result: None
-                            ) -> Iterator["Result"]:
+def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], record: Callable[["Result"], None], *,
+                            overwrite: bool = False) -> None:
     """Numbered photos (a film scanned to frames) colorized as a video's frames
     are: in batches, the predicted color smoothed over neighbouring frames
     (framecolor.smoothing: it stops at motion and restarts at cuts), each
     photo keeping its own L, depth and transparency as colorize_image's do.
 
-    Yields one Result per job, in order. A frame that cannot be read or
-    written fails alone; the smoothing restarts after it, and wherever the
-    picture size changes. Photos are read ahead and written behind in a
-    few threads (PyAV's codecs let go of the GIL), beside the network.
-    Stopped early (Ctrl-C, or closed), those being written finish, the rest
-    never start, and `report_unyielded` is given the Results of the frames
-    written but not yet yielded: unreported, the summary counted fewer
-    files than the folder held.
+    Gives `record` one Result per job, in order. A frame that cannot be
+    read or written fails alone; the smoothing restarts after it, and
+    wherever the picture size changes. Photos are read ahead and written
+    behind in a few threads (PyAV's codecs let go of the GIL), beside the
+    network. Stopped early (Ctrl-C, or an error, `record`'s too), those
+    being written finish and are recorded, the rest never start:
+    unrecorded, the summary counted fewer files than the folder held.
     """
     batch_size = colorizer.batch_size
     batch: list[_SequenceFrame] = []
@@ -419,15 +405,15 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
 
     def written(wait: bool):
         while writes and (wait or writes[0][2].done()):
-            job, started, future = writes[0]  # left in place while waited on: a Ctrl-C then reports it (finally)
+            job, started, future = writes[0]  # left in place while waited on: a Ctrl-C then records it (finally)
             try:
                 future.result()
             except (FramecolorError, OSError) as exc:
                 writes.popleft()
-                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
+                record(Result(str(job.source), str(job.output), "failed", error=str(exc)))
                 continue
             writes.popleft()
-            yield Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started)
+            record(Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started))
 
     def track(frames):
         small = jnp.stack([f.small for f in frames] + [frames[0].small] * (batch_size - len(frames)))
@@ -440,19 +426,19 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
             for frame, frame_ab in zip(frames, ab):
                 rgb = colorizer.photo_rgb(frame.lightness, frame_ab, frame.size, frame.photo.rgb)
                 writes.append((frame.job, frame.started, pool.submit(save, frame.job, frame.photo, rgb)))
-            yield from written(wait=False)
+            written(wait=False)
 
     def send(frames):
-        yield from write(waiting.push((track(frames), frames)))
+        write(waiting.push((track(frames), frames)))
 
     def flush():
         nonlocal batch, state
         if batch:
-            yield from send(batch)
+            send(batch)
             batch = []
-        yield from write(waiting.drain())  # their look-ahead runs past the sequence's end (smooth pads it, all invalid)
+        write(waiting.drain())  # their look-ahead runs past the sequence's end (smooth pads it, all invalid)
         state = None
-        yield from written(wait=True)
+        written(wait=True)
 
     pool = ThreadPoolExecutor(3, thread_name_prefix="sequence-io")
     try:
@@ -467,12 +453,12 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
             try:
                 photo = future.result()
             except (FramecolorError, OSError) as exc:
-                yield from flush()
-                yield Result(str(job.source), str(job.output), "failed", error=str(exc))
+                flush()
+                record(Result(str(job.source), str(job.output), "failed", error=str(exc)))
                 continue
             shape = (photo.rgb.shape, photo.rgb.dtype)
             if state is not None and shape != state_shape:
-                yield from flush()
+                flush()
             if state is None:
                 state_shape = shape
                 warn_if_in_color(job.source, [photo.rgb])
@@ -481,11 +467,11 @@ def colorize_photo_sequence(colorizer: Colorizer, jobs: Sequence["Job"], *, over
                 state = colorizer.photo_initial_state(small.shape)
             batch.append(_SequenceFrame(job, photo, lightness, small, size, started))
             if len(batch) == batch_size:
-                yield from send(batch)
+                send(batch)
                 batch = []
-        yield from flush()
+        flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for job, started, future in writes:  # none after a run to its end
-            if not future.cancelled() and future.exception() is None:
-                report_unyielded(Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started))
+            if _finished_well(future):
+                record(Result(str(job.source), str(job.output), "done", 1, time.perf_counter() - started))

@@ -1220,16 +1220,16 @@ def test_a_batch_reports_in_order_while_photos_overlap(colorizer, clip, tmp_path
     assert batch.summary(results, 2.5).endswith("(17 frames in 2.5 s)")
 
 
-def _reported_as_a_ctrl_c_stops(colorizer, jobs) -> list:
-    """The Results a batch of `jobs` reports, a Ctrl-C coming at its first report."""
+def _reported_as_a_ctrl_c_stops(colorizer, jobs, error=KeyboardInterrupt, at=1) -> list:
+    """The Results a batch of `jobs` reports, a Ctrl-C (or `error`) coming at its `at`th report."""
     reported = []
 
     def interrupt_after_the_first(result):
         reported.append(result)
-        if len(reported) == 1:
-            raise KeyboardInterrupt
+        if len(reported) == at:
+            raise error
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(error):
         batch.colorize_jobs(colorizer, jobs, progress=False, report=interrupt_after_the_first)
     return reported
 
@@ -1253,6 +1253,18 @@ def test_frames_of_a_sequence_written_as_a_ctrl_c_came_are_reported(colorizer, t
     reported = _reported_as_a_ctrl_c_stops(colorizer, jobs)
     assert len(reported) > 1 and all(r.status == "done" for r in reported)
     assert sorted(Path(r.output).name for r in reported) == sorted(p.name for p in (tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("at", [1, BATCH])
+def test_a_report_that_fails_on_a_sequences_frame_stops_the_batch(colorizer, tmp_path, at):
+    # Its error was taken for the sequence's: the frames after it "failed"
+    # though written, or (at the last frame) an IndexError's traceback.
+    (tmp_path / "in").mkdir()
+    scans = [media.make_photo(tmp_path / "in" / f"scan_{n}.png", media.frame_image(n, 40, 30), "rgb24", "rgb24")
+             for n in range(1, BATCH + 1)]
+    jobs = [batch.Job(scan, tmp_path / "out" / scan.name) for scan in scans]
+    reported = _reported_as_a_ctrl_c_stops(colorizer, jobs, RuntimeError, at)
+    assert len(reported) >= at and all(r.status == "done" for r in reported)
 
 
 def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -147,7 +148,9 @@ def apply(
         video.check_output_path(job.output, inputs=(job.source,), overwrite=overwrite)
         pipeline.check_frame_rate(config, job.source, rate)
         if job.source.is_dir():
-            several.check_photo_film(job.source, rate, audio)
+            with warnings.catch_warnings():  # a gap in the numbers, a sound of another length: said once, later
+                warnings.simplefilter("ignore", video.VideoWarning)
+                pipeline.photo_film_input(job.source, rate, audio)
         colorizer = pipeline.Colorizer(pipeline.load(model, temperature=temperature), config)
         done = pipeline.colorize_file(colorizer, job.source, job.output, overwrite=overwrite, progress=not quiet,
                                       excerpt=excerpt, fps=rate, audio=audio)
