@@ -19,6 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from framecolor.cli import make_app
+from framecolor.video import photos
 from tests import media
 
 
@@ -61,6 +62,7 @@ def test_info_of_a_photo_says_what_colorizing_keeps(tmp_path):
     data = json.loads(run("info", photo, "--json").output)
     assert data == {"path": str(photo), "width": 40, "height": 30, "stored_turned": False, "type": "png",
                     "bits": 16, "transparency": True}
+    assert data == photos.photo_facts(photo)  # the library's, which the table is made of too
     table = run("info", photo).output
     assert "frame rate" not in table and "16 bits a channel" in table
     scan = media.make_photo(tmp_path / "reel_0001.dpx", deep[..., :3], "rgb48le", "gbrp10le")

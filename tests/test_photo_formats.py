@@ -193,6 +193,11 @@ def test_an_animated_png_is_a_video_and_one_of_one_frame_a_photo(tmp_path):
     np.testing.assert_array_equal(video.read_photo(single).rgb, picture)
     with pytest.raises(InputError, match=r"animated.png is a video \(Animated Portable Network Graphics\)"):
         video.read_photo(animated)
+    # Named .jpg, it was read as its first frame: its content says it is a video.
+    named = tmp_path / "animated.jpg"
+    named.write_bytes(animated.read_bytes())
+    with pytest.raises(InputError, match=r"animated.jpg is a video \(Animated Portable Network Graphics\)"):
+        video.read_photo(named)
 
 
 def test_an_animated_webp_is_said_to_be_unreadable(tmp_path):
@@ -255,3 +260,32 @@ def test_a_photos_exif_and_rgb_profile_are_carried_into_its_copy(tmp_path):
     assert video.read_photo(tmp_path / "long.jpg").rgb.shape == photo.rgb.shape
     video.write_photo(tmp_path / "bad.tif", photo._replace(exif=b"II*\0garbage"))  # no tags in it: none added
     assert video.read_photo(tmp_path / "bad.tif").rgb.shape == photo.rgb.shape
+
+
+def test_a_pngs_exif_after_its_picture_turns_it_and_is_carried(tmp_path):
+    # PNG allows its eXIf chunk after the picture, where Pillow finds it only
+    # by decoding the picture: it is found by the chunks' headers instead, and
+    # was left out of the copy.
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    picture = _picture()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "Nikon", 6  # Make; turned a quarter
+    plain = tmp_path / "plain.png"
+    Image.fromarray(picture).save(plain)
+    data = plain.read_bytes()
+    body = exif.tobytes()[6:]  # less Pillow's "Exif\0\0"
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = data.rindex(b"IEND") - 4  # before IEND's length
+    source = tmp_path / "trailing.png"
+    source.write_bytes(data[:end] + chunk + data[end:])
+    assert video.shown_size(source) == (48, 64)
+    photo = video.read_photo(source)
+    np.testing.assert_array_equal(photo.rgb, _shown(source))
+    video.write_photo(tmp_path / "copy.png", photo)
+    with Image.open(tmp_path / "copy.png") as copy:
+        tags = copy.getexif()
+        assert (tags.get(0x010F), tags.get(0x0112)) == ("Nikon", 1)

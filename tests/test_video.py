@@ -6,6 +6,7 @@ import dataclasses
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -660,6 +661,25 @@ def test_check_output_path(tmp_path, clip):
     # even root, as a read-only mount or another user's folder would.
     with pytest.raises(OutputError, match="^cannot write /proc/out.mp4: No such file or directory$"):
         check_output_path(Path("/proc/out.mp4"))
+
+
+def test_an_output_folder_that_cannot_be_made_is_said_before_any_is_made(tmp_path):
+    # make_output_folder said a link to nothing on the way as "File exists",
+    # and a file on the way as "Not a directory".
+    from framecolor.video.files import check_output_folder, make_output_folder
+
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "file").write_bytes(b"x")
+    for folder, why in ((tmp_path / "gone" / "strips", f"{tmp_path / 'gone'} is a symbolic link to nothing"),
+                        (tmp_path / "file" / "strips", f"{tmp_path / 'file'} is a file, not a folder")):
+        for check in (check_output_folder, make_output_folder):
+            with pytest.raises(OutputError, match=f"^{re.escape(f'cannot write {folder}: {why}')}$"):
+                check(folder)
+    with pytest.raises(OutputError, match="file: output folder is a file$"):
+        make_output_folder(tmp_path / "file")
+    check_output_folder(tmp_path / "new" / "strips")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "gone"]  # the checks made nothing
+    assert make_output_folder(tmp_path / "new" / "strips").is_dir()
 
 
 def test_writer_refuses_to_overwrite_its_input(clip):
@@ -1422,6 +1442,9 @@ def test_writer_option_errors(tmp_path):
         VideoWriter(tmp_path / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25), codec="nope")
     with pytest.raises(OutputError, match="unknown container"):
         VideoWriter(tmp_path / "a.zzz", width=8, height=8, fps=25, time_base=Fraction(1, 25))
+    # A library caller's streaming manifest: it was "a .mpd file cannot hold libx264 video".
+    with pytest.raises(OutputError, match=r"a .mpd is not a video file but a stream's \(DASH Muxer\)"):
+        VideoWriter(tmp_path / "a.mpd", width=8, height=8, fps=25, time_base=Fraction(1, 25))
     with pytest.raises(OutputError, match="folder does not exist"):
         VideoWriter(tmp_path / "no" / "a.mp4", width=8, height=8, fps=25, time_base=Fraction(1, 25))
     with pytest.raises(OutputError, match="will not encode with preset nope"):  # at once, not at the first frame

@@ -50,7 +50,9 @@ def info(
 
         if video.is_image_path(path) and not path.is_dir():
             if as_json:  # values, as a video's and a model's are: not the table's "500 x 375"
-                typer.echo(json.dumps(_photo_facts(path), indent=2))
+                from framecolor.video.photos import photo_facts
+
+                typer.echo(json.dumps(photo_facts(path), indent=2))
                 return
             rows = video.describe_photo(path)
         else:
@@ -67,26 +69,6 @@ def info(
         typer.echo(json.dumps(dict(rows), indent=2))
     else:
         print_rows(rows)
-
-
-def _photo_facts(path: Path) -> dict:
-    """What the table of a photo says (video.describe_photo), as values: its
-    size as shown, whether it is stored turned (EXIF), its bits a channel and
-    whether it has transparency. Keys as a video's (`path`, `width`, `height`)."""
-    from framecolor import video
-
-    photo = video.read_photo(path)
-    height, width = photo.rgb.shape[:2]
-    stored = video.stored_size(path)
-    return {
-        "path": str(path),
-        "width": width,
-        "height": height,
-        "stored_turned": stored is not None and stored != (width, height),
-        "type": path.suffix.lower().lstrip("."),
-        "bits": photo.bits,
-        "transparency": photo.alpha is not None,
-    }
 
 
 def register(app: typer.Typer) -> None:

@@ -9,12 +9,11 @@ not at 48). So the answer is writing a header to memory.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import av
 
 from framecolor.errors import OutputError
-from framecolor.video.files import NOT_ONE_FILE
+from framecolor.video.files import NOT_ONE_FILE, output_format
 from framecolor.video.encoding import (
     _CRF_CODECS,
     DEFAULT_ENCODER,
@@ -128,20 +127,16 @@ def holds_video(format_name: str, codec: str) -> bool:
 
 def container_type(path) -> tuple[str | None, str | None]:
     """(FFmpeg's container type, its own video encoder) for a file named
-    `path`, as a writer opening it picks them: found on a file in memory,
-    nothing written. None for either where there is none (no suffix FFmpeg
-    knows; an encoder this FFmpeg lacks)."""
-    named = io.BytesIO()
-    named.name = Path(path).name
-    try:
-        with av.open(named, "w") as trial:
-            format_name, own = trial.format.name, trial.default_video_codec
-    except ValueError:  # "Could not determine output format"
+    `path`, as a writer opening it picks them (output_format). None for
+    either where there is none (no suffix FFmpeg knows; an encoder this
+    FFmpeg lacks)."""
+    found = output_format(path)
+    if found is None:
         return None, None
     try:
-        return format_name, av.Codec(own, "w").name
+        return found.name, av.Codec(found.video_codec, "w").name
     except (av.error.FFmpegError, ValueError, TypeError):  # no encoder by that name here
-        return format_name, None
+        return found.name, None
 
 
 def output_encoder(path, codec: str | None = None) -> str:

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from stat import S_ISREG
+from typing import NamedTuple
 
 import av
 
@@ -38,18 +39,23 @@ def is_video_path(path) -> bool:
     return (Path(path).suffix.lower() in VIDEO_SUFFIXES and not is_still_gif(path)) or is_animated_png(path)
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_animated_png(path) -> bool:
     """Whether `path` is a PNG of several frames (an APNG): a video, as an
-    animated GIF is, where one of a single frame is a photo. Read from its
-    acTL chunk, which comes before the picture: a few bytes of each PNG of a
-    folder of scans, once while the file stays as it is (a job asks it of
-    its source several times). False where the file is missing or cannot be
-    read, for the reader to say why."""
-    if Path(path).suffix.lower() != ".png":
-        return False
+    animated GIF is, where one of a single frame is a photo. By its name
+    (.png) and its content (png_holds_frames), for a folder's listing: a few
+    bytes of each PNG of a folder of scans. False where the file is missing
+    or cannot be read, for the reader to say why."""
+    return Path(path).suffix.lower() == ".png" and png_holds_frames(path)
+
+
+def png_holds_frames(path) -> bool:
+    """Whether the file at `path` is a PNG of several frames, whatever its
+    name (an APNG saved as .jpg is a video all the same). Read from its acTL
+    chunk, which comes before the picture, once while the file stays as it is
+    (a job asks it of its source several times)."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -62,7 +68,7 @@ def is_animated_png(path) -> bool:
 def _png_is_animated(path: str, mtime_ns: int, size: int) -> bool:
     try:
         with open(path, "rb") as f:
-            if f.read(8) != _PNG_SIGNATURE:
+            if f.read(8) != PNG_SIGNATURE:
                 return False
             while len(head := f.read(8)) == 8:
                 length, kind = struct.unpack(">I4s", head)
@@ -216,21 +222,37 @@ NOT_ONE_FILE = frozenset({"dash", "hls", "smoothstreaming", "segment", "stream_s
                           "rtp", "rtp_mpegts", "rtsp", "sap", "whip", "webm_chunk", "webm_dash_manifest"})
 
 
-def check_container_name(path) -> None:
-    """OutputError where FFmpeg picks no container type by `path`'s name, as
-    a writer opening it would: tried on a file in memory, nothing written,
-    so a bad name is said before any work; or one that writes no single
-    file (NOT_ONE_FILE)."""
+class OutputFormat(NamedTuple):
+    """The container type FFmpeg picks for an output's name (output_format)."""
+
+    name: str  # FFmpeg's short name: "mp4", "matroska", "dash"
+    long_name: str  # as said to people: "MP4 (MPEG-4 Part 14)"
+    video_codec: str  # the codec FFmpeg writes its video with where none is named ("h264"; "none": no video)
+
+
+def output_format(path) -> OutputFormat | None:
+    """The container type a writer opening `path` gets, picked by its name
+    as FFmpeg picks it: tried on a file in memory, nothing written. None
+    where FFmpeg knows no type by that name."""
     named = io.BytesIO()
     named.name = Path(path).name
     try:
         with av.open(named, "w") as trial:
-            name = trial.format.name
+            return OutputFormat(trial.format.name, trial.format.long_name, trial.default_video_codec)
     except ValueError:  # "Could not determine output format"
-        raise unknown_container(path) from None
-    if name in NOT_ONE_FILE:
+        return None
+
+
+def check_container_name(path) -> None:
+    """OutputError where FFmpeg picks no container type by `path`'s name
+    (output_format), so a bad name is said before any work; or one that
+    writes no single file (NOT_ONE_FILE)."""
+    found = output_format(path)
+    if found is None:
+        raise unknown_container(path)
+    if found.name in NOT_ONE_FILE:
         raise OutputError(f"cannot write {path}: a {Path(path).suffix} is not a video file but a stream's "
-                          f"({trial.format.long_name}); name the video .mp4 or .mkv")
+                          f"({found.long_name}); name the video .mp4 or .mkv")
 
 
 def unknown_container(path) -> OutputError:
@@ -249,18 +271,31 @@ def remove_empty_folders(folders) -> None:
             pass
 
 
+def check_output_folder(folder) -> None:
+    """OutputError where `folder` cannot be made (with its parents) or take
+    new files, nothing made: for a dry run, and before make_output_folder
+    makes anything. Read at the nearest path on the way that is there: a link
+    to nothing there would fail its mkdir with a bare "File exists"."""
+    absolute = Path(os.path.abspath(folder))
+    there = next(f for f in (absolute, *absolute.parents) if os.path.lexists(f))
+    if not there.exists():
+        raise OutputError(f"cannot write {folder}: {there} is a symbolic link to nothing")
+    if not there.is_dir():
+        raise OutputError(f"{folder}: output folder is a file" if there == absolute else
+                          f"cannot write {folder}: {there} is a file, not a folder")
+    check_writable_folder(there, folder)
+
+
 def make_output_folder(folder) -> Path:
     """`folder`, made (with its parents) where missing, once it is seen to take
-    new files: before any work, so that a batch or a report whose outputs
-    cannot be written stops with one line, not after its first file."""
+    new files (check_output_folder): before any work, so that a batch or a
+    report whose outputs cannot be written stops with one line, not after its first file."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: output folder is a file")
+    check_output_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot write {folder}: {e.strerror or e}") from None
-    check_writable_folder(folder)
     return folder
 
 

@@ -24,10 +24,11 @@ from framecolor.video.files import (
     _move_into_place,
     _temp_path,
     _write_errors,
+    PNG_SIGNATURE,
     check_output_path,
-    _PNG_SIGNATURE,
     holds_one_picture,
     is_animated_png,
+    png_holds_frames,
     is_still_gif,
 )
 from framecolor.video.pixels import _upright
@@ -201,7 +202,7 @@ def _check_not_a_video(path: Path, container) -> None:
     name = container.format.name
     if name == "image2" or name.endswith("_pipe") or _is_avif(container):
         return
-    if (name == "gif" and holds_one_picture(path)) or (name == "apng" and not is_animated_png(path)):
+    if (name == "gif" and holds_one_picture(path)) or (name == "apng" and not png_holds_frames(path)):
         return
     raise InputError(f"{path} is a video ({container.format.long_name}), not an image, whatever its name: "
                      "give it a video suffix (.mp4, .mkv, ...) to colorize it as one")
@@ -276,7 +277,7 @@ def _file_header_facts(path: str, mtime_ns: int, size: int) -> _Header | None:
             # Its guard against decoding huge pictures: nothing is decoded here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                orientation = image.getexif().get(_EXIF_ORIENTATION)
+                orientation = _exif_of(image).get(_EXIF_ORIENTATION)
                 jpeg_in_tiff = image.format == "TIFF" and image.tag_v2.get(_TIFF_COMPRESSION) in _TIFF_JPEG
                 alpha_apart = image.format == "AVIF" and "A" in image.getbands()
                 size = image.size
@@ -292,6 +293,44 @@ def _file_header_facts(path: str, mtime_ns: int, size: int) -> _Header | None:
             return _Header((context.width, context.height), None) if context.width and context.height else None
     except (av.error.FFmpegError, IndexError):
         return None
+
+
+def _exif_of(image):
+    """The EXIF (a Pillow Exif) of an image Pillow opened from a file, nothing decoded.
+
+    A PNG may keep its eXIf chunk after its picture, where Pillow's getexif
+    finds it by decoding the whole picture: 0.3 s for a 12-megapixel PNG
+    with no EXIF at all, paid twice a photo (its header, its metadata). The
+    chunk is found by walking the chunks' headers instead.
+    """
+    from PIL import Image
+
+    if image.format == "PNG" and "exif" not in image.info:
+        after = _png_exif_after_picture(image.filename)
+        if after is not None:
+            image.info["exif"] = b"Exif\0\0" + after  # as Pillow keeps one found before the picture
+        return Image.Image.getexif(image)  # not PngImageFile's, which decodes the picture to look
+    return image.getexif()
+
+
+def _png_exif_after_picture(path) -> bytes | None:
+    """The body of a PNG file's eXIf chunk, read from its chunks' headers
+    (the picture's data skipped, not read); None where it has none."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return None
+            while len(head := f.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"eXIf":
+                    body = f.read(length)
+                    return body if len(body) == length else None
+                if kind == b"IEND":
+                    return None
+                f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
+    except OSError:
+        pass
+    return None
 
 
 def read_image(path) -> np.ndarray:
@@ -344,8 +383,7 @@ def _carried_metadata(path: Path) -> tuple[bytes | None, bytes | None]:
             warnings.simplefilter("ignore")  # Pillow's own about odd tags and huge pictures
             with Image.open(path) as image:
                 icc = image.info.get("icc_profile") or None
-                # A PNG's EXIF after its picture would be found by decoding it all (Pillow's getexif).
-                exif = Image.Exif() if image.format == "PNG" and "exif" not in image.info else image.getexif()
+                exif = _exif_of(image)
                 for tag in _STORAGE_TAGS & set(exif):
                     del exif[tag]
                 if _EXIF_ORIENTATION in exif:
@@ -370,21 +408,42 @@ def _photo(frame) -> Photo:
     return Photo(np.ascontiguousarray(pixels[..., :3]), None if (alpha == opaque).all() else alpha.copy(), bits)
 
 
+def photo_facts(path) -> dict:
+    """What colorizing an image file keeps, as values (`framecolor info
+    --json`): its size as shown, whether it is stored turned (EXIF), its
+    bits a channel and whether it has transparency. Keys as a video's
+    (`path`, `width`, `height`)."""
+    return _photo_facts(Path(path))[0]
+
+
 def describe_photo(path) -> list[tuple[str, str]]:
-    """(label, value) rows for `framecolor info` of an image file: what
-    colorizing it keeps (its size as shown, depth and transparency)."""
-    path = Path(path)
+    """(label, value) rows for `framecolor info` of an image file: photo_facts
+    for people, with the pixel format it is decoded in."""
+    facts, pix_fmt = _photo_facts(Path(path))
+    turned = " (stored turned; shown upright)" if facts["stored_turned"] else ""
+    return [
+        ("file", facts["path"]),
+        ("size", f"{facts['width']} x {facts['height']}{turned}"),
+        ("type", f"{facts['type']} ({pix_fmt})"),
+        ("depth", f"{facts['bits']} bits a channel"),
+        ("transparency", "yes" if facts["transparency"] else "none"),
+    ]
+
+
+def _photo_facts(path: Path) -> tuple[dict, str]:
+    """(photo_facts, the decoded picture's pixel format), from one decoding."""
     frame = _decode_image(path)
     photo = _photo(frame)
     height, width = photo.rgb.shape[:2]
-    turned = (width, height) != (frame.width, frame.height)
-    return [
-        ("file", str(path)),
-        ("size", f"{width} x {height}" + (" (stored turned; shown upright)" if turned else "")),
-        ("type", f"{path.suffix.lower().lstrip('.')} ({frame.format.name})"),
-        ("depth", f"{photo.bits} bits a channel"),
-        ("transparency", "yes" if photo.alpha is not None else "none"),
-    ]
+    return {
+        "path": str(path),
+        "width": width,
+        "height": height,
+        "stored_turned": (width, height) != (frame.width, frame.height),
+        "type": path.suffix.lower().lstrip("."),
+        "bits": photo.bits,
+        "transparency": photo.alpha is not None,
+    }, frame.format.name
 
 
 # Each image type's encoder and, per (16 bits a channel, alpha), the pixel
@@ -481,6 +540,8 @@ def _carry_metadata(path: Path, codec: str, photo: Photo) -> None:
     splice = _METADATA_SPLICES.get(codec)
     if splice is None or (photo.exif is None and icc is None):
         return
+    if codec == "libwebp":  # its VP8X chunk states the canvas
+        splice = functools.partial(splice, width=photo.rgb.shape[1], height=photo.rgb.shape[0])
     data = path.read_bytes()
     try:
         with warnings.catch_warnings():
@@ -513,7 +574,7 @@ def _jpeg_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> b
 
 def _png_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
     """iCCP and eXIf chunks right after the PNG's IHDR (both must come before its picture)."""
-    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
         raise ValueError("not a PNG")
 
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -525,9 +586,12 @@ def _png_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> by
     return data[:end] + chunks + data[end:]
 
 
-def _webp_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+def _webp_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None, width: int, height: int) -> bytes:
     """ICCP and EXIF chunks in the WebP's extended form (VP8X, which a simple
-    WebP becomes; its flags say which chunks follow), in the order the format sets."""
+    WebP becomes; its flags say which chunks follow, and it states the
+    canvas, `width` x `height`), in the order the format sets. The WebP is
+    write_photo's: lossy, with a VP8X chunk of its own only where it has
+    transparency (an ALPH chunk)."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         raise ValueError("not a WebP")
     chunks, at = [], 12
@@ -535,20 +599,9 @@ def _webp_with_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> b
         kind, length = data[at:at + 4], struct.unpack("<I", data[at + 4:at + 8])[0]
         chunks.append((kind, data[at + 8:at + 8 + length]))
         at += 8 + length + length % 2
-    if chunks[0][0] == b"VP8X":
-        flags, canvas = chunks[0][1][0], chunks.pop(0)[1][4:10]
-    elif chunks[0][0] in (b"VP8 ", b"VP8L"):
-        kind, body = chunks[0]
-        if kind == b"VP8 ":  # a key frame's 14-bit width and height, after its start code
-            width, height = (v & 0x3FFF for v in struct.unpack("<HH", body[6:10]))
-            flags = 0
-        else:  # 14 bits each less one, then whether it has transparency
-            bits = struct.unpack("<I", body[1:5])[0]
-            width, height, flags = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 0x10 * ((bits >> 28) & 1)
-        canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-    else:
-        raise ValueError("an unknown WebP layout")
+    flags = chunks.pop(0)[1][0] if chunks[0][0] == b"VP8X" else 0
     flags |= (0x20 if icc is not None else 0) | (0x08 if exif is not None else 0)
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     chunks = ([(b"VP8X", bytes([flags, 0, 0, 0]) + canvas)] + ([(b"ICCP", icc)] if icc is not None else [])
               + chunks + ([(b"EXIF", exif)] if exif is not None else []))
     body = b"WEBP" + b"".join(kind + struct.pack("<I", len(c)) + c + b"\0" * (len(c) % 2) for kind, c in chunks)

@@ -53,6 +53,7 @@ from framecolor.video.files import (
     _move_into_place,
     _temp_path,
     _write_errors,
+    check_container_name,
     check_output_path,
     unknown_container,
 )
@@ -200,6 +201,7 @@ class VideoWriter:
         # (HLG, PQ), and untagged it showed as SDR BT.709, dim and washed out.
         self._primaries = None if color_primaries in _UNSTATED_COLOR else int(color_primaries)
         self._transfer = None if color_trc in _UNSTATED_COLOR else int(color_trc)
+        check_container_name(self.path)  # a .mpd is a stream's manifest: said as such, not as a codec it cannot hold
         check_output_path(self.path, [*inputs, copy_streams_from], overwrite)
         self._overwrite = overwrite
         self.width, self.height = int(width), int(height)
