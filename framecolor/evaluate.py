@@ -75,22 +75,14 @@ def _luma_error_counts(output_path, gray_path) -> np.ndarray:
 
     A histogram, not the errors themselves: every error kept cost 3.5 MB a
     720p frame, so a long clip's scoring ran out of memory, while the
-    histogram is never longer than the planes' code range (256: eval reads
-    8-bit luma), whatever the clip's length, and still gives the mean
-    and the percentile exactly (_luma_error_figures).
+    histogram is the planes' code range long (256: "luma" reads are 8-bit),
+    whatever the clip's length, and still gives the mean and the
+    percentile exactly (_luma_error_figures).
     """
-    counts = np.zeros(0, np.int64)
+    counts = np.zeros(256, np.int64)
     for out, gray in zip(video.read_frames(output_path, format="luma"), video.read_frames(gray_path, format="luma")):
-        frame = np.bincount(_plane_error(out.image, gray.image))
-        if len(frame) > len(counts):  # a larger error than any before (at most the code range)
-            counts = np.pad(counts, (0, len(frame) - len(counts)))
-        counts[:len(frame)] += frame
+        counts += np.bincount(_plane_error(out.image, gray.image), minlength=256)
     return counts
-
-
-def _sorted_value(cumulative: np.ndarray, position: int) -> int:
-    """The error at `position` (from 0) of all the errors sorted, from the histogram's running sums."""
-    return int(np.searchsorted(cumulative, position, side="right"))
 
 
 def _luma_error_figures(counts: np.ndarray) -> dict:
@@ -103,8 +95,8 @@ def _luma_error_figures(counts: np.ndarray) -> dict:
     rank = (total - 1) * (99.9 / 100)  # numpy's "virtual index" of the linear method
     below = math.floor(rank)
     fraction = rank - below
-    cumulative = np.cumsum(counts)
-    low, high = (_sorted_value(cumulative, k) for k in (below, min(below + 1, total - 1)))
+    # The errors at those places (from 0) of all the errors sorted, from the histogram's running sums.
+    low, high = np.searchsorted(np.cumsum(counts), [below, min(below + 1, total - 1)], side="right")
     step = high - low
     # numpy's _lerp, which interpolates from the nearer end so that a fraction of 1 gives `high` exactly.
     p999 = low + step * fraction if fraction < 0.5 else high - step * (1 - fraction)

@@ -121,7 +121,7 @@ def train(
     config = replace(_start_options(out, resume, training.TrainConfig),
                      **{k: v for k, v in options.items() if v is not None})
     _check_rate_floor(config, lr_given=lr is not None, min_lr_given=min_lr is not None, resume=resume,
-                      default=training.TrainConfig())
+                      fine_tuning=init is not None)
 
     from framecolor import modelfile
 
@@ -152,14 +152,15 @@ def train(
     typer.echo(f"{result.model_path} ({best})", err=True)
 
 
-def _check_rate_floor(config, *, lr_given: bool, min_lr_given: bool, resume: bool, default) -> None:
+def _check_rate_floor(config, *, lr_given: bool, min_lr_given: bool, resume: bool, fine_tuning: bool) -> None:
     """A --min-lr above the rate the run will use, which plateaus would then
     never lower: refused against that rate whatever set it (--lr, fine-tuning's
     gentler default, the default), where only a --lr given beside it was
     compared. Only a --min-lr given here: the default floor, or a resumed
     run's own (which a resume cannot change), lets a lower --lr be, only
     never lowered; refused, a resume at a lower rate (after a loss that was
-    not finite) had no way on."""
+    not finite) had no way on. `fine_tuning`: --init is given, so that a
+    new run's rate, no --lr given, is fine-tuning's default."""
     if not min_lr_given or (resume and not lr_given) or config.min_lr <= config.lr:
         return
     from framecolor.errors import TrainingError
@@ -167,7 +168,7 @@ def _check_rate_floor(config, *, lr_given: bool, min_lr_given: bool, resume: boo
     if lr_given:
         rate = f"--lr {config.lr:g}"
     else:
-        which = "fine-tuning's default" if config.lr != default.lr else "the default"
+        which = "fine-tuning's default" if fine_tuning else "the default"
         rate = f"the learning rate {config.lr:g} ({which}; --lr sets another)"
     raise TrainingError(f"--min-lr {config.min_lr:g} is above {rate}: plateaus lower the rate down to --min-lr")
 

@@ -248,10 +248,9 @@ class CopiedStreams:
         self._excerpt_duration = excerpt_duration
         self._excerpt_chapters = []  # set once seek() knows where the part starts
         self._video_out = video_stream
-        self._picture = None  # the source's video stream, the one colored (None: a sound file)
-        # (its frame rate, its first time in s) for moving a timecode: kept as
-        # values, since the stream dies with its container, which is closed
-        # at once where nothing is copied from it.
+        # The colored video stream's (frame rate, first time in s) for moving a
+        # timecode (None: a sound file): kept as values, since the stream dies
+        # with its container, which is closed at once where nothing is copied from it.
         self._picture_timing = None
         self._subtitle_source = None  # an excerpt's subtitles, read apart from the rest (seek())
         self._held_lines = {}  # source stream index -> lines held for mov_text until the next clears them
@@ -270,15 +269,16 @@ class CopiedStreams:
             self._excerpt_chapters = chapters
         elif chapters:
             self._out.set_chapters(chapters)
+        picture = None  # the source's video stream, the one colored (None: a sound file)
         if any(not _is_attached_picture(s) for s in self._source.streams.video):
             # A video's tags (a timecode, a language); a sound file alone has none.
-            self._picture = _video_stream(self._source, source)
-            video_stream.metadata.update(_user_tags(self._picture.metadata))
-            start = self._picture.start_time
-            self._picture_timing = (_frame_rate(self._picture), start * self._picture.time_base if start else 0)
+            picture = _video_stream(self._source, source)
+            video_stream.metadata.update(_user_tags(picture.metadata))
+            start = picture.start_time
+            self._picture_timing = (_frame_rate(picture), start * picture.time_base if start else 0)
         self._add_attachments(source)
         self._add_covers(source)
-        self._warn_of_dropped_streams(source)
+        self._warn_of_dropped_streams(source, picture)
         for stream in [*self._source.streams.audio, *self._source.streams.subtitles]:
             codec = _codec_name(stream)
             names = {codec, stream.codec_context.name if stream.codec_context is not None else codec}
@@ -300,9 +300,6 @@ class CopiedStreams:
         if self._copy or self._reencode:
             self._packets = _timed(self._source.demux(*self._copied_sources()))
         else:
-            # A stream of a closed container must not be read again: doing so
-            # crashed the process (an excerpt of a clip without sound).
-            self._picture = None
             self._source.close()
             self._source = None
 
@@ -324,17 +321,17 @@ class CopiedStreams:
                 warnings.warn(f"skipping the cover picture ({codec}) of {source}: a {self._path.suffix} file "
                               "cannot hold it (.mp4 and .mkv can)", VideoWarning, stacklevel=5)
 
-    def _warn_of_dropped_streams(self, source: Path) -> None:
+    def _warn_of_dropped_streams(self, source: Path, picture) -> None:
         """Say which of the source's streams no output carries: a video
-        stream beside the one colored (another angle) and data streams (GPS,
-        broadcast cues). A MOV's timecode track is not dropped: the video's
-        timecode tag is kept, from which the muxer writes it anew."""
+        stream beside `picture`, the one colored (another angle), and data
+        streams (GPS, broadcast cues). A MOV's timecode track is not dropped:
+        the video's timecode tag is kept, from which the muxer writes it anew."""
         for stream in self._source.streams:
-            if stream.type == "video" and not _is_attached_picture(stream) and stream is not self._picture:
+            if stream.type == "video" and not _is_attached_picture(stream) and stream is not picture:
                 title = _track_title(stream.metadata)
                 warnings.warn(f"skipping video stream #{stream.index} ({_codec_name(stream)}"
                               f"{f', {title!r}' if title else ''}) of {source}: only the picture of stream "
-                              f"#{self._picture.index} is colored and written", VideoWarning, stacklevel=5)
+                              f"#{picture.index} is colored and written", VideoWarning, stacklevel=5)
             elif stream.type == "data" and not _is_timecode_track(stream):
                 warnings.warn(f"skipping data stream #{stream.index} ({_data_kind(stream)}) of {source}: "
                               "only audio, subtitles and the timecode are copied", VideoWarning, stacklevel=5)
