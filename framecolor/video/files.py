@@ -66,21 +66,30 @@ def png_holds_frames(path) -> bool:
 
 @functools.lru_cache(maxsize=1 << 17)  # as _file_header_facts: a film's frames
 def _png_is_animated(path: str, mtime_ns: int, size: int) -> bool:
+    control = png_chunk(path, b"acTL", before=b"IDAT")  # an APNG says so before its first picture
+    return control is not None and len(control) >= 4 and struct.unpack(">I", control[:4])[0] > 1
+
+
+def png_chunk(path, kind: bytes, *, before: bytes = b"IEND") -> bytes | None:
+    """The body of the first chunk `kind` of the PNG file at `path` that comes
+    before the chunk `before`, found from the chunks' headers alone (the
+    picture's data skipped, not read); None where there is none, or the file
+    is no PNG or cannot be read."""
     try:
         with open(path, "rb") as f:
             if f.read(8) != PNG_SIGNATURE:
-                return False
+                return None
             while len(head := f.read(8)) == 8:
-                length, kind = struct.unpack(">I4s", head)
-                if kind == b"acTL":
-                    frames = f.read(4)
-                    return len(frames) == 4 and struct.unpack(">I", frames)[0] > 1
-                if kind == b"IDAT":  # an APNG says so before its first picture
-                    return False
+                length, found = struct.unpack(">I4s", head)
+                if found == kind:
+                    body = f.read(length)
+                    return body if len(body) == length else None
+                if found == before:
+                    return None
                 f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
     except OSError:
         pass
-    return False
+    return None
 
 
 def is_still_gif(path) -> bool:

@@ -28,6 +28,7 @@ from framecolor.video.files import (
     check_output_path,
     holds_one_picture,
     is_animated_png,
+    png_chunk,
     png_holds_frames,
     is_still_gif,
 )
@@ -306,31 +307,11 @@ def _exif_of(image):
     from PIL import Image
 
     if image.format == "PNG" and "exif" not in image.info:
-        after = _png_exif_after_picture(image.filename)
+        after = png_chunk(image.filename, b"eXIf")
         if after is not None:
             image.info["exif"] = b"Exif\0\0" + after  # as Pillow keeps one found before the picture
         return Image.Image.getexif(image)  # not PngImageFile's, which decodes the picture to look
     return image.getexif()
-
-
-def _png_exif_after_picture(path) -> bytes | None:
-    """The body of a PNG file's eXIf chunk, read from its chunks' headers
-    (the picture's data skipped, not read); None where it has none."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(8) != PNG_SIGNATURE:
-                return None
-            while len(head := f.read(8)) == 8:
-                length, kind = struct.unpack(">I4s", head)
-                if kind == b"eXIf":
-                    body = f.read(length)
-                    return body if len(body) == length else None
-                if kind == b"IEND":
-                    return None
-                f.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
-    except OSError:
-        pass
-    return None
 
 
 def read_image(path) -> np.ndarray:
