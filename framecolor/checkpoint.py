@@ -91,6 +91,40 @@ def _says_disk_full(text: str) -> bool:
     return any(words in text for words in _DISK_FULL_WORDS)
 
 
+class _UnreadReadErrors(logging.Filter):
+    """asyncio's "Task exception was never retrieved" for the other reads of a
+    checkpoint whose restore failed: orbax reads its arrays together, says the
+    first error, and leaves the rest (pages of TensorStore spec each) to be
+    logged when collected; the failure is said once, by restore_newest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Task exception was never retrieved") and "tensorstore_spec" in text)
+
+
+def _drop_late_read_callbacks(unraisable, previous) -> None:
+    """sys.unraisablehook once a restore has failed: a TensorStore read that
+    ends after orbax closed its event loop tells that loop from its own
+    thread, which raises "Event loop is closed" where nothing can catch it
+    (a traceback on stderr, at random). Anything else goes to `previous`."""
+    exc = unraisable.exc_value
+    if not (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed" and unraisable.object is None):
+        previous(unraisable)
+
+
+def _quiet_failed_restore() -> None:
+    """Quiet what a failed restore leaves behind it (_UnreadReadErrors,
+    _drop_late_read_callbacks), for the rest of the process: it comes late."""
+    import functools
+    import sys
+
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnreadReadErrors) for f in logger.filters):
+        logger.addFilter(_UnreadReadErrors())
+    if getattr(sys.unraisablehook, "func", None) is not _drop_late_read_callbacks:
+        sys.unraisablehook = functools.partial(_drop_late_read_callbacks, previous=sys.unraisablehook)
+
+
 def _quiet_orbax() -> None:
     logger = logging.getLogger("absl")  # orbax logs through absl, whose records go to this logger
     for kind in (_SavedWithoutMetrics, _DiskFullTold):
@@ -178,6 +212,7 @@ class Checkpoints:
             try:
                 out = self._restore_packed(step, like)
             except _DAMAGED as exc:
+                _quiet_failed_restore()
                 damaged.append((step, exc))
                 continue
             placed = self._placed(out, like, sharding)  # first: one that does not fit moves nothing aside

@@ -1440,3 +1440,27 @@ def test_resume_into_a_state_the_checkpoints_do_not_fit_moves_nothing_aside(tmp_
     with _checkpoints_with_a_damaged(directory, [3]) as ckpts, pytest.raises(CheckpointMismatch):
         ckpts.restore_newest({"w": np.zeros(5, np.float32)}, NamedSharding(train.make_mesh(), P()))
     assert sorted(p.name for p in directory.iterdir()) == ["1", "2", "3"]
+
+
+def test_a_failed_restores_late_noise_is_dropped_and_nothing_else():
+    # A damaged checkpoint's other reads ended after orbax had closed its loop:
+    # "Event loop is closed" and "Task exception was never retrieved" tracebacks,
+    # on stderr at random, after the one warning that says what happened.
+    import logging
+    from types import SimpleNamespace
+
+    from framecolor import checkpoint
+
+    passed = []
+    late = SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None)
+    other = SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=object())
+    for unraisable in (late, other, SimpleNamespace(exc_value=ValueError("x"), object=None)):
+        checkpoint._drop_late_read_callbacks(unraisable, passed.append)
+    assert passed == [other, passed[1]] and isinstance(passed[1].exc_value, ValueError)
+
+    def record(text):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, text, None, None)
+
+    quiet = checkpoint._UnreadReadErrors()
+    assert not quiet.filter(record("Task exception was never retrieved\nfuture: <Task ... tensorstore_spec='{}'>"))
+    assert quiet.filter(record("Task exception was never retrieved\nfuture: <Task ... ValueError('mine')>"))
