@@ -229,19 +229,7 @@ def _check_ranges(config: TrainConfig) -> None:
 
 def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: dict | None, run_dir: Path):
     """(frameset, train indices, validation indices), checked against the batch size."""
-    frameset = dataset.load_frames(
-        inputs,
-        size=config.size,
-        frames_per_video=config.frames_per_video,
-        every=config.every,
-        dedup_threshold=config.dedup_threshold,
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-    if saved is not None and saved.get("data_key") != frameset.key:  # the same inputs (_check_resume_inputs)
-        raise TrainingError(f"the inputs have changed since the run in {run_dir} began (a file edited, replaced "
-                            "or added to a folder): resume with them as they were, or start a new run")
-    train_idx, val_idx = dataset.split(frameset, config.val_fraction)
+    # Before the frames are decoded (minutes for a film): it needs none of them.
     n_dev = jax.device_count()
     if config.batch_size % n_dev and saved is not None:
         # The batch size is the run's own (another would change its math): the devices must change instead.
@@ -255,6 +243,19 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
             f"batch size {config.batch_size} must be a multiple of the {n_dev} devices; "
             f"use --batch-size {max(n_dev, config.batch_size // n_dev * n_dev)}"
         )
+    frameset = dataset.load_frames(
+        inputs,
+        size=config.size,
+        frames_per_video=config.frames_per_video,
+        every=config.every,
+        dedup_threshold=config.dedup_threshold,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    if saved is not None and saved.get("data_key") != frameset.key:  # the same inputs (_check_resume_inputs)
+        raise TrainingError(f"the inputs have changed since the run in {run_dir} began (a file edited, replaced "
+                            "or added to a folder): resume with them as they were, or start a new run")
+    train_idx, val_idx = dataset.split(frameset, config.val_fraction)
     if len(train_idx) < config.batch_size:
         # Only what would add frames: --every takes the place of
         # --frames-per-video, and photos give one frame each whatever either says.
