@@ -263,7 +263,7 @@ def _colorize_jobs(colorizer: Colorizer, jobs: Sequence[Job], *, overwrite: bool
         while index < len(jobs):
             job = jobs[index]
             sequence = _sequence_run(jobs, index, skip_existing) if colorizer.config.smoothing else []
-            if skip_existing and job.output.exists():
+            if skip_existing and os.path.lexists(job.output):  # a link to nothing exists too, as check_output_path says
                 settle(0)
                 record(Result(str(job.source), str(job.output), "skipped"))
             elif len(sequence) > 1:
@@ -305,7 +305,7 @@ def _sequence_run(jobs: Sequence[Job], start: int, skip_existing: bool) -> list[
         return []
     run, size = [], None
     for job in jobs[start:]:
-        if video.sequence_key(job.source) != key or (skip_existing and job.output.exists()):
+        if video.sequence_key(job.source) != key or (skip_existing and os.path.lexists(job.output)):
             break
         job_size = video.stored_size(job.source)
         if job_size is None or (size is not None and job_size != size):

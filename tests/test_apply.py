@@ -1280,6 +1280,10 @@ def test_cli_batch_goes_on_after_a_failure(model_path, clip, vfr_clip, text_mp4,
     # Again with --skip-existing: the done file is left alone.
     result = _run_cli(*args, "--skip-existing")
     assert "0 done, 1 skipped, 1 failed" in result.output
+    # A link to nothing at the output exists to check_output_path: skipped, not refused as existing.
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    result = _run_cli(clip, tmp_path / "gone.mp4", "--skip-existing", "--model", model_path, "--quiet")
+    assert result.exit_code == 0 and result.output == f"skipped: {tmp_path / 'gone.mp4'} exists\n", result.output
     # An output folder nothing can be written in fails the batch at once, in one line, not file by file.
     result = _run_cli(clip, vfr_clip, "--out-dir", "/proc/colored", "--model", model_path, "--quiet")
     assert result.exit_code == 1 and result.output == "error: cannot write /proc/colored: No such file or directory\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import warnings
@@ -140,7 +141,7 @@ def apply(
         output=None if batch else jobs[0].output)  # the encoder its type gets: crf 60 is VP9's in a .webm
     if not batch:  # one file: its error is the command's error
         job = jobs[0]
-        if skip_existing and job.output.exists():
+        if skip_existing and os.path.lexists(job.output):  # a link to nothing exists too, as check_output_path says
             typer.echo(f"skipped: {job.output} exists", err=True)
             return
         # Refuse a bad output before loading (and compiling) anything.
