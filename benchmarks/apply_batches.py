@@ -215,6 +215,7 @@ def main(argv=None) -> None:
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
         if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
             Path(args.out).write_text(json.dumps(results, indent=1))
 
     colorizers = {b: apply.Colorizer(loaded, apply.ApplyConfig(batch_size=b, preset=args.preset))

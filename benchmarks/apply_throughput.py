@@ -510,6 +510,7 @@ def main(argv=None) -> None:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
         Path(args.out).write_text(text + "\n")
 
 

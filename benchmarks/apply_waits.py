@@ -121,6 +121,7 @@ def main(argv=None) -> None:
         fps = [r["fps"] for r in results["runs"] if r["variant"] == name]
         print(f"{args.height}p {args.preset} {name}: " + " / ".join(f"{f:.1f}" for f in fps))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
         Path(args.out).write_text(json.dumps(results, indent=1))
 
 

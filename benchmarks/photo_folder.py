@@ -104,6 +104,7 @@ def main() -> None:
         print(f"{name}: cold {kinds['cold'][0]:.1f} s, warm "
               + " / ".join(f"{s:.1f}" for s in kinds["warm"]) + " s")
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

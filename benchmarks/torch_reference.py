@@ -359,6 +359,7 @@ def _emit(result: dict, path: Path | None) -> None:
     text = json.dumps(result, indent=2)
     print(text)
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
         path.write_text(text + "\n")
 
 

@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the run
         args.json.write_text(text + "\n")
     return 0
 
