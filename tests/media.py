@@ -470,16 +470,18 @@ def noisy_stills(frames: int, width: int = 64, height: int = 48, seed: int = 0):
         yield np.clip(still + rng.normal(0, 3, still.shape[:2])[..., None], 0, 255).astype(np.uint8)
 
 
-def write_pictures(path, pictures, codec: str = "ffv1", options: dict | None = None, rate: int = 25) -> Path:
-    """RGB pictures (H, W, 3) uint8 as a yuv420p video, frame i at pts i."""
+def write_pictures(path, pictures, codec: str = "ffv1", options: dict | None = None, rate: int = 25, *,
+                   array_format: str = "rgb24", pix_fmt: str = "yuv420p") -> Path:
+    """Pictures (arrays of PyAV's `array_format`: RGB (H, W, 3) uint8 by
+    default) as a `pix_fmt` video, frame i at pts i; the range is not flagged."""
     pictures = iter(pictures)
     first = next(pictures)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], pix_fmt
         stream.options = options or {}
         for i, picture in enumerate(itertools.chain([first], pictures)):
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(picture, format=array_format).reformat(format=pix_fmt)
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)

@@ -1045,19 +1045,8 @@ def test_full_range_is_re_coded_limited_where_the_file_cannot_say_it_is_full(tmp
 def _unflagged_video(path, codec: str, pix_fmt: str, gray: np.ndarray) -> Path:
     """Two frames of the picture `gray` (h, w; uint8, or uint16 for 16 bits) in
     `pix_fmt`, the video's range not flagged, as FFV1, raw video and GIF leave it."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.height, stream.width = gray.shape
-        stream.pix_fmt = pix_fmt
-        for pts in range(2):
-            frame = av.VideoFrame.from_ndarray(gray, format="gray16le" if gray.dtype == np.uint16 else "gray")
-            frame = frame.reformat(format=pix_fmt)
-            frame.pts = pts
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return Path(path)
+    return media.write_pictures(path, [gray, gray], codec, pix_fmt=pix_fmt,
+                                array_format="gray16le" if gray.dtype == np.uint16 else "gray")
 
 
 def test_gray_and_rgb_video_with_no_range_flag_is_full_range_and_keeps_every_code(tmp_path):
