@@ -56,12 +56,19 @@ def png_holds_frames(path) -> bool:
     name (an APNG saved as .jpg is a video all the same). Read from its acTL
     chunk, which comes before the picture, once while the file stays as it is
     (a job asks it of its source several times)."""
+    state = _file_state(path)
+    return state is not None and _png_is_animated(*state)
+
+
+def _file_state(path) -> tuple[str, int, int] | None:
+    """(path, modification time, size) of the regular file at `path`: the key
+    its facts are cached under while it stays as it is. None where there is
+    none, or it is no regular file (opening a pipe would wait for a writer)."""
     try:
         stat = os.stat(path)
     except OSError:
-        return False
-    # Not a pipe, whose opening would wait for a writer.
-    return S_ISREG(stat.st_mode) and _png_is_animated(str(path), stat.st_mtime_ns, stat.st_size)
+        return None
+    return (str(path), stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None
 
 
 @functools.lru_cache(maxsize=1 << 17)  # as _file_header_facts: a film's frames
@@ -105,13 +112,8 @@ def holds_one_picture(path) -> bool:
     packets (one a picture in a GIF), none of them decoded. Asked of a GIF's
     name several times a job (its kind, its output's name): opened once while
     the file stays as it is."""
-    if not Path(path).is_file():  # opening a pipe would wait for a writer
-        return False
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return False
-    return _holds_one_picture(str(path), stat.st_mtime_ns, stat.st_size)
+    state = _file_state(path)
+    return state is not None and _holds_one_picture(*state)
 
 
 @functools.lru_cache(maxsize=1024)
