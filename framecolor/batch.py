@@ -154,12 +154,19 @@ def _is_still(path: Path) -> bool:
     return video.is_image_path(path) and not path.is_dir()
 
 
+def _stills_named(jobs: Sequence[Job]) -> str | None:
+    """Where every input is a still image, how an error names them (the one,
+    or "every input"); else None."""
+    if not all(_is_still(job.source) for job in jobs):
+        return None
+    return str(jobs[0].source) if len(jobs) == 1 else "every input"
+
+
 def check_video_options(jobs: Sequence[Job], options: Sequence[str], purpose: str) -> None:
     """InputError where `options` (flags that only videos take, those given)
     are given and every input is a still image: dropped without a word, they
     would seem to have been used. Among videos they are the videos'."""
-    if options and all(_is_still(job.source) for job in jobs):
-        still = jobs[0].source if len(jobs) == 1 else "every input"
+    if options and (still := _stills_named(jobs)) is not None:
         raise InputError(f"{purpose}; {still} is a still image")
 
 
@@ -168,9 +175,8 @@ def check_smoothing_options(jobs: Sequence[Job], options: Sequence[str]) -> None
     are given and every input is a still image, none of them frames of a
     numbered sequence (whose color is smoothed over them as a video's):
     dropped without a word, they would seem to have been used."""
-    if options and all(_is_still(job.source) for job in jobs) \
+    if options and (still := _stills_named(jobs)) is not None \
             and not any(len(_sequence_run(jobs, index, False)) > 1 for index in range(len(jobs))):
-        still = jobs[0].source if len(jobs) == 1 else "every input"
         raise InputError(f"{' and '.join(options)} set{'s' if len(options) == 1 else ''} how color is smoothed "
                          f"over a video's frames (or numbered photos'); {still} is a still image")
 
