@@ -231,14 +231,14 @@ def _load_data(inputs, config: TrainConfig, cache_dir, progress: bool, saved: di
     """(frameset, train indices, validation indices), checked against the batch size."""
     # Before the frames are decoded (minutes for a film): it needs none of them.
     n_dev = jax.device_count()
-    if config.batch_size % n_dev and saved is not None:
-        # The batch size is the run's own (another would change its math): the devices must change instead.
-        raise TrainingError(
-            f"this run's batch size {config.batch_size} needs a device count that divides it, and {n_dev} devices "
-            "are visible: resume with fewer (CUDA_VISIBLE_DEVICES, or XLA_FLAGS=--xla_force_host_platform_device_count "
-            "on a CPU), or start a new --out"
-        )
     if config.batch_size % n_dev:
+        if saved is not None:
+            # The batch size is the run's own (another would change its math): the devices must change instead.
+            raise TrainingError(
+                f"this run's batch size {config.batch_size} needs a device count that divides it, and {n_dev} "
+                "devices are visible: resume with fewer (CUDA_VISIBLE_DEVICES, or "
+                "XLA_FLAGS=--xla_force_host_platform_device_count on a CPU), or start a new --out"
+            )
         raise TrainingError(
             f"batch size {config.batch_size} must be a multiple of the {n_dev} devices; "
             f"use --batch-size {max(n_dev, config.batch_size // n_dev * n_dev)}"
